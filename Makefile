@@ -1,0 +1,31 @@
+# Every target creates .venv and installs textcls into it with the pinned versions in
+# constraints.txt (torch 2.13.0 CPU on the project's machines), so a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXTRAS := test,plot,tune,bench
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/textcls train --output runs/demo --set output.overwrite=true
+	$(BIN)/textcls eval runs/demo data/ag_news_demo/test.csv
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --timeout 600
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

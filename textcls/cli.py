@@ -1,0 +1,132 @@
+"""The `textcls` command line: parse, load the config, call the library, map errors to exit codes.
+
+Exit codes: 0 ok, 2 user error (one paragraph, no traceback), 130 interrupted, 1 internal error.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+
+from textcls import __version__
+from textcls.errors import TextclsError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, evaluate and use text classifiers from a YAML config.")
+err = Console(stderr=True)
+out = Console()
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn TextclsError into a red paragraph + exit 2, and an interrupt into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from textcls.train.loop import Interrupted
+
+        try:
+            return fn(*args, **kwargs)
+        except TextclsError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except Interrupted as exc:
+            err.print(f"[yellow]{exc}[/]", highlight=False)
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.getLogger("textcls").setLevel(logging.INFO if sys.stderr.isatty() else logging.WARNING)
+
+
+SetOption = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
+
+
+@app.command()
+@handle_errors
+def train(
+    config: Optional[Path] = typer.Argument(None, help="YAML config; none = the demo config."),
+    overrides: Optional[list[str]] = SetOption,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (overrides output.dir)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in the output directory from last/."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train a tokenizer and classifier; writes a run directory."""
+    from textcls.config import load_config
+    from textcls.train.loop import train as run_training
+
+    _logging()
+    cfg = load_config(config, overrides or [])
+    result = run_training(cfg, output, resume=resume, quiet=quiet)
+    best = f", best {cfg.train.metric} {result.best_metric:.4f}" if result.best_metric is not None else ""
+    err.print(f"[green]done[/]: {result.steps} steps in {result.seconds:.1f}s "
+              f"({result.examples_per_second:,.0f} examples/s){best}; run directory {result.run_dir}",
+              highlight=False)
+
+
+@app.command("eval")
+@handle_errors
+def eval_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
+    data_file: str = typer.Argument(..., help="A labelled file in the run's data format."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the metrics as JSON to this file."),
+) -> None:
+    """Accuracy, F1, per-class metrics and the confusion matrix on a labelled file."""
+    from textcls.evaluation import evaluate_file, print_report
+    from textcls.rundir import load_run
+
+    _logging()
+    run = load_run(run_dir)
+    result = evaluate_file(run, data_file, str(report) if report else None)
+    print_report(result, out)
+
+
+@app.command()
+@handle_errors
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
+    input: str = typer.Argument(..., help="Text file (one document per line), CSV/TSV/JSONL, or - for stdin."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (default stdout; .tsv = TSV)."),
+    top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Also list the K most probable labels."),
+    output_format: Optional[str] = typer.Option(None, "--format", help="jsonl or tsv (default from --output)."),
+    input_format: Optional[str] = typer.Option(None, "--input-format", help="csv|tsv|jsonl|fasttext|txt."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+) -> None:
+    """Labels and probabilities for each input line or row, in input order."""
+    from textcls.errors import ConfigError
+    from textcls.predict import predict_file
+    from textcls.rundir import load_run
+
+    if output_format not in (None, "jsonl", "tsv"):
+        raise ConfigError(f"--format must be jsonl or tsv, got {output_format!r}")
+    if input_format not in (None, "csv", "tsv", "jsonl", "fasttext", "txt"):
+        raise ConfigError(f"--input-format must be one of csv, tsv, jsonl, fasttext, txt; got {input_format!r}")
+    _logging()
+    run = load_run(run_dir)
+    n = predict_file(run, input, output, top_k, output_format, input_format, batch_size)
+    if output not in (None, "-"):
+        err.print(f"wrote {n} predictions to {output}", highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print the textcls version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,490 @@
+"""YAML config -> typed dataclasses, strictly.
+
+Each YAML section has one dataclass whose field names are the user-facing keys. `load_config`
+reads a file with `yaml.safe_load`, applies dotted `--set` overrides, type-checks every value,
+runs the cross-field checks and raises a single `ConfigError` that lists every problem found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from textcls.errors import ConfigError
+
+# The demo config of a source checkout (`textcls train` with no CONFIG).
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+# Keys holding file paths: relative ones in a config file are resolved against the file's folder,
+# relative ones given with `--set` against the current directory.
+PATH_KEYS = ("data.train", "data.valid", "data.label_names", "tokenizer.path", "model.init_from",
+             "model.embeddings.pretrained")
+
+
+@dataclass
+class DataConfig:
+    train: Optional[str] = None
+    valid: Optional[str] = None
+    valid_fraction: Optional[float] = None
+    format: Optional[Literal["csv", "tsv", "jsonl", "fasttext", "txt"]] = None
+    header: Optional[bool] = None  # None: csv/tsv have a header unless columns are given as indexes
+    delimiter: Optional[str] = None
+    text_columns: list[Union[str, int]] = field(default_factory=lambda: ["text"])
+    label_column: Union[str, int] = "label"
+    label_names: Optional[str] = None  # file with one label name per line
+    label_index_base: int = 0  # with label_names: the label value that names line 1
+    task: Literal["single", "multilabel"] = "single"
+    label_delimiter: str = ","  # multilabel: separator inside a label column
+    max_length: int = 128
+    truncation: Literal["head", "tail", "head+tail"] = "head"
+    head_tokens: int = 128  # head+tail: tokens kept from the start; the rest come from the end
+    encoding: str = "utf-8"
+    on_bad_lines: Literal["error", "skip"] = "error"
+    cache_dir: Optional[str] = None  # tokenized Arrow cache; default ~/.cache/textcls or $TEXTCLS_CACHE
+
+
+@dataclass
+class TokenizerConfig:
+    type: Literal["wordpiece", "bpe", "unigram", "word", "char"] = "wordpiece"
+    vocab_size: int = 8000
+    min_frequency: int = 2
+    lowercase: bool = True
+    nfkc: bool = True
+    strip_accents: bool = False
+    path: Optional[str] = None  # load an existing tokenizer.json instead of training one
+
+
+@dataclass
+class SharingConfig:
+    strategy: Literal["none", "all", "sequence", "cycle"] = "none"
+    group_size: Optional[int] = None  # sequence: depth i runs unique layer i // group_size
+    num_unique: Optional[int] = None  # cycle: depth i runs unique layer i % num_unique
+    share: Literal["all", "attention", "ffn"] = "all"
+
+
+@dataclass
+class AdapterConfig:
+    enabled: bool = False
+    style: Literal["houlsby", "pfeiffer", "side"] = "houlsby"
+    size: Optional[int] = None
+    reduction_factor: Optional[float] = None
+    activation: Literal["gelu", "gelu_tanh", "relu", "silu", "tanh"] = "gelu"
+    init_scale: float = 1.0e-3
+    layers: Optional[list[int]] = None  # depths that get adapters; None = all
+    shared: bool = False
+    side_layers: int = 2  # side: transformer layers in the side network
+    side_depths: Optional[list[int]] = None  # side: depths whose hidden states feed it
+
+
+@dataclass
+class EmbeddingsConfig:
+    pretrained: Optional[str] = None  # GloVe-format word vectors
+    freeze: bool = False
+
+
+@dataclass
+class ModelConfig:
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    embedding_size: Optional[int] = None  # None = hidden_size; otherwise factorized
+    max_positions: int = 512
+    position: Literal["learned", "sinusoidal", "none"] = "learned"
+    scale_embeddings: bool = False
+    type_vocab_size: int = 2
+    activation: Literal["gelu", "gelu_tanh", "relu", "silu"] = "gelu"
+    norm: Literal["post", "pre"] = "post"
+    layer_norm_eps: float = 1.0e-12
+    dropout: float = 0.1
+    attention_dropout: Optional[float] = None  # None = dropout
+    classifier_dropout: Optional[float] = None  # None = dropout
+    causal: bool = False
+    sharing: SharingConfig = field(default_factory=SharingConfig)
+    pooling: Literal["cls", "cls_tanh", "mean", "max", "last"] = "cls"
+    pool_layers: int = 1
+    initializer_range: float = 0.02
+    init_from: Optional[str] = None  # a run directory whose encoder weights start training
+    embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
+    adapters: AdapterConfig = field(default_factory=AdapterConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 3
+    max_steps: Optional[int] = None
+    batch_size: int = 32
+    batch_tokens: Optional[int] = None  # token budget per batch instead of a fixed count
+    pad_to_multiple_of: Optional[int] = None
+    eval_batch_size: int = 128
+    grad_accum: int = 1
+    lr: float = 5.0e-4
+    schedule: Literal["constant", "linear", "polynomial", "cosine"] = "linear"
+    warmup: float = 0.1  # ratio of all steps when < 1, a step count when >= 1
+    warmup_lr: float = 0.0  # cosine: the rate warmup starts from
+    hold_steps: int = 0  # cosine: steps held at the base rate after warmup
+    min_lr: float = 0.0  # cosine: the floor
+    power: float = 1.0  # polynomial
+    end_lr: float = 0.0  # polynomial
+    weight_decay: float = 0.01
+    adapter_weight_decay: Optional[float] = None  # None = weight_decay
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1.0e-8
+    max_grad_norm: Optional[float] = 1.0
+    seed: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_threads: Optional[int] = None
+    eval_every: Optional[int] = None  # steps; None = only at epoch ends
+    eval_each_epoch: bool = True
+    metric: str = "accuracy"  # accuracy | macro_f1 | weighted_f1 | loss | micro_f1
+    patience: Optional[int] = None  # evaluations without improvement before stopping
+    save_total_limit: Optional[int] = None
+    class_weights: Optional[Union[str, list[float]]] = None  # "auto" or one weight per label
+    label_smoothing: float = 0.0
+    threshold: Union[float, list[float]] = 0.5  # multilabel decision threshold(s)
+    trainable: Literal["all", "adapters", "head"] = "all"
+    compile: bool = False
+    log_every: int = 50
+    checkpoint_every: Optional[int] = None  # steps between resumable `last/` saves; None = each eval
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs/default"
+    overwrite: bool = False
+    tensorboard: bool = False
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    tune: Optional[dict[str, Any]] = None  # search space for `textcls tune`
+    source: Optional[str] = field(default=None, metadata={"internal": True})
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "mapping"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
+    """Check `value` against the annotation `tp`; return the converted value or record a problem."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            problems.append(f"`{key}` must be a mapping of keys, got {value!r}")
+            return tp()
+        return _build(tp, value, key, problems)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            trial: list[str] = []
+            out = _convert(value, arg, key, trial)
+            if not trial:
+                return out
+        problems.append(f"`{key}` must be {_type_name(tp)}, got {value!r}")
+        return None
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices:
+            return value
+        hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        problems.append(f"`{key}` must be one of {_type_name(tp)}, got {value!r}{extra}")
+        return choices[0]
+    if origin is list:
+        if not isinstance(value, list):
+            value = [value]  # a single value where a list is expected is a list of one
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"`{key}` must be a mapping, got {value!r}")
+            return None
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    problems.append(f"`{key}` must be {_type_name(tp)}, got {value!r}")
+    return None
+
+
+def _build(cls: type, raw: dict, prefix: str, problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            hint = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            where = f"section `{prefix}`" if prefix else "the top level"
+            extra = f"; did you mean `{(prefix + '.') if prefix else ''}{hint[0]}`?" if hint else ""
+            problems.append(
+                f"unknown key `{dotted}` in {where}{extra} (valid keys: {', '.join(fields)})"
+            )
+            continue
+        kwargs[key] = _convert(value, hints[key], dotted, problems)
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `key.sub=value` assignment to the raw YAML mapping; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise ConfigError(
+            f"override {assignment!r} is not of the form key=value; write for example "
+            "`--set train.lr=3e-4`"
+        )
+    dotted, text = assignment.split("=", 1)
+    dotted = dotted.strip()
+    if not dotted or any(not p for p in dotted.split(".")):
+        raise ConfigError(f"override {assignment!r} names no key; write for example `--set train.lr=3e-4`")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _validate(cfg: Config, problems: list[str]) -> None:
+    m, t, d = cfg.model, cfg.train, cfg.data
+    positive = {
+        "model.hidden_size": m.hidden_size, "model.num_layers": m.num_layers,
+        "model.num_heads": m.num_heads, "model.intermediate_size": m.intermediate_size,
+        "model.max_positions": m.max_positions, "model.pool_layers": m.pool_layers,
+        "data.max_length": d.max_length, "train.batch_size": t.batch_size,
+        "train.grad_accum": t.grad_accum, "train.eval_batch_size": t.eval_batch_size,
+        "tokenizer.vocab_size": cfg.tokenizer.vocab_size, "train.log_every": t.log_every,
+    }
+    for key, value in positive.items():
+        if isinstance(value, int) and value < 1:
+            problems.append(f"`{key}` must be at least 1, got {value}")
+    for key, value in {"model.embedding_size": m.embedding_size, "train.max_steps": t.max_steps,
+                       "train.batch_tokens": t.batch_tokens, "train.eval_every": t.eval_every,
+                       "train.patience": t.patience, "train.save_total_limit": t.save_total_limit,
+                       "train.checkpoint_every": t.checkpoint_every,
+                       "model.adapters.size": m.adapters.size}.items():
+        if value is not None and value < 1:
+            problems.append(f"`{key}` must be at least 1 when set, got {value}")
+    if m.hidden_size > 0 and m.num_heads > 0 and m.hidden_size % m.num_heads:
+        problems.append(
+            f"`model.hidden_size` ({m.hidden_size}) must be divisible by `model.num_heads` "
+            f"({m.num_heads}); pick e.g. num_heads {max(1, m.hidden_size // 64)}"
+        )
+    for key, value in {"model.dropout": m.dropout, "model.attention_dropout": m.attention_dropout,
+                       "model.classifier_dropout": m.classifier_dropout,
+                       "train.label_smoothing": t.label_smoothing}.items():
+        if value is not None and not 0.0 <= value < 1.0:
+            problems.append(f"`{key}` must be in [0, 1), got {value}")
+    if t.lr is not None and t.lr <= 0:
+        problems.append(f"`train.lr` must be positive, got {t.lr}")
+    if t.epochs is not None and t.epochs <= 0 and t.max_steps is None:
+        problems.append(f"`train.epochs` must be positive, got {t.epochs}")
+    if t.warmup is not None and t.warmup < 0:
+        problems.append(f"`train.warmup` must be >= 0 (a ratio below 1 or a step count), got {t.warmup}")
+    if t.weight_decay < 0:
+        problems.append(f"`train.weight_decay` must be >= 0, got {t.weight_decay}")
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        problems.append(f"`train.betas` must be two numbers in [0, 1), got {t.betas}")
+    if t.max_grad_norm is not None and t.max_grad_norm <= 0:
+        problems.append(f"`train.max_grad_norm` must be positive or null, got {t.max_grad_norm}")
+    if isinstance(t.class_weights, str) and t.class_weights != "auto":
+        problems.append(f"`train.class_weights` must be 'auto' or a list of numbers, got {t.class_weights!r}")
+    if d.valid_fraction is not None and not 0 < d.valid_fraction < 1:
+        problems.append(f"`data.valid_fraction` must be between 0 and 1, got {d.valid_fraction}")
+    if not 1 <= len(d.text_columns) <= 2:
+        problems.append(f"`data.text_columns` must name one or two columns, got {d.text_columns}")
+    if d.max_length > m.max_positions and m.position == "learned":
+        problems.append(
+            f"`data.max_length` ({d.max_length}) asks for more positions than the model has "
+            f"(`model.max_positions` = {m.max_positions}); lower max_length or raise max_positions"
+        )
+    if d.max_length < 3 and d.max_length >= 1:
+        problems.append(f"`data.max_length` must leave room for [CLS] and [SEP], got {d.max_length}")
+    s = m.sharing
+    if s.strategy == "sequence":
+        if s.group_size is None:
+            problems.append("`model.sharing.group_size` is required with strategy `sequence`")
+        elif s.group_size < 1 or m.num_layers % s.group_size:
+            problems.append(
+                f"`model.sharing.group_size` ({s.group_size}) must divide `model.num_layers` ({m.num_layers})"
+            )
+    if s.strategy == "cycle":
+        if s.num_unique is None:
+            problems.append("`model.sharing.num_unique` is required with strategy `cycle`")
+        elif not 1 <= s.num_unique <= m.num_layers:
+            problems.append(
+                f"`model.sharing.num_unique` must be between 1 and num_layers ({m.num_layers}), got {s.num_unique}"
+            )
+    if m.pool_layers > m.num_layers:
+        problems.append(f"`model.pool_layers` ({m.pool_layers}) exceeds `model.num_layers` ({m.num_layers})")
+    if m.adapters.layers is not None:
+        bad = [i for i in m.adapters.layers if not 0 <= i < m.num_layers]
+        if bad:
+            problems.append(f"`model.adapters.layers` has depths outside 0..{m.num_layers - 1}: {bad}")
+    if t.trainable == "adapters" and not m.adapters.enabled:
+        problems.append("`train.trainable: adapters` needs `model.adapters.enabled: true`")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def config_from_dict(raw: Any, source: str = "<config>", overrides: tuple[str, ...] = (),
+                     base_dir: Optional[Path] = None) -> Config:
+    """Build and validate a Config from a raw mapping (e.g. parsed YAML). Raises ConfigError.
+
+    Relative paths in `raw` are resolved against `base_dir` (the config file's folder);
+    relative paths in `overrides` against the current directory.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the config must be a YAML mapping of sections, got {type(raw).__name__}")
+    raw = _deep_copy(raw)
+    if base_dir is not None:
+        _resolve_paths(raw, base_dir)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    _resolve_paths(raw, Path.cwd())
+    problems: list[str] = []
+    cfg = _build(Config, raw, "", problems)
+    try:
+        _validate(cfg, problems)
+    except (TypeError, AttributeError):
+        pass  # a value of the wrong type was already reported; cross-field checks need the right types
+    if problems:
+        listing = "; ".join(problems)
+        raise ConfigError(f"{source}: {len(problems)} problem(s) in the config: {listing}.")
+    cfg.source = source
+    return cfg
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    for dotted in PATH_KEYS:
+        node = raw
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            continue
+        value = node[last]
+        if isinstance(value, str) and value and value != "-":
+            node[last] = str(base / Path(value).expanduser()) if not Path(value).expanduser().is_absolute() \
+                else str(Path(value).expanduser())
+        elif isinstance(value, list):
+            node[last] = [str(base / v) if isinstance(v, str) and not Path(v).is_absolute() else v for v in value]
+
+
+def _deep_copy(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        return {k: _deep_copy(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_deep_copy(v) for v in raw]
+    return raw
+
+
+def read_yaml(path: Path) -> Any:
+    """Read a YAML file safely; a syntax error names the line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; pass a YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc}); it must be UTF-8 YAML") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+
+
+def load_config(path: Optional[Path | str] = None, overrides: tuple[str, ...] | list[str] = ()) -> Config:
+    """Load a YAML config (the demo config of a source checkout when `path` is None), apply overrides."""
+    if path is None:
+        if not DEMO_CONFIG.exists():
+            raise ConfigError(
+                "no CONFIG was given and the demo config (configs/default.yaml) is not part of this "
+                "installation; pass a config file, e.g. `textcls train my.yaml`"
+            )
+        path = DEMO_CONFIG
+    path = Path(path)
+    raw = read_yaml(path)
+    return config_from_dict(raw, source=str(path), overrides=tuple(overrides), base_dir=path.resolve().parent)
+
+
+def config_to_dict(cfg: Config) -> dict:
+    out = dataclasses.asdict(cfg)
+    out.pop("source", None)
+    if out.get("tune") is None:
+        out.pop("tune", None)
+    return out
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    from textcls.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))

@@ -1,0 +1,90 @@
+"""The label vocabulary: taken from the training split (or a label-name file), saved as labels.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Optional
+
+from textcls.config import DataConfig
+from textcls.errors import CheckpointError, DataError
+from textcls.io import atomic_write_json
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def read_label_names(path: str) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"label-name file {path} (`data.label_names`) does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"label-name file {path} (`data.label_names`) cannot be read: {exc}") from None
+    names = [line.strip() for line in lines if line.strip()]
+    if not names:
+        raise DataError(f"label-name file {path} (`data.label_names`) is empty; write one label name per line")
+    if len(set(names)) != len(names):
+        raise DataError(f"label-name file {path} (`data.label_names`) repeats a name; names must be unique")
+    return names
+
+
+class LabelNamer:
+    """Turns raw label values into label names (integer values index a label-name file)."""
+
+    def __init__(self, cfg: DataConfig):
+        self.names = read_label_names(cfg.label_names) if cfg.label_names else None
+        self.base = cfg.label_index_base
+
+    def __call__(self, value: str) -> str:
+        if self.names is None or value in self.names:
+            return value
+        if _is_int(value) and 0 <= int(value) - self.base < len(self.names):
+            return self.names[int(value) - self.base]
+        return value
+
+
+def build_labels(train_labels: Iterable[list[str]], cfg: DataConfig) -> list[str]:
+    """The ordered label list: the label-name file's order, else numeric or alphabetical order."""
+    if cfg.label_names:
+        return read_label_names(cfg.label_names)
+    seen = {label for labels in train_labels for label in labels}
+    if not seen:
+        raise DataError(f"{cfg.train}: the training set has no labels")
+    if all(_is_int(s) for s in seen):
+        return sorted(seen, key=int)
+    return sorted(seen)
+
+
+def save_labels(labels: list[str], path: Path) -> None:
+    atomic_write_json(path, labels)
+
+
+def load_labels(path: Path) -> list[str]:
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; is {path.parent} a textcls run directory?") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc}); the run directory is damaged") from None
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise CheckpointError(f"{path} must hold a JSON list of label names")
+    return labels
+
+
+def label_ids(labels: list[str], index: dict[str, int], path: str, line: int) -> list[int]:
+    out = []
+    for label in labels:
+        if label not in index:
+            known = ", ".join(list(index)[:20])
+            raise DataError(
+                f"{path}, line {line}: label {label!r} never occurs in the training data (known labels: "
+                f"{known}); fix the label or add examples of it to the training file"
+            )
+        out.append(index[label])
+    return out

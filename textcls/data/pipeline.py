@@ -1,0 +1,265 @@
+"""Load -> clean -> tokenize (`datasets.map(batched=True)`) -> cached Arrow with input_ids, length, label.
+
+The cache key covers the data file (path, size, mtime), every data option that changes the
+result, and the tokenizer's JSON, so an unchanged second run memory-maps the Arrow file and does
+not re-read or re-tokenize the text. The trained tokenizer is cached the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import datasets
+from tokenizers import Tokenizer
+
+from textcls import __version__
+from textcls.config import Config, DataConfig
+from textcls.data.labels import LabelNamer, build_labels, label_ids
+from textcls.data.readers import Record, iter_records
+from textcls.data.tokenizer import CLS, SEP, load_tokenizer, train_tokenizer
+from textcls.errors import DataError
+from textcls.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("textcls")
+datasets.disable_progress_bars()
+datasets.logging.set_verbosity_error()
+
+# Data options that change the tokenized result (and so the cache key).
+_DATA_KEYS = ("format", "header", "delimiter", "text_columns", "label_column", "label_names",
+              "label_index_base", "task", "label_delimiter", "max_length", "truncation", "head_tokens",
+              "encoding", "on_bad_lines")
+
+
+def cache_root(cfg: DataConfig) -> Path:
+    root = cfg.cache_dir or os.environ.get("TEXTCLS_CACHE") or Path.home() / ".cache" / "textcls"
+    return Path(root)
+
+
+def _file_identity(path: str) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"data file {path} does not exist; check the path in the config or on the command line")
+    if p.is_dir():
+        raise DataError(f"data file {path} is a directory; pass a file")
+    st = p.stat()
+    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _key(*parts: object) -> str:
+    blob = json.dumps([__version__, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def truncate(ids: list[int], budget: int, how: str, head_tokens: int) -> list[int]:
+    """Cut `ids` to `budget` tokens keeping the head, the tail, or `head_tokens` of the head + the tail."""
+    if len(ids) <= budget:
+        return ids
+    if how == "tail":
+        return ids[len(ids) - budget:]
+    if how == "head+tail":
+        head = min(head_tokens, budget)
+        tail = budget - head
+        return ids[:head] + (ids[len(ids) - tail:] if tail else [])
+    return ids[:budget]
+
+
+def encode_texts(tok: Tokenizer, texts: list[str], pairs: Optional[list[str]], max_length: int,
+                 truncation: str = "head", head_tokens: int = 128) -> tuple[list[list[int]], list[list[int]]]:
+    """Tokenize to `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`; returns (input_ids, token_type_ids)."""
+    cls_id, sep_id = tok.token_to_id(CLS), tok.token_to_id(SEP)
+    first = [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+    if pairs is None:
+        ids = [[cls_id, *truncate(a, max_length - 2, truncation, head_tokens), sep_id] for a in first]
+        return ids, [[0] * len(x) for x in ids]
+    second = [e.ids for e in tok.encode_batch(pairs, add_special_tokens=False)]
+    all_ids, all_types = [], []
+    budget = max_length - 3
+    for a, b in zip(first, second):
+        if len(a) + len(b) > budget:  # longest first: each side keeps at least half the budget it needs
+            keep_a = min(len(a), max(budget // 2, budget - len(b)))
+            a = truncate(a, keep_a, truncation, head_tokens)
+            b = truncate(b, budget - keep_a, truncation, head_tokens)
+        all_ids.append([cls_id, *a, sep_id, *b, sep_id])
+        all_types.append([0] * (len(a) + 2) + [1] * (len(b) + 1))
+    return all_ids, all_types
+
+
+def _encode_map(tok: Tokenizer, cfg: DataConfig, has_pairs: bool):
+    def fn(batch: dict) -> dict:
+        ids, types = encode_texts(tok, batch["text"], batch["text_pair"] if has_pairs else None,
+                                  cfg.max_length, cfg.truncation, cfg.head_tokens)
+        out = {"input_ids": ids, "length": [len(x) for x in ids]}
+        if has_pairs:
+            out["token_type_ids"] = types
+        return out
+    return fn
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@dataclass
+class SplitInfo:
+    path: str
+    rows: int
+    skipped_lines: list[int]
+
+
+def _records_to_dataset(records: list[Record], labels_of: Optional[callable], has_pairs: bool) -> datasets.Dataset:
+    columns: dict = {"text": [r.text for r in records], "line": [r.line for r in records]}
+    if has_pairs:
+        columns["text_pair"] = [r.text_pair or "" for r in records]
+    if labels_of is not None:
+        columns.update(labels_of(records))
+    return datasets.Dataset.from_dict(columns)
+
+
+def _label_columns(path: str, cfg: DataConfig, labels: list[str]):
+    namer = LabelNamer(cfg)
+    index = {name: i for i, name in enumerate(labels)}
+
+    def fn(records: list[Record]) -> dict:
+        ids = [label_ids([namer(x) for x in r.labels], index, path, r.line) for r in records]
+        if cfg.task == "multilabel":
+            return {"labels": ids}
+        return {"label": [i[0] for i in ids]}
+    return fn
+
+
+def _read_all(path: str, cfg: DataConfig, labelled: bool) -> tuple[list[Record], list[int]]:
+    skipped: list[int] = []
+    records = list(iter_records(path, cfg, labelled=labelled, bad_lines=skipped))
+    if not records:
+        raise DataError(f"{path} has no usable rows" + (f" ({len(skipped)} skipped)" if skipped else "")
+                        + "; check the file and the `data` section of the config")
+    if skipped:
+        shown = ", ".join(map(str, skipped[:10])) + (" ..." if len(skipped) > 10 else "")
+        log.warning("%s: skipped %d bad line(s) (data.on_bad_lines: skip): %s", path, len(skipped), shown)
+    return records, skipped
+
+
+def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[list[str]],
+                  records: Optional[list[Record]] = None) -> tuple[datasets.Dataset, SplitInfo]:
+    """Tokenize one labelled file into a cached Arrow dataset (reused when nothing changed).
+
+    `labels=None` means "take the label list from this file" (the training split); it is then
+    stored in the cache entry's metadata.
+    """
+    ident = _file_identity(path)
+    data_opts = {k: getattr(cfg, k) for k in _DATA_KEYS}
+    if cfg.label_names:
+        data_opts["label_names_file"] = _file_identity(cfg.label_names)
+    tok_hash = hashlib.sha256(tok.to_str().encode()).hexdigest()
+    entry = cache_root(cfg) / "datasets" / _key("split", ident, data_opts, tok_hash, labels)
+    meta_path = entry / "meta.json"
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            ds = datasets.Dataset.from_file(str(entry / "data.arrow"))
+            log.info("%s: reusing tokenized cache %s", path, entry)
+            return ds, SplitInfo(path, meta["rows"], meta["skipped_lines"])
+        except Exception:  # a damaged cache entry is rebuilt, never trusted
+            shutil.rmtree(entry, ignore_errors=True)
+    if records is None:
+        records, skipped = _read_all(path, cfg, labelled=True)
+    else:
+        skipped = []
+    if labels is None:
+        namer = LabelNamer(cfg)
+        labels = build_labels(([namer(x) for x in r.labels] for r in records), cfg)
+    has_pairs = len(cfg.text_columns) == 2
+    raw = _records_to_dataset(records, _label_columns(path, cfg, labels), has_pairs)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".", dir=entry.parent))
+    try:
+        raw.map(_encode_map(tok, cfg, has_pairs), batched=True, batch_size=1000,
+                remove_columns=[c for c in ("text", "text_pair") if c in raw.column_names],
+                cache_file_name=str(tmp / "data.arrow"), new_fingerprint=entry.name)
+        atomic_write_json(tmp / "meta.json", {"rows": len(records), "skipped_lines": skipped,
+                                              "labels": labels, "source": ident})
+        if entry.exists():
+            shutil.rmtree(entry, ignore_errors=True)
+        os.replace(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ds = datasets.Dataset.from_file(str(entry / "data.arrow"))
+    return ds, SplitInfo(path, len(records), skipped)
+
+
+def split_labels(ds_path_meta: datasets.Dataset) -> Optional[list[str]]:
+    """The label list stored with a cached training split."""
+    files = ds_path_meta.cache_files
+    if not files:
+        return None
+    meta = Path(files[0]["filename"]).parent / "meta.json"
+    return json.loads(meta.read_text())["labels"] if meta.exists() else None
+
+
+def get_tokenizer(cfg: Config, train_texts: Optional[Iterable[str]] = None) -> Tokenizer:
+    """Load `tokenizer.path`, else reuse a cached one trained on this training file, else train one."""
+    if cfg.tokenizer.path:
+        return load_tokenizer(cfg.tokenizer.path)
+    ident = _file_identity(cfg.data.train)
+    data_opts = {k: getattr(cfg.data, k) for k in ("format", "header", "delimiter", "text_columns",
+                                                   "encoding", "on_bad_lines")}
+    path = cache_root(cfg.data) / "tokenizers" / f"{_key('tok', ident, data_opts, asdict(cfg.tokenizer))}.json"
+    if path.exists():
+        try:
+            return load_tokenizer(path)
+        except Exception:
+            path.unlink(missing_ok=True)
+    if train_texts is None:
+        records, _ = _read_all(cfg.data.train, cfg.data, labelled=True)
+        train_texts = _texts(records)
+    tok = train_tokenizer(train_texts, cfg.tokenizer)
+    atomic_write_text(path, tok.to_str())
+    return tok
+
+
+def _texts(records: list[Record]) -> Iterable[str]:
+    for r in records:
+        yield r.text
+        if r.text_pair:
+            yield r.text_pair
+
+
+@dataclass
+class PreparedData:
+    tokenizer: Tokenizer
+    labels: list[str]
+    train: datasets.Dataset
+    valid: Optional[datasets.Dataset]
+
+
+def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None) -> PreparedData:
+    """Tokenizer, label list, and tokenized train/valid splits for a training run."""
+    d = cfg.data
+    if not d.train:
+        raise DataError("no training file: set `data.train` in the config (or `--set data.train=FILE`)")
+    _file_identity(d.train)
+    records = None
+    if tokenizer is None:
+        tokenizer = get_tokenizer(cfg)
+    train, _ = tokenize_file(d.train, d, tokenizer, labels=None, records=records)
+    labels = split_labels(train)
+    valid = None
+    if d.valid:
+        valid, _ = tokenize_file(d.valid, d, tokenizer, labels=labels)
+    elif d.valid_fraction:
+        parts = train.train_test_split(test_size=d.valid_fraction, seed=cfg.train.seed, shuffle=True,
+                                       keep_in_memory=True)
+        train, valid = parts["train"], parts["test"]
+    if len(train) == 0:
+        raise DataError(f"{d.train}: the training set is empty")
+    return PreparedData(tokenizer, labels, train, valid)

@@ -1,0 +1,281 @@
+"""Readers for labelled and unlabelled text files: CSV, TSV, JSONL, fastText and plain text.
+
+Every reader yields `Record`s with the 1-based line number the record starts on, so every error
+names the file and line. Files are decoded strictly (invalid UTF-8 is an error that names the byte
+offset), a UTF-8 BOM is dropped and CRLF line ends are accepted.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+from textcls.config import DataConfig
+from textcls.errors import DataError
+
+FORMATS = ("csv", "tsv", "jsonl", "fasttext", "txt")
+SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
+            ".ndjson": "jsonl", ".ft": "fasttext", ".fasttext": "fasttext", ".txt": "txt"}
+FASTTEXT_PREFIX = "__label__"
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+@dataclass
+class Record:
+    line: int
+    text: str
+    text_pair: Optional[str] = None
+    labels: list[str] = field(default_factory=list)  # empty when the file has no labels
+
+
+def detect_format(path: str, cfg: DataConfig) -> str:
+    """The format named in the config, else the one the suffix implies; fastText is sniffed in .txt."""
+    if cfg.format:
+        return cfg.format
+    if path == "-":
+        return "txt"
+    suffix = Path(path).suffix.lower()
+    fmt = SUFFIXES.get(suffix)
+    if fmt is None:
+        raise DataError(
+            f"{path}: cannot tell the format from the suffix {suffix or '(none)'}; set `data.format` "
+            f"to one of {', '.join(FORMATS)}"
+        )
+    if fmt == "txt":
+        with open(path, "rb") as handle:
+            if handle.read(len(FASTTEXT_PREFIX) + 3).lstrip(b"\xef\xbb\xbf").startswith(FASTTEXT_PREFIX.encode()):
+                return "fasttext"
+    return fmt
+
+
+class _StrictLines:
+    """Decode a binary stream line by line, reporting the byte offset of invalid bytes."""
+
+    def __init__(self, raw: io.BufferedIOBase, path: str, encoding: str):
+        self.raw, self.path, self.encoding = raw, path, encoding
+        try:
+            self.decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+        except LookupError:
+            raise DataError(f"{path}: unknown encoding {encoding!r} in `data.encoding`") from None
+        self.offset = 0
+        self.first = True
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self.raw:
+            if self.first:
+                self.first = False
+                if chunk.startswith(b"\xef\xbb\xbf") and self.encoding.replace("-", "").lower() in ("utf8", "utf8sig"):
+                    self.offset += 3
+                    chunk = chunk[3:]
+            try:
+                text = self.decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{self.path}: invalid {self.encoding} at byte offset {self.offset + exc.start} "
+                    f"({exc.reason}); convert the file to UTF-8 or set `data.encoding` to the file's "
+                    "encoding (e.g. gbk, latin-1)"
+                ) from None
+            self.offset += len(chunk)
+            yield text
+
+
+def _open_lines(path: str, encoding: str) -> Iterator[str]:
+    if path == "-":
+        yield from _StrictLines(sys.stdin.buffer, "<stdin>", encoding)
+        return
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"data file {path} does not exist; check the path in the config or on the command line")
+    if p.is_dir():
+        raise DataError(f"data file {path} is a directory; pass a file")
+    try:
+        handle = open(p, "rb")
+    except OSError as exc:
+        raise DataError(f"data file {path} cannot be read: {exc.strerror}") from None
+    with handle:
+        yield from _StrictLines(handle, path, encoding)
+
+
+class _Columns:
+    """Resolve configured columns (names or indexes) against a header."""
+
+    def __init__(self, path: str, cfg: DataConfig, header: Optional[list[str]], labelled: bool):
+        self.path = path
+        wanted = list(cfg.text_columns) + ([cfg.label_column] if labelled else [])
+        self.indexes = [self._index(c, header) for c in wanted]
+        self.n_text = len(cfg.text_columns)
+        self.labelled = labelled
+
+    def _index(self, column: Union[str, int], header: Optional[list[str]]) -> int:
+        if isinstance(column, int):
+            return column
+        if header is None:
+            raise DataError(
+                f"{self.path}: column {column!r} is given by name but the file is read without a header; "
+                "set `data.header: true` or give columns as 0-based indexes"
+            )
+        if column not in header:
+            raise DataError(
+                f"{self.path}: column {column!r} not found in the header (columns: "
+                f"{', '.join(repr(h) for h in header)}); fix `data.text_columns` / `data.label_column`"
+            )
+        return header.index(column)
+
+
+def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
+                    bad_lines: list[int]) -> Iterator[Record]:
+    delimiter = cfg.delimiter or ("\t" if fmt == "tsv" else ",")
+    columns_by_name = any(isinstance(c, str) for c in [*cfg.text_columns, cfg.label_column])
+    has_header = cfg.header if cfg.header is not None else columns_by_name
+    # TSV files rarely quote; a stray " must stay part of the text (ChnSentiCorp has some).
+    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+    reader = csv.reader(_open_lines(path, cfg.encoding), delimiter=delimiter, quoting=quoting, strict=fmt == "csv")
+    header, columns, width = None, None, None
+    start = 1
+    try:
+        for row in reader:
+            line, start = start, reader.line_num + 1
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line
+            if has_header and header is None:
+                header = [h.strip() for h in row]
+                width = len(header)
+                continue
+            if columns is None:
+                columns = _Columns(path, cfg, header, labelled)
+                width = width or len(row)
+                needed = max(columns.indexes) + 1
+                if width < needed:
+                    raise DataError(
+                        f"{path}, line {line}: rows have {width} field(s) but the config uses column "
+                        f"index {needed - 1}; check `data.delimiter` (reading with {delimiter!r}) and the columns"
+                    )
+            if len(row) != width:
+                if cfg.on_bad_lines == "skip":
+                    bad_lines.append(line)
+                    continue
+                raise DataError(
+                    f"{path}, line {line}: expected {width} field(s) separated by {delimiter!r}, found "
+                    f"{len(row)}; fix the line, or set `data.on_bad_lines: skip` to skip such lines"
+                )
+            fields = [row[i] for i in columns.indexes]
+            texts = fields[: columns.n_text]
+            labels = _split_labels(fields[-1], cfg) if labelled else []
+            yield Record(line, texts[0], texts[1] if len(texts) > 1 else None, labels)
+    except csv.Error as exc:
+        raise DataError(f"{path}, line {reader.line_num}: malformed {fmt.upper()} ({exc}); check the quoting") from None
+    if has_header and header is None:
+        raise DataError(f"{path} is empty: no header and no rows")
+
+
+def _split_labels(value: str, cfg: DataConfig) -> list[str]:
+    value = value.strip()
+    if cfg.task == "multilabel":
+        return [v.strip() for v in value.split(cfg.label_delimiter) if v.strip()]
+    return [value] if value else []
+
+
+def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]) -> Iterator[Record]:
+    for line_no, line in enumerate(_open_lines(path, cfg.encoding), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if cfg.on_bad_lines == "skip":
+                bad_lines.append(line_no)
+                continue
+            raise DataError(f"{path}, line {line_no}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}, line {line_no}: each line must be a JSON object, got {type(obj).__name__}")
+        keys = list(cfg.text_columns) + ([cfg.label_column] if labelled else [])
+        missing = [k for k in keys if str(k) not in obj]
+        if missing:
+            if cfg.on_bad_lines == "skip":
+                bad_lines.append(line_no)
+                continue
+            raise DataError(
+                f"{path}, line {line_no}: key(s) {', '.join(repr(str(k)) for k in missing)} missing (keys "
+                f"present: {', '.join(repr(k) for k in obj)}); fix `data.text_columns` / `data.label_column`"
+            )
+        texts = [obj[str(k)] for k in cfg.text_columns]
+        texts = ["" if t is None else str(t) for t in texts]
+        labels: list[str] = []
+        if labelled:
+            value = obj[str(cfg.label_column)]
+            if isinstance(value, list):
+                labels = [str(v) for v in value]
+            elif value is None:
+                labels = []
+            else:
+                labels = _split_labels(str(value) if not isinstance(value, bool) else str(value).lower(), cfg)
+        yield Record(line_no, texts[0], texts[1] if len(texts) > 1 else None, labels)
+
+
+def _iter_fasttext(path: str, cfg: DataConfig, labelled: bool) -> Iterator[Record]:
+    for line_no, line in enumerate(_open_lines(path, cfg.encoding), start=1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        tokens = line.split(" ")
+        labels = []
+        i = 0
+        while i < len(tokens) and (tokens[i].startswith(FASTTEXT_PREFIX) or tokens[i] == ""):
+            if tokens[i]:
+                labels.append(tokens[i][len(FASTTEXT_PREFIX):])
+            i += 1
+        yield Record(line_no, " ".join(tokens[i:]), None, labels if labelled else [])
+
+
+def _iter_txt(path: str, cfg: DataConfig) -> Iterator[Record]:
+    for line_no, line in enumerate(_open_lines(path, cfg.encoding), start=1):
+        yield Record(line_no, line.rstrip("\r\n"))
+
+
+def iter_records(path: str, cfg: DataConfig, labelled: bool = True, allow_empty: bool = False,
+                 bad_lines: Optional[list[int]] = None) -> Iterator[Record]:
+    """Yield the records of one file, checking texts and labels; `bad_lines` collects skipped lines."""
+    fmt = detect_format(path, cfg)
+    bad_lines = bad_lines if bad_lines is not None else []
+    if fmt in ("csv", "tsv"):
+        records = _iter_delimited(path, cfg, fmt, labelled, bad_lines)
+    elif fmt == "jsonl":
+        records = _iter_jsonl(path, cfg, labelled, bad_lines)
+    elif fmt == "fasttext":
+        records = _iter_fasttext(path, cfg, labelled)
+    else:
+        if labelled:
+            raise DataError(
+                f"{path}: plain text files have no labels, so they can only be used with `predict` "
+                "(or `pretrain`); use csv, tsv, jsonl or fastText (`__label__x text`) for training data"
+            )
+        records = _iter_txt(path, cfg)
+    for rec in records:
+        if not allow_empty and (not rec.text.strip() or (rec.text_pair is not None and not rec.text_pair.strip())):
+            if cfg.on_bad_lines == "skip":
+                bad_lines.append(rec.line)
+                continue
+            raise DataError(
+                f"{path}, line {rec.line}: the text is empty; remove the line or set "
+                "`data.on_bad_lines: skip` to skip such lines"
+            )
+        if labelled and not rec.labels:
+            if cfg.on_bad_lines == "skip":
+                bad_lines.append(rec.line)
+                continue
+            raise DataError(
+                f"{path}, line {rec.line}: the label is missing; every training and evaluation row needs one"
+            )
+        if labelled and cfg.task == "single" and len(rec.labels) > 1:
+            raise DataError(
+                f"{path}, line {rec.line}: {len(rec.labels)} labels on one example; set `data.task: multilabel` "
+                "for multi-label data"
+            )
+        yield rec

@@ -1,0 +1,101 @@
+"""Tokenizers built with HuggingFace `tokenizers`, trained on the training texts only.
+
+Every type shares one normalizer (optional NFKC, lowercase, accent stripping) and one
+pre-tokenizer: every CJK character becomes its own piece, then text splits on whitespace and
+punctuation. `[CLS]`/`[SEP]` are added by `encode_batch` in data/pipeline.py, not here, so that
+truncation can keep the end of a document.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from textcls.config import TokenizerConfig
+from textcls.errors import CheckpointError, ConfigError
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in every trained vocabulary
+
+# CJK Unified Ideographs (+ extensions A-B), compatibility ideographs, kana, hangul syllables.
+CJK = (r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+       r"\U00020000-\U0002a6df\U0002f800-\U0002fa1f]")
+
+
+def _normalizer(cfg: TokenizerConfig) -> normalizers.Normalizer:
+    steps = []
+    if cfg.nfkc:
+        steps.append(normalizers.NFKC())
+    if cfg.lowercase:
+        steps.append(normalizers.Lowercase())
+    if cfg.strip_accents:
+        steps += [normalizers.NFD(), normalizers.StripAccents(), normalizers.NFC()]
+    steps.append(normalizers.Replace(Regex(r"\s+"), " "))
+    return normalizers.Sequence(steps)
+
+
+def _pre_tokenizer(cfg: TokenizerConfig) -> pre_tokenizers.PreTokenizer:
+    steps = [pre_tokenizers.Split(Regex(CJK), behavior="isolated"), pre_tokenizers.WhitespaceSplit(),
+             pre_tokenizers.Punctuation(behavior="isolated")]
+    if cfg.type == "char":
+        steps.append(pre_tokenizers.Split(Regex(r"."), behavior="isolated"))
+    return pre_tokenizers.Sequence(steps)
+
+
+def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
+    """Train a tokenizer of `cfg.type` on `texts`; special tokens get ids 0..4."""
+    common = dict(vocab_size=cfg.vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    if cfg.type == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token=UNK, max_input_chars_per_word=100))
+        trainer = trainers.WordPieceTrainer(min_frequency=cfg.min_frequency, **common)
+        tok.decoder = decoders.WordPiece()
+    elif cfg.type == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=UNK, end_of_word_suffix="</w>"))
+        trainer = trainers.BpeTrainer(min_frequency=cfg.min_frequency, end_of_word_suffix="</w>", **common)
+        tok.decoder = decoders.BPEDecoder(suffix="</w>")
+    elif cfg.type == "unigram":
+        tok = Tokenizer(models.Unigram())
+        trainer = trainers.UnigramTrainer(unk_token=UNK, **common)
+    elif cfg.type in ("word", "char"):
+        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        trainer = trainers.WordLevelTrainer(min_frequency=cfg.min_frequency, **common)
+    else:  # config validation makes this unreachable
+        raise ConfigError(f"unknown tokenizer type {cfg.type!r}")
+    tok.normalizer = _normalizer(cfg)
+    tok.pre_tokenizer = _pre_tokenizer(cfg)
+    tok.train_from_iterator(_batched(texts), trainer=trainer)
+    for i, special in enumerate(SPECIAL_TOKENS):
+        if tok.token_to_id(special) != i:
+            raise ConfigError(f"tokenizer training put {special} at id {tok.token_to_id(special)}, expected {i}")
+    return tok
+
+
+def _batched(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def load_tokenizer(path: Path | str) -> Tokenizer:
+    path = Path(path)
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"tokenizer file {path} does not exist") from None
+    except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON
+        raise CheckpointError(f"tokenizer file {path} cannot be loaded ({exc}); it must be a tokenizer.json") from None
+    for special in (PAD, UNK, CLS, SEP):
+        if tok.token_to_id(special) is None:
+            raise CheckpointError(f"tokenizer file {path} has no {special} token; textcls needs {', '.join(SPECIAL_TOKENS)}")
+    return tok
+
+
+def special_ids(tok: Tokenizer) -> dict[str, int]:
+    return {s: tok.token_to_id(s) for s in SPECIAL_TOKENS if tok.token_to_id(s) is not None}

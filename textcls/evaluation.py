@@ -1,0 +1,54 @@
+"""`textcls eval`: metrics of a run directory on a labelled file, as rich tables and JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from textcls.data.pipeline import tokenize_file
+from textcls.data.tokenizer import PAD
+from textcls.io import atomic_write_json
+from textcls.rundir import Run
+from textcls.train.evaluate import evaluate
+
+
+def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, batch_size: int = 128,
+                  device: torch.device = torch.device("cpu")) -> dict:
+    ds, info = tokenize_file(data_file, run.cfg.data, run.tokenizer, labels=run.labels)
+    report = evaluate(run.model, ds, run.labels, batch_size, device, run.cfg.data.task, run.cfg.train.threshold,
+                      "fp32", run.tokenizer.token_to_id(PAD))
+    report["file"] = str(data_file)
+    if info.skipped_lines:
+        report["skipped_lines"] = info.skipped_lines
+    if report_path:
+        atomic_write_json(report_path, report)
+    return report
+
+
+def print_report(report: dict, console: Optional[Console] = None) -> None:
+    console = console or Console()
+    summary = Table(title=f"{report.get('file', '')} ({report['examples']} examples)", show_header=True)
+    for key in ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss"):
+        if key in report:
+            summary.add_column(key)
+    summary.add_row(*[f"{report[k]:.4f}" for k in ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")
+                      if k in report])
+    console.print(summary)
+    per = Table(title="per class")
+    for col in ("label", "precision", "recall", "f1", "support"):
+        per.add_column(col, justify="left" if col == "label" else "right")
+    for name, m in report["per_class"].items():
+        per.add_row(name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
+    console.print(per)
+    if "confusion_matrix" in report and len(report["labels"]) <= 30:
+        cm = Table(title="confusion matrix (rows: true, columns: predicted)")
+        cm.add_column("")
+        for name in report["labels"]:
+            cm.add_column(name[:12], justify="right")
+        for name, row in zip(report["labels"], report["confusion_matrix"]):
+            cm.add_row(name[:12], *map(str, row))
+        console.print(cm)

@@ -1,0 +1,48 @@
+"""Multi-head self-attention on `scaled_dot_product_attention`, with a fused QKV projection."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def attention_bias(attention_mask: torch.Tensor | None, causal: bool, t: int,
+                   device: torch.device) -> torch.Tensor | None:
+    """Boolean mask broadcastable to (B, heads, T, T); True = may attend."""
+    mask = None
+    if attention_mask is not None:
+        mask = attention_mask[:, None, None, :]  # (B, 1, 1, T): keys that are real tokens
+    if causal:
+        tri = torch.ones(t, t, dtype=torch.bool, device=device).tril()  # (T, T): history only
+        mask = tri if mask is None else mask & tri
+    return mask
+
+
+class SelfAttention(nn.Module):
+    """x (B, T, H) -> (B, T, H): fused QKV, SDPA, output projection Wo."""
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.out = nn.Linear(hidden_size, hidden_size)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        b, t, h = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hd)
+        p = self.dropout if self.training else 0.0
+        if need_weights:  # the slow path, for inspection: materialise the probabilities
+            scores = (q @ k.transpose(-2, -1)) / self.head_dim ** 0.5  # (B, nh, T, T)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            probs = scores.softmax(-1)
+            y = F.dropout(probs, p, self.training) @ v
+        else:
+            probs = None
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hd)
+        y = y.transpose(1, 2).reshape(b, t, h)
+        return self.out(y), probs

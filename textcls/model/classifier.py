@@ -1,0 +1,69 @@
+"""The text classifier: embeddings -> shareable encoder -> pooling -> dropout + linear -> logits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from textcls.config import ModelConfig
+from textcls.model.embeddings import Embeddings
+from textcls.model.encoder import Encoder
+from textcls.model.pooling import Pooler
+
+
+@dataclass
+class EncoderOutput:
+    hidden: list[torch.Tensor]  # per depth (all, or the last only), each (B, T, H)
+    attentions: list[torch.Tensor]  # per depth (B, heads, T, T) when requested
+
+
+class TextClassifier(nn.Module):
+    """Returns logits (B, num_labels); the training loop owns the loss."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, num_labels: int, pad_id: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        self.embeddings = Embeddings(cfg, vocab_size, pad_id)
+        self.encoder = Encoder(cfg)
+        self.pooler = Pooler(cfg.pooling, cfg.hidden_size)
+        drop = cfg.dropout if cfg.classifier_dropout is None else cfg.classifier_dropout
+        self.head_dropout = nn.Dropout(drop)
+        self.head = nn.Linear(cfg.hidden_size, num_labels)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.cfg.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               token_type_ids: torch.Tensor | None = None, need_weights: bool = False,
+               return_all: bool = False) -> EncoderOutput:
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        hidden, probs = self.encoder(x, attention_mask, need_weights, return_all)
+        return EncoderOutput(hidden, probs)
+
+    def pool(self, out: EncoderOutput, attention_mask: torch.Tensor) -> torch.Tensor:
+        k = self.cfg.pool_layers
+        x = out.hidden[-1] if k == 1 else torch.stack(out.hidden[-k:]).sum(0)  # (B, T, H)
+        return self.pooler(x, attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
+        out = self.encode(input_ids, attention_mask, token_type_ids, return_all=self.cfg.pool_layers > 1)
+        pooled = self.pool(out, attention_mask)  # (B, H)
+        return self.head(self.head_dropout(pooled))  # (B, num_labels)

@@ -1,0 +1,62 @@
+"""Token + position + segment embeddings, LayerNorm, dropout, and the factorized E -> H projection."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from textcls.config import ModelConfig
+
+
+def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
+    """(P, D) table: sin on even dimensions, cos on odd ones, interleaved (Vaswani et al. 2017)."""
+    position = torch.arange(num_positions, dtype=torch.float64).unsqueeze(1)  # (P, 1)
+    inv_freq = torch.pow(10000.0, -torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (ceil(D/2),)
+    angles = position * inv_freq  # (P, ceil(D/2))
+    table = torch.zeros(num_positions, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(angles)
+    table[:, 1::2] = torch.cos(angles[:, : dim // 2])
+    return table.float()
+
+
+class Embeddings(nn.Module):
+    """input ids (B, T) -> hidden states (B, T, H).
+
+    word (V, E) [+ position (P, E)] [+ segment (S, E)] -> LayerNorm(E) -> dropout -> Linear(E, H)
+    when E != H (ALBERT's factorization), else Identity.
+    """
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, pad_id: int = 0):
+        super().__init__()
+        e = cfg.embedding_size or cfg.hidden_size
+        self.embedding_size = e
+        self.scale = math.sqrt(e) if cfg.scale_embeddings else 1.0
+        self.word = nn.Embedding(vocab_size, e, padding_idx=pad_id)
+        if cfg.position == "learned":
+            self.position = nn.Embedding(cfg.max_positions, e)
+        else:
+            self.position = None
+        if cfg.position == "sinusoidal":
+            self.register_buffer("sinusoidal", sinusoidal_table(cfg.max_positions, e), persistent=False)
+        self.segment = nn.Embedding(cfg.type_vocab_size, e) if cfg.type_vocab_size > 0 else None
+        self.norm = nn.LayerNorm(e, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.project = nn.Linear(e, cfg.hidden_size) if e != cfg.hidden_size else nn.Identity()
+        self.kind = cfg.position
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.word(input_ids) * self.scale  # (B, T, E)
+        t = input_ids.shape[1]
+        if self.position is not None:
+            x = x + self.position.weight[:t]
+        elif self.kind == "sinusoidal":
+            x = x + self.sinusoidal[:t].to(x.dtype)
+        if self.segment is not None:
+            if token_type_ids is None:
+                x = x + self.segment.weight[0]
+            else:
+                x = x + self.segment(token_type_ids)
+        x = self.dropout(self.norm(x))
+        return self.project(x)  # (B, T, H)

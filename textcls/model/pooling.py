@@ -1,0 +1,32 @@
+"""Pooling a (B, T, H) sequence to (B, H): cls, cls_tanh, mean, max, last; all padding-aware."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+POOLINGS = ("cls", "cls_tanh", "mean", "max", "last")
+
+
+class Pooler(nn.Module):
+    def __init__(self, kind: str, hidden_size: int):
+        super().__init__()
+        if kind not in POOLINGS:
+            raise ValueError(f"unknown pooling {kind!r}")
+        self.kind = kind
+        # BERT/ALBERT pooler: Linear + tanh on the first token. Other kinds have no parameters.
+        self.dense = nn.Linear(hidden_size, hidden_size) if kind == "cls_tanh" else nn.Identity()
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, T, H), mask (B, T) bool True on real tokens -> (B, H)."""
+        if self.kind == "cls":
+            return x[:, 0]
+        if self.kind == "cls_tanh":
+            return torch.tanh(self.dense(x[:, 0]))
+        m = mask.unsqueeze(-1)  # (B, T, 1)
+        if self.kind == "mean":
+            return (x * m).sum(1) / m.sum(1).clamp(min=1).to(x.dtype)
+        if self.kind == "max":
+            return x.masked_fill(~m, torch.finfo(x.dtype).min).amax(1)
+        last = mask.long().sum(1).clamp(min=1) - 1  # (B,) index of the last real token
+        return x.gather(1, last.view(-1, 1, 1).expand(-1, 1, x.shape[-1])).squeeze(1)

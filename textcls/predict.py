@@ -1,0 +1,111 @@
+"""Load a run directory and stream predictions: read a chunk, sort it by length, batch, restore order.
+
+Memory stays flat on inputs of any size: only one chunk of texts is held at a time, and the output
+goes to a temp file renamed onto the target at the end (a killed predict leaves no half file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import IO, Iterator, Optional
+
+import numpy as np
+import torch
+
+from textcls.data.batching import pad_batch
+from textcls.data.pipeline import encode_texts
+from textcls.data.readers import Record, iter_records
+from textcls.data.tokenizer import PAD
+from textcls.errors import DataError
+from textcls.io import atomic_open
+from textcls.rundir import Run
+from textcls.train.evaluate import autocast_context
+
+
+def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    for rec in records:
+        chunk.append(rec)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@torch.inference_mode()
+def predict_probabilities(run: Run, texts: list[str], pairs: Optional[list[str]] = None, batch_size: int = 64,
+                          device: torch.device = torch.device("cpu"), precision: str = "fp32") -> np.ndarray:
+    """(N, C) probabilities (softmax, or sigmoid for multilabel) in input order."""
+    cfg = run.cfg
+    ids, types = encode_texts(run.tokenizer, texts, pairs, cfg.data.max_length, cfg.data.truncation,
+                              cfg.data.head_tokens)
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    probs = np.zeros((len(texts), len(run.labels)), dtype=np.float32)
+    pad_id = run.tokenizer.token_to_id(PAD)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        input_ids, mask, type_ids = pad_batch([ids[i] for i in rows], [types[i] for i in rows] if pairs else None,
+                                              pad_id)
+        with autocast_context(device, precision):
+            logits = run.model(input_ids.to(device), mask.to(device),
+                               None if type_ids is None else type_ids.to(device)).float()
+        p = torch.sigmoid(logits) if cfg.data.task == "multilabel" else torch.softmax(logits, -1)
+        probs[rows] = p.cpu().numpy()
+    return probs
+
+
+def _format_row(probs: np.ndarray, labels: list[str], top_k: int, fmt: str, task: str, threshold) -> str:
+    if task == "multilabel":
+        thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float32), probs.shape)
+        chosen = [i for i in np.argsort(-probs) if probs[i] >= thresholds[i]]
+        if fmt == "tsv":
+            return "\t".join(f"{labels[i]}\t{probs[i]:.6f}" for i in chosen)
+        return json.dumps({"labels": [labels[i] for i in chosen],
+                           "probabilities": {labels[i]: round(float(probs[i]), 6) for i in range(len(labels))}},
+                          ensure_ascii=False)
+    top = np.argsort(-probs, kind="stable")[:max(1, top_k)]
+    if fmt == "tsv":
+        return "\t".join(f"{labels[i]}\t{probs[i]:.6f}" for i in top)
+    row = {"label": labels[top[0]], "probability": round(float(probs[top[0]]), 6)}
+    if top_k > 1:
+        row["top_k"] = [{"label": labels[i], "probability": round(float(probs[i]), 6)} for i in top]
+    return json.dumps(row, ensure_ascii=False)
+
+
+@contextlib.contextmanager
+def _output(path: Optional[str]) -> Iterator[IO]:
+    if path in (None, "-"):
+        yield sys.stdout
+        sys.stdout.flush()
+    else:
+        with atomic_open(path, "w") as handle:
+            yield handle
+
+
+def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, top_k: int = 1,
+                 output_format: Optional[str] = None, input_format: Optional[str] = None, batch_size: int = 64,
+                 chunk_size: int = 4096, device: torch.device = torch.device("cpu"), precision: str = "fp32") -> int:
+    """Predict every input line/row; writes one output line per input in order. Returns the count."""
+    fmt = output_format or ("tsv" if output_path and output_path.endswith(".tsv") else "jsonl")
+    data_cfg = dataclasses.replace(run.cfg.data, format=input_format, on_bad_lines="error")
+    if input_path != "-" and not Path(input_path).exists():
+        raise DataError(f"input file {input_path} does not exist; check the path")
+    records = iter_records(input_path, data_cfg, labelled=False, allow_empty=True)
+    count = 0
+    with _output(output_path) as out:
+        for chunk in _chunks(records, chunk_size):
+            texts = [r.text for r in chunk]
+            pairs = [r.text_pair or "" for r in chunk] if len(data_cfg.text_columns) == 2 and \
+                chunk[0].text_pair is not None else None
+            probs = predict_probabilities(run, texts, pairs, batch_size, device, precision)
+            for row in probs:
+                out.write(_format_row(row, run.labels, top_k, fmt, run.cfg.data.task, run.cfg.train.threshold) + "\n")
+            count += len(chunk)
+    if count == 0:
+        raise DataError(f"input file {input_path} is empty: nothing to predict")
+    return count

@@ -1,0 +1,141 @@
+"""The run directory: config.yaml, tokenizer.json, labels.json, model.safetensors, run.json.
+
+`run.json` records the textcls version and the sha256 of every weights file, so a truncated or
+corrupted file, or a directory written by an incompatible version, is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+
+from textcls import __version__
+from textcls.config import Config, config_from_dict, read_yaml, save_config
+from textcls.data.labels import load_labels, save_labels
+from textcls.data.tokenizer import PAD, load_tokenizer
+from textcls.errors import CheckpointError
+from textcls.io import atomic_write_json, atomic_write_text, sha256_file
+from textcls.model import TextClassifier
+
+FORMAT_VERSION = 1  # bump when the run-directory layout or state-dict keys change incompatibly
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> str:
+    """Write a safetensors file atomically; returns its sha256."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "textcls": __version__})
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return sha256_file(path)
+
+
+def load_weights(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise CheckpointError(f"weights file {path} is missing; is {path.parent} a finished textcls run directory?")
+    if expected_sha256 and sha256_file(path) != expected_sha256:
+        raise CheckpointError(
+            f"weights file {path} does not match the checksum recorded in run.json (truncated or corrupted); "
+            "restore it from a backup or train again"
+        )
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"weights file {path} cannot be read ({exc}); it is truncated or not safetensors") from None
+
+
+def write_run_info(run_dir: Path, **extra) -> None:
+    info = {"textcls_version": __version__, "format_version": FORMAT_VERSION, **extra}
+    atomic_write_json(run_dir / "run.json", info)
+
+
+def read_run_info(run_dir: Path) -> dict:
+    path = run_dir / "run.json"
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc}); the run directory is damaged") from None
+    if info.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{run_dir} was written by textcls {info.get('textcls_version')} (run format "
+            f"{info.get('format_version')}), which this textcls {__version__} (format {FORMAT_VERSION}) cannot "
+            "read; use that version or train again"
+        )
+    return info
+
+
+def save_run_files(run_dir: Path, cfg: Config, tokenizer: Tokenizer, labels: list[str]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    atomic_write_text(run_dir / "tokenizer.json", tokenizer.to_str())
+    save_labels(labels, run_dir / "labels.json")
+
+
+@dataclass
+class Run:
+    """A loaded run directory: config, tokenizer, labels and the model with its best weights."""
+
+    path: Path
+    cfg: Config
+    tokenizer: Tokenizer
+    labels: list[str]
+    model: TextClassifier
+
+
+def load_run_config(run_dir: Path) -> Config:
+    path = run_dir / "config.yaml"
+    if not run_dir.exists():
+        raise CheckpointError(f"run directory {run_dir} does not exist; pass the --output of a `textcls train` run")
+    if not path.exists():
+        raise CheckpointError(f"{run_dir} has no config.yaml; is it a textcls run directory?")
+    return config_from_dict(read_yaml(path), source=str(path))
+
+
+def build_model(cfg: Config, tokenizer: Tokenizer, num_labels: int) -> TextClassifier:
+    return TextClassifier(cfg.model, tokenizer.get_vocab_size(), num_labels, tokenizer.token_to_id(PAD) or 0)
+
+
+def load_run(run_dir: Path | str, weights: str = "model.safetensors") -> Run:
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    info = read_run_info(run_dir)
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    labels = load_labels(run_dir / "labels.json")
+    model = build_model(cfg, tokenizer, len(labels))
+    state = load_weights(run_dir / weights, info.get("sha256", {}).get(weights))
+    load_state(model, state, str(run_dir / weights))
+    model.eval()
+    return Run(run_dir, cfg, tokenizer, labels, model)
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, strict: bool = True) -> list[str]:
+    """Load a state dict, turning key and shape mismatches into a CheckpointError."""
+    own = model.state_dict()
+    bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if bad:
+        k = bad[0]
+        raise CheckpointError(
+            f"{source}: tensor {k} has shape {tuple(state[k].shape)}, the model expects {tuple(own[k].shape)}; "
+            "the config does not match the weights"
+        )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if strict and (missing or unexpected):
+        raise CheckpointError(
+            f"{source}: weights do not fit the model (missing {sorted(missing)[:5]}, unexpected "
+            f"{sorted(unexpected)[:5]}); the config does not match the weights"
+        )
+    return list(missing)

@@ -1,0 +1,52 @@
+"""Run a model over a tokenized dataset: logits in input order, loss and the metrics report."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from textcls.data.batching import BucketSampler, iter_batches, lengths_of
+from textcls.train.loss import compute_loss
+from textcls.train.metrics import classification_report, multilabel_report
+
+
+def autocast_context(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast(device.type, enabled=False)
+
+
+@torch.inference_mode()
+def predict_logits(model: torch.nn.Module, ds, batch_size: int, num_labels: int, device: torch.device,
+                   precision: str = "fp32", pad_id: int = 0) -> np.ndarray:
+    """(N, C) float32 logits in dataset order; batches are length-sorted."""
+    was_training = model.training
+    model.eval()
+    sampler = BucketSampler(lengths_of(ds), batch_size, shuffle=False)
+    out = np.zeros((len(ds), num_labels), dtype=np.float32)
+    for batch in iter_batches(ds, sampler, num_labels, pad_id=pad_id):
+        batch = batch.to(device)
+        with autocast_context(device, precision):
+            logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        out[batch.indices] = logits.float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: torch.nn.Module, ds, labels: list[str], batch_size: int, device: torch.device,
+             task: str = "single", threshold=0.5, precision: str = "fp32", pad_id: int = 0) -> dict:
+    logits = predict_logits(model, ds, batch_size, len(labels), device, precision, pad_id)
+    t = torch.from_numpy(logits)
+    if task == "multilabel":
+        y_true = np.zeros_like(logits, dtype=np.int64)
+        for i, ids in enumerate(ds["labels"]):
+            y_true[i, ids] = 1
+        loss = compute_loss(t, torch.from_numpy(y_true).float(), task).item()
+        thresholds = np.asarray(threshold, dtype=np.float32)
+        y_pred = (1 / (1 + np.exp(-logits)) >= thresholds).astype(np.int64)
+        return multilabel_report(y_true, y_pred, labels, loss)
+    y_true = np.asarray(ds["label"], dtype=np.int64)
+    loss = compute_loss(t, torch.from_numpy(y_true)).item()
+    return classification_report(y_true, logits.argmax(1), labels, loss)

@@ -1,0 +1,285 @@
+"""The training loop: batches -> loss -> AdamW steps, evaluation, best/last checkpoints, exact resume.
+
+Position bookkeeping: an epoch's batch order is a pure function of (seed, epoch), and `last/`
+records (epoch, micro-batch position, step) at optimizer-step boundaries together with model,
+optimizer, scheduler and RNG states. `--resume` restores them and skips the batches already done
+without reading them, so a resumed run produces the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from textcls.config import Config, config_from_dict, config_to_dict, read_yaml
+from textcls.data.batching import BucketSampler, iter_batches, lengths_of
+from textcls.data.pipeline import PreparedData, prepare_data
+from textcls.data.tokenizer import PAD, load_tokenizer
+from textcls.errors import CheckpointError, ConfigError
+from textcls.io import atomic_open
+from textcls.rundir import build_model, load_state, load_weights, read_run_info, save_run_files, save_weights, write_run_info
+from textcls.train.checkpoint import load_checkpoint, save_checkpoint
+from textcls.train.evaluate import autocast_context, evaluate
+from textcls.train.loss import auto_class_weights, compute_loss
+from textcls.train.metrics import is_better
+from textcls.train.optim import build_optimizer
+from textcls.train.progress import TrainProgress, console
+from textcls.train.schedules import lr_multiplier
+
+
+class Interrupted(Exception):
+    """Raised after a resumable checkpoint was saved on SIGINT/SIGTERM (CLI exit code 130)."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(f"interrupted; a resumable checkpoint is in {run_dir / 'last'} (continue with --resume)")
+        self.run_dir = run_dir
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_metric: Optional[float]
+    steps: int
+    seconds: float
+    examples_per_second: float
+
+
+def select_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"`train.device` is {spec!r} but no CUDA device is available; use `auto` or `cpu`")
+    return torch.device(spec)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks at step boundaries."""
+
+    def __init__(self):
+        self.raised = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.raised:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> Config:
+    if resume:
+        saved = run_dir / "config.yaml"
+        if not saved.exists():
+            raise CheckpointError(f"cannot resume: {run_dir} has no config.yaml; train without --resume first")
+        return config_from_dict(read_yaml(saved), source=str(saved))
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if (run_dir / "config.yaml").exists() and cfg.output.overwrite:
+            for child in run_dir.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        elif (run_dir / "config.yaml").exists():
+            raise ConfigError(
+                f"output directory {run_dir} already holds a run; continue it with --resume, pick another "
+                "--output, or pass --set output.overwrite=true to replace it"
+            )
+        else:
+            raise ConfigError(f"output directory {run_dir} exists and is not empty; pick another --output")
+    return cfg
+
+
+def _init_from(model: torch.nn.Module, run_dir_path: str) -> None:
+    """Start from another run's weights: every tensor except the classification head."""
+    src = Path(run_dir_path)
+    info = read_run_info(src)
+    state = load_weights(src / "model.safetensors", info.get("sha256", {}).get("model.safetensors"))
+    state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith("head.")]
+    load_state(model, state, str(src / "model.safetensors"), strict=False)
+    if missing:
+        console.print(f"init_from {src}: {len(missing)} tensor(s) not in the source start fresh "
+                      f"(e.g. {missing[0]})", highlight=False)
+
+
+def _class_weights(cfg: Config, data: PreparedData, device: torch.device) -> Optional[torch.Tensor]:
+    spec = cfg.train.class_weights
+    if spec is None:
+        return None
+    n = len(data.labels)
+    if spec == "auto":
+        counts = torch.zeros(n)
+        if cfg.data.task == "multilabel":
+            for ids in data.train["labels"]:
+                counts[ids] += 1
+            neg = len(data.train) - counts
+            return (neg.clamp(min=1) / counts.clamp(min=1)).to(device)  # BCE pos_weight
+        counts += torch.bincount(torch.as_tensor(data.train["label"]), minlength=n)
+        return auto_class_weights(counts).to(device)
+    if len(spec) != n:
+        raise ConfigError(f"`train.class_weights` has {len(spec)} weights but there are {n} labels ({data.labels})")
+    return torch.tensor(spec, dtype=torch.float32, device=device)
+
+
+def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False) -> TrainResult:
+    run_dir = Path(output or cfg.output.dir)
+    cfg = _prepare_run_dir(cfg, run_dir, resume)
+    cfg.output.dir = str(run_dir)
+    t = cfg.train
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    device = select_device(t.device)
+    seed_everything(t.seed)
+
+    tokenizer = None
+    if resume:
+        tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    elif cfg.model.init_from:
+        tokenizer = load_tokenizer(Path(cfg.model.init_from) / "tokenizer.json")
+    data = prepare_data(cfg, tokenizer)
+    pad_id = data.tokenizer.token_to_id(PAD)
+    if not resume:
+        save_run_files(run_dir, cfg, data.tokenizer, data.labels)
+
+    seed_everything(t.seed)
+    model = build_model(cfg, data.tokenizer, len(data.labels))
+    if cfg.model.init_from and not resume:
+        _init_from(model, cfg.model.init_from)
+    model.to(device)
+
+    sampler = BucketSampler(lengths_of(data.train), t.batch_size, t.batch_tokens, shuffle=True, seed=t.seed)
+    batches_per_epoch = len(sampler)
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / t.grad_accum))
+    total_steps = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
+    optimizer = build_optimizer(model, t)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(t, total_steps))
+    scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" and device.type == "cuda" else None
+    class_weights = _class_weights(cfg, data, device)
+
+    state = {"step": 0, "epoch": 0, "position": 0, "best": None, "best_step": None, "bad_evals": 0,
+             "total_steps": total_steps}
+    if resume:
+        state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler)
+        console.print(f"resuming {run_dir} at step {state['step']}/{total_steps} "
+                      f"(epoch {state['epoch']}, batch {state['position']})", highlight=False)
+    metrics_path = run_dir / "metrics.jsonl"
+    progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet)
+    started = time.perf_counter()
+
+    def log_metrics(record: dict) -> None:
+        with open(metrics_path, "a", encoding="utf-8") as handle:
+            import json
+            handle.write(json.dumps(record) + "\n")
+
+    def checkpoint() -> None:
+        save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
+
+    def run_eval(kind: str) -> bool:
+        """Evaluate, keep the best weights; returns True when early stopping says stop."""
+        if data.valid is None:
+            digest = save_weights(model.state_dict(), run_dir / "model.safetensors")
+            write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"])
+            checkpoint()
+            return False
+        report = evaluate(model, data.valid, data.labels, t.eval_batch_size, device, cfg.data.task,
+                          t.threshold, t.precision, pad_id)
+        value = report[t.metric] if t.metric in report else report["accuracy"]
+        record = {"step": state["step"], "epoch": state["epoch"], "kind": kind, "lr": scheduler.get_last_lr()[0],
+                  **{k: report[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1", "micro_f1") if k in report}}
+        log_metrics(record)
+        improved = is_better(t.metric, value, state["best"])
+        if improved:
+            state.update(best=value, best_step=state["step"], bad_evals=0)
+            digest = save_weights(model.state_dict(), run_dir / "model.safetensors")
+            write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"],
+                           metric=t.metric, best=value)
+        else:
+            state["bad_evals"] += 1
+        progress.message(f"eval step {state['step']}: " + " ".join(
+            f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "lr")
+            + (" (best)" if improved else ""))
+        checkpoint()
+        return t.patience is not None and state["bad_evals"] >= t.patience
+
+    model.train()
+    stop = False
+    with _StopFlag() as flag:
+        try:
+            while state["step"] < total_steps and not stop:
+                epoch = state["epoch"]
+                micro = 0
+                loss_sum, n_examples = 0.0, 0
+                batches = iter_batches(data.train, sampler, len(data.labels), epoch, state["position"], pad_id,
+                                       t.pad_to_multiple_of)
+                for batch in batches:
+                    batch = batch.to(device)
+                    with autocast_context(device, t.precision):
+                        logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                    loss = compute_loss(logits, batch.labels, cfg.data.task, class_weights, t.label_smoothing)
+                    scaled = loss / t.grad_accum
+                    (scaler.scale(scaled) if scaler else scaled).backward()
+                    micro += 1
+                    loss_sum += loss.item()
+                    n_examples += len(batch.indices)
+                    state["position"] += 1
+                    last_in_epoch = state["position"] >= batches_per_epoch
+                    if micro % t.grad_accum and not last_in_epoch:
+                        continue
+                    if scaler:
+                        scaler.unscale_(optimizer)
+                    if t.max_grad_norm:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                    if scaler:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    state["step"] += 1
+                    progress.update(state["step"], loss_sum / micro, scheduler.get_last_lr()[0], n_examples)
+                    micro, loss_sum, n_examples = 0, 0.0, 0
+                    if last_in_epoch:
+                        state["epoch"], state["position"] = epoch + 1, 0
+                    step = state["step"]
+                    if t.eval_every and step % t.eval_every == 0 and step < total_steps and not last_in_epoch:
+                        stop = run_eval("step")
+                    elif t.checkpoint_every and step % t.checkpoint_every == 0:
+                        checkpoint()
+                    if flag.raised:
+                        checkpoint()
+                        raise Interrupted(run_dir)
+                    if stop or step >= total_steps or last_in_epoch:
+                        break
+                if state["position"] == 0 or state["step"] >= total_steps:
+                    # End of an epoch (or of training): evaluate unless this step was just evaluated.
+                    if t.eval_each_epoch or state["step"] >= total_steps:
+                        stop = run_eval("epoch") or stop
+                    else:
+                        checkpoint()
+        finally:
+            progress.close()
+    seconds = time.perf_counter() - started
+    return TrainResult(run_dir, state["best"], state["step"], seconds, progress.examples_per_second)

@@ -1,0 +1,52 @@
+"""Progress: a rich bar (loss, lr, examples/s, ETA) on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+
+
+class TrainProgress:
+    def __init__(self, total_steps: int, start_step: int, log_every: int, enabled: bool = True):
+        self.total, self.log_every, self.enabled = total_steps, log_every, enabled
+        self.interactive = enabled and console.is_terminal and sys.stderr.isatty()
+        self.t0 = time.perf_counter()
+        self.start_step = start_step
+        self.examples = 0
+        self.progress = None
+        if self.interactive:
+            self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                     TimeRemainingColumn(), console=console, transient=False)
+            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, info="")
+            self.progress.start()
+
+    def update(self, step: int, loss: float, lr: float, examples: int) -> None:
+        self.examples += examples
+        if not self.enabled:
+            return
+        rate = self.examples / max(time.perf_counter() - self.t0, 1e-9)
+        info = f"loss {loss:.4f} lr {lr:.2e} {rate:,.0f} ex/s"
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, info=info)
+        elif step % self.log_every == 0 or step == self.total:
+            done = step - self.start_step
+            eta = (time.perf_counter() - self.t0) / max(done, 1) * (self.total - step)
+            console.print(f"step {step}/{self.total} {info} eta {eta:,.0f}s", highlight=False)
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            console.print(text, highlight=False)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / max(time.perf_counter() - self.t0, 1e-9)
