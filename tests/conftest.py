@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny configs on small slices of real data, an isolated tokenized cache."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from textcls.config import config_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+DEMO = ROOT / "data" / "ag_news_demo"
+
+torch.set_num_threads(1)  # tests run two workers on two cores
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("TEXTCLS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def tiny_model(**extra) -> dict:
+    model = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "dropout": 0.0,
+             "max_positions": 64}
+    model.update(extra)
+    return model
+
+
+def write_tsv(path: Path, rows: list[tuple], header: tuple = ("sentence", "label")) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, escapechar="\\")
+        if header:
+            writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def sst2_slice(n: int, split: str = "train", offset: int = 0) -> list[tuple[str, str]]:
+    """The first n (after offset) rows of the shared SST-2 file; falls back to the demo data."""
+    path = SHARED / "sst2" / f"{split}.tsv"
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()[1 + offset:1 + offset + n]
+    return [tuple(line.rsplit("\t", 1)) for line in lines]
+
+
+@pytest.fixture
+def sst2_files(tmp_path) -> tuple[Path, Path]:
+    """(train, valid) TSV files: 400 + 100 real SST-2 rows."""
+    train = write_tsv(tmp_path / "train.tsv", sst2_slice(400))
+    valid = write_tsv(tmp_path / "valid.tsv", sst2_slice(100, "dev"))
+    return train, valid
+
+
+def tiny_config(train: Path, valid: Path | None, out: Path, **sections) -> "Config":
+    raw = {
+        "data": {"train": str(train), "valid": str(valid) if valid else None, "text_columns": ["sentence"],
+                 "label_column": "label", "max_length": 48},
+        "tokenizer": {"vocab_size": 300, "min_frequency": 1},
+        "model": tiny_model(),
+        "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "seed": 0, "log_every": 1000},
+        "output": {"dir": str(out)},
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return config_from_dict(raw)
+
+
+def run_cli(*args: str, input: str | None = None, cwd: Path | None = None, env: dict | None = None,
+            timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m textcls ARGS` in a subprocess using this checkout's package."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "textcls", *args], input=input, capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=full_env, timeout=timeout)
