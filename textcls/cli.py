@@ -119,6 +119,31 @@ def predict(
 
 
 @app.command()
+@handle_errors
+def tune(
+    config: Path = typer.Argument(..., help="YAML config with a `tune:` search space."),
+    budget: str = typer.Option("30m", "--budget", help="Time budget: 90s, 30m, 2h, 1h30m."),
+    metric: str = typer.Option("accuracy", "--metric", help="accuracy | macro_f1 | weighted_f1 | micro_f1 | loss."),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="At most this many trials."),
+    output: Path = typer.Option(Path("runs/tune"), "--output", "-o", help="Folder for trials, trials.jsonl, best.yaml."),
+    overrides: Optional[list[str]] = SetOption,
+) -> None:
+    """Search the `tune:` space with Optuna (TPE, median pruning) within a time budget."""
+    from textcls.config import load_config
+    from textcls.tune import Tuner, parse_budget, print_trials
+
+    _logging()
+    seconds = parse_budget(budget)
+    cfg = load_config(config, overrides or [])
+    tuner = Tuner(cfg, output, seconds, metric, trials)
+    tuner.run()
+    print_trials(tuner, out)
+    best = tuner.write_best()
+    err.print(f"trials in {output / 'trials.jsonl'}" + (f"; best config {best} (train it with `textcls train "
+              f"{best}`)" if best else "; no trial finished, so no best.yaml"), highlight=False)
+
+
+@app.command()
 def version() -> None:
     """Print the textcls version."""
     out.print(__version__)

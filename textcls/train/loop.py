@@ -14,7 +14,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -143,7 +143,13 @@ def _class_weights(cfg: Config, data: PreparedData, device: torch.device) -> Opt
     return torch.tensor(spec, dtype=torch.float32, device=device)
 
 
-def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False) -> TrainResult:
+def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False,
+          on_eval: Optional[Callable[[int, dict], bool]] = None) -> TrainResult:
+    """Train per `cfg` into `output` (default output.dir).
+
+    `on_eval(step, record)` is called after each evaluation with the logged metrics; returning True
+    stops training there (used by `textcls tune` for pruning and its time budget).
+    """
     run_dir = Path(output or cfg.output.dir)
     cfg = _prepare_run_dir(cfg, run_dir, resume)
     cfg.output.dir = str(run_dir)
@@ -217,11 +223,12 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                            metric=t.metric, best=value)
         else:
             state["bad_evals"] += 1
+        stop_requested = bool(on_eval(state["step"], record)) if on_eval else False
         progress.message(f"eval step {state['step']}: " + " ".join(
             f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "lr")
             + (" (best)" if improved else ""))
         checkpoint()
-        return t.patience is not None and state["bad_evals"] >= t.patience
+        return stop_requested or (t.patience is not None and state["bad_evals"] >= t.patience)
 
     model.train()
     stop = False

@@ -1,0 +1,92 @@
+"""`textcls tune`: budget parsing, search-space checks, and a tiny search end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from conftest import run_cli, tiny_model
+from textcls.config import load_config
+from textcls.errors import ConfigError
+from textcls.tune import parse_budget, parse_space
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("2h", 7200), ("1h30m", 5400),
+                                           ("45", 45), ("1.5h", 5400), ("2m30s", 150)])
+def test_parse_budget(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "30x", "m", "0s", "-5m"])
+def test_parse_budget_rejects(text):
+    with pytest.raises(ConfigError, match="budget"):
+        parse_budget(text)
+
+
+def test_parse_space_shapes():
+    params = parse_space({"train.lr": {"low": "1e-4", "high": 3e-3, "log": True},
+                          "model.num_layers": {"choices": [1, 2]}}, "x.yaml")
+    assert [(p.key, p.low, p.high, p.log, p.choices) for p in params] == [
+        ("train.lr", 1e-4, 3e-3, True, None), ("model.num_layers", None, None, False, [1, 2])]
+    with pytest.raises(ConfigError) as info:
+        parse_space({"a.b": {"low": 2, "high": 1}, "c.d": [1, 2], "e.f": {"choices": []},
+                     "g.h": {"low": 0, "high": 1, "log": True}}, "x.yaml")
+    message = str(info.value)
+    assert "4 problem(s)" in message and "`tune.a.b`" in message and "`tune.g.h`" in message
+
+
+def _write_config(tmp_path, train, valid, tune: dict) -> str:
+    raw = {
+        "data": {"train": str(train), "valid": str(valid), "text_columns": ["sentence"], "max_length": 32},
+        "tokenizer": {"vocab_size": 200, "min_frequency": 1},
+        "model": tiny_model(),
+        "train": {"max_steps": 6, "eval_every": 3, "batch_size": 16, "lr": 1e-3, "log_every": 1000},
+        "tune": tune,
+    }
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return str(path)
+
+
+def test_tiny_search_writes_trials_and_best(tmp_path, sst2_files):
+    train, valid = sst2_files
+    config = _write_config(tmp_path, train, valid, {"train.lr": {"low": 1e-4, "high": 3e-3, "log": True},
+                                                    "model.num_layers": {"choices": [1, 2]}})
+    out = tmp_path / "tune"
+    proc = run_cli("tune", config, "--budget", "5m", "--trials", "3", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    lines = (out / "trials.jsonl").read_text(encoding="utf-8").splitlines()
+    trials = [json.loads(line) for line in lines]
+    assert [t["number"] for t in trials] == [0, 1, 2]
+    for t in trials:
+        assert set(t["params"]) == {"train.lr", "model.num_layers"}
+        assert 1e-4 <= t["params"]["train.lr"] <= 3e-3 and t["params"]["model.num_layers"] in (1, 2)
+        assert t["state"] in ("complete", "pruned") and 0.0 <= t["value"] <= 1.0
+    assert "train.lr" in proc.stdout and "trial" in proc.stdout  # the table
+    best = load_config(out / "best.yaml")
+    top = max((t for t in trials if t["state"] == "complete"), key=lambda t: t["value"])
+    assert best.train.lr == pytest.approx(top["params"]["train.lr"])
+    assert best.model.num_layers == top["params"]["model.num_layers"]
+    assert best.tune is None and best.data.train == str(train)
+
+
+def test_unknown_key_in_search_space_is_exit_2(tmp_path, sst2_files):
+    train, valid = sst2_files
+    config = _write_config(tmp_path, train, valid, {"model.num_layerz": {"choices": [1, 2]}})
+    proc = run_cli("tune", config, "--budget", "1m", "--output", str(tmp_path / "tune"))
+    assert proc.returncode == 2
+    assert "model.num_layerz" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "tune" / "trials.jsonl").exists()
+
+
+def test_budget_stops_new_trials(tmp_path, sst2_files):
+    """With a budget shorter than one trial, only the first trial runs (and stops at its first eval)."""
+    train, valid = sst2_files
+    config = _write_config(tmp_path, train, valid, {"train.lr": {"low": 1e-4, "high": 3e-3, "log": True}})
+    out = tmp_path / "tune"
+    proc = run_cli("tune", config, "--budget", "0.01s", "--trials", "5", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    trials = [json.loads(line) for line in (out / "trials.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(trials) == 1 and trials[0]["state"] == "stopped" and trials[0]["steps"] == 3
