@@ -101,6 +101,9 @@ def predict(
     output_format: Optional[str] = typer.Option(None, "--format", help="jsonl or tsv (default from --output)."),
     input_format: Optional[str] = typer.Option(None, "--input-format", help="csv|tsv|jsonl|fasttext|txt."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
+    chunk_long: bool = typer.Option(False, "--chunk-long", help="Average over windows of documents longer than max_length."),
+    stride: Optional[int] = typer.Option(None, "--stride", min=1, help="--chunk-long: tokens between window starts "
+                                         "(default half a window)."),
 ) -> None:
     """Labels and probabilities for each input line or row, in input order."""
     from textcls.errors import ConfigError
@@ -113,7 +116,12 @@ def predict(
         raise ConfigError(f"--input-format must be one of csv, tsv, jsonl, fasttext, txt; got {input_format!r}")
     _logging()
     run = load_run(run_dir)
-    n = predict_file(run, input, output, top_k, output_format, input_format, batch_size)
+    if stride and not chunk_long:
+        raise ConfigError("--stride only applies with --chunk-long")
+    if chunk_long and len(run.cfg.data.text_columns) == 2:
+        raise ConfigError("--chunk-long works on single texts; this run reads text pairs")
+    window_stride = (stride or max(1, (run.cfg.data.max_length - 2) // 2)) if chunk_long else None
+    n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, window_stride=window_stride)
     if output not in (None, "-"):
         err.print(f"wrote {n} predictions to {output}", highlight=False)
 

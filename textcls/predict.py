@@ -19,7 +19,7 @@ import torch
 from textcls.data.batching import pad_batch
 from textcls.data.pipeline import encode_texts
 from textcls.data.readers import Record, iter_records
-from textcls.data.tokenizer import PAD
+from textcls.data.tokenizer import CLS, PAD, SEP
 from textcls.errors import DataError
 from textcls.io import atomic_open
 from textcls.rundir import Run
@@ -59,6 +59,45 @@ def predict_probabilities(run: Run, texts: list[str], pairs: Optional[list[str]]
     return probs
 
 
+def window_starts(length: int, size: int, stride: int) -> list[int]:
+    """Start offsets of `size`-token windows `stride` apart covering `length` tokens; the last ends at the end."""
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size, stride))
+    return starts + [length - size]
+
+
+@torch.inference_mode()
+def predict_windowed(run: Run, texts: list[str], stride: Optional[int] = None, batch_size: int = 64,
+                     device: torch.device = torch.device("cpu"), precision: str = "fp32") -> np.ndarray:
+    """(N, C) probabilities; a text longer than max_length is split into overlapping windows of
+    max_length tokens (`[CLS] window [SEP]`, starts `stride` tokens apart; default half a window)
+    and its windows' probabilities are averaged. Texts that fit are predicted as by predict_probabilities."""
+    cfg = run.cfg
+    size = cfg.data.max_length - 2
+    stride = stride or max(1, size // 2)
+    cls_id, sep_id = run.tokenizer.token_to_id(CLS), run.tokenizer.token_to_id(SEP)
+    windows, owner = [], []
+    for i, enc in enumerate(run.tokenizer.encode_batch(texts, add_special_tokens=False)):
+        for start in window_starts(len(enc.ids), size, stride):
+            windows.append([cls_id, *enc.ids[start:start + size], sep_id])
+            owner.append(i)
+    order = np.argsort([len(x) for x in windows], kind="stable")
+    window_probs = np.zeros((len(windows), len(run.labels)), dtype=np.float32)
+    pad_id = run.tokenizer.token_to_id(PAD)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        input_ids, mask, _ = pad_batch([windows[i] for i in rows], None, pad_id)
+        with autocast_context(device, precision):
+            logits = run.model(input_ids.to(device), mask.to(device), None).float()
+        p = torch.sigmoid(logits) if cfg.data.task == "multilabel" else torch.softmax(logits, -1)
+        window_probs[rows] = p.cpu().numpy()
+    sums = np.zeros((len(texts), len(run.labels)), dtype=np.float64)
+    np.add.at(sums, np.asarray(owner), window_probs)
+    counts = np.bincount(owner, minlength=len(texts))[:, None]
+    return (sums / counts).astype(np.float32)
+
+
 def _format_row(probs: np.ndarray, labels: list[str], top_k: int, fmt: str, task: str, threshold) -> str:
     if task == "multilabel":
         thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float32), probs.shape)
@@ -89,8 +128,11 @@ def _output(path: Optional[str]) -> Iterator[IO]:
 
 def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, top_k: int = 1,
                  output_format: Optional[str] = None, input_format: Optional[str] = None, batch_size: int = 64,
-                 chunk_size: int = 4096, device: torch.device = torch.device("cpu"), precision: str = "fp32") -> int:
-    """Predict every input line/row; writes one output line per input in order. Returns the count."""
+                 chunk_size: int = 4096, device: torch.device = torch.device("cpu"), precision: str = "fp32",
+                 window_stride: Optional[int] = None) -> int:
+    """Predict every input line/row; writes one output line per input in order. Returns the count.
+
+    `window_stride` (tokens) turns on window averaging for long documents (see predict_windowed)."""
     fmt = output_format or ("tsv" if output_path and output_path.endswith(".tsv") else "jsonl")
     data_cfg = dataclasses.replace(run.cfg.data, format=input_format, on_bad_lines="error")
     if input_path != "-" and not Path(input_path).exists():
@@ -102,7 +144,10 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
             texts = [r.text for r in chunk]
             pairs = [r.text_pair or "" for r in chunk] if len(data_cfg.text_columns) == 2 and \
                 chunk[0].text_pair is not None else None
-            probs = predict_probabilities(run, texts, pairs, batch_size, device, precision)
+            if window_stride and pairs is None:
+                probs = predict_windowed(run, texts, window_stride, batch_size, device, precision)
+            else:
+                probs = predict_probabilities(run, texts, pairs, batch_size, device, precision)
             for row in probs:
                 out.write(_format_row(row, run.labels, top_k, fmt, run.cfg.data.task, run.cfg.train.threshold) + "\n")
             count += len(chunk)
