@@ -30,6 +30,7 @@ from textcls.config import Config, config_from_dict, config_to_dict, save_config
 from textcls.data.readers import iter_records
 from textcls.errors import ConfigError
 from textcls.io import atomic_open
+from textcls.train.progress import console
 
 _BUDGET = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 EVALS_PER_EPOCH = 4  # when train.eval_every is unset: evaluations (pruning points) per epoch
@@ -229,6 +230,10 @@ class Tuner:
         self.records.append(TrialRecord(trial.number, state, params, value, result.steps,
                                         round(time.monotonic() - started, 2), str(run_dir)))
         self._write_trials()
+        shown = ", ".join(f"{k}={_cell(v)}" for k, v in params.items())
+        score = "-" if value is None else f"{value:.4f}"
+        console.print(f"trial {trial.number} {state}: {self.metric} {score} after {result.steps} steps "
+                      f"in {time.monotonic() - started:.0f}s ({shown})", highlight=False)
         if flags["pruned"]:
             raise optuna.TrialPruned()
         return value
