@@ -16,11 +16,12 @@ trial took, and a running trial stops at its next evaluation after the deadline.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -239,9 +240,6 @@ class Tuner:
         return value
 
     def _write_trials(self) -> None:
-        import json
-        from dataclasses import asdict
-
         with atomic_open(self.output / "trials.jsonl", "w") as handle:
             for rec in self.records:
                 handle.write(json.dumps(asdict(rec), ensure_ascii=False) + "\n")
