@@ -91,6 +91,17 @@ def test_hidden_states_and_pooled_output_match_hf(make, sharing):
     torch.testing.assert_close(pooled, want.pooler_output, rtol=0, atol=1e-5)
 
 
+def test_bert_without_pooler_pools_cls():
+    hf = transformers.BertModel(bert().config, add_pooling_layer=False)
+    ours = textcls_model(randomize(hf))
+    assert ours.cfg.pooling == "cls" and "pooler.dense.weight" not in ours.state_dict()
+    ids, mask, types = padded_batch()
+    with torch.no_grad():
+        want = hf(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+        got = ours.encode(ids, mask.bool(), types).hidden[-1]
+    torch.testing.assert_close(got[mask.bool()], want[mask.bool()], rtol=0, atol=1e-5)
+
+
 def test_albert_parameters_are_stored_once():
     hf = albert(groups=2)
     ours = textcls_model(hf)

@@ -54,7 +54,7 @@ def test_info_cli_on_config_and_run_dir(tmp_path):
     assert "FLOPs" in result.output
 
     cfg = config_from_dict({"model": tiny_model(), "data": {"max_length": T}})
-    tok = train_tokenizer(["a tiny corpus of words", "more words here"], TokenizerConfig(vocab_size=60, min_frequency=1))
+    tok = train_tokenizer(["a tiny corpus of words", "more words"], TokenizerConfig(vocab_size=60, min_frequency=1))
     save_run_files(tmp_path / "run", cfg, tok, ["x", "y", "z"])
     info = model_info(tmp_path / "run")
     assert info.vocab_size == tok.get_vocab_size() and info.num_labels == 3

@@ -134,7 +134,7 @@ def info(
 @app.command("import-hf")
 @handle_errors
 def import_hf(
-    hf_dir: Path = typer.Argument(..., help="Local HuggingFace ALBERT/BERT folder: config.json, weights, tokenizer.json."),
+    hf_dir: Path = typer.Argument(..., help="Local HF ALBERT/BERT folder: config.json, weights, tokenizer.json."),
     output: Path = typer.Option(..., "--output", "-o", help="The run directory to write."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Read pytorch_model.bin (tensors only)."),
 ) -> None:

@@ -168,7 +168,9 @@ def print_info(info: ModelInfo, console: Console) -> None:
     console.print(f"trainable {c.trainable:,} of {c.unique_total:,} (train.trainable: {info.cfg.train.trainable}); "
                   f"adapters {c.adapters:,}; FLOPs/token = forward matmul FLOPs at T={info.seq_len} "
                   f"(x3 for training)", highlight=False)
-    layers = Table(title="depth -> unique layer")
+    n_attn, n_ffn = len(set(info.attention_schedule)), len(set(info.ffn_schedule))
+    layers = Table(title=f"depth -> unique layer ({n_attn} attention and {n_ffn} FFN blocks for "
+                         f"{len(info.attention_schedule)} depths)")
     for col in ("depth", "attention block", "FFN block"):
         layers.add_column(col, justify="right")
     for d, (a, f) in enumerate(zip(info.attention_schedule, info.ffn_schedule)):

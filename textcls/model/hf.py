@@ -148,7 +148,8 @@ def convert_state(hf: dict, state: dict[str, torch.Tensor]) -> dict[str, torch.T
         for p in ("weight", "bias"):
             qkv = [src.pop(f"{layer}{n[x]}.{p}", None) for x in "qkv"]
             if any(t is None for t in qkv):
-                raise CheckpointError(f"the checkpoint lacks {layer}{n['q']}/key/value.{p}; it does not match config.json")
+                raise CheckpointError(f"the checkpoint lacks {layer}{n['q']}/key/value.{p}; "
+                                      "it does not match config.json")
             out[f"{attn}attention.qkv.{p}"] = torch.cat(qkv, 0)
             take(f"{layer}{n['out']}.{p}", f"{attn}attention.out.{p}")
             take(f"{layer}{n['norm1']}.{p}", f"{attn}norm.{p}")
