@@ -59,5 +59,10 @@ def test_info_cli_on_config_and_run_dir(tmp_path):
     info = model_info(tmp_path / "run")
     assert info.vocab_size == tok.get_vocab_size() and info.num_labels == 3
     assert info.counts.unique["pooler + head"] == H * 3 + 3
+    path = write_config(tmp_path)
+    raw = yaml.safe_load(open(path))
+    raw["model"]["init_from"] = str(tmp_path / "run")  # the vocabulary then comes from that run's tokenizer
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(raw))
+    assert model_info(tmp_path / "ft.yaml").vocab_size == tok.get_vocab_size()
     result = runner.invoke(app, ["info", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2 and "does not exist" in result.output

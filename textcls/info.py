@@ -126,7 +126,10 @@ def _load(path: Path, num_labels: int) -> tuple[Config, int, int]:
         labels = load_labels(path / "labels.json") if (path / "labels.json").exists() else []
         return cfg, tok.get_vocab_size(), len(labels) or num_labels
     cfg = load_config(path)
-    return cfg, cfg.tokenizer.vocab_size, num_labels
+    # The vocabulary training will use: init_from's tokenizer, tokenizer.path, else tokenizer.vocab_size.
+    tok_file = Path(cfg.model.init_from) / "tokenizer.json" if cfg.model.init_from else cfg.tokenizer.path
+    vocab = load_tokenizer(tok_file).get_vocab_size() if tok_file else cfg.tokenizer.vocab_size
+    return cfg, vocab, num_labels
 
 
 def model_info(path: Path | str, num_labels: int = 2, seq_len: Optional[int] = None) -> ModelInfo:
