@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--valid", default=str(SST2 / "dev.tsv"))
     p.add_argument("--max-steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--vocab-size", type=int, default=8000)
     p.add_argument("--hidden-size", type=int, default=256)
