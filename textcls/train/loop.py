@@ -8,7 +8,6 @@ without reading them, so a resumed run produces the same weights as an uninterru
 
 from __future__ import annotations
 
-import math
 import shutil
 import signal
 import time
@@ -19,20 +18,23 @@ from typing import Optional
 import numpy as np
 import torch
 
-from textcls.config import Config, config_from_dict, config_to_dict, read_yaml
-from textcls.data.batching import BucketSampler, iter_batches, lengths_of
+from textcls.config import Config, config_from_dict, read_yaml
+from textcls.data.batching import iter_batches, lengths_of
 from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError, ConfigError
-from textcls.io import atomic_open
-from textcls.rundir import build_model, load_state, load_weights, read_run_info, save_run_files, save_weights, write_run_info
-from textcls.train.checkpoint import load_checkpoint, save_checkpoint
+from textcls.rundir import build_model, load_state, load_weights, read_run_info, save_run_files
+from textcls.model.word_vectors import init_word_embeddings
+from textcls.train.checkpoint import keep_step_checkpoint, load_checkpoint, remove_stale_temp, save_best, save_checkpoint
+from textcls.train.checks import check_run_options
 from textcls.train.evaluate import autocast_context, evaluate
+from textcls.train.logs import MetricsLog
 from textcls.train.loss import auto_class_weights, compute_loss
 from textcls.train.metrics import is_better
-from textcls.train.optim import build_optimizer
+from textcls.train.optim import build_optimizer, optimizer_step
 from textcls.train.progress import TrainProgress, console
 from textcls.train.schedules import lr_multiplier
+from textcls.train.steps import plan_steps, train_sampler
 
 
 class Interrupted(Exception):
@@ -151,6 +153,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     device = select_device(t.device)
+    metrics = MetricsLog(run_dir, cfg.output.tensorboard)  # fails early when tensorboard is missing
+    remove_stale_temp(run_dir)
     seed_everything(t.seed)
 
     tokenizer = None
@@ -159,6 +163,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     elif cfg.model.init_from:
         tokenizer = load_tokenizer(Path(cfg.model.init_from) / "tokenizer.json")
     data = prepare_data(cfg, tokenizer)
+    check_run_options(cfg, data.labels, device)
     pad_id = data.tokenizer.token_to_id(PAD)
     if not resume:
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
@@ -167,12 +172,17 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     model = build_model(cfg, data.tokenizer, len(data.labels))
     if cfg.model.init_from and not resume:
         _init_from(model, cfg.model.init_from)
+    vectors = init_word_embeddings(model.embeddings.word, cfg.model.embeddings.pretrained, data.tokenizer.get_vocab(),
+                                   cfg.model.embeddings.freeze, load=not resume)
+    if vectors and not quiet:
+        console.print(f"word vectors {cfg.model.embeddings.pretrained}: {vectors.found}/{vectors.vocab_size} "
+                      f"vocabulary entries found" + (" (frozen)" if cfg.model.embeddings.freeze else ""),
+                      highlight=False)
     model.to(device)
 
-    sampler = BucketSampler(lengths_of(data.train), t.batch_size, t.batch_tokens, shuffle=True, seed=t.seed)
-    batches_per_epoch = len(sampler)
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / t.grad_accum))
-    total_steps = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
+    sampler = train_sampler(lengths_of(data.train), t)
+    plan = plan_steps(t, len(sampler))
+    total_steps = plan.total_steps
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(t, total_steps))
     scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" and device.type == "cuda" else None
@@ -182,39 +192,39 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
              "total_steps": total_steps}
     if resume:
         state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler)
+        if state.get("total_steps") != total_steps:
+            raise CheckpointError(
+                f"cannot resume {run_dir} exactly: the run was planned for {state.get('total_steps')} steps but "
+                f"the data now gives {total_steps} (the training file changed?); train without --resume")
+        metrics.truncate_after(state["step"])
         console.print(f"resuming {run_dir} at step {state['step']}/{total_steps} "
                       f"(epoch {state['epoch']}, batch {state['position']})", highlight=False)
-    metrics_path = run_dir / "metrics.jsonl"
     progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet)
     started = time.perf_counter()
-
-    def log_metrics(record: dict) -> None:
-        with open(metrics_path, "a", encoding="utf-8") as handle:
-            import json
-            handle.write(json.dumps(record) + "\n")
+    saved_step = [state["step"] if resume else None]  # step of the newest `last/`
 
     def checkpoint() -> None:
         save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
+        saved_step[0] = state["step"]
+        if t.save_total_limit:
+            keep_step_checkpoint(run_dir, state["step"], t.save_total_limit, state["best_step"])
 
     def run_eval(kind: str) -> bool:
         """Evaluate, keep the best weights; returns True when early stopping says stop."""
         if data.valid is None:
-            digest = save_weights(model.state_dict(), run_dir / "model.safetensors")
-            write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"])
+            save_best(run_dir, model, step=state["step"])
             checkpoint()
             return False
         report = evaluate(model, data.valid, data.labels, t.eval_batch_size, device, cfg.data.task,
                           t.threshold, t.precision, pad_id)
-        value = report[t.metric] if t.metric in report else report["accuracy"]
+        value = report[t.metric]
         record = {"step": state["step"], "epoch": state["epoch"], "kind": kind, "lr": scheduler.get_last_lr()[0],
                   **{k: report[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1", "micro_f1") if k in report}}
-        log_metrics(record)
+        metrics.write(record)
         improved = is_better(t.metric, value, state["best"])
         if improved:
             state.update(best=value, best_step=state["step"], bad_evals=0)
-            digest = save_weights(model.state_dict(), run_dir / "model.safetensors")
-            write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"],
-                           metric=t.metric, best=value)
+            save_best(run_dir, model, step=state["step"], metric=t.metric, best=value)
         else:
             state["bad_evals"] += 1
         progress.message(f"eval step {state['step']}: " + " ".join(
@@ -225,12 +235,12 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
 
     model.train()
     stop = False
+    window_loss, window_steps = 0.0, 0  # train loss averaged over the steps since the last `train` record
     with _StopFlag() as flag:
         try:
             while state["step"] < total_steps and not stop:
                 epoch = state["epoch"]
-                micro = 0
-                loss_sum, n_examples = 0.0, 0
+                micro, loss_sum, n_examples = 0, 0.0, 0
                 batches = iter_batches(data.train, sampler, len(data.labels), epoch, state["position"], pad_id,
                                        t.pad_to_multiple_of)
                 for batch in batches:
@@ -244,42 +254,37 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                     loss_sum += loss.item()
                     n_examples += len(batch.indices)
                     state["position"] += 1
-                    last_in_epoch = state["position"] >= batches_per_epoch
-                    if micro % t.grad_accum and not last_in_epoch:
+                    epoch_done = state["position"] >= plan.batches_per_epoch
+                    if micro % t.grad_accum and not epoch_done:
                         continue
-                    if scaler:
-                        scaler.unscale_(optimizer)
-                    if t.max_grad_norm:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-                    if scaler:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
+                    lr_used = scheduler.get_last_lr()[0]
+                    optimizer_step(model, optimizer, scaler, t.max_grad_norm)
                     scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
                     state["step"] += 1
-                    progress.update(state["step"], loss_sum / micro, scheduler.get_last_lr()[0], n_examples)
-                    micro, loss_sum, n_examples = 0, 0.0, 0
-                    if last_in_epoch:
-                        state["epoch"], state["position"] = epoch + 1, 0
                     step = state["step"]
-                    if t.eval_every and step % t.eval_every == 0 and step < total_steps and not last_in_epoch:
-                        stop = run_eval("step")
-                    elif t.checkpoint_every and step % t.checkpoint_every == 0:
+                    progress.update(step, loss_sum / micro, scheduler.get_last_lr()[0], n_examples)
+                    window_loss, window_steps = window_loss + loss_sum / micro, window_steps + 1
+                    if step % t.log_every == 0:
+                        metrics.write({"step": step, "epoch": epoch, "kind": "train",
+                                       "loss": window_loss / window_steps, "lr": lr_used})
+                        window_loss, window_steps = 0.0, 0
+                    micro, loss_sum, n_examples = 0, 0.0, 0
+                    if epoch_done:
+                        state["epoch"], state["position"] = epoch + 1, 0
+                    finished = step >= total_steps
+                    eval_due = bool(t.eval_every) and step % t.eval_every == 0
+                    if (epoch_done and t.eval_each_epoch) or finished or eval_due:
+                        stop = run_eval("epoch" if epoch_done else "step")
+                    elif epoch_done or (t.checkpoint_every and step % t.checkpoint_every == 0):
                         checkpoint()
                     if flag.raised:
-                        checkpoint()
+                        if saved_step[0] != step:
+                            checkpoint()
                         raise Interrupted(run_dir)
-                    if stop or step >= total_steps or last_in_epoch:
+                    if stop or finished or epoch_done:
                         break
-                if state["position"] == 0 or state["step"] >= total_steps:
-                    # End of an epoch (or of training): evaluate unless this step was just evaluated.
-                    if t.eval_each_epoch or state["step"] >= total_steps:
-                        stop = run_eval("epoch") or stop
-                    else:
-                        checkpoint()
         finally:
             progress.close()
+            metrics.close()
     seconds = time.perf_counter() - started
     return TrainResult(run_dir, state["best"], state["step"], seconds, progress.examples_per_second)
