@@ -43,7 +43,7 @@ def schedule_table(cfg: Config, total_steps: int) -> Table:
     t = cfg.train
     fn = lr_multiplier(t, total_steps)
     table = Table(caption=f"{t.schedule} schedule, {total_steps} optimizer steps, base lr {t.lr:g}; "
-                          "lr at step s is the rate of update s + 1")
+                          "lr at step s is the rate of update s + 1", min_width=72)
     for col in ("step", "lr", "× base", "phase"):
         table.add_column(col, justify="left" if col == "phase" else "right")
     for step in key_steps(t, total_steps):
