@@ -58,7 +58,7 @@ def test_fasttext_multilabel_train_eval_predict(tmp_path):
     assert {"micro_f1", "macro_f1", "accuracy", "loss"} <= report.keys()
     assert set(report["per_class"]) == {"money", "sport", "tech"}
     assert sum(m["support"] for m in report["per_class"].values()) == sum(len(x) for x, _ in examples(32, 1))
-    assert report["micro_f1"] > 0.8  # keyword topics are easy to learn
+    assert report["micro_f1"] > 0.7  # keyword topics are easy to learn (chance is about 0.5)
 
     # predict on the validation file: every label over its own threshold, most probable first,
     # and the predictions score exactly the micro-F1 that eval reported

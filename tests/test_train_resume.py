@@ -54,7 +54,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_after_sigterm_mid_epoch_gives_identical_weights(tmp_path, monkeypatch):
-    opts = {"batch_size": 4, "grad_accum": 2, "eval_every": 3}  # 16 batches = 8 steps per epoch
+    opts = {"batch_size": 4, "grad_accum": 2, "eval_every": 3, "log_every": 2}  # 16 batches = 8 steps per epoch
     reference = train(small_config(tmp_path, "full", **opts), quiet=True)
     assert reference.steps == 16
 

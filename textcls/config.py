@@ -146,7 +146,7 @@ class TrainConfig:
     eval_each_epoch: bool = True
     metric: str = "accuracy"  # accuracy | macro_f1 | weighted_f1 | loss | micro_f1
     patience: Optional[int] = None  # evaluations without improvement before stopping
-    save_total_limit: Optional[int] = None
+    save_total_limit: Optional[int] = None  # keep step checkpoints checkpoint-{step}/: the N newest + the best
     class_weights: Optional[Union[str, list[float]]] = None  # "auto" or one weight per label
     label_smoothing: float = 0.0
     threshold: Union[float, list[float]] = 0.5  # multilabel decision threshold(s)

@@ -189,7 +189,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     class_weights = _class_weights(cfg, data, device)
 
     state = {"step": 0, "epoch": 0, "position": 0, "best": None, "best_step": None, "bad_evals": 0,
-             "total_steps": total_steps}
+             "total_steps": total_steps, "loss_window": [0.0, 0]}  # train loss (sum, steps) since the last log
     if resume:
         state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler)
         if state.get("total_steps") != total_steps:
@@ -235,7 +235,6 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
 
     model.train()
     stop = False
-    window_loss, window_steps = 0.0, 0  # train loss averaged over the steps since the last `train` record
     with _StopFlag() as flag:
         try:
             while state["step"] < total_steps and not stop:
@@ -263,11 +262,12 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                     state["step"] += 1
                     step = state["step"]
                     progress.update(step, loss_sum / micro, scheduler.get_last_lr()[0], n_examples)
-                    window_loss, window_steps = window_loss + loss_sum / micro, window_steps + 1
+                    window = state.setdefault("loss_window", [0.0, 0])
+                    window[0], window[1] = window[0] + loss_sum / micro, window[1] + 1
                     if step % t.log_every == 0:
                         metrics.write({"step": step, "epoch": epoch, "kind": "train",
-                                       "loss": window_loss / window_steps, "lr": lr_used})
-                        window_loss, window_steps = 0.0, 0
+                                       "loss": window[0] / window[1], "lr": lr_used})
+                        state["loss_window"] = [0.0, 0]
                     micro, loss_sum, n_examples = 0, 0.0, 0
                     if epoch_done:
                         state["epoch"], state["position"] = epoch + 1, 0
@@ -277,7 +277,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                         stop = run_eval("epoch" if epoch_done else "step")
                     elif epoch_done or (t.checkpoint_every and step % t.checkpoint_every == 0):
                         checkpoint()
-                    if flag.raised:
+                    if flag.raised and not finished:
                         if saved_step[0] != step:
                             checkpoint()
                         raise Interrupted(run_dir)
