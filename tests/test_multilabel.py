@@ -32,8 +32,8 @@ def write_config(tmp_path, train_file, valid_file, fmt: str, **data) -> str:
     cfg = {"data": {"train": str(train_file), "valid": str(valid_file), "format": fmt, "task": "multilabel",
                     "max_length": 24, **data},
            "tokenizer": {"type": "word", "vocab_size": 100, "min_frequency": 1},
-           "model": tiny_model(),
-           "train": {"epochs": 8, "batch_size": 8, "lr": 5e-3, "warmup": 0, "metric": "micro_f1",
+           "model": tiny_model(pooling="mean"),
+           "train": {"epochs": 8, "batch_size": 8, "lr": 1e-2, "warmup": 0, "metric": "micro_f1",
                      "threshold": [0.4, 0.5, 0.6], "log_every": 1000},
            "output": {"dir": str(tmp_path / "run")}}
     path = tmp_path / "c.yaml"
@@ -58,7 +58,7 @@ def test_fasttext_multilabel_train_eval_predict(tmp_path):
     assert {"micro_f1", "macro_f1", "accuracy", "loss"} <= report.keys()
     assert set(report["per_class"]) == {"money", "sport", "tech"}
     assert sum(m["support"] for m in report["per_class"].values()) == sum(len(x) for x, _ in examples(32, 1))
-    assert report["micro_f1"] > 0.7  # keyword topics are easy to learn (chance is about 0.5)
+    assert report["micro_f1"] > 0.9  # keyword topics are easy; predicting every label scores about 0.74
 
     # predict on the validation file: every label over its own threshold, most probable first,
     # and the predictions score exactly the micro-F1 that eval reported
