@@ -63,11 +63,31 @@ def test_early_stopping_and_step_checkpoints(tmp_path):
     assert json.loads((run_dir / "run.json").read_text())["step"] == 2
 
 
-def test_bf16_autocast_on_cpu_trains(tmp_path):
-    result = train(small_config(tmp_path, "run", precision="bf16", max_steps=3, device="cpu"), quiet=True)
-    assert result.steps == 3
+class FakeSummaryWriter:
+    scalars: list[tuple[str, float, int]] = []
+
+    def __init__(self, log_dir: str):
+        self.log_dir = log_dir
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.scalars.append(("closed", 0, 0))
+
+
+def test_bf16_autocast_on_cpu_trains_and_logs_to_tensorboard(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", SimpleNamespace(SummaryWriter=FakeSummaryWriter))
+    cfg = small_config(tmp_path, "run", precision="bf16", max_steps=3, device="cpu")
+    cfg.output.tensorboard = True
+    assert train(cfg, quiet=True).steps == 3
     losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
-    assert losses and all(math.isfinite(x) for x in losses)
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)  # 3 train records + 1 eval
+    tags = {(tag, step) for tag, _, step in FakeSummaryWriter.scalars}
+    assert {("train/loss", 1), ("train/lr", 3), ("valid/accuracy", 3), ("valid/loss", 3), ("closed", 0)} <= tags
 
 
 def test_fp16_needs_cuda_and_tensorboard_needs_its_package(tmp_path, monkeypatch):

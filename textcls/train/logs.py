@@ -28,7 +28,7 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
-def _tensorboard_writer(log_dir: Path):
+def _summary_writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -36,7 +36,7 @@ def _tensorboard_writer(log_dir: Path):
             "`output.tensorboard: true` needs the `tensorboard` package, which is not installed; "
             "install it (pip install 'textcls[tensorboard]') or set output.tensorboard: false"
         ) from None
-    return SummaryWriter(log_dir=str(log_dir))
+    return SummaryWriter
 
 
 class MetricsLog:
@@ -44,7 +44,8 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path, tensorboard: bool = False):
         self.path = run_dir / "metrics.jsonl"
-        self.writer = _tensorboard_writer(run_dir / "tensorboard") if tensorboard else None
+        self.writer_class = _summary_writer_class() if tensorboard else None  # fails before any work
+        self.writer = None  # created at the first record: the run directory is set up by then
 
     def truncate_after(self, step: int) -> None:
         """Drop records past `step` (logged after the checkpoint a resumed run starts from)."""
@@ -55,7 +56,9 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-        if self.writer is not None:
+        if self.writer_class is not None:
+            if self.writer is None:
+                self.writer = self.writer_class(log_dir=str(self.path.parent / "tensorboard"))
             group = "train" if record.get("kind") == "train" else "valid"
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("step", "epoch"):

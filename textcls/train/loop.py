@@ -26,7 +26,7 @@ from textcls.errors import CheckpointError, ConfigError
 from textcls.rundir import build_model, load_state, load_weights, read_run_info, save_run_files
 from textcls.model.word_vectors import init_word_embeddings
 from textcls.train.checkpoint import keep_step_checkpoint, load_checkpoint, remove_stale_temp, save_best, save_checkpoint
-from textcls.train.checks import check_run_options
+from textcls.train.checks import check_device_options, check_label_options
 from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.logs import MetricsLog
 from textcls.train.loss import auto_class_weights, compute_loss
@@ -153,6 +153,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     device = select_device(t.device)
+    check_device_options(cfg, device)
     metrics = MetricsLog(run_dir, cfg.output.tensorboard)  # fails early when tensorboard is missing
     remove_stale_temp(run_dir)
     seed_everything(t.seed)
@@ -163,7 +164,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     elif cfg.model.init_from:
         tokenizer = load_tokenizer(Path(cfg.model.init_from) / "tokenizer.json")
     data = prepare_data(cfg, tokenizer)
-    check_run_options(cfg, data.labels, device)
+    check_label_options(cfg, data.labels)
     pad_id = data.tokenizer.token_to_id(PAD)
     if not resume:
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from textcls.config import Config, TrainConfig
+from textcls.errors import DataError
 from textcls.data.batching import BucketSampler
 
 
@@ -47,6 +48,9 @@ def plan_for_config(cfg: Config) -> StepPlan:
     from textcls.data.pipeline import prepare_data
     from textcls.data.tokenizer import load_tokenizer
 
+    if not cfg.data.train:
+        raise DataError("the number of steps comes from the training data, and the config sets no `data.train`; "
+                        "set it, or give the total with --steps N")
     tokenizer = load_tokenizer(Path(cfg.model.init_from) / "tokenizer.json") if cfg.model.init_from else None
     data = prepare_data(cfg, tokenizer)
     return plan_from_lengths(cfg.train, lengths_of(data.train))
