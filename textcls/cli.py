@@ -128,12 +128,13 @@ def schedule(
 ) -> None:
     """The learning-rate curve the config will produce: a table, optionally a PNG."""
     from textcls.config import load_config
-    from textcls.plot import plot_schedule, schedule_table
+    from textcls.plot import plot_schedule, schedule_summary, schedule_table
     from textcls.train.steps import plan_for_config
 
     _logging()
     cfg = load_config(config, overrides or [])
     total = steps or plan_for_config(cfg).total_steps
+    out.print(schedule_summary(cfg, total), highlight=False)
     out.print(schedule_table(cfg, total))
     if plot:
         plot_schedule(cfg, total, plot)

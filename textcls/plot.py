@@ -38,12 +38,17 @@ def _save(fig, path: Path) -> None:
         fig.savefig(handle, format=suffix, dpi=120, bbox_inches="tight")
 
 
+def schedule_summary(cfg: Config, total_steps: int) -> str:
+    t = cfg.train
+    return (f"{t.schedule} schedule, {total_steps} optimizer steps, base lr {t.lr:g} "
+            "(the lr at step s is the rate update s + 1 uses)")
+
+
 def schedule_table(cfg: Config, total_steps: int) -> Table:
     """Rich table of the learning rate at sampled steps and at every phase boundary."""
     t = cfg.train
     fn = lr_multiplier(t, total_steps)
-    table = Table(caption=f"{t.schedule} schedule, {total_steps} optimizer steps, base lr {t.lr:g}; "
-                          "lr at step s is the rate of update s + 1", min_width=72)
+    table = Table()
     for col in ("step", "lr", "× base", "phase"):
         table.add_column(col, justify="left" if col == "phase" else "right")
     for step in key_steps(t, total_steps):
