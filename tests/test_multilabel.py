@@ -9,7 +9,7 @@ import pytest
 
 from typer.testing import CliRunner
 
-from tests.conftest import tiny_model
+from conftest import tiny_model
 from textcls.cli import app
 
 TOPICS = {"sport": ["match", "goal", "team", "coach"], "money": ["bank", "price", "market", "tax"],

@@ -10,7 +10,7 @@ import torch
 
 from typer.testing import CliRunner
 
-from tests.conftest import sst2_slice, write_tsv
+from conftest import sst2_slice, write_tsv
 from textcls.cli import app
 from textcls.config import TrainConfig
 from textcls.train.schedules import key_steps, lr_at, lr_multiplier, phase, warmup_steps

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from tests.test_train_resume import small_config
+from test_train_resume import small_config
 from textcls.cli import app
 from textcls.data.pipeline import get_tokenizer
 from textcls.errors import ConfigError, DataError
@@ -33,7 +33,7 @@ def test_two_cpu_runs_give_identical_weights_and_eval_every_includes_epoch_ends(
     opts = {"eval_every": 4, "eval_each_epoch": False}  # 8 steps per epoch, 16 in all
     a = train(small_config(tmp_path, "a", **opts), quiet=True)
     b = train(small_config(tmp_path, "b", **opts), quiet=True)
-    wa, wb = load_file(str(tmp_path / "a" / "last" / "model.safetensors")), load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
+    wa, wb = (load_file(str(tmp_path / run / "last" / "model.safetensors")) for run in ("a", "b"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa) and a.best_metric == b.best_metric
     assert [r["step"] for r in evals(tmp_path / "a")] == [4, 8, 12, 16]
     # `kind: train` records: every log_every (1) steps, the lr that update used, a finite loss

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tests.conftest import tiny_model
+from conftest import tiny_model
 from textcls.config import ModelConfig, TrainConfig
 from textcls.model import TextClassifier
 from textcls.train.optim import build_optimizer, param_groups

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import ROOT, sst2_slice, tiny_config, tiny_model, write_tsv
+from conftest import ROOT, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.config import load_config
 from textcls.data.tokenizer import load_tokenizer
 from textcls.errors import CheckpointError
@@ -67,10 +67,10 @@ def test_resume_after_sigterm_mid_epoch_gives_identical_weights(tmp_path, monkey
 
     resumed = train(small_config(tmp_path, "cut", **opts), resume=True, quiet=True)
     assert resumed.steps == 16 and resumed.best_metric == reference.best_metric
-    full, cut = weights(tmp_path / "full" / "last" / "model.safetensors"), weights(tmp_path / "cut" / "last" / "model.safetensors")
+    full, cut = (weights(tmp_path / run / "last" / "model.safetensors") for run in ("full", "cut"))
     assert full.keys() == cut.keys()
     assert all(torch.equal(full[k], cut[k]) for k in full)
-    best_full, best_cut = weights(tmp_path / "full" / "model.safetensors"), weights(tmp_path / "cut" / "model.safetensors")
+    best_full, best_cut = (weights(tmp_path / run / "model.safetensors") for run in ("full", "cut"))
     assert all(torch.equal(best_full[k], best_cut[k]) for k in best_full)
     # the log reads as one run: same records, each step once
     log = lambda run: (tmp_path / run / "metrics.jsonl").read_text().splitlines()  # noqa: E731

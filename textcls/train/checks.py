@@ -18,6 +18,7 @@ def check_label_options(cfg: Config, labels: list[str]) -> None:
     t = cfg.train
     if isinstance(t.threshold, list) and len(t.threshold) != len(labels):
         raise ConfigError(f"`train.threshold` has {len(t.threshold)} values but there are {len(labels)} labels "
-                          f"({', '.join(labels[:20])}); give one threshold per label, in labels.json order, or one number")
+                          f"({', '.join(labels[:20])}); give one threshold per label, in labels.json order, "
+                          "or one number")
     if isinstance(t.threshold, list) and cfg.data.task != "multilabel":
         raise ConfigError("`train.threshold` as a list is for `data.task: multilabel` only")

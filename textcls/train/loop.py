@@ -23,9 +23,10 @@ from textcls.data.batching import iter_batches, lengths_of
 from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError, ConfigError
-from textcls.rundir import build_model, load_state, load_weights, read_run_info, save_run_files
 from textcls.model.word_vectors import init_word_embeddings
-from textcls.train.checkpoint import keep_step_checkpoint, load_checkpoint, remove_stale_temp, save_best, save_checkpoint
+from textcls.rundir import build_model, expected_checksums, load_state, load_weights, read_run_info, save_run_files
+from textcls.train.checkpoint import (keep_step_checkpoint, load_checkpoint, remove_stale_temp, save_best,
+                                      save_checkpoint)
 from textcls.train.checks import check_device_options, check_label_options
 from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.logs import MetricsLog
@@ -116,7 +117,7 @@ def _init_from(model: torch.nn.Module, run_dir_path: str) -> None:
     """Start from another run's weights: every tensor except the classification head."""
     src = Path(run_dir_path)
     info = read_run_info(src)
-    state = load_weights(src / "model.safetensors", info.get("sha256", {}).get("model.safetensors"))
+    state = load_weights(src / "model.safetensors", expected_checksums(info, "model.safetensors"))
     state = {k: v for k, v in state.items() if not k.startswith("head.")}
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.startswith("head.")]
