@@ -8,7 +8,7 @@ from torch import nn
 from conftest import tiny_model
 from textcls.config import ModelConfig, TrainConfig
 from textcls.model import TextClassifier
-from textcls.train.optim import build_optimizer, param_groups
+from textcls.train.optim import build_optimizer, optimizer_step, param_groups
 
 
 def _names(model: nn.Module, group: dict) -> set[str]:
@@ -86,3 +86,13 @@ def test_weight_decay_is_applied_only_to_the_decay_group():
     assert torch.allclose(model.head.weight, torch.full_like(model.head.weight, 1 - 0.1 * 0.5))
     assert torch.equal(model.head.bias, torch.ones_like(model.head.bias))
     assert torch.equal(model.encoder.adapters.attention[0].down.weight, torch.ones(2, 8))
+
+
+def test_optimizer_step_clips_the_global_gradient_norm():
+    model = nn.Linear(2, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    model.weight.grad = torch.tensor([[3.0, 4.0]])  # norm 5
+    optimizer_step(model, opt, max_grad_norm=1.0)
+    assert torch.allclose(model.weight, torch.tensor([[-0.6, -0.8]]))  # the step used the gradient scaled to norm 1
+    assert model.weight.grad is None  # cleared for the next accumulation

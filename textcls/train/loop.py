@@ -4,6 +4,11 @@ Position bookkeeping: an epoch's batch order is a pure function of (seed, epoch)
 records (epoch, micro-batch position, step) at optimizer-step boundaries together with model,
 optimizer, scheduler and RNG states. `--resume` restores them and skips the batches already done
 without reading them, so a resumed run produces the same weights as an uninterrupted one.
+
+Evaluation runs every `eval_every` steps and/or at each epoch end, and always after the last step;
+the best weights (by `train.metric`) go to `model.safetensors`, step checkpoints to
+`checkpoint-{step}/` when `save_total_limit` is set. The step count comes from `steps.plan_steps`,
+which `textcls schedule` uses too; logs go through `logs.MetricsLog`.
 """
 
 from __future__ import annotations
