@@ -185,3 +185,10 @@ def test_sigterm_exits_130_with_a_resumable_last(tmp_path):
     opt = build_optimizer(model, cfg.train)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     assert ckpt.load_checkpoint(tmp_path / "run" / "last", model, opt, sched)["step"] == state["step"]
+
+
+def test_resume_refuses_when_the_data_no_longer_gives_the_same_plan(tmp_path):
+    train(small_config(tmp_path, "run", epochs=1, n_valid=0), quiet=True)
+    write_tsv(tmp_path / "train.tsv", sst2_slice(96))  # more rows -> more batches per epoch
+    with pytest.raises(CheckpointError, match="planned for 8 steps but the data now gives 12"):
+        train(small_config(tmp_path, "run", epochs=1, n_valid=0), resume=True, quiet=True)
