@@ -38,7 +38,7 @@ import torch.distributed as dist
 from tokenizers import Tokenizer
 
 from textcls.data.batching import Batch, BucketSampler, collate
-from textcls.errors import CheckpointError
+from textcls.errors import CheckpointError, ConfigError
 from textcls.io import recover_dir
 
 T = TypeVar("T")
@@ -81,7 +81,11 @@ def setup(device: torch.device, timeout_minutes: float = 30) -> torch.device:
     if not launched():
         return device
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        index, visible = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if index >= visible:
+            raise ConfigError(f"torchrun started more processes on this node than the {visible} visible GPU(s); "
+                              f"use --nproc_per_node {visible} (or fewer), or --set train.device=cpu")
+        device = torch.device("cuda", index)
         torch.cuda.set_device(device)
     if not active():
         backend = "nccl" if device.type == "cuda" else "gloo"

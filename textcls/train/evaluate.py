@@ -26,6 +26,7 @@ def predict_logits(model: torch.nn.Module, ds, batch_size: int, num_labels: int,
 
     Under torchrun each rank runs its share of the batches and the (N, C) arrays are summed over
     ranks: every row is filled by exactly one rank, so the result equals the single-process one.
+    In a distributed run this is a collective: call it on every rank or on none.
     """
     was_training = model.training
     model.eval()
