@@ -18,6 +18,10 @@ the single-process run either.
 The loop position (epoch, position in sampler batches, step) is therefore independent of the world
 size. `last/state.json` also records `batches_per_step` (world_size x grad_accum); a resume with
 another world size keeps that global batch by recomputing grad_accum (`grad_accum_on_resume`).
+
+Equality with a single-process run is exact without dropout (the test checks it). With dropout the
+ranks draw their own masks, so the runs agree in distribution, not bit for bit; `last/` stores rank
+0's RNG state, which every rank restores on resume.
 """
 
 from __future__ import annotations
@@ -203,13 +207,13 @@ class MicroBatch:
     examples: int  # examples in those batches, all ranks together
 
 
-def shard(batches: list[np.ndarray], start: int = 0, rank_: Optional[int] = None,
+def shard(batches: list[np.ndarray], start: int = 0, at_rank: Optional[int] = None,
           world: Optional[int] = None) -> Iterator[tuple[np.ndarray, bool, int, int]]:
     """This rank's share of `batches[start:]`: (indices, active, consumed, examples) per micro-step.
 
     Rank r takes batch `start + k * world + r`; see the module docstring for the short last group.
     """
-    r = rank() if rank_ is None else rank_
+    r = rank() if at_rank is None else at_rank
     w = world_size() if world is None else world
     for first in range(start, len(batches), w):
         group = batches[first:first + w]
@@ -227,6 +231,23 @@ def shard_batches(ds: datasets.Dataset, sampler: BucketSampler, num_labels: int,
 def eval_shard(batches: list[np.ndarray]) -> list[np.ndarray]:
     """This rank's evaluation batches (round-robin over the length-sorted list); pair with `all_sum`."""
     return batches[rank()::world_size()]
+
+
+def prepare_once(prepare: Callable[[Optional[Tokenizer]], T], tokenizer: Optional[Tokenizer] = None) -> T:
+    """`prepare(tokenizer)` (tokenize, fill the Arrow cache) on rank 0 first, then on the others.
+
+    The others receive rank 0's tokenizer, so a tokenizer trained on rank 0 is the one every rank
+    uses even when another node has its own cache; they then find the tokenized splits cached
+    (`main_first` order). `prepare` must return an object with a `.tokenizer`.
+    """
+    if not active():
+        return prepare(tokenizer)
+    result = prepare(tokenizer) if is_main() else None
+    tok_json = broadcast_object(result.tokenizer.to_str() if is_main() else None)
+    with main_first():
+        if not is_main():
+            result = prepare(Tokenizer.from_str(tok_json))
+    return result
 
 
 # --------------------------------------------------------------------------- resume
@@ -263,19 +284,3 @@ def layout_state(grad_accum: int) -> dict:
     """Keys stored in the loop state so that a resume can keep the global batch."""
     return {"batches_per_step": grad_accum * world_size(), "world_size": world_size()}
 
-
-def prepare_once(prepare: Callable[[Optional[Tokenizer]], T], tokenizer: Optional[Tokenizer] = None) -> T:
-    """`prepare(tokenizer)` (tokenize, fill the Arrow cache) on rank 0 first, then on the others.
-
-    The others receive rank 0's tokenizer, so a tokenizer trained on rank 0 is the one every rank
-    uses even when another node has its own cache; they then find the tokenized splits cached
-    (`main_first` order). `prepare` must return an object with a `.tokenizer`.
-    """
-    if not active():
-        return prepare(tokenizer)
-    result = prepare(tokenizer) if is_main() else None
-    tok_json = broadcast_object(result.tokenizer.to_str() if is_main() else None)
-    with main_first():
-        if not is_main():
-            result = prepare(Tokenizer.from_str(tok_json))
-    return result
