@@ -42,18 +42,21 @@ def _summary_writer_class():
 class MetricsLog:
     """Appends records to `run_dir/metrics.jsonl` and mirrors numbers to TensorBoard when enabled."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = False):
+    def __init__(self, run_dir: Path, tensorboard: bool = False, enabled: bool = True):
         self.path = run_dir / "metrics.jsonl"
+        self.enabled = enabled  # False on the ranks other than 0 of a torchrun run: they write nothing
         self.writer_class = _summary_writer_class() if tensorboard else None  # fails before any work
         self.writer = None  # created at the first record: the run directory is set up by then
 
     def truncate_after(self, step: int) -> None:
         """Drop records past `step` (logged after the checkpoint a resumed run starts from)."""
-        if self.path.exists():
+        if self.enabled and self.path.exists():
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         if self.writer_class is not None:

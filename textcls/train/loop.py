@@ -24,12 +24,13 @@ import numpy as np
 import torch
 
 from textcls.config import Config, config_from_dict, read_yaml
-from textcls.data.batching import iter_batches, lengths_of
+from textcls.data.batching import lengths_of
 from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError, ConfigError
 from textcls.model.word_vectors import init_word_embeddings
 from textcls.rundir import build_model, expected_checksums, load_state, load_weights, read_run_info, save_run_files
+from textcls.train import distributed
 from textcls.train.checkpoint import (keep_step_checkpoint, load_checkpoint, remove_stale_temp, save_best,
                                       save_checkpoint)
 from textcls.train.checks import check_device_options, check_label_options
@@ -153,15 +154,20 @@ def _class_weights(cfg: Config, data: PreparedData, device: torch.device) -> Opt
 
 def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False) -> TrainResult:
     run_dir = Path(output or cfg.output.dir)
-    cfg = _prepare_run_dir(cfg, run_dir, resume)
+    if distributed.launched():  # under torchrun: join the process group before touching any file
+        distributed.setup(select_device(cfg.train.device))
+    with distributed.main_first():  # rank 0 checks (and may clear) the run directory first
+        cfg = _prepare_run_dir(cfg, run_dir, resume)
     cfg.output.dir = str(run_dir)
     t = cfg.train
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    device = select_device(t.device)
+    device = distributed.setup(select_device(t.device))  # cuda:LOCAL_RANK under torchrun
     check_device_options(cfg, device)
-    metrics = MetricsLog(run_dir, cfg.output.tensorboard)  # fails early when tensorboard is missing
-    remove_stale_temp(run_dir)
+    main = distributed.is_main()  # only rank 0 writes files and prints
+    metrics = MetricsLog(run_dir, cfg.output.tensorboard, enabled=main)  # fails early without tensorboard
+    if main:
+        remove_stale_temp(run_dir)
     seed_everything(t.seed)
 
     tokenizer = None
@@ -169,10 +175,10 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     elif cfg.model.init_from:
         tokenizer = load_tokenizer(Path(cfg.model.init_from) / "tokenizer.json")
-    data = prepare_data(cfg, tokenizer)
+    data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok), tokenizer)
     check_label_options(cfg, data.labels)
     pad_id = data.tokenizer.token_to_id(PAD)
-    if not resume:
+    if not resume and main:
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
 
     seed_everything(t.seed)
@@ -181,14 +187,17 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         _init_from(model, cfg.model.init_from)
     vectors = init_word_embeddings(model.embeddings.word, cfg.model.embeddings.pretrained, data.tokenizer.get_vocab(),
                                    cfg.model.embeddings.freeze, load=not resume)
-    if vectors and not quiet:
+    if vectors and not quiet and main:
         console.print(f"word vectors {cfg.model.embeddings.pretrained}: {vectors.found}/{vectors.vocab_size} "
                       f"vocabulary entries found" + (" (frozen)" if cfg.model.embeddings.freeze else ""),
                       highlight=False)
     model.to(device)
+    train_model = distributed.wrap_model(model, device)  # DDP under torchrun; save/eval use `model`
+    if resume:  # keep the checkpoint's global batch (world size x grad_accum) at any world size
+        t.grad_accum = distributed.grad_accum_on_resume(run_dir / "last", t.grad_accum)
 
     sampler = train_sampler(lengths_of(data.train), t)
-    plan = plan_steps(t, len(sampler))
+    plan = plan_steps(t, len(sampler), distributed.world_size())
     total_steps = plan.total_steps
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(t, total_steps))
@@ -204,24 +213,30 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                 f"cannot resume {run_dir} exactly: the run was planned for {state.get('total_steps')} steps but "
                 f"the data now gives {total_steps} (the training file changed?); train without --resume")
         metrics.truncate_after(state["step"])
+    state.update(distributed.layout_state(t.grad_accum))
+    if resume and main:
         console.print(f"resuming {run_dir} at step {state['step']}/{total_steps} "
                       f"(epoch {state['epoch']}, batch {state['position']})", highlight=False)
-    progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet)
+    progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet and main)
     started = time.perf_counter()
     saved_step = [state["step"] if resume else None]  # step of the newest `last/`
 
     def checkpoint() -> None:
-        save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
         saved_step[0] = state["step"]
+        if not main:
+            return
+        save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
         if t.save_total_limit:
             keep_step_checkpoint(run_dir, state["step"], t.save_total_limit, state["best_step"])
 
     def run_eval(kind: str) -> bool:
         """Evaluate, keep the best weights; returns True when early stopping says stop."""
         if data.valid is None:
-            save_best(run_dir, model, step=state["step"])
+            if main:
+                save_best(run_dir, model, step=state["step"])
             checkpoint()
             return False
+        # Under torchrun every rank evaluates a share and gets the full report (see predict_logits).
         report = evaluate(model, data.valid, data.labels, t.eval_batch_size, device, cfg.data.task,
                           t.threshold, t.precision, pad_id)
         value = report[t.metric]
@@ -231,7 +246,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         improved = is_better(t.metric, value, state["best"])
         if improved:
             state.update(best=value, best_step=state["step"], bad_evals=0)
-            save_best(run_dir, model, step=state["step"], metric=t.metric, best=value)
+            if main:
+                save_best(run_dir, model, step=state["step"], metric=t.metric, best=value)
         else:
             state["bad_evals"] += 1
         progress.message(f"eval step {state['step']}: " + " ".join(
@@ -247,21 +263,26 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
             while state["step"] < total_steps and not stop:
                 epoch = state["epoch"]
                 micro, loss_sum, n_examples = 0, 0.0, 0
-                batches = iter_batches(data.train, sampler, len(data.labels), epoch, state["position"], pad_id,
-                                       t.pad_to_multiple_of)
-                for batch in batches:
-                    batch = batch.to(device)
-                    with autocast_context(device, t.precision):
-                        logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-                    loss = compute_loss(logits, batch.labels, cfg.data.task, class_weights, t.label_smoothing)
-                    scaled = loss / t.grad_accum
-                    (scaler.scale(scaled) if scaler else scaled).backward()
+                # One micro-batch per rank; `position` counts sampler batches over all ranks.
+                batches = distributed.shard_batches(data.train, sampler, len(data.labels), epoch, state["position"],
+                                                    pad_id, t.pad_to_multiple_of)
+                for micro_batch in batches:
+                    batch = micro_batch.batch.to(device)
+                    epoch_done = state["position"] + micro_batch.consumed >= plan.batches_per_epoch
+                    sync = (micro + 1) % t.grad_accum == 0 or epoch_done
+                    with distributed.sync_gradients(train_model, sync):
+                        with autocast_context(device, t.precision):
+                            logits = train_model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                        loss = compute_loss(logits, batch.labels, cfg.data.task, class_weights, t.label_smoothing)
+                        if not micro_batch.active:  # a stand-in: join the all-reduce with a zero gradient
+                            loss = loss * 0.0
+                        scaled = loss / t.grad_accum
+                        (scaler.scale(scaled) if scaler else scaled).backward()
                     micro += 1
                     loss_sum += loss.item()
-                    n_examples += len(batch.indices)
-                    state["position"] += 1
-                    epoch_done = state["position"] >= plan.batches_per_epoch
-                    if micro % t.grad_accum and not epoch_done:
+                    n_examples += micro_batch.examples
+                    state["position"] += micro_batch.consumed
+                    if not sync:
                         continue
                     lr_used = scheduler.get_last_lr()[0]
                     optimizer_step(model, optimizer, scaler, t.max_grad_norm)
@@ -284,7 +305,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                         stop = run_eval("epoch" if epoch_done else "step")
                     elif epoch_done or (t.checkpoint_every and step % t.checkpoint_every == 0):
                         checkpoint()
-                    if flag.raised and not finished:
+                    if not finished and distributed.any_true(flag.raised):  # every rank stops at the same step
                         if saved_step[0] != step:
                             checkpoint()
                         raise Interrupted(run_dir)
@@ -293,5 +314,6 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         finally:
             progress.close()
             metrics.close()
+    distributed.barrier()  # return together, after rank 0 has written the final files
     seconds = time.perf_counter() - started
     return TrainResult(run_dir, state["best"], state["step"], seconds, progress.examples_per_second)

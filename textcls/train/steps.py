@@ -29,16 +29,18 @@ def train_sampler(lengths: np.ndarray, cfg: TrainConfig) -> BucketSampler:
     return BucketSampler(lengths, cfg.batch_size, cfg.batch_tokens, shuffle=True, seed=cfg.seed)
 
 
-def plan_steps(cfg: TrainConfig, batches_per_epoch: int) -> StepPlan:
-    """`max_steps` when set, else ceil(epochs * steps per epoch); at least one step."""
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.grad_accum))
+def plan_steps(cfg: TrainConfig, batches_per_epoch: int, world_size: int = 1) -> StepPlan:
+    """`max_steps` when set, else ceil(epochs * steps per epoch); at least one step.
+
+    Under torchrun one optimizer step consumes grad_accum x world_size sampler batches."""
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / (cfg.grad_accum * world_size)))
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     return StepPlan(batches_per_epoch, steps_per_epoch, total)
 
 
-def plan_from_lengths(cfg: TrainConfig, lengths: np.ndarray) -> StepPlan:
+def plan_from_lengths(cfg: TrainConfig, lengths: np.ndarray, world_size: int = 1) -> StepPlan:
     """The step plan of a training set given its token lengths (the Arrow `length` column)."""
-    return plan_steps(cfg, len(train_sampler(lengths, cfg)))
+    return plan_steps(cfg, len(train_sampler(lengths, cfg)), world_size)
 
 
 def plan_for_config(cfg: Config) -> StepPlan:
