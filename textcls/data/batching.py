@@ -30,15 +30,19 @@ def lengths_of(ds: datasets.Dataset) -> np.ndarray:
 
 def _split_into_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int,
                         batch_tokens: Optional[int]) -> list[np.ndarray]:
-    """Cut an ordered index array into batches of `batch_size` or of at most `batch_tokens` padded tokens."""
+    """Cut an ordered index array into batches of `batch_size` or of at most `batch_tokens` padded tokens.
+
+    With a token budget, a batch ends before the example that would push (rows x longest) over the
+    budget; an example longer than the budget on its own gets a batch to itself.
+    """
     if not batch_tokens:
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     batches, start, longest = [], 0, 0
-    for pos, idx in enumerate(order):
-        longest_next = max(longest, int(lengths[idx]))
+    for pos, length in enumerate(lengths[order].tolist()):
+        longest_next = max(longest, length)
         if pos > start and longest_next * (pos - start + 1) > batch_tokens:
             batches.append(order[start:pos])
-            start, longest_next = pos, int(lengths[idx])
+            start, longest_next = pos, length
         longest = longest_next
     if start < len(order):
         batches.append(order[start:])
@@ -49,7 +53,8 @@ def _split_into_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int,
 class BucketSampler:
     """Shuffle, sort by length within buckets of `bucket_batches` batches, batch, shuffle batches.
 
-    `shuffle=False` gives fully length-sorted batches (for evaluation and prediction).
+    `shuffle=False` gives fully length-sorted batches (for evaluation and prediction). With
+    `multiple_of`, the token budget counts lengths rounded up the way the batch will be padded.
     """
 
     lengths: np.ndarray
@@ -58,12 +63,14 @@ class BucketSampler:
     shuffle: bool = True
     seed: int = 0
     bucket_batches: int = 50
+    multiple_of: Optional[int] = None
 
     def batches(self, epoch: int = 0) -> list[np.ndarray]:
         n = len(self.lengths)
+        padded = self.lengths if not self.multiple_of else -(-self.lengths // self.multiple_of) * self.multiple_of
         if not self.shuffle:
             order = np.argsort(self.lengths, kind="stable")
-            return _split_into_batches(order, self.lengths, self.batch_size, self.batch_tokens)
+            return _split_into_batches(order, padded, self.batch_size, self.batch_tokens)
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(n)
         bucket = self.batch_size * self.bucket_batches
@@ -73,7 +80,7 @@ class BucketSampler:
         for start in range(0, n, bucket):
             chunk = order[start:start + bucket]
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            out.extend(_split_into_batches(chunk, self.lengths, self.batch_size, self.batch_tokens))
+            out.extend(_split_into_batches(chunk, padded, self.batch_size, self.batch_tokens))
         perm = rng.permutation(len(out))
         return [out[i] for i in perm]
 

@@ -169,7 +169,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         _init_from(model, cfg.model.init_from)
     model.to(device)
 
-    sampler = BucketSampler(lengths_of(data.train), t.batch_size, t.batch_tokens, shuffle=True, seed=t.seed)
+    sampler = BucketSampler(lengths_of(data.train), t.batch_size, t.batch_tokens, shuffle=True, seed=t.seed,
+                            multiple_of=t.pad_to_multiple_of)
     batches_per_epoch = len(sampler)
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / t.grad_accum))
     total_steps = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
@@ -224,6 +225,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         return t.patience is not None and state["bad_evals"] >= t.patience
 
     model.train()
+    # The compiled module shares the model's parameters; saving and evaluation keep using `model`.
+    forward = torch.compile(model, dynamic=True) if t.compile else model
     stop = False
     with _StopFlag() as flag:
         try:
@@ -236,7 +239,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                 for batch in batches:
                     batch = batch.to(device)
                     with autocast_context(device, t.precision):
-                        logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                        logits = forward(batch.input_ids, batch.attention_mask, batch.token_type_ids)
                     loss = compute_loss(logits, batch.labels, cfg.data.task, class_weights, t.label_smoothing)
                     scaled = loss / t.grad_accum
                     (scaler.scale(scaled) if scaler else scaled).backward()
