@@ -157,3 +157,13 @@ def test_pre_tokenizer_splits_words_not_letters():
     # doubled the lengths (and the compute) of English text.
     pieces = _pre_tokenizer(TokenizerConfig()).pre_tokenize_str("hide new secretions 2024 价格")
     assert [p for p, _ in pieces] == ["hide", "new", "secretions", "2024", "价", "格"]
+
+
+def test_token_table_is_built_once_per_dataset():
+    from textcls.data.batching import token_table
+
+    ds = _dataset(30)
+    assert token_table(ds) is token_table(ds)
+    other = ds.select(range(10))
+    assert token_table(other) is not token_table(ds)
+    assert collate(other, np.array([2]), 3).input_ids[0, :len(ds[2]["input_ids"])].tolist() == ds[2]["input_ids"]

@@ -63,11 +63,14 @@ def train(
 ) -> None:
     """Train a tokenizer and classifier; writes a run directory."""
     from textcls.config import load_config
+    from textcls.train.distributed import is_main
     from textcls.train.loop import train as run_training
 
     _logging()
     cfg = load_config(config, overrides or [])
     result = run_training(cfg, output, resume=resume, quiet=quiet)
+    if not is_main():  # under torchrun only rank 0 reports
+        return
     best = f", best {cfg.train.metric} {result.best_metric:.4f}" if result.best_metric is not None else ""
     err.print(f"[green]done[/]: {result.steps} steps in {result.seconds:.1f}s "
               f"({result.examples_per_second:,.0f} examples/s){best}; run directory {result.run_dir}",
@@ -119,6 +122,44 @@ def predict(
     n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, precision=precision)
     if output not in (None, "-"):
         err.print(f"wrote {n} predictions to {output}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def schedule(
+    config: Optional[Path] = typer.Argument(None, help="YAML config; none = the demo config."),
+    overrides: Optional[list[str]] = SetOption,
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also save the curve as a picture (PNG)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Total steps (skips preparing the data)."),
+) -> None:
+    """The learning-rate curve the config will produce: a table, optionally a PNG."""
+    from textcls.config import load_config
+    from textcls.plot import plot_schedule, schedule_summary, schedule_table
+    from textcls.train.steps import plan_for_config
+
+    _logging()
+    cfg = load_config(config, overrides or [])
+    total = steps or plan_for_config(cfg).total_steps
+    out.print(schedule_summary(cfg, total), highlight=False)
+    out.print(schedule_table(cfg, total))
+    if plot:
+        plot_schedule(cfg, total, plot)
+        err.print(f"wrote {plot}", highlight=False)
+
+
+@app.command("plot")
+@handle_errors
+def plot_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Picture file (default RUN_DIR/curves.png)."),
+) -> None:
+    """Training curves of a run: loss, learning rate and the validation metric against the step."""
+    from textcls.plot import plot_run
+    from textcls.rundir import load_run_config
+
+    path = output or run_dir / "curves.png"
+    plot_run(run_dir, path, load_run_config(run_dir).train.metric)
+    err.print(f"wrote {path}", highlight=False)
 
 
 @app.command()

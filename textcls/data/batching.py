@@ -8,6 +8,7 @@ run rebuilds the same order and skips the batches already done without reading t
 from __future__ import annotations
 
 import itertools
+import weakref
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -177,15 +178,28 @@ class TokenTable:
                      np.asarray(indices))
 
 
+_TABLES: dict[int, tuple[weakref.ref, TokenTable]] = {}
+
+
+def token_table(ds: datasets.Dataset) -> TokenTable:
+    """The dataset's TokenTable, built once per dataset object (datasets are immutable)."""
+    hit = _TABLES.get(id(ds))
+    if hit is not None and hit[0]() is ds:
+        return hit[1]
+    table = TokenTable(ds)
+    _TABLES[id(ds)] = (weakref.ref(ds, lambda _, key=id(ds): _TABLES.pop(key, None)), table)
+    return table
+
+
 def collate(ds: datasets.Dataset, indices: np.ndarray, num_labels: int, pad_id: int = 0,
             multiple_of: Optional[int] = None) -> Batch:
-    """One padded batch of dataset rows (builds a TokenTable; use TokenTable directly for many batches)."""
-    return TokenTable(ds).batch(np.asarray(indices), num_labels, pad_id, multiple_of)
+    """One padded batch of dataset rows."""
+    return token_table(ds).batch(np.asarray(indices), num_labels, pad_id, multiple_of)
 
 
 def iter_batches(ds: datasets.Dataset, sampler: BucketSampler, num_labels: int, epoch: int = 0,
                  start: int = 0, pad_id: int = 0, multiple_of: Optional[int] = None) -> Iterator[Batch]:
     """Batches of an epoch from position `start` on; the skipped batches are never read."""
-    table = TokenTable(ds)
+    table = token_table(ds)
     for indices in sampler.batches(epoch)[start:]:
         yield table.batch(indices, num_labels, pad_id, multiple_of)
