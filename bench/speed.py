@@ -35,7 +35,7 @@ from textcls.config import ModelConfig, SharingConfig, TokenizerConfig, TrainCon
 from textcls.data.batching import BucketSampler, TokenTable, lengths_of
 from textcls.data.pipeline import encode_texts
 from textcls.data.readers import iter_records
-from textcls.data.tokenizer import PAD, train_tokenizer
+from textcls.data.tokenizer import train_tokenizer
 from textcls.model import TextClassifier
 from textcls.predict import predict_ids
 from textcls.train.loss import compute_loss
