@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -26,6 +27,10 @@ def pretrain_files(cfg: Config) -> list[str]:
     files = list(cfg.pretrain.files) or ([cfg.data.train] if cfg.data.train else [])
     if not files:
         raise DataError("no pretraining text: set `pretrain.files` (a list of files) or `data.train` in the config")
+    for path in files:  # checked up front: format detection opens .txt files before the reader would say it
+        if not Path(path).is_file():
+            what = "is a directory" if Path(path).is_dir() else "does not exist"
+            raise DataError(f"pretraining file {path} {what}; check `pretrain.files` in the config")
     return files
 
 
