@@ -79,7 +79,9 @@ def test_resume_mid_pretraining_matches_uninterrupted(tmp_path, monkeypatch, sop
     b = load_weights(tmp_path / "cut" / "model.safetensors")
     assert a.keys() == b.keys() and any(k.startswith("mlm.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
-    lines = lambda run: [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    def lines(run: str) -> list[dict]:
+        return [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
     assert lines("full") == lines("cut")  # held-out MLM loss/accuracy at steps 3 and 6, identical
     assert {"mlm_loss", "mlm_accuracy"} <= lines("full")[-1].keys()
     assert ("sop_accuracy" in lines("full")[-1]) == sop

@@ -105,7 +105,8 @@ def evaluate_mlm(model: PretrainModel, blocks: Blocks, masker: _Masker, batch_si
         for k, v in _losses(mlm_logits, sop_logits, labels.to(device), batch.sop_labels.to(device)).items():
             sums[k] += float(v)
     model.train(was_training)
-    out = {"mlm_loss": sums["mlm_sum"] / max(sums["mlm_n"], 1), "mlm_accuracy": sums["mlm_correct"] / max(sums["mlm_n"], 1)}
+    n = max(sums["mlm_n"], 1)
+    out = {"mlm_loss": sums["mlm_sum"] / n, "mlm_accuracy": sums["mlm_correct"] / n}
     if model.has_sop and sums["sop_n"]:
         out.update(sop_loss=sums["sop_sum"] / sums["sop_n"], sop_accuracy=sums["sop_correct"] / sums["sop_n"])
     return out
