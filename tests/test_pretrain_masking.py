@@ -133,8 +133,9 @@ def test_sop_blocks_hold_two_segments_in_or_out_of_order():
 
 
 def test_mlm_head_weight_is_the_token_embedding():
-    for embedding_size in (None, 16):  # tied directly, and through the E -> H factorization
-        cfg = config_from_dict({"model": tiny_model(embedding_size=embedding_size), "data": {"max_length": 32}}).model
+    for embedding_size, sharing in ((None, "none"), (16, "all")):  # tied directly, and through E -> H
+        model_cfg = tiny_model(embedding_size=embedding_size, sharing={"strategy": sharing})
+        cfg = config_from_dict({"model": model_cfg, "data": {"max_length": 32}}).model
         model = PretrainModel(cfg, 100, sop=True)
         assert model.mlm.weight is model.embeddings.word.weight
         assert model.mlm.weight.data_ptr() == model.embeddings.word.weight.data_ptr()

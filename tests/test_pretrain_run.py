@@ -13,7 +13,8 @@ from conftest import ROOT, run_cli, sst2_slice, tiny_config, tiny_model, write_t
 from textcls.config import TokenizerConfig, config_from_dict, load_config
 from textcls.pretrain import loop as pretrain_loop
 from textcls.pretrain.loop import pretrain
-from textcls.rundir import build_model, load_weights
+from textcls.errors import CheckpointError
+from textcls.rundir import build_model, load_run, load_weights
 from textcls.train.loop import Interrupted, _init_from
 from textcls.data.tokenizer import load_tokenizer, train_tokenizer
 
@@ -101,6 +102,8 @@ def test_init_from_loads_the_encoder_and_ignores_pretraining_heads(tmp_path, sst
     assert any(k.startswith("embeddings.") for k in shared) and any(k.startswith("encoder.") for k in shared)
     assert all(torch.equal(own[k], source[k]) for k in shared)
     assert not (tmp_path / "pre" / "labels.json").exists()
+    with pytest.raises(CheckpointError, match="init_from"):  # eval/predict: a pretrain run has no classifier
+        load_run(tmp_path / "pre")
 
 
 def test_pretrain_then_train_then_predict_through_the_cli(tmp_path, sst2_files):
@@ -131,6 +134,7 @@ def test_pretrain_then_train_then_predict_through_the_cli(tmp_path, sst2_files):
     assert done.returncode == 0, done.stderr
     rows = [json.loads(x) for x in done.stdout.splitlines()]
     assert len(rows) == 2 and all(r["label"] in ("0", "1") for r in rows)
+
 
 
 def test_pretrain_reports_a_missing_file_as_a_user_error(tmp_path):
