@@ -30,7 +30,7 @@ from textcls.rundir import save_weights, write_run_info
 from textcls.train.checkpoint import load_checkpoint, save_checkpoint
 from textcls.train.evaluate import autocast_context
 from textcls.train.loop import Interrupted, _prepare_run_dir, _StopFlag, seed_everything, select_device
-from textcls.train.optim import build_optimizer
+from textcls.train.optim import build_optimizer, optimizer_step
 from textcls.train.progress import TrainProgress, console
 from textcls.train.schedules import lr_multiplier
 
@@ -194,17 +194,8 @@ def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, q
                     last_in_epoch = state["position"] >= len(batches)
                     if micro % t.grad_accum and not last_in_epoch:
                         continue
-                    if scaler:
-                        scaler.unscale_(optimizer)
-                    if t.max_grad_norm:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-                    if scaler:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
+                    optimizer_step(model, optimizer, scaler, t.max_grad_norm)
                     scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
                     state["step"] += 1
                     state["train_loss"] += loss_sum
                     state["train_n"] += micro
