@@ -21,11 +21,10 @@ PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in every trained vocabulary
 
 # CJK Unified Ideographs (+ extensions A-B), compatibility ideographs, kana, hangul syllables.
-# Not a raw string: Python turns the escapes into the characters themselves. The regex engine of
-# `tokenizers` (Oniguruma) does not read `\U0002...`, and as a raw string the class also matched
-# the letters a, d, f and digits, splitting "hide" into "hi d e" (twice the tokens on SST-2).
-CJK = ("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-       "\U00020000-\U0002a6df\U0002f800-\U0002fa1f]")
+# `tokenizers` compiles this with Oniguruma, which reads code points above U+FFFF as \x{...}
+# (a `\U0002...` escape would put the letters U, a, d, f and digits into the class).
+CJK = (r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+       r"\x{20000}-\x{2a6df}\x{2f800}-\x{2fa1f}]")
 
 
 def _normalizer(cfg: TokenizerConfig) -> normalizers.Normalizer:
