@@ -77,6 +77,28 @@ def train(
               highlight=False)
 
 
+@app.command()
+@handle_errors
+def pretrain(
+    config: Path = typer.Argument(..., help="YAML config with a `pretrain` section (files, masking, SOP)."),
+    overrides: Optional[list[str]] = SetOption,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (overrides output.dir)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in the output directory from last/."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Masked-LM (+ sentence-order) pretraining on unlabelled text; `model.init_from` starts from the result."""
+    from textcls.config import load_config
+    from textcls.pretrain.loop import pretrain as run_pretraining
+
+    _logging()
+    cfg = load_config(config, overrides or [])
+    result = run_pretraining(cfg, output, resume=resume, quiet=quiet)
+    held_out = " ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    err.print(f"[green]done[/]: {result.steps} steps in {result.seconds:.1f}s ({result.tokens_per_second:,.0f} "
+              f"tokens/s){'; held out: ' + held_out if held_out else ''}; run directory {result.run_dir}",
+              highlight=False)
+
+
 @app.command("eval")
 @handle_errors
 def eval_cmd(
@@ -104,6 +126,7 @@ def predict(
     output_format: Optional[str] = typer.Option(None, "--format", help="jsonl or tsv (default from --output)."),
     input_format: Optional[str] = typer.Option(None, "--input-format", help="csv|tsv|jsonl|fasttext|txt."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 (autocast; faster on CPUs with bf16)."),
     chunk_long: bool = typer.Option(False, "--chunk-long", help="Average over windows of documents longer than max_length."),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="--chunk-long: tokens between window starts "
                                          "(default half a window)."),
@@ -117,6 +140,8 @@ def predict(
         raise ConfigError(f"--format must be jsonl or tsv, got {output_format!r}")
     if input_format not in (None, "csv", "tsv", "jsonl", "fasttext", "txt"):
         raise ConfigError(f"--input-format must be one of csv, tsv, jsonl, fasttext, txt; got {input_format!r}")
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
     _logging()
     run = load_run(run_dir)
     if stride and not chunk_long:
@@ -124,7 +149,8 @@ def predict(
     if chunk_long and len(run.cfg.data.text_columns) == 2:
         raise ConfigError("--chunk-long works on single texts; this run reads text pairs")
     window_stride = (stride or max(1, (run.cfg.data.max_length - 2) // 2)) if chunk_long else None
-    n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, window_stride=window_stride)
+    n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, precision=precision,
+                     window_stride=window_stride)
     if output not in (None, "-"):
         err.print(f"wrote {n} predictions to {output}", highlight=False)
 

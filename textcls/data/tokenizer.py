@@ -21,9 +21,9 @@ PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in every trained vocabulary
 
 # CJK Unified Ideographs (+ extensions A-B), compatibility ideographs, kana, hangul syllables.
-# Oniguruma syntax (`\x{...}`): it does not know `\U0002...`, and read that as literal characters,
-# which isolated every digit and every 'a', 'd' and 'f' as a separate piece.
-CJK = (r"[\x{3040}-\x{30ff}\x{3400}-\x{4dbf}\x{4e00}-\x{9fff}\x{ac00}-\x{d7af}\x{f900}-\x{faff}"
+# `tokenizers` compiles this with Oniguruma, which reads code points above U+FFFF as \x{...}
+# (a `\U0002...` escape would put the letters U, a, d, f and digits into the class).
+CJK = (r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
        r"\x{20000}-\x{2a6df}\x{2f800}-\x{2fa1f}]")
 
 
