@@ -25,12 +25,14 @@ from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError, ConfigError
 from textcls.io import atomic_open
-from textcls.rundir import build_model, load_state, load_weights, read_run_info, save_run_files, save_weights, write_run_info
+from textcls.model.trainable import apply_trainable, count_trainable, select_state
+from textcls.rundir import (base_keys, base_reference, build_model, load_full_state, load_state, save_run_files,
+                            save_weights, write_run_info)
 from textcls.train.checkpoint import load_checkpoint, save_checkpoint
 from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.loss import auto_class_weights, compute_loss
 from textcls.train.metrics import is_better
-from textcls.train.optim import build_optimizer
+from textcls.train.optim import build_optimizer, is_adapter_param
 from textcls.train.progress import TrainProgress, console
 from textcls.train.schedules import lr_multiplier
 
@@ -113,11 +115,9 @@ def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> Config:
 def _init_from(model: torch.nn.Module, run_dir_path: str) -> None:
     """Start from another run's weights: every tensor except the classification head."""
     src = Path(run_dir_path)
-    info = read_run_info(src)
-    state = load_weights(src / "model.safetensors", info.get("sha256", {}).get("model.safetensors"))
-    state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    state = {k: v for k, v in load_full_state(src).items() if not k.startswith("head.")}
     own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith("head.")]
+    missing = [k for k in own if k not in state and not k.startswith("head.") and not is_adapter_param(k)]
     load_state(model, state, str(src / "model.safetensors"), strict=False)
     if missing:
         console.print(f"init_from {src}: {len(missing)} tensor(s) not in the source start fresh "
@@ -167,6 +167,15 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     model = build_model(cfg, data.tokenizer, len(data.labels))
     if cfg.model.init_from and not resume:
         _init_from(model, cfg.model.init_from)
+    # Adapter runs on a base store only what they train (plus anything the base lacks) and name the base.
+    trained = apply_trainable(model, t.trainable)
+    base = base_reference(cfg.model.init_from) if t.trainable != "all" and cfg.model.init_from else None
+    saved = trained | (set(model.state_dict()) - base_keys(base["path"])) if base else None
+    base_info = {"base": base} if base else {}
+    if t.trainable != "all" and not quiet:
+        n, total = count_trainable(model)
+        console.print(f"trainable: {t.trainable}, {n:,} of {total:,} parameters ({100 * n / total:.2f}%)",
+                      highlight=False)
     model.to(device)
 
     sampler = BucketSampler(lengths_of(data.train), t.batch_size, t.batch_tokens, shuffle=True, seed=t.seed)
@@ -193,14 +202,17 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
             import json
             handle.write(json.dumps(record) + "\n")
 
+    def save_best(**info) -> None:
+        digest = save_weights(select_state(model, saved), run_dir / "model.safetensors")
+        write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"], **base_info, **info)
+
     def checkpoint() -> None:
         save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
 
     def run_eval(kind: str) -> bool:
         """Evaluate, keep the best weights; returns True when early stopping says stop."""
         if data.valid is None:
-            digest = save_weights(model.state_dict(), run_dir / "model.safetensors")
-            write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"])
+            save_best()
             checkpoint()
             return False
         report = evaluate(model, data.valid, data.labels, t.eval_batch_size, device, cfg.data.task,
@@ -212,9 +224,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         improved = is_better(t.metric, value, state["best"])
         if improved:
             state.update(best=value, best_step=state["step"], bad_evals=0)
-            digest = save_weights(model.state_dict(), run_dir / "model.safetensors")
-            write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"],
-                           metric=t.metric, best=value)
+            save_best(metric=t.metric, best=value)
         else:
             state["bad_evals"] += 1
         progress.message(f"eval step {state['step']}: " + " ".join(
