@@ -26,8 +26,8 @@ from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError, ConfigError
 from textcls.io import atomic_open
 from textcls.model.trainable import apply_trainable, count_trainable, select_state
-from textcls.rundir import (base_keys, base_reference, build_model, load_full_state, load_state, save_run_files,
-                            save_weights, write_run_info)
+from textcls.rundir import (base_keys, base_reference, build_model, load_full_state, load_state, read_run_info,
+                            save_run_files, save_weights, write_run_info)
 from textcls.train.checkpoint import load_checkpoint, save_checkpoint
 from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.loss import auto_class_weights, compute_loss
@@ -172,6 +172,9 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     base = base_reference(cfg.model.init_from) if t.trainable != "all" and cfg.model.init_from else None
     saved = trained | (set(model.state_dict()) - base_keys(base["path"])) if base else None
     base_info = {"base": base} if base else {}
+    if resume and base and read_run_info(run_dir).get("base", base) != base:
+        raise CheckpointError(f"cannot resume {run_dir}: its base {base['path']} changed since training started; "
+                              "restore that base or train the adapters again")
     if t.trainable != "all" and not quiet:
         n, total = count_trainable(model)
         console.print(f"trainable: {t.trainable}, {n:,} of {total:,} parameters ({100 * n / total:.2f}%)",
