@@ -57,12 +57,15 @@ def apply_trainable(model: nn.Module, mode: str) -> set[str]:
     return keep
 
 
-def count_trainable(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) unique parameter counts."""
+def count_trainable(model: nn.Module, mode: str | None = None) -> tuple[int, int]:
+    """(trainable, total) unique parameter counts: those with requires_grad, and, when `mode` is
+    given (e.g. `textcls info` on a config), only those `mode` would train. Does not modify the model."""
+    keep = None if mode is None else trainable_names(model, mode)
     total = trainable = 0
-    for p in model.parameters():
+    for name, p in model.named_parameters():
         total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
+        if p.requires_grad and (keep is None or name in keep):
+            trainable += p.numel()
     return trainable, total
 
 
