@@ -70,6 +70,7 @@ class TextClassifier(nn.Module):
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
-        out = self.encode(input_ids, attention_mask, token_type_ids, return_all=self.cfg.pool_layers > 1 or self.side.reads_all_depths)
+        return_all = self.cfg.pool_layers > 1 or self.side.reads_all_depths
+        out = self.encode(input_ids, attention_mask, token_type_ids, return_all=return_all)
         pooled = self.pool(out, attention_mask)  # (B, H)
         return self.head(self.head_dropout(pooled))  # (B, num_labels)
