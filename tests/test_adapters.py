@@ -104,7 +104,8 @@ def test_trainable_selects_by_name_and_feeds_the_adapter_group():
     expected = count_trainable(model, "adapters")
     keep = apply_trainable(model, "adapters")
     assert count_trainable(model) == expected
-    norms = {f"{n}.{w}" for n, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm) for w in ("weight", "bias")}
+    norms = {f"{n}.{w}" for n, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)
+             for w in ("weight", "bias")}
     adapters = {n for n, _ in model.named_parameters() if n.startswith("encoder.adapters.")}
     assert keep == norms | adapters | trainable_names(model, "head")
     assert {n for n, p in model.named_parameters() if p.requires_grad} == keep

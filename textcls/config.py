@@ -398,7 +398,8 @@ def _validate_adapters(m: ModelConfig, problems: list[str]) -> None:
     if a.side_depths is not None:
         bad = [i for i in a.side_depths if not 0 <= i < m.num_layers]
         if bad or not a.side_depths:
-            problems.append(f"`model.adapters.side_depths` must list depths in 0..{m.num_layers - 1}, got {a.side_depths}")
+            problems.append(
+                f"`model.adapters.side_depths` must list depths in 0..{m.num_layers - 1}, got {a.side_depths}")
     if a.layers is not None and not a.layers and a.enabled and a.style != "side":
         problems.append("`model.adapters.layers` is empty: no depth would get an adapter; omit it for all depths")
 
