@@ -192,13 +192,16 @@ def test_adapter_file_holds_exactly_the_trainable_set_and_reloads(runs, name, mo
 
 
 def test_loading_onto_a_changed_base_is_refused(runs, tmp_path):
-    # A copy of the base and of the adapter run that points to it loads fine...
+    # A copy of the base and of the adapter run that points to it loads (and predicts) fine...
     shutil.copytree(runs["root"] / "base", tmp_path / "base")
     shutil.copytree(runs["root"] / "houlsby", tmp_path / "task")
     info = json.loads((tmp_path / "task" / "run.json").read_text())
     info["base"]["path"] = str(tmp_path / "base")
     (tmp_path / "task" / "run.json").write_text(json.dumps(info))
-    load_run(tmp_path / "task")
+    (tmp_path / "in.txt").write_text("a gorgeous , witty film\nboring and far too long\n")
+    ok = run_cli("predict", str(tmp_path / "task"), str(tmp_path / "in.txt"))
+    assert ok.returncode == 0, ok.stderr
+    assert len(ok.stdout.strip().splitlines()) == 2
     # ...but once that base holds other (self-consistent) weights, it is refused.
     state = load_weights(tmp_path / "base" / "model.safetensors")
     state["encoder.ffn.0.up.weight"] = state["encoder.ffn.0.up.weight"] + 1e-3
