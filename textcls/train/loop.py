@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from textcls.config import Config, config_from_dict, config_to_dict, read_yaml
-from textcls.data.batching import BucketSampler, iter_batches, lengths_of
+from textcls.data.batching import BucketSampler, lengths_of
 from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError, ConfigError
@@ -28,6 +28,7 @@ from textcls.io import atomic_open
 from textcls.model.trainable import apply_trainable, count_trainable, select_state
 from textcls.rundir import (base_keys, base_reference, build_model, load_full_state, load_state, read_run_info,
                             save_run_files, save_weights, write_run_info)
+from textcls.train import distributed
 from textcls.train.checkpoint import load_checkpoint, save_checkpoint
 from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.loss import auto_class_weights, compute_loss
@@ -145,12 +146,15 @@ def _class_weights(cfg: Config, data: PreparedData, device: torch.device) -> Opt
 
 def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False) -> TrainResult:
     run_dir = Path(output or cfg.output.dir)
-    cfg = _prepare_run_dir(cfg, run_dir, resume)
+    if distributed.launched():  # under torchrun: join the process group before touching any file
+        distributed.setup(select_device(cfg.train.device))
+    with distributed.main_first():  # rank 0 checks (and may clear) the run directory first
+        cfg = _prepare_run_dir(cfg, run_dir, resume)
     cfg.output.dir = str(run_dir)
     t = cfg.train
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    device = select_device(t.device)
+    device = distributed.setup(select_device(t.device))  # cuda:LOCAL_RANK under torchrun
     seed_everything(t.seed)
 
     tokenizer = None
@@ -158,9 +162,9 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     elif cfg.model.init_from:
         tokenizer = load_tokenizer(Path(cfg.model.init_from) / "tokenizer.json")
-    data = prepare_data(cfg, tokenizer)
+    data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok), tokenizer)
     pad_id = data.tokenizer.token_to_id(PAD)
-    if not resume:
+    if not resume and distributed.is_main():
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
 
     seed_everything(t.seed)
@@ -175,15 +179,18 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     if resume and base and read_run_info(run_dir).get("base", base) != base:
         raise CheckpointError(f"cannot resume {run_dir}: its base {base['path']} changed since training started; "
                               "restore that base or train the adapters again")
-    if t.trainable != "all" and not quiet:
+    if t.trainable != "all" and not quiet and distributed.is_main():
         n, total = count_trainable(model)
         console.print(f"trainable: {t.trainable}, {n:,} of {total:,} parameters ({100 * n / total:.2f}%)",
                       highlight=False)
     model.to(device)
+    train_model = distributed.wrap_model(model, device)  # DDP under torchrun; save/eval use `model`
+    if resume:  # keep the checkpoint's global batch (world size x grad_accum) at any world size
+        t.grad_accum = distributed.grad_accum_on_resume(run_dir / "last", t.grad_accum)
 
     sampler = BucketSampler(lengths_of(data.train), t.batch_size, t.batch_tokens, shuffle=True, seed=t.seed)
     batches_per_epoch = len(sampler)
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / t.grad_accum))
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / (t.grad_accum * distributed.world_size())))
     total_steps = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(t, total_steps))
@@ -194,23 +201,29 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
              "total_steps": total_steps}
     if resume:
         state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler)
+    state.update(distributed.layout_state(t.grad_accum))
+    if resume and distributed.is_main():
         console.print(f"resuming {run_dir} at step {state['step']}/{total_steps} "
                       f"(epoch {state['epoch']}, batch {state['position']})", highlight=False)
     metrics_path = run_dir / "metrics.jsonl"
-    progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet)
+    progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet and distributed.is_main())
     started = time.perf_counter()
 
     def log_metrics(record: dict) -> None:
+        if not distributed.is_main():
+            return
         with open(metrics_path, "a", encoding="utf-8") as handle:
             import json
             handle.write(json.dumps(record) + "\n")
 
     def save_best(**info) -> None:
-        digest = save_weights(select_state(model, saved), run_dir / "model.safetensors")
-        write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"], **base_info, **info)
+        if distributed.is_main():
+            digest = save_weights(select_state(model, saved), run_dir / "model.safetensors")
+            write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"], **base_info, **info)
 
     def checkpoint() -> None:
-        save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
+        if distributed.is_main():
+            save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
 
     def run_eval(kind: str) -> bool:
         """Evaluate, keep the best weights; returns True when early stopping says stop."""
@@ -218,6 +231,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
             save_best()
             checkpoint()
             return False
+        # Under torchrun every rank evaluates a share and gets the full report (see predict_logits).
         report = evaluate(model, data.valid, data.labels, t.eval_batch_size, device, cfg.data.task,
                           t.threshold, t.precision, pad_id)
         value = report[t.metric] if t.metric in report else report["accuracy"]
@@ -244,21 +258,26 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                 epoch = state["epoch"]
                 micro = 0
                 loss_sum, n_examples = 0.0, 0
-                batches = iter_batches(data.train, sampler, len(data.labels), epoch, state["position"], pad_id,
-                                       t.pad_to_multiple_of)
-                for batch in batches:
-                    batch = batch.to(device)
-                    with autocast_context(device, t.precision):
-                        logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-                    loss = compute_loss(logits, batch.labels, cfg.data.task, class_weights, t.label_smoothing)
-                    scaled = loss / t.grad_accum
-                    (scaler.scale(scaled) if scaler else scaled).backward()
+                # One micro-batch per rank; `position` counts sampler batches over all ranks.
+                batches = distributed.shard_batches(data.train, sampler, len(data.labels), epoch, state["position"],
+                                                    pad_id, t.pad_to_multiple_of)
+                for micro_batch in batches:
+                    batch = micro_batch.batch.to(device)
+                    last_in_epoch = state["position"] + micro_batch.consumed >= batches_per_epoch
+                    sync = (micro + 1) % t.grad_accum == 0 or last_in_epoch
+                    with distributed.sync_gradients(train_model, sync):
+                        with autocast_context(device, t.precision):
+                            logits = train_model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                        loss = compute_loss(logits, batch.labels, cfg.data.task, class_weights, t.label_smoothing)
+                        if not micro_batch.active:  # a stand-in: join the all-reduce with a zero gradient
+                            loss = loss * 0.0
+                        scaled = loss / t.grad_accum
+                        (scaler.scale(scaled) if scaler else scaled).backward()
                     micro += 1
                     loss_sum += loss.item()
-                    n_examples += len(batch.indices)
-                    state["position"] += 1
-                    last_in_epoch = state["position"] >= batches_per_epoch
-                    if micro % t.grad_accum and not last_in_epoch:
+                    n_examples += micro_batch.examples
+                    state["position"] += micro_batch.consumed
+                    if not sync:
                         continue
                     if scaler:
                         scaler.unscale_(optimizer)
@@ -281,7 +300,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                         stop = run_eval("step")
                     elif t.checkpoint_every and step % t.checkpoint_every == 0:
                         checkpoint()
-                    if flag.raised:
+                    if distributed.any_true(flag.raised):  # every rank stops at the same step
                         checkpoint()
                         raise Interrupted(run_dir)
                     if stop or step >= total_steps or last_in_epoch:
@@ -294,5 +313,6 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                         checkpoint()
         finally:
             progress.close()
+    distributed.barrier()  # return together, after rank 0 has written the final files
     seconds = time.perf_counter() - started
     return TrainResult(run_dir, state["best"], state["step"], seconds, progress.examples_per_second)
