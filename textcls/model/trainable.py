@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from torch import nn
 
 from textcls.train.optim import is_adapter_param
@@ -68,8 +67,3 @@ def count_trainable(model: nn.Module, mode: str | None = None) -> tuple[int, int
             trainable += p.numel()
     return trainable, total
 
-
-def select_state(model: nn.Module, names: set[str] | None) -> dict[str, torch.Tensor]:
-    """The state dict, restricted to `names` (None = all of it)."""
-    state = model.state_dict()
-    return state if names is None else {k: v for k, v in state.items() if k in names}

@@ -1,9 +1,15 @@
 """Resumable checkpoints in `last/`: weights (safetensors), optimizer + scheduler + RNG (torch.save,
-loaded with weights_only=True), and the loop position (JSON). Written to a temp folder, then swapped."""
+loaded with weights_only=True), and the loop position (JSON). Written to a temp folder, then swapped.
+
+Also: the best weights (`model.safetensors` + its checksum in run.json, swapped so that a kill at
+any moment leaves a loadable pair) and, with `train.save_total_limit: N`, step checkpoints
+`checkpoint-{step}/` (copies of `last/` at that step, the N newest kept, plus the best step's)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,7 +20,7 @@ import torch
 
 from textcls.errors import CheckpointError
 from textcls.io import atomic_write_json, recover_dir, replace_dir
-from textcls.rundir import load_state, load_weights, save_weights
+from textcls.rundir import load_state, load_weights, read_run_info, save_weights, write_run_info
 
 
 def rng_state() -> dict[str, Any]:
@@ -71,3 +77,59 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         scaler.load_state_dict(trainer["scaler"])
     set_rng_state(trainer["rng"])
     return loop_state
+
+
+def save_best(run_dir: Path, model: torch.nn.Module, keys: set[str] | None = None, **info) -> None:
+    """Write `model.safetensors` and record its sha256 in run.json; a kill at any moment leaves a
+    weights file whose checksum run.json accepts (the old pair, or the new one as `pending_sha256`).
+    `keys`: store only these tensors (an adapter run; `info["base"]` names its base in both records)."""
+    name = "model.safetensors"
+    old = read_run_info(run_dir).get("sha256", {}).get(name)
+    tmp = run_dir / f".{name}.next"
+    state = model.state_dict()
+    digest = save_weights(state if keys is None else {k: v for k, v in state.items() if k in keys}, tmp)
+    base = {"base": info["base"]} if "base" in info else {}
+    write_run_info(run_dir, sha256={name: old} if old else {}, pending_sha256={name: digest}, **base)
+    os.replace(tmp, run_dir / name)
+    write_run_info(run_dir, sha256={name: digest}, **info)
+
+
+def remove_stale_temp(run_dir: Path) -> None:
+    """Delete temp folders/files a killed run left behind (`.last.*`, `.model.safetensors.next`)."""
+    if not run_dir.exists():
+        return
+    for child in run_dir.iterdir():
+        if re.fullmatch(r"\.(last|checkpoint-\d+)\..+", child.name) and child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        elif child.name.startswith(".model.safetensors.") and child.is_file():
+            child.unlink(missing_ok=True)
+
+
+def step_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """`checkpoint-{step}/` folders, oldest first."""
+    found = [(int(m.group(1)), p) for p in run_dir.glob("checkpoint-*")
+             if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    return sorted(found)
+
+
+def keep_step_checkpoint(run_dir: Path, step: int, limit: int, best_step: int | None) -> None:
+    """Copy `last/` (just written at `step`) to `checkpoint-{step}/`, then keep the `limit` newest step
+    checkpoints and the best step's, deleting the others. Files are hard-linked when possible: `last/`
+    is only ever replaced by a rename, never modified in place, so the links stay valid."""
+    target = run_dir / f"checkpoint-{step}"
+    if not target.exists():
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=run_dir))
+        try:
+            for src in (run_dir / "last").iterdir():
+                try:
+                    os.link(src, tmp / src.name)
+                except OSError:
+                    shutil.copy2(src, tmp / src.name)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    found = step_checkpoints(run_dir)
+    keep = {s for s, _ in found[-limit:]} | {best_step}
+    for s, path in found:
+        if s not in keep:
+            shutil.rmtree(path, ignore_errors=True)
