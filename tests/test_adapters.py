@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from textcls.model import TextClassifier
 from textcls.model.adapters import BottleneckAdapter, adapter_modules, bottleneck_size
 from textcls.model.trainable import apply_trainable, count_trainable, trainable_names
 from textcls.rundir import build_model, load_run, load_weights, save_weights, write_run_info
-from textcls.train.loop import train
+from textcls.train.loop import Interrupted, TrainProgress, train
 from textcls.train.optim import param_groups
 
 
@@ -217,18 +219,28 @@ def test_loading_onto_a_changed_base_is_refused(runs, tmp_path):
         load_run(tmp_path / "task")
 
 
-def test_adapter_run_resumes_exactly(runs, tmp_path):
-    def cfg(out: str, steps: int):
+
+def test_adapter_run_resumes_exactly(runs, tmp_path, monkeypatch):
+    def cfg(out: str):
         c = _cfg(runs["files"], tmp_path / out, "adapters", init_from=str(runs["root"] / "base"),
                  adapters={"enabled": True, "size": 8})
-        c.train.max_steps, c.train.schedule, c.train.warmup = steps, "constant", 0
+        c.train.max_steps, c.train.eval_every = 6, 3
         return c
 
-    train(cfg("whole", 4), quiet=True)
-    train(cfg("split", 2), quiet=True)
-    saved = tmp_path / "split" / "config.yaml"  # continue the finished 2-step run up to 4 steps
-    saved.write_text(saved.read_text().replace("max_steps: 2", "max_steps: 4"))
-    train(cfg("split", 4), resume=True, quiet=True)
-    a, b = (load_weights(tmp_path / run / "last" / "model.safetensors") for run in ("whole", "split"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert keys_of(tmp_path / "split" / "model.safetensors") == keys_of(tmp_path / "whole" / "model.safetensors")
+    train(cfg("whole"), quiet=True)
+    original = TrainProgress.update
+
+    def update(self, step, *args, **kwargs):  # a real SIGTERM after step 4
+        original(self, step, *args, **kwargs)
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with monkeypatch.context() as patch, pytest.raises(Interrupted):
+        patch.setattr(TrainProgress, "update", update)
+        train(cfg("split"), quiet=True)
+    train(cfg("split"), resume=True, quiet=True)
+    for name in ("last/model.safetensors", "model.safetensors"):  # full resumable weights; adapter-only best
+        a, b = (load_weights(tmp_path / run / name) for run in ("whole", "split"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    split = tmp_path / "split"
+    assert keys_of(split / "model.safetensors") == trainable_names(full_model(split), "adapters")
