@@ -244,3 +244,12 @@ def test_adapter_run_resumes_exactly(runs, tmp_path, monkeypatch):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     split = tmp_path / "split"
     assert keys_of(split / "model.safetensors") == trainable_names(full_model(split), "adapters")
+
+
+def test_info_reports_trainable_of_an_adapter_run(runs):
+    from textcls.info import model_info
+
+    run = load_run(runs["root"] / "side")
+    counts = model_info(runs["root"] / "side").counts
+    assert (counts.trainable, counts.unique_total) == count_trainable(run.model, "adapters")
+    assert counts.trainable < counts.unique_total
