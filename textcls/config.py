@@ -401,7 +401,25 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     _validate_train_extras(t, problems)
     if t.trainable == "adapters" and not m.adapters.enabled:
         problems.append("`train.trainable: adapters` needs `model.adapters.enabled: true`")
+    _validate_adapters(m, problems)
     _validate_pretrain(cfg, problems)
+
+
+def _validate_adapters(m: ModelConfig, problems: list[str]) -> None:
+    a = m.adapters
+    if a.reduction_factor is not None and a.reduction_factor <= 0:
+        problems.append(f"`model.adapters.reduction_factor` must be positive, got {a.reduction_factor}")
+    if a.init_scale <= 0:
+        problems.append(f"`model.adapters.init_scale` must be positive (e.g. 1e-3), got {a.init_scale}")
+    if a.side_layers < 1:
+        problems.append(f"`model.adapters.side_layers` must be at least 1, got {a.side_layers}")
+    if a.side_depths is not None:
+        bad = [i for i in a.side_depths if not 0 <= i < m.num_layers]
+        if bad or not a.side_depths:
+            problems.append(
+                f"`model.adapters.side_depths` must list depths in 0..{m.num_layers - 1}, got {a.side_depths}")
+    if a.layers is not None and not a.layers and a.enabled and a.style != "side":
+        problems.append("`model.adapters.layers` is empty: no depth would get an adapter; omit it for all depths")
 
 
 def _validate_pretrain(cfg: Config, problems: list[str]) -> None:

@@ -2,6 +2,9 @@
 
 `run.json` records the textcls version and the sha256 of every weights file, so a truncated or
 corrupted file, or a directory written by an incompatible version, is refused with a clear error.
+An adapter run (`train.trainable: adapters | head` with `model.init_from`) stores only the tensors it
+trained; `run.json` then names its base, `base: {path, sha256}`, and loading merges base + own
+tensors after checking that the base's weights are still the ones it was trained on.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
@@ -128,6 +131,10 @@ def load_run(run_dir: Path | str, weights: str = "model.safetensors") -> Run:
     labels = load_labels(run_dir / "labels.json")
     model = build_model(cfg, tokenizer, len(labels))
     state = load_weights(run_dir / weights, expected_checksums(info, weights))
+    if info.get("base"):  # adapter run: frozen tensors come from the base it names
+        own = model.state_dict()
+        base = load_base_state(run_dir, info["base"])
+        state = {**{k: v for k, v in base.items() if k in own and k not in state}, **state}
     load_state(model, state, str(run_dir / weights))
     model.eval()
     return Run(run_dir, cfg, tokenizer, labels, model)
@@ -150,3 +157,70 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: s
             f"{sorted(unexpected)[:5]}); the config does not match the weights"
         )
     return list(missing)
+
+
+# --------------------------------------------------------------------------- adapter runs on a base
+
+MAX_BASE_CHAIN = 8  # an adapter run may itself be the base of another; a cycle stops here
+
+
+def weights_digest(run_dir: Path | str) -> str:
+    """sha256 of a run's model.safetensors: the one run.json records (load_weights verifies the file
+    against it), else computed."""
+    run_dir = Path(run_dir)
+    path = run_dir / "model.safetensors"
+    if not path.exists():
+        raise CheckpointError(f"{run_dir} has no model.safetensors; `model.init_from` must name a run directory")
+    return read_run_info(run_dir).get("sha256", {}).get("model.safetensors") or sha256_file(path)
+
+
+def base_reference(base_dir: Path | str) -> dict:
+    """What an adapter run records about its base: `{path, sha256}`."""
+    return {"path": str(Path(base_dir).resolve()), "sha256": weights_digest(base_dir)}
+
+
+def _checked_base(run_dir: Path, base: dict) -> Path:
+    path = Path(base["path"])
+    if not (path / "model.safetensors").exists():
+        raise CheckpointError(
+            f"{run_dir} stores adapter weights only, and its base run {path} is missing; restore the base "
+            f"run directory there (or fix `base.path` in {run_dir / 'run.json'} if it moved)"
+        )
+    digest = weights_digest(path)
+    if digest != base.get("sha256"):
+        raise CheckpointError(
+            f"{run_dir} was trained on the base {path} with weights sha256 {str(base.get('sha256'))[:12]}..., "
+            f"but {path / 'model.safetensors'} now has sha256 {digest[:12]}...; adapters only fit the exact "
+            "base they were trained on: restore that base, or train the adapters again on the new one"
+        )
+    return path
+
+
+def load_full_state(run_dir: Path | str, depth: int = 0) -> dict[str, torch.Tensor]:
+    """All tensors of a run: its own file, merged over its base's (recursively) for adapter runs."""
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    state = load_weights(run_dir / "model.safetensors", expected_checksums(info, "model.safetensors"))
+    if info.get("base"):
+        state = {**load_base_state(run_dir, info["base"], depth), **state}
+    return state
+
+
+def load_base_state(run_dir: Path, base: dict, depth: int = 0) -> dict[str, torch.Tensor]:
+    if depth >= MAX_BASE_CHAIN:
+        raise CheckpointError(f"{run_dir}: the chain of base runs is longer than {MAX_BASE_CHAIN} (a cycle?)")
+    return load_full_state(_checked_base(run_dir, base), depth + 1)
+
+
+def base_keys(run_dir: Path | str, depth: int = 0) -> set[str]:
+    """Tensor names a run provides (with its bases), read from the file headers only."""
+    run_dir = Path(run_dir)
+    try:
+        with safe_open(str(run_dir / "model.safetensors"), framework="pt") as handle:
+            keys = set(handle.keys())
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{run_dir / 'model.safetensors'} cannot be read ({exc})") from None
+    base = read_run_info(run_dir).get("base")
+    if base and depth < MAX_BASE_CHAIN:
+        keys |= base_keys(base["path"], depth + 1)
+    return keys

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from textcls.config import ModelConfig
+from textcls.model.adapters import build_side
 from textcls.model.embeddings import Embeddings
 from textcls.model.encoder import Encoder
 from textcls.model.pooling import Pooler
@@ -27,6 +28,7 @@ class TextClassifier(nn.Module):
         self.cfg = cfg
         self.embeddings = Embeddings(cfg, vocab_size, pad_id)
         self.encoder = Encoder(cfg)
+        self.side = build_side(cfg)  # K-Adapter side network, or a pass-through without keys
         self.pooler = Pooler(cfg.pooling, cfg.hidden_size)
         drop = cfg.dropout if cfg.classifier_dropout is None else cfg.classifier_dropout
         self.head_dropout = nn.Dropout(drop)
@@ -35,7 +37,10 @@ class TextClassifier(nn.Module):
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.cfg.initializer_range
-        if isinstance(module, nn.Linear):
+        reset = getattr(module, "reset_near_identity", None)
+        if reset is not None:  # adapters: `apply` visits children first, so this overrides their draw
+            reset()
+        elif isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -58,12 +63,14 @@ class TextClassifier(nn.Module):
     def pool(self, out: EncoderOutput, attention_mask: torch.Tensor) -> torch.Tensor:
         k = self.cfg.pool_layers
         x = out.hidden[-1] if k == 1 else torch.stack(out.hidden[-k:]).sum(0)  # (B, T, H)
+        x = self.side(x, out.hidden, attention_mask)  # (B, T, H)
         return self.pooler(x, attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
-        out = self.encode(input_ids, attention_mask, token_type_ids, return_all=self.cfg.pool_layers > 1)
+        return_all = self.cfg.pool_layers > 1 or self.side.reads_all_depths
+        out = self.encode(input_ids, attention_mask, token_type_ids, return_all=return_all)
         pooled = self.pool(out, attention_mask)  # (B, H)
         return self.head(self.head_dropout(pooled))  # (B, num_labels)

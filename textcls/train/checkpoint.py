@@ -79,14 +79,17 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     return loop_state
 
 
-def save_best(run_dir: Path, model: torch.nn.Module, **info) -> None:
+def save_best(run_dir: Path, model: torch.nn.Module, keys: set[str] | None = None, **info) -> None:
     """Write `model.safetensors` and record its sha256 in run.json; a kill at any moment leaves a
-    weights file whose checksum run.json accepts (the old pair, or the new one as `pending_sha256`)."""
+    weights file whose checksum run.json accepts (the old pair, or the new one as `pending_sha256`).
+    `keys`: store only these tensors (an adapter run; `info["base"]` names its base in both records)."""
     name = "model.safetensors"
     old = read_run_info(run_dir).get("sha256", {}).get(name)
     tmp = run_dir / f".{name}.next"
-    digest = save_weights(model.state_dict(), tmp)
-    write_run_info(run_dir, sha256={name: old} if old else {}, pending_sha256={name: digest})
+    state = model.state_dict()
+    digest = save_weights(state if keys is None else {k: v for k, v in state.items() if k in keys}, tmp)
+    base = {"base": info["base"]} if "base" in info else {}
+    write_run_info(run_dir, sha256={name: old} if old else {}, pending_sha256={name: digest}, **base)
     os.replace(tmp, run_dir / name)
     write_run_info(run_dir, sha256={name: digest}, **info)
 

@@ -28,8 +28,10 @@ from textcls.data.batching import lengths_of
 from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError, ConfigError
+from textcls.model.trainable import apply_trainable, count_trainable
 from textcls.model.word_vectors import init_word_embeddings
-from textcls.rundir import build_model, expected_checksums, load_state, load_weights, read_run_info, save_run_files
+from textcls.rundir import (base_keys, base_reference, build_model, load_full_state, load_state, read_run_info,
+                            save_run_files)
 from textcls.train import distributed
 from textcls.train.checkpoint import (keep_step_checkpoint, load_checkpoint, remove_stale_temp, save_best,
                                       save_checkpoint)
@@ -38,7 +40,7 @@ from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.logs import MetricsLog
 from textcls.train.loss import auto_class_weights, compute_loss
 from textcls.train.metrics import is_better
-from textcls.train.optim import build_optimizer, optimizer_step
+from textcls.train.optim import build_optimizer, is_adapter_param, optimizer_step
 from textcls.train.progress import TrainProgress, console
 from textcls.train.schedules import lr_multiplier
 from textcls.train.steps import plan_steps, train_sampler
@@ -122,11 +124,9 @@ def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> Config:
 def _init_from(model: torch.nn.Module, run_dir_path: str) -> None:
     """Start from another run's weights: every tensor except the classification head."""
     src = Path(run_dir_path)
-    info = read_run_info(src)
-    state = load_weights(src / "model.safetensors", expected_checksums(info, "model.safetensors"))
-    state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    state = {k: v for k, v in load_full_state(src).items() if not k.startswith("head.")}
     own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith("head.")]
+    missing = [k for k in own if k not in state and not k.startswith("head.") and not is_adapter_param(k)]
     load_state(model, state, str(src / "model.safetensors"), strict=False)
     if missing:
         console.print(f"init_from {src}: {len(missing)} tensor(s) not in the source start fresh "
@@ -197,6 +197,18 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         console.print(f"word vectors {cfg.model.embeddings.pretrained}: {vectors.found}/{vectors.vocab_size} "
                       f"vocabulary entries found" + (" (frozen)" if cfg.model.embeddings.freeze else ""),
                       highlight=False)
+    # Adapter runs on a base store only what they train (plus anything the base lacks) and name the base.
+    trained = apply_trainable(model, t.trainable)
+    base = base_reference(cfg.model.init_from) if t.trainable != "all" and cfg.model.init_from else None
+    saved = trained | (set(model.state_dict()) - base_keys(base["path"])) if base else None
+    base_info = {"base": base} if base else {}
+    if resume and base and read_run_info(run_dir).get("base", base) != base:
+        raise CheckpointError(f"cannot resume {run_dir}: its base {base['path']} changed since training started; "
+                              "restore that base or train the adapters again")
+    if t.trainable != "all" and not quiet and main:
+        n, total = count_trainable(model)
+        console.print(f"trainable: {t.trainable}, {n:,} of {total:,} parameters ({100 * n / total:.2f}%)",
+                      highlight=False)
     model.to(device)
     train_model = distributed.wrap_model(model, device)  # DDP under torchrun; save/eval use `model`
     forward = torch.compile(train_model, dynamic=True) if t.compile else train_model  # same parameters
@@ -240,7 +252,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         """Evaluate, keep the best weights; returns True when early stopping says stop."""
         if data.valid is None:
             if main:
-                save_best(run_dir, model, step=state["step"])
+                save_best(run_dir, model, saved, step=state["step"], **base_info)
             checkpoint()
             return False
         # Under torchrun every rank evaluates a share and gets the full report (see predict_logits).
@@ -254,7 +266,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         if improved:
             state.update(best=value, best_step=state["step"], bad_evals=0)
             if main:
-                save_best(run_dir, model, step=state["step"], metric=t.metric, best=value)
+                save_best(run_dir, model, saved, step=state["step"], metric=t.metric, best=value, **base_info)
         else:
             state["bad_evals"] += 1
         stop_requested = bool(on_eval(state["step"], record)) if on_eval else False
