@@ -8,6 +8,7 @@ without reading them, so a resumed run produces the same weights as an uninterru
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import signal
@@ -26,7 +27,7 @@ from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError, ConfigError
 from textcls.io import atomic_open
 from textcls.rundir import build_model, load_state, load_weights, read_run_info, save_run_files, save_weights, write_run_info
-from textcls.train.checkpoint import load_checkpoint, save_checkpoint
+from textcls.train.checkpoint import has_checkpoint, load_checkpoint, remove_leftovers, save_checkpoint
 from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.loss import auto_class_weights, compute_loss
 from textcls.train.metrics import is_better
@@ -90,14 +91,25 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> Config:
-    if resume:
-        saved = run_dir / "config.yaml"
+def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, bool]:
+    """The config to train with and whether a checkpoint is resumed.
+
+    `--resume` with no checkpoint yet (the run was killed before its first save) starts the run over.
+    """
+    saved = run_dir / "config.yaml"
+    if run_dir.is_dir():
+        remove_leftovers(run_dir)
+    if resume and has_checkpoint(run_dir / "last"):
         if not saved.exists():
             raise CheckpointError(f"cannot resume: {run_dir} has no config.yaml; train without --resume first")
-        return config_from_dict(read_yaml(saved), source=str(saved))
+        return config_from_dict(read_yaml(saved), source=str(saved)), True
+    if resume:
+        if saved.exists():
+            cfg = config_from_dict(read_yaml(saved), source=str(saved))
+            cfg.output.overwrite = True  # only the files of the interrupted run are there
+        console.print(f"{run_dir} has no checkpoint to resume yet; starting the run from step 0", highlight=False)
     if run_dir.exists() and any(run_dir.iterdir()):
-        if (run_dir / "config.yaml").exists() and cfg.output.overwrite:
+        if saved.exists() and cfg.output.overwrite:
             for child in run_dir.iterdir():
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         elif (run_dir / "config.yaml").exists():
@@ -107,7 +119,23 @@ def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> Config:
             )
         else:
             raise ConfigError(f"output directory {run_dir} exists and is not empty; pick another --output")
-    return cfg
+    return cfg, False
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Keep the metrics a resumed run has not yet redone: records up to `step`, no half-written line."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # cut off by a kill
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line + "\n")
+    with atomic_open(path, "w") as handle:
+        handle.writelines(kept)
 
 
 def _init_from(model: torch.nn.Module, run_dir_path: str) -> None:
@@ -145,7 +173,7 @@ def _class_weights(cfg: Config, data: PreparedData, device: torch.device) -> Opt
 
 def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False) -> TrainResult:
     run_dir = Path(output or cfg.output.dir)
-    cfg = _prepare_run_dir(cfg, run_dir, resume)
+    cfg, resume = _prepare_run_dir(cfg, run_dir, resume)
     cfg.output.dir = str(run_dir)
     t = cfg.train
     if t.num_threads:
@@ -182,6 +210,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
              "total_steps": total_steps}
     if resume:
         state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler)
+        _trim_metrics(run_dir / "metrics.jsonl", state["step"])
         console.print(f"resuming {run_dir} at step {state['step']}/{total_steps} "
                       f"(epoch {state['epoch']}, batch {state['position']})", highlight=False)
     metrics_path = run_dir / "metrics.jsonl"
@@ -190,7 +219,6 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
 
     def log_metrics(record: dict) -> None:
         with open(metrics_path, "a", encoding="utf-8") as handle:
-            import json
             handle.write(json.dumps(record) + "\n")
 
     def checkpoint() -> None:
@@ -266,19 +294,23 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                     step = state["step"]
                     if t.eval_every and step % t.eval_every == 0 and step < total_steps and not last_in_epoch:
                         stop = run_eval("step")
-                    elif t.checkpoint_every and step % t.checkpoint_every == 0:
-                        checkpoint()
-                    if flag.raised:
+                    elif t.checkpoint_every and step % t.checkpoint_every == 0 and not last_in_epoch \
+                            and step < total_steps:
+                        checkpoint()  # (the end of an epoch or of training saves one after its evaluation)
+                    if flag.raised and not last_in_epoch and step < total_steps:
                         checkpoint()
                         raise Interrupted(run_dir)
                     if stop or step >= total_steps or last_in_epoch:
                         break
                 if state["position"] == 0 or state["step"] >= total_steps:
                     # End of an epoch (or of training): evaluate unless this step was just evaluated.
+                    # A checkpoint is only saved after this evaluation, so a resumed run never skips it.
                     if t.eval_each_epoch or state["step"] >= total_steps:
                         stop = run_eval("epoch") or stop
                     else:
                         checkpoint()
+                if flag.raised and state["step"] < total_steps:
+                    raise Interrupted(run_dir)  # the checkpoint of this epoch's end was just saved
         finally:
             progress.close()
     seconds = time.perf_counter() - started
