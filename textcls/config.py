@@ -372,6 +372,13 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`train.class_weights` must be 'auto' or a list of numbers, got {_short(t.class_weights)}")
     if d.valid_fraction is not None and not 0 < d.valid_fraction < 1:
         problems.append(f"`data.valid_fraction` must be between 0 and 1, got {d.valid_fraction}")
+    negative = [c for c in [*d.text_columns, d.label_column] if isinstance(c, int) and c < 0]
+    if negative:
+        problems.append(f"`data.text_columns` / `data.label_column` indexes count from 0, got {negative}")
+    if d.delimiter is not None and len(d.delimiter) != 1:
+        problems.append(f"`data.delimiter` must be one character, got {d.delimiter!r}")
+    if not d.label_delimiter:
+        problems.append("`data.label_delimiter` must not be empty")
     if not 1 <= len(d.text_columns) <= 2:
         problems.append(f"`data.text_columns` must name one or two columns, got {d.text_columns}")
     if d.max_length > m.max_positions and m.position in ("learned", "sinusoidal"):

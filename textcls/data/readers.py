@@ -69,9 +69,13 @@ class _StrictLines:
     def __init__(self, raw: io.BufferedIOBase, path: str, encoding: str):
         self.raw, self.path, self.encoding = raw, path, encoding
         try:
-            self.decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+            info = codecs.lookup(encoding)
         except LookupError:
-            raise DataError(f"{path}: unknown encoding {encoding!r} in `data.encoding`") from None
+            info = None
+        if info is None or not info._is_text_encoding:  # e.g. base64 and rot13 are codecs, not encodings
+            raise DataError(f"{path}: unknown text encoding {encoding!r} in `data.encoding`; use e.g. utf-8, gbk, "
+                            "latin-1") from None
+        self.decoder = info.incrementaldecoder(errors="strict")
         self.offset = 0
         self.first = True
 
@@ -92,10 +96,11 @@ class _StrictLines:
         pending = len(self.decoder.getstate()[0])  # bytes of a character split across chunks
         try:
             return self.decoder.decode(chunk, final)
-        except UnicodeDecodeError as exc:
+        except UnicodeError as exc:  # UnicodeDecodeError, or e.g. utf-16 without a BOM
+            start = self.offset - pending + max(getattr(exc, "start", 0), 0)
+            reason = getattr(exc, "reason", None) or str(exc)
             raise DataError(
-                f"{self.path}: invalid {self.encoding} at byte offset {self.offset - pending + max(exc.start, 0)} "
-                f"({exc.reason}); convert the file to UTF-8 or set `data.encoding` to the file's "
+                f"{self.path}: invalid {self.encoding} at byte offset {start} ({reason}); convert the file to UTF-8 or set `data.encoding` to the file's "
                 "encoding (e.g. gbk, latin-1)"
             ) from None
 
@@ -129,6 +134,8 @@ class _Columns:
 
     def _index(self, column: Union[str, int], header: Optional[list[str]]) -> int:
         if isinstance(column, int):
+            if column < 0:
+                raise DataError(f"{self.path}: column index {column} is negative; columns are counted from 0")
             return column
         if header is None:
             raise DataError(
