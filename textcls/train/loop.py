@@ -107,7 +107,8 @@ def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, 
         if saved.exists():
             cfg = config_from_dict(read_yaml(saved), source=str(saved))
             cfg.output.overwrite = True  # only the files of the interrupted run are there
-        console.print(f"{run_dir} has no checkpoint to resume yet; starting the run from step 0", highlight=False)
+        console.print(f"{run_dir} has no checkpoint to resume yet; starting the run from step 0", highlight=False,
+                      soft_wrap=True)
     if run_dir.exists() and any(run_dir.iterdir()):
         if saved.exists() and cfg.output.overwrite:
             for child in run_dir.iterdir():
@@ -212,7 +213,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler)
         _trim_metrics(run_dir / "metrics.jsonl", state["step"])
         console.print(f"resuming {run_dir} at step {state['step']}/{total_steps} "
-                      f"(epoch {state['epoch']}, batch {state['position']})", highlight=False)
+                      f"(epoch {state['epoch']}, batch {state['position']})", highlight=False, soft_wrap=True)
     metrics_path = run_dir / "metrics.jsonl"
     progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet)
     started = time.perf_counter()
