@@ -239,6 +239,21 @@ def test_run_directory_from_another_version(run_dir, tmp_path):
     user_error(cli("predict", run, "-"), "run.json", "damaged")
 
 
+def test_resume_of_a_run_from_another_version(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "format_version": 99}))
+    user_error(cli("train", "--resume", "-o", run), "format 99", "cannot read")
+
+
+def test_unwritable_cache_folder(tmp_path):
+    write(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\nbad\t0\n")
+    blocker = write(tmp_path / "not_a_folder", "")
+    config = write_config(tmp_path / "c.yaml", GOOD_CONFIG)
+    user_error(cli("train", config, "-o", tmp_path / "run", "--set", f"data.cache_dir={blocker}/cache"),
+               "not_a_folder", "TEXTCLS_CACHE")
+
+
 def test_truncated_weights_fail_the_checksum(run_dir, tmp_path):
     run = copy_run(run_dir, tmp_path)
     weights = run / "model.safetensors"

@@ -102,6 +102,7 @@ def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, 
     if resume and has_checkpoint(run_dir / "last"):
         if not saved.exists():
             raise CheckpointError(f"cannot resume: {run_dir} has no config.yaml; train without --resume first")
+        read_run_info(run_dir)  # refuses a run directory written by an incompatible textcls
         return config_from_dict(read_yaml(saved), source=str(saved)), True
     if resume:
         if saved.exists():
