@@ -22,7 +22,7 @@ from textcls.errors import TextclsError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and use text classifiers from a YAML config.")
 err = Console(stderr=True)
-out = Console()
+out = Console() if sys.stdout.isatty() else Console(width=160)  # no wrapping mid-table in pipes and logs
 
 
 def handle_errors(fn: Callable) -> Callable:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import datasets
+import numpy as np
 from tokenizers import Tokenizer
 
 from textcls import __version__
@@ -270,9 +271,10 @@ def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None) -> Prepared
     if d.valid:
         valid, _ = tokenize_file(d.valid, d, tokenizer, labels=labels)
     elif d.valid_fraction:
-        parts = train.train_test_split(test_size=d.valid_fraction, seed=cfg.train.seed, shuffle=True,
-                                       keep_in_memory=True)
-        train, valid = parts["train"], parts["test"]
+        order = np.random.default_rng(cfg.train.seed).permutation(len(train))
+        n_valid = max(1, int(round(d.valid_fraction * len(train))))
+        valid = train.select(np.sort(order[:n_valid]), keep_in_memory=True)
+        train = train.select(np.sort(order[n_valid:]), keep_in_memory=True)
     if len(train) == 0:
         raise DataError(f"{d.train}: the training set is empty")
     return PreparedData(tokenizer, labels, train, valid)

@@ -1,0 +1,88 @@
+"""train -> eval -> predict through the real CLI on a tiny real slice."""
+
+import json
+
+import yaml
+
+from conftest import run_cli, sst2_slice, tiny_model, write_tsv
+
+
+def write_config(tmp_path, **train):
+    train_file = write_tsv(tmp_path / "train.tsv", sst2_slice(300))
+    valid_file = write_tsv(tmp_path / "dev.tsv", sst2_slice(60, "dev"))
+    cfg = {
+        "data": {"train": "train.tsv", "valid": "dev.tsv", "text_columns": ["sentence"], "max_length": 48},
+        "tokenizer": {"vocab_size": 300, "min_frequency": 1},
+        "model": tiny_model(),
+        "train": {"epochs": 2, "batch_size": 32, "lr": 2e-3, "log_every": 5, **train},
+        "output": {"dir": "runs/x"},
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, train_file, valid_file
+
+
+def test_train_eval_predict(tmp_path):
+    cfg, _, valid = write_config(tmp_path)
+    run = tmp_path / "run"
+    res = run_cli("train", str(cfg), "--output", str(run), "--set", "train.seed=3")
+    assert res.returncode == 0, res.stderr
+    for name in ("config.yaml", "tokenizer.json", "labels.json", "model.safetensors", "metrics.jsonl", "run.json",
+                 "last/model.safetensors", "last/trainer_state.pt", "last/state.json"):
+        assert (run / name).exists(), name
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["seed"] == 3 and saved["data"]["train"].endswith("train.tsv")
+    assert json.loads((run / "labels.json").read_text()) == ["0", "1"]
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in evals if e.get("kind") == "epoch"] == [1, 2]
+
+    report = tmp_path / "report.json"
+    res = run_cli("eval", str(run), str(valid), "--report", str(report))
+    assert res.returncode == 0, res.stderr
+    assert "accuracy" in res.stdout and "confusion matrix" in res.stdout
+    rep = json.loads(report.read_text())
+    assert rep["examples"] == 60 and sum(map(sum, rep["confusion_matrix"])) == 60
+    assert set(rep["per_class"]) == {"0", "1"} and 0.0 <= rep["macro_f1"] <= 1.0
+
+    texts = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés"]
+    inp = tmp_path / "in.txt"
+    inp.write_text("\n".join(texts) + "\n")
+    out = tmp_path / "pred.jsonl"
+    res = run_cli("predict", str(run), str(inp), "--output", str(out), "--top-k", "2")
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3
+    for row in rows:
+        assert row["label"] in ("0", "1") and len(row["top_k"]) == 2
+        assert abs(sum(t["probability"] for t in row["top_k"]) - 1) < 1e-4
+
+    # stdin -> stdout, TSV, and a TSV input read through the run's text column: same predictions, same order.
+    res = run_cli("predict", str(run), "-", "--format", "tsv", input="\n".join(texts) + "\n")
+    assert res.returncode == 0, res.stderr
+    assert [line.split("\t")[0] for line in res.stdout.splitlines()] == [r["label"] for r in rows]
+    res = run_cli("predict", str(run), str(valid))
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.splitlines()) == 60
+
+
+def test_user_errors_exit_2_without_traceback(tmp_path):
+    cfg, _, _ = write_config(tmp_path)
+    cases = [
+        ("train", str(tmp_path / "missing.yaml")),
+        ("train", str(cfg), "--set", "model.hiden_size=8"),
+        ("train", str(cfg), "--set", "data.text_columns=[text]"),
+        ("train", str(cfg), "--set", f"data.train={tmp_path / 'nope.tsv'}"),
+        ("eval", str(tmp_path / "no_run"), str(cfg)),
+    ]
+    for args in cases:
+        res = run_cli(*args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert "Traceback" not in res.stderr and "error:" in res.stderr, (args, res.stderr)
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("sentence\tlabel\n")
+    res = run_cli("train", str(cfg), "--set", f"data.train={empty}")
+    assert res.returncode == 2 and "empty.tsv" in res.stderr and "Traceback" not in res.stderr
+    latin = tmp_path / "latin.tsv"
+    latin.write_bytes("sentence\tlabel\ncaf\xe9 au lait\t1\n".encode("latin-1"))
+    res = run_cli("train", str(cfg), "--set", f"data.train={latin}")
+    assert res.returncode == 2 and "byte offset" in res.stderr and "data.encoding" in res.stderr

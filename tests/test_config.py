@@ -1,0 +1,99 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from textcls.config import Config, apply_override, config_from_dict, load_config, save_config
+from textcls.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_build_a_valid_config():
+    cfg = config_from_dict({})
+    assert isinstance(cfg, Config)
+    assert cfg.model.sharing.strategy == "none"
+
+
+def test_unknown_key_names_key_and_closest_valid_key():
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict({"model": {"hiden_size": 64}}, source="my.yaml")
+    msg = str(exc.value)
+    assert "my.yaml" in msg and "model.hiden_size" in msg and "model.hidden_size" in msg
+
+
+def test_unknown_section_is_reported():
+    with pytest.raises(ConfigError, match="unknown key `trian`.*did you mean `train`"):
+        config_from_dict({"trian": {}})
+
+
+def test_every_problem_is_reported_at_once():
+    raw = {"model": {"hidden_size": 30, "num_heads": 4, "dropout": 1.5, "typo": 1}, "train": {"lr": -1}}
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict(raw)
+    msg = str(exc.value)
+    for needle in ("model.typo", "divisible", "model.dropout", "train.lr"):
+        assert needle in msg, needle
+
+
+def test_wrong_types_are_named():
+    with pytest.raises(ConfigError, match=r"`train.batch_size` must be int, got 'big'"):
+        config_from_dict({"train": {"batch_size": "big"}})
+    with pytest.raises(ConfigError, match=r"`model.pooling` must be one of .*did you mean 'mean'"):
+        config_from_dict({"model": {"pooling": "meen"}})
+
+
+def test_scientific_notation_without_dot_is_a_float():
+    cfg = config_from_dict({"train": {"lr": "5e-4"}})
+    assert cfg.train.lr == pytest.approx(5e-4)
+
+
+def test_dotted_overrides_parse_values_as_yaml():
+    cfg = config_from_dict({}, overrides=("train.lr=3e-4", "model.sharing.strategy=all", "data.text_columns=[a, b]",
+                                          "train.max_steps=10"))
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.model.sharing.strategy == "all"
+    assert cfg.data.text_columns == ["a", "b"]
+    assert cfg.train.max_steps == 10
+
+
+def test_override_of_unknown_key_is_an_error():
+    with pytest.raises(ConfigError, match="train.lrr"):
+        config_from_dict({}, overrides=("train.lrr=1",))
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_override({}, "train.lr")
+
+
+def test_yaml_syntax_error_names_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: [1, 2\nmodel: {}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml is not valid YAML at line \d+, column \d+"):
+        load_config(bad)
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    cfg_path = tmp_path / "sub" / "c.yaml"
+    cfg_path.write_text("data: {train: ../d/train.tsv}\n")
+    cfg = load_config(cfg_path)
+    assert Path(cfg.data.train) == (tmp_path / "sub" / "../d/train.tsv")
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = config_from_dict({"model": {"num_layers": 3, "sharing": {"strategy": "cycle", "num_unique": 2}}})
+    save_config(cfg, tmp_path / "config.yaml")
+    again = config_from_dict(yaml.safe_load((tmp_path / "config.yaml").read_text()))
+    assert again == cfg
+
+
+def test_cross_field_checks():
+    with pytest.raises(ConfigError, match="group_size"):
+        config_from_dict({"model": {"num_layers": 3, "sharing": {"strategy": "sequence", "group_size": 2}}})
+    with pytest.raises(ConfigError, match="more positions"):
+        config_from_dict({"data": {"max_length": 600}, "model": {"max_positions": 512}})
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    cfg = load_config(path)
+    assert cfg.model.hidden_size % cfg.model.num_heads == 0

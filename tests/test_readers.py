@@ -1,0 +1,114 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from textcls.config import DataConfig
+from textcls.data.readers import detect_format, iter_records
+from textcls.errors import DataError
+
+
+def records(path, labelled=True, **cfg):
+    return list(iter_records(str(path), DataConfig(**cfg), labelled=labelled))
+
+
+def test_tsv_with_header_by_name(tmp_path):
+    p = tmp_path / "a.tsv"
+    p.write_text('sentence\tlabel\nit \'s "fine" \t1\nbad movie \t0\n', encoding="utf-8")
+    recs = records(p, text_columns=["sentence"])
+    assert [(r.text, r.labels, r.line) for r in recs] == [('it \'s "fine" ', ["1"], 2), ("bad movie ", ["0"], 3)]
+
+
+def test_csv_without_header_by_index_with_pairs_quotes_and_newlines(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text('"3","Title one","Body, with ""quotes""\nand a newline"\n"1","T2","B2"\n', encoding="utf-8")
+    recs = records(p, text_columns=[1, 2], label_column=0)
+    assert recs[0].text == "Title one" and recs[0].text_pair == 'Body, with "quotes"\nand a newline'
+    assert recs[0].labels == ["3"] and recs[1].line == 3
+
+
+def test_bom_and_crlf_are_accepted(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_bytes("\ufefftext,label\r\nhello,pos\r\nbye,neg\r\n".encode("utf-8"))
+    recs = records(p)
+    assert [(r.text, r.labels) for r in recs] == [("hello", ["pos"]), ("bye", ["neg"])]
+
+
+def test_jsonl(tmp_path):
+    p = tmp_path / "a.jsonl"
+    p.write_text(json.dumps({"text": "good", "label": "pos"}) + "\n\n" + json.dumps({"text": "bad", "label": 0}) + "\n")
+    recs = records(p)
+    assert [(r.text, r.labels, r.line) for r in recs] == [("good", ["pos"], 1), ("bad", ["0"], 3)]
+
+
+def test_fasttext_single_and_multilabel(tmp_path):
+    p = tmp_path / "a.txt"
+    p.write_text("__label__pos great film\n__label__a __label__b two labels here\n")
+    assert detect_format(str(p), DataConfig()) == "fasttext"
+    multi = records(p, task="multilabel")
+    assert multi[0].labels == ["pos"] and multi[1].labels == ["a", "b"] and multi[1].text == "two labels here"
+    with pytest.raises(DataError, match="line 2.*multilabel"):
+        records(p)
+
+
+def test_plain_text_is_predict_only(tmp_path):
+    p = tmp_path / "a.txt"
+    p.write_text("one\n\nthree\n")
+    with pytest.raises(DataError, match="line 2: the text is empty"):
+        records(p, labelled=False)
+    assert [r.line for r in iter_records(str(p), DataConfig(), labelled=False, allow_empty=True)] == [1, 2, 3]
+    with pytest.raises(DataError, match="plain text files have no labels"):
+        records(p)
+
+
+def test_wrong_field_count_names_the_line_and_can_be_skipped(tmp_path):
+    p = tmp_path / "a.tsv"
+    p.write_text("sentence\tlabel\nok\t1\ntoo\tmany\tfields\nfine\t0\n")
+    with pytest.raises(DataError, match=r"a.tsv, line 3: expected 2 field\(s\).*on_bad_lines"):
+        records(p, text_columns=["sentence"])
+    skipped: list[int] = []
+    recs = list(iter_records(str(p), DataConfig(text_columns=["sentence"], on_bad_lines="skip"), bad_lines=skipped))
+    assert [r.text for r in recs] == ["ok", "fine"] and skipped == [3]
+
+
+def test_missing_column_lists_the_header(tmp_path):
+    p = tmp_path / "a.tsv"
+    p.write_text("sentence\tlabel\nok\t1\n")
+    with pytest.raises(DataError, match="column 'text' not found.*'sentence', 'label'"):
+        records(p)
+
+
+def test_invalid_utf8_names_byte_offset_and_encoding_option(tmp_path):
+    p = tmp_path / "a.tsv"
+    p.write_bytes(b"sentence\tlabel\nok\t1\nbad \xff\xfe byte\t0\n")
+    with pytest.raises(DataError, match=r"byte offset 24.*data.encoding"):
+        records(p, text_columns=["sentence"])
+    recs = records(p, text_columns=["sentence"], encoding="latin-1")
+    assert recs[1].text == "bad \xff\xfe byte"
+
+
+def test_empty_text_and_missing_label(tmp_path):
+    p = tmp_path / "a.tsv"
+    p.write_text("sentence\tlabel\n   \t1\n")
+    with pytest.raises(DataError, match="line 2: the text is empty"):
+        records(p, text_columns=["sentence"])
+    q = tmp_path / "b.tsv"
+    q.write_text("sentence\tlabel\nhello\t\n")
+    with pytest.raises(DataError, match="line 2: the label is missing"):
+        records(q, text_columns=["sentence"])
+
+
+def test_bad_json_line(tmp_path):
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"text": "a", "label": 1}\n{"text": \n')
+    with pytest.raises(DataError, match="a.jsonl, line 2: not valid JSON"):
+        records(p)
+
+
+def test_missing_file_and_unknown_suffix(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        records(tmp_path / "nope.tsv")
+    p = tmp_path / "a.dat"
+    p.write_text("x")
+    with pytest.raises(DataError, match="data.format"):
+        records(p)

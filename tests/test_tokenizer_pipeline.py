@@ -1,0 +1,93 @@
+import pytest
+
+from textcls.config import DataConfig, TokenizerConfig
+from textcls.data import pipeline
+from textcls.data.pipeline import encode_texts, prepare_data, tokenize_file, truncate
+from textcls.data.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
+from textcls.errors import DataError
+
+from conftest import sst2_slice, tiny_config, write_tsv
+
+TEXTS = [s for s, _ in sst2_slice(300)] + ["这家酒店的服务很好", "價格不是太好"]
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram", "word", "char"])
+def test_each_tokenizer_type_trains_encodes_and_round_trips(kind, tmp_path):
+    tok = train_tokenizer(TEXTS, TokenizerConfig(type=kind, vocab_size=400, min_frequency=1))
+    assert [tok.token_to_id(s) for s in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    ids = tok.encode("a charming film", add_special_tokens=False).ids
+    assert ids and all(i >= 0 for i in ids)
+    path = tmp_path / "tokenizer.json"
+    path.write_text(tok.to_str())
+    assert load_tokenizer(path).encode("a charming film", add_special_tokens=False).ids == ids
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram", "word"])
+def test_cjk_characters_are_one_token_each(kind):
+    tok = train_tokenizer(TEXTS, TokenizerConfig(type=kind, vocab_size=400, min_frequency=1))
+    tokens = tok.encode("服务很好", add_special_tokens=False).tokens
+    assert len(tokens) == 4, tokens
+
+
+def test_encode_adds_cls_sep_and_segments_for_pairs():
+    tok = train_tokenizer(TEXTS, TokenizerConfig(vocab_size=400, min_frequency=1))
+    ids, types = encode_texts(tok, ["good film"], ["bad plot twist"], max_length=64)
+    assert ids[0][0] == 2 and ids[0][-1] == 3 and ids[0].count(3) == 2
+    first_sep = ids[0].index(3)
+    assert types[0][: first_sep + 1] == [0] * (first_sep + 1) and set(types[0][first_sep + 1:]) == {1}
+
+
+def test_truncation_modes():
+    ids = list(range(10))
+    assert truncate(ids, 4, "head", 2) == [0, 1, 2, 3]
+    assert truncate(ids, 4, "tail", 2) == [6, 7, 8, 9]
+    assert truncate(ids, 4, "head+tail", 1) == [0, 7, 8, 9]
+
+
+def test_labels_come_from_training_split_and_unknown_eval_label_is_named(tmp_path):
+    train = write_tsv(tmp_path / "train.tsv", sst2_slice(200))
+    valid = write_tsv(tmp_path / "valid.tsv", sst2_slice(20, "dev") + [("strange row", "7")])
+    cfg = tiny_config(train, valid, tmp_path / "run")
+    with pytest.raises(DataError, match=r"valid.tsv, line 22: label '7' never occurs in the training data"):
+        prepare_data(cfg)
+
+
+def test_valid_fraction_split_is_seeded(tmp_path):
+    train = write_tsv(tmp_path / "train.tsv", sst2_slice(200))
+    cfg = tiny_config(train, None, tmp_path / "run", data={"valid_fraction": 0.25})
+    a, b = prepare_data(cfg), prepare_data(cfg)
+    assert len(a.valid) == 50 and len(a.train) == 150
+    assert a.valid["input_ids"] == b.valid["input_ids"]
+
+
+def test_tokenized_cache_is_reused_without_reading_the_text(tmp_path, monkeypatch):
+    train, valid = write_tsv(tmp_path / "t.tsv", sst2_slice(200)), write_tsv(tmp_path / "v.tsv", sst2_slice(30, "dev"))
+    cfg = tiny_config(train, valid, tmp_path / "run")
+    first = prepare_data(cfg)
+    assert first.labels == ["0", "1"] and set(first.train.column_names) >= {"input_ids", "length", "label"}
+
+    def boom(*a, **k):
+        raise AssertionError("the text was read again")
+
+    monkeypatch.setattr(pipeline, "iter_records", boom)
+    monkeypatch.setattr(pipeline, "train_tokenizer", boom)
+    second = prepare_data(cfg)
+    assert second.train["input_ids"] == first.train["input_ids"]
+    assert second.labels == first.labels
+    # A changed file invalidates the cache entry.
+    write_tsv(train, sst2_slice(201))
+    with pytest.raises(AssertionError, match="read again"):
+        prepare_data(cfg)
+
+
+def test_label_names_file_maps_indexes(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text('"2","sports news"\n"1","world news"\n')
+    names = tmp_path / "classes.txt"
+    names.write_text("World\nSports\n")
+    cfg = DataConfig(format="csv", header=False, text_columns=[1], label_column=0, label_names=str(names),
+                     label_index_base=1)
+    tok = train_tokenizer(["sports news", "world news"], TokenizerConfig(vocab_size=100, min_frequency=1))
+    ds, _ = tokenize_file(str(p), cfg, tok, labels=None)
+    assert pipeline.split_labels(ds) == ["World", "Sports"]
+    assert ds["label"] == [1, 0]
