@@ -31,21 +31,24 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
 
 def print_report(report: dict, console: Optional[Console] = None) -> None:
     console = console or Console()
-    summary = Table(title=f"{report.get('file', '')} ({report['examples']} examples)", show_header=True)
+    console.print(f"[bold]{report.get('file', '')}[/] ({report['examples']} examples)", highlight=False)
+    summary = Table(show_header=True)
     for key in ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss"):
         if key in report:
             summary.add_column(key)
     summary.add_row(*[f"{report[k]:.4f}" for k in ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")
                       if k in report])
     console.print(summary)
-    per = Table(title="per class")
+    console.print("per class")
+    per = Table()
     for col in ("label", "precision", "recall", "f1", "support"):
         per.add_column(col, justify="left" if col == "label" else "right")
     for name, m in report["per_class"].items():
         per.add_row(name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
     console.print(per)
     if "confusion_matrix" in report and len(report["labels"]) <= 30:
-        cm = Table(title="confusion matrix (rows: true, columns: predicted)")
+        console.print("confusion matrix (rows: true label, columns: predicted label)")
+        cm = Table()
         cm.add_column("")
         for name in report["labels"]:
             cm.add_column(name[:12], justify="right")
