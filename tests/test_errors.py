@@ -218,6 +218,21 @@ def test_data_error_during_training_names_the_line(tmp_path):
                "train.tsv, line 3")
 
 
+@pytest.mark.parametrize("override, needle", [
+    ("tokenizer.type=unigram", "try a larger `tokenizer.vocab_size`"),
+    ("train.device=tpu", "`train.device` 'tpu' is not a device"),
+    ("train.metric=f1", "`train.metric` must be one of"),
+    ("model.init_from=.", "is not a finished textcls run directory"),
+    ("tokenizer.path=c.yaml", "c.yaml cannot be loaded"),
+])
+def test_library_failures_become_messages(tmp_path, monkeypatch, override, needle):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "train.tsv", "sentence\tlabel\na good film\t1\na bad film\t0\n")
+    config = write_config(tmp_path / "c.yaml", GOOD_CONFIG)
+    user_error(cli("train", config, "-o", tmp_path / "run", "--set", "tokenizer.vocab_size=6", "--set", override),
+               needle)
+
+
 def test_self_referencing_yaml_is_refused(tmp_path):
     path = write_config(tmp_path / "loop.yaml", "tune: &a {x: *a}\n")
     user_error(cli("train", path), "loop.yaml", "nested too deeply")

@@ -157,6 +157,30 @@ def test_killed_predict_leaves_the_old_output(setup, tmp_path):
     assert [json.loads(line)["label"] in ("0", "1") for line in out.read_text().splitlines()] == [True, True]
 
 
+def test_resume_drops_metrics_after_the_checkpoint_and_half_lines(tmp_path):
+    from textcls.train.loop import _trim_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 20, "accuracy": 0.5}\n{"step": 40, "accuracy": 0.6}\n{"step": 60, "acc')
+    _trim_metrics(path, 40)
+    assert path.read_text() == '{"step": 20, "accuracy": 0.5}\n{"step": 40, "accuracy": 0.6}\n'
+    _trim_metrics(path, 39)
+    assert path.read_text() == '{"step": 20, "accuracy": 0.5}\n'
+
+
+def test_kill_between_the_renames_of_a_checkpoint_swap(tmp_path):
+    """`replace_dir` moves last/ to last.old/ before moving the new one in; a kill in between loses nothing."""
+    model, optimizer, scheduler = _tiny_state()
+    last = tmp_path / "last"
+    checkpoint.save_checkpoint(last, model, optimizer, scheduler, {"step": 5, "epoch": 0, "position": 5})
+    os.replace(last, tmp_path / "last.old")
+    (tmp_path / ".last.half").mkdir()  # the new checkpoint, never moved in
+    assert checkpoint.has_checkpoint(last)
+    assert checkpoint.load_checkpoint(last, model, optimizer, scheduler)["step"] == 5
+    checkpoint.remove_leftovers(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
 def _tiny_state():
     model = torch.nn.Linear(4, 2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)

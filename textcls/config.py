@@ -368,6 +368,9 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`train.betas` must be two numbers in [0, 1), got {t.betas}")
     if t.max_grad_norm is not None and t.max_grad_norm <= 0:
         problems.append(f"`train.max_grad_norm` must be positive or null, got {t.max_grad_norm}")
+    metrics = ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")  # train/metrics.py HIGHER_IS_BETTER
+    if t.metric not in metrics:
+        problems.append(f"`train.metric` must be one of {', '.join(metrics)}, got {_short(t.metric)}")
     if isinstance(t.class_weights, str) and t.class_weights != "auto":
         problems.append(f"`train.class_weights` must be 'auto' or a list of numbers, got {_short(t.class_weights)}")
     if d.valid_fraction is not None and not 0 < d.valid_fraction < 1:

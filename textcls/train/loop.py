@@ -58,7 +58,10 @@ def select_device(spec: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"`train.device` is {spec!r} but no CUDA device is available; use `auto` or `cpu`")
-    return torch.device(spec)
+    try:
+        return torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"`train.device` {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -187,6 +190,9 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     if resume:
         tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     elif cfg.model.init_from:
+        if not (Path(cfg.model.init_from) / "model.safetensors").is_file():
+            raise ConfigError(f"`model.init_from` {cfg.model.init_from} is not a finished textcls run directory "
+                              "(no model.safetensors in it)")
         tokenizer = load_tokenizer(Path(cfg.model.init_from) / "tokenizer.json")
     data = prepare_data(cfg, tokenizer)
     pad_id = data.tokenizer.token_to_id(PAD)
