@@ -57,9 +57,9 @@ def sst2_files(tmp_path) -> tuple[Path, Path]:
     return train, valid
 
 
-def tiny_config(train: Path, valid: Path | None, out: Path, **sections) -> "Config":
+def tiny_config(train_file: Path, valid_file: Path | None, out: Path, **sections) -> "Config":
     raw = {
-        "data": {"train": str(train), "valid": str(valid) if valid else None, "text_columns": ["sentence"],
+        "data": {"train": str(train_file), "valid": str(valid_file) if valid_file else None, "text_columns": ["sentence"],
                  "label_column": "label", "max_length": 48},
         "tokenizer": {"vocab_size": 300, "min_frequency": 1},
         "model": tiny_model(),

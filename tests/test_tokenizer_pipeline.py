@@ -91,3 +91,19 @@ def test_label_names_file_maps_indexes(tmp_path):
     ds, _ = tokenize_file(str(p), cfg, tok, labels=None)
     assert pipeline.split_labels(ds) == ["World", "Sports"]
     assert ds["label"] == [1, 0]
+
+
+def test_tokenizer_training_is_reproducible_across_processes(tmp_path):
+    """The trainers number tokens in hash-map order; textcls renumbers them so a seed means the same ids."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = ("import sys; from textcls.config import TokenizerConfig; from textcls.data.tokenizer import train_tokenizer;"
+              "from conftest import sst2_slice;"
+              "print(train_tokenizer([s for s, _ in sst2_slice(2000)], TokenizerConfig(vocab_size=600)).to_str())")
+    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "PATH": "/usr/bin:/bin"}
+    outs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout
+            for _ in range(2)]
+    assert outs[0] == outs[1]

@@ -86,11 +86,14 @@ def train(
 ) -> None:
     """Train a tokenizer and classifier; writes a run directory."""
     from textcls.config import load_config
+    from textcls.train.distributed import is_main
     from textcls.train.loop import train as run_training
 
     _logging()
     cfg = load_config(config, overrides or [])
     result = run_training(cfg, output, resume=resume, quiet=quiet)
+    if not is_main():  # under torchrun only rank 0 reports
+        return
     best = f", best {cfg.train.metric} {result.best_metric:.4f}" if result.best_metric is not None else ""
     err.print(f"[green]done[/]: {result.steps} steps in {result.seconds:.1f}s "
               f"({result.examples_per_second:,.0f} examples/s){best}; run directory {result.run_dir}",

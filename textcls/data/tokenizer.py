@@ -8,6 +8,7 @@ truncation can keep the end of a document.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -70,10 +71,34 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
     except Exception as exc:  # tokenizers raises a bare Exception, e.g. when vocab_size is too small
         raise ConfigError(f"training the {cfg.type} tokenizer failed ({exc}); try a larger `tokenizer.vocab_size` "
                           "or another `tokenizer.type`") from None
+    tok = _canonical_ids(tok)
     for i, special in enumerate(SPECIAL_TOKENS):
         if tok.token_to_id(special) != i:
             raise ConfigError(f"tokenizer training put {special} at id {tok.token_to_id(special)}, expected {i}")
     return tok
+
+
+def _canonical_ids(tok: Tokenizer) -> Tokenizer:
+    """Renumber the vocabulary deterministically: specials first, then by token (by score for unigram).
+
+    The `tokenizers` trainers pick the same vocabulary on every run but number it in hash-map
+    order, which differs between processes; fixed ids make a seed reproduce the same weights.
+    """
+    spec = json.loads(tok.to_str())
+    model = spec["model"]
+    specials = set(SPECIAL_TOKENS)
+    if isinstance(model.get("vocab"), dict):
+        rest = sorted(t for t in model["vocab"] if t not in specials)
+        model["vocab"] = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *rest])}
+    elif isinstance(model.get("vocab"), list):  # unigram: [[piece, score], ...], id = position
+        pieces = {p: score for p, score in model["vocab"]}
+        rest = sorted((p for p in pieces if p not in specials), key=lambda p: (-pieces[p], p))
+        model["vocab"] = [[p, pieces[p]] for p in [*SPECIAL_TOKENS, *rest] if p in pieces]
+        model["unk_id"] = SPECIAL_TOKENS.index(UNK)
+    for added in spec.get("added_tokens", []):
+        if added["content"] in specials:
+            added["id"] = SPECIAL_TOKENS.index(added["content"])
+    return Tokenizer.from_str(json.dumps(spec))
 
 
 def _batched(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:

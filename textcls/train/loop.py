@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 from textcls.config import Config, config_from_dict, config_to_dict, read_yaml
-from textcls.data.batching import BucketSampler, iter_batches, lengths_of
+from textcls.data.batching import BucketSampler, lengths_of
 from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError, ConfigError
 from textcls.io import atomic_open
 from textcls.rundir import build_model, load_state, load_weights, read_run_info, save_run_files, save_weights, write_run_info
+from textcls.train import distributed
 from textcls.train.checkpoint import has_checkpoint, load_checkpoint, remove_leftovers, save_checkpoint
 from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.loss import auto_class_weights, compute_loss
@@ -111,11 +112,14 @@ def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, 
         if saved.exists():
             cfg = config_from_dict(read_yaml(saved), source=str(saved))
             cfg.output.overwrite = True  # only the files of the interrupted run are there
-        console.print(f"{run_dir} has no checkpoint to resume yet; starting the run from step 0", highlight=False,
-                      soft_wrap=True)
+        if distributed.is_main():
+            console.print(f"{run_dir} has no checkpoint to resume yet; starting the run from step 0",
+                          highlight=False, soft_wrap=True)
     if run_dir.exists() and any(run_dir.iterdir()):
         if saved.exists() and cfg.output.overwrite:
             for child in run_dir.iterdir():
+                if resume and child == saved:
+                    continue  # other ranks (torchrun) read it next; save_run_files rewrites it
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         elif (run_dir / "config.yaml").exists():
             raise ConfigError(
@@ -178,12 +182,15 @@ def _class_weights(cfg: Config, data: PreparedData, device: torch.device) -> Opt
 
 def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False) -> TrainResult:
     run_dir = Path(output or cfg.output.dir)
-    cfg, resume = _prepare_run_dir(cfg, run_dir, resume)
+    if distributed.launched():  # under torchrun: join the process group before touching any file
+        distributed.setup(select_device(cfg.train.device))
+    with distributed.main_first():  # rank 0 checks (and may clear) the run directory first
+        cfg, resume = _prepare_run_dir(cfg, run_dir, resume)
     cfg.output.dir = str(run_dir)
     t = cfg.train
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    device = select_device(t.device)
+    device = distributed.setup(select_device(t.device))  # cuda:LOCAL_RANK under torchrun
     seed_everything(t.seed)
 
     tokenizer = None
@@ -194,9 +201,9 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
             raise ConfigError(f"`model.init_from` {cfg.model.init_from} is not a finished textcls run directory "
                               "(no model.safetensors in it)")
         tokenizer = load_tokenizer(Path(cfg.model.init_from) / "tokenizer.json")
-    data = prepare_data(cfg, tokenizer)
+    data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok), tokenizer)
     pad_id = data.tokenizer.token_to_id(PAD)
-    if not resume:
+    if not resume and distributed.is_main():
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
 
     seed_everything(t.seed)
@@ -204,10 +211,13 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     if cfg.model.init_from and not resume:
         _init_from(model, cfg.model.init_from)
     model.to(device)
+    train_model = distributed.wrap_model(model, device)  # DDP under torchrun; save/eval use `model`
+    if resume:  # keep the checkpoint's global batch (world size x grad_accum) at any world size
+        t.grad_accum = distributed.grad_accum_on_resume(run_dir / "last", t.grad_accum)
 
     sampler = BucketSampler(lengths_of(data.train), t.batch_size, t.batch_tokens, shuffle=True, seed=t.seed)
     batches_per_epoch = len(sampler)
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / t.grad_accum))
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / (t.grad_accum * distributed.world_size())))
     total_steps = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(t, total_steps))
@@ -218,27 +228,35 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
              "total_steps": total_steps}
     if resume:
         state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler)
-        _trim_metrics(run_dir / "metrics.jsonl", state["step"])
+        if distributed.is_main():
+            _trim_metrics(run_dir / "metrics.jsonl", state["step"])
+    state.update(distributed.layout_state(t.grad_accum))
+    if resume and distributed.is_main():
         console.print(f"resuming {run_dir} at step {state['step']}/{total_steps} "
                       f"(epoch {state['epoch']}, batch {state['position']})", highlight=False, soft_wrap=True)
     metrics_path = run_dir / "metrics.jsonl"
-    progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet)
+    progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet and distributed.is_main())
     started = time.perf_counter()
 
     def log_metrics(record: dict) -> None:
+        if not distributed.is_main():
+            return
         with open(metrics_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def checkpoint() -> None:
-        save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
+        if distributed.is_main():
+            save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
 
     def run_eval(kind: str) -> bool:
         """Evaluate, keep the best weights; returns True when early stopping says stop."""
         if data.valid is None:
-            digest = save_weights(model.state_dict(), run_dir / "model.safetensors")
-            write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"])
+            if distributed.is_main():
+                digest = save_weights(model.state_dict(), run_dir / "model.safetensors")
+                write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"])
             checkpoint()
             return False
+        # Under torchrun every rank evaluates a share and gets the full report (see predict_logits).
         report = evaluate(model, data.valid, data.labels, t.eval_batch_size, device, cfg.data.task,
                           t.threshold, t.precision, pad_id)
         value = report[t.metric] if t.metric in report else report["accuracy"]
@@ -248,9 +266,10 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         improved = is_better(t.metric, value, state["best"])
         if improved:
             state.update(best=value, best_step=state["step"], bad_evals=0)
-            digest = save_weights(model.state_dict(), run_dir / "model.safetensors")
-            write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"],
-                           metric=t.metric, best=value)
+            if distributed.is_main():
+                digest = save_weights(model.state_dict(), run_dir / "model.safetensors")
+                write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"],
+                               metric=t.metric, best=value)
         else:
             state["bad_evals"] += 1
         progress.message(f"eval step {state['step']}: " + " ".join(
@@ -267,21 +286,26 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                 epoch = state["epoch"]
                 micro = 0
                 loss_sum, n_examples = 0.0, 0
-                batches = iter_batches(data.train, sampler, len(data.labels), epoch, state["position"], pad_id,
-                                       t.pad_to_multiple_of)
-                for batch in batches:
-                    batch = batch.to(device)
-                    with autocast_context(device, t.precision):
-                        logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-                    loss = compute_loss(logits, batch.labels, cfg.data.task, class_weights, t.label_smoothing)
-                    scaled = loss / t.grad_accum
-                    (scaler.scale(scaled) if scaler else scaled).backward()
+                # One micro-batch per rank; `position` counts sampler batches over all ranks.
+                batches = distributed.shard_batches(data.train, sampler, len(data.labels), epoch, state["position"],
+                                                    pad_id, t.pad_to_multiple_of)
+                for micro_batch in batches:
+                    batch = micro_batch.batch.to(device)
+                    last_in_epoch = state["position"] + micro_batch.consumed >= batches_per_epoch
+                    sync = (micro + 1) % t.grad_accum == 0 or last_in_epoch
+                    with distributed.sync_gradients(train_model, sync):
+                        with autocast_context(device, t.precision):
+                            logits = train_model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                        loss = compute_loss(logits, batch.labels, cfg.data.task, class_weights, t.label_smoothing)
+                        if not micro_batch.active:  # a stand-in: join the all-reduce with a zero gradient
+                            loss = loss * 0.0
+                        scaled = loss / t.grad_accum
+                        (scaler.scale(scaled) if scaler else scaled).backward()
                     micro += 1
                     loss_sum += loss.item()
-                    n_examples += len(batch.indices)
-                    state["position"] += 1
-                    last_in_epoch = state["position"] >= batches_per_epoch
-                    if micro % t.grad_accum and not last_in_epoch:
+                    n_examples += micro_batch.examples
+                    state["position"] += micro_batch.consumed
+                    if not sync:
                         continue
                     if scaler:
                         scaler.unscale_(optimizer)
@@ -305,7 +329,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                     elif t.checkpoint_every and step % t.checkpoint_every == 0 and not last_in_epoch \
                             and step < total_steps:
                         checkpoint()  # (the end of an epoch or of training saves one after its evaluation)
-                    if flag.raised and not last_in_epoch and step < total_steps:
+                    # every rank stops at the same step; at an epoch's end, after its evaluation (below)
+                    if distributed.any_true(flag.raised) and not last_in_epoch and step < total_steps:
                         checkpoint()
                         raise Interrupted(run_dir)
                     if stop or step >= total_steps or last_in_epoch:
@@ -317,9 +342,10 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                         stop = run_eval("epoch") or stop
                     else:
                         checkpoint()
-                if flag.raised and state["step"] < total_steps:
+                if distributed.any_true(flag.raised) and state["step"] < total_steps:
                     raise Interrupted(run_dir)  # the checkpoint of this epoch's end was just saved
         finally:
             progress.close()
+    distributed.barrier()  # return together, after rank 0 has written the final files
     seconds = time.perf_counter() - started
     return TrainResult(run_dir, state["best"], state["step"], seconds, progress.examples_per_second)
