@@ -158,13 +158,13 @@ def test_killed_predict_leaves_the_old_output(setup, tmp_path):
 
 
 def test_resume_drops_metrics_after_the_checkpoint_and_half_lines(tmp_path):
-    from textcls.train.loop import _trim_metrics
+    from textcls.train.logs import MetricsLog
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 20, "accuracy": 0.5}\n{"step": 40, "accuracy": 0.6}\n{"step": 60, "acc')
-    _trim_metrics(path, 40)
+    MetricsLog(tmp_path).truncate_after(40)
     assert path.read_text() == '{"step": 20, "accuracy": 0.5}\n{"step": 40, "accuracy": 0.6}\n'
-    _trim_metrics(path, 39)
+    MetricsLog(tmp_path).truncate_after(39)
     assert path.read_text() == '{"step": 20, "accuracy": 0.5}\n'
 
 
@@ -177,7 +177,7 @@ def test_kill_between_the_renames_of_a_checkpoint_swap(tmp_path):
     (tmp_path / ".last.half").mkdir()  # the new checkpoint, never moved in
     assert checkpoint.has_checkpoint(last)
     assert checkpoint.load_checkpoint(last, model, optimizer, scheduler)["step"] == 5
-    checkpoint.remove_leftovers(tmp_path)
+    checkpoint.remove_stale_temp(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
 
 

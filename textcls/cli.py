@@ -145,6 +145,44 @@ def predict(
 
 
 @app.command()
+@handle_errors
+def schedule(
+    config: Optional[Path] = typer.Argument(None, help="YAML config; none = the demo config."),
+    overrides: Optional[list[str]] = SetOption,
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also save the curve as a picture (PNG)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Total steps (skips preparing the data)."),
+) -> None:
+    """The learning-rate curve the config will produce: a table, optionally a PNG."""
+    from textcls.config import load_config
+    from textcls.plot import plot_schedule, schedule_summary, schedule_table
+    from textcls.train.steps import plan_for_config
+
+    _logging()
+    cfg = load_config(config, overrides or [])
+    total = steps or plan_for_config(cfg).total_steps
+    out.print(schedule_summary(cfg, total), highlight=False)
+    out.print(schedule_table(cfg, total))
+    if plot:
+        plot_schedule(cfg, total, plot)
+        err.print(f"wrote {plot}", highlight=False)
+
+
+@app.command("plot")
+@handle_errors
+def plot_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Picture file (default RUN_DIR/curves.png)."),
+) -> None:
+    """Training curves of a run: loss, learning rate and the validation metric against the step."""
+    from textcls.plot import plot_run
+    from textcls.rundir import load_run_config
+
+    path = output or run_dir / "curves.png"
+    plot_run(run_dir, path, load_run_config(run_dir).train.metric)
+    err.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
 def version() -> None:
     """Print the textcls version."""
     out.print(__version__)

@@ -148,7 +148,7 @@ class TrainConfig:
     eval_each_epoch: bool = True
     metric: str = "accuracy"  # accuracy | macro_f1 | weighted_f1 | loss | micro_f1
     patience: Optional[int] = None  # evaluations without improvement before stopping
-    save_total_limit: Optional[int] = None
+    save_total_limit: Optional[int] = None  # keep step checkpoints checkpoint-{step}/: the N newest + the best
     class_weights: Optional[Union[str, list[float]]] = None  # "auto" or one weight per label
     label_smoothing: float = 0.0
     threshold: Union[float, list[float]] = 0.5  # multilabel decision threshold(s)
@@ -412,8 +412,26 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         bad = [i for i in m.adapters.layers if not 0 <= i < m.num_layers]
         if bad:
             problems.append(f"`model.adapters.layers` has depths outside 0..{m.num_layers - 1}: {bad}")
+    _validate_train_extras(t, problems)
     if t.trainable == "adapters" and not m.adapters.enabled:
         problems.append("`train.trainable: adapters` needs `model.adapters.enabled: true`")
+
+
+def _validate_train_extras(t: TrainConfig, problems: list[str]) -> None:
+    """Selection metric, decision thresholds and schedule shape."""
+    metrics = ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")
+    if t.metric not in metrics:
+        hint = difflib.get_close_matches(t.metric, metrics, n=1)
+        problems.append(f"`train.metric` must be one of {', '.join(metrics)}, got {t.metric!r}"
+                        + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    thresholds = t.threshold if isinstance(t.threshold, list) else [t.threshold]
+    if not all(0.0 < x < 1.0 for x in thresholds):
+        problems.append(f"`train.threshold` must be in (0, 1) (one number or one per label), got {t.threshold}")
+    if t.power <= 0:
+        problems.append(f"`train.power` must be positive, got {t.power}")
+    for key in ("warmup_lr", "min_lr", "end_lr", "hold_steps"):
+        if getattr(t, key) < 0:
+            problems.append(f"`train.{key}` must be >= 0, got {getattr(t, key)}")
 
 
 # --------------------------------------------------------------------------- public API

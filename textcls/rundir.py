@@ -53,10 +53,12 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> str:
         ) from None
 
 
-def load_weights(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+def load_weights(path: Path, expected_sha256: str | list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; `expected_sha256` is one checksum or a list of acceptable ones."""
     if not path.exists():
         raise CheckpointError(f"weights file {path} is missing; is {path.parent} a finished textcls run directory?")
-    if expected_sha256 and sha256_file(path) != expected_sha256:
+    accepted = [expected_sha256] if isinstance(expected_sha256, str) else [s for s in expected_sha256 or [] if s]
+    if accepted and sha256_file(path) not in accepted:
         raise CheckpointError(
             f"weights file {path} does not match the checksum recorded in run.json (truncated or corrupted); "
             "restore it from a backup or train again"
@@ -70,6 +72,12 @@ def load_weights(path: Path, expected_sha256: str | None = None) -> dict[str, to
 def write_run_info(run_dir: Path, **extra) -> None:
     info = {"textcls_version": __version__, "format_version": FORMAT_VERSION, **extra}
     atomic_write_json(run_dir / "run.json", info)
+
+
+def expected_checksums(info: dict, weights: str) -> list[str]:
+    """The recorded sha256 of a weights file, plus the one being swapped in when a kill interrupted
+    the swap (see textcls.train.checkpoint.save_best)."""
+    return [s for s in (info.get("sha256", {}).get(weights), info.get("pending_sha256", {}).get(weights)) if s]
 
 
 def read_run_info(run_dir: Path) -> dict:
@@ -129,7 +137,7 @@ def load_run(run_dir: Path | str, weights: str = "model.safetensors") -> Run:
     tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     labels = load_labels(run_dir / "labels.json")
     model = build_model(cfg, tokenizer, len(labels))
-    state = load_weights(run_dir / weights, info.get("sha256", {}).get(weights))
+    state = load_weights(run_dir / weights, expected_checksums(info, weights))
     load_state(model, state, str(run_dir / weights))
     model.eval()
     return Run(run_dir, cfg, tokenizer, labels, model)

@@ -1,9 +1,15 @@
 """Resumable checkpoints in `last/`: weights (safetensors), optimizer + scheduler + RNG (torch.save,
-loaded with weights_only=True), and the loop position (JSON). Written to a temp folder, then swapped."""
+loaded with weights_only=True), and the loop position (JSON). Written to a temp folder, then swapped.
+
+Also: the best weights (`model.safetensors` + its checksum in run.json, swapped so that a kill at
+any moment leaves a loadable pair) and, with `train.save_total_limit: N`, step checkpoints
+`checkpoint-{step}/` (copies of `last/` at that step, the N newest kept, plus the best step's)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,7 +21,7 @@ from safetensors import SafetensorError
 
 from textcls.errors import CheckpointError
 from textcls.io import atomic_write_json, recover_dir, replace_dir
-from textcls.rundir import load_state, load_weights, write_weights
+from textcls.rundir import load_state, load_weights, read_run_info, save_weights, write_run_info, write_weights
 
 LOOP_KEYS = ("step", "epoch", "position")  # what the loop needs from state.json
 
@@ -73,15 +79,6 @@ def has_checkpoint(path: Path) -> bool:
     return (recover_dir(path) / "state.json").exists()
 
 
-def remove_leftovers(run_dir: Path) -> None:
-    """Delete temp files and folders a killed process left behind (`.name.*.tmp`, `.last.*`)."""
-    for child in run_dir.glob(".*"):
-        if child.is_dir() and child.name.startswith(".last."):
-            shutil.rmtree(child, ignore_errors=True)
-        elif child.is_file() and child.name.endswith(".tmp"):
-            child.unlink(missing_ok=True)
-
-
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, scaler: Any = None) -> dict:
     """Restore model, optimizer, scheduler and RNG from `path`; returns the loop state."""
@@ -117,3 +114,58 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
             "damaged or from another config"
         ) from None
     return loop_state
+
+
+def save_best(run_dir: Path, model: torch.nn.Module, **info) -> None:
+    """Write `model.safetensors` and record its sha256 in run.json; a kill at any moment leaves a
+    weights file whose checksum run.json accepts (the old pair, or the new one as `pending_sha256`)."""
+    name = "model.safetensors"
+    old = read_run_info(run_dir).get("sha256", {}).get(name)
+    tmp = run_dir / f".{name}.next"
+    digest = save_weights(model.state_dict(), tmp)
+    write_run_info(run_dir, sha256={name: old} if old else {}, pending_sha256={name: digest})
+    os.replace(tmp, run_dir / name)
+    write_run_info(run_dir, sha256={name: digest}, **info)
+
+
+def remove_stale_temp(run_dir: Path) -> None:
+    """Delete temp folders/files a killed run left behind (`.last.*`, `.model.safetensors.next`, and the
+    `.NAME.*.tmp` files of atomic writes)."""
+    if not run_dir.exists():
+        return
+    for child in run_dir.iterdir():
+        if re.fullmatch(r"\.(last|checkpoint-\d+)\..+", child.name) and child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        elif (child.name.startswith(".model.safetensors.") or re.fullmatch(r"\..+\.tmp", child.name)) \
+                and child.is_file():
+            child.unlink(missing_ok=True)
+
+
+def step_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """`checkpoint-{step}/` folders, oldest first."""
+    found = [(int(m.group(1)), p) for p in run_dir.glob("checkpoint-*")
+             if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    return sorted(found)
+
+
+def keep_step_checkpoint(run_dir: Path, step: int, limit: int, best_step: int | None) -> None:
+    """Copy `last/` (just written at `step`) to `checkpoint-{step}/`, then keep the `limit` newest step
+    checkpoints and the best step's, deleting the others. Files are hard-linked when possible: `last/`
+    is only ever replaced by a rename, never modified in place, so the links stay valid."""
+    target = run_dir / f"checkpoint-{step}"
+    if not target.exists():
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=run_dir))
+        try:
+            for src in (run_dir / "last").iterdir():
+                try:
+                    os.link(src, tmp / src.name)
+                except OSError:
+                    shutil.copy2(src, tmp / src.name)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    found = step_checkpoints(run_dir)
+    keep = {s for s, _ in found[-limit:]} | {best_step}
+    for s, path in found:
+        if s not in keep:
+            shutil.rmtree(path, ignore_errors=True)

@@ -4,12 +4,15 @@ Position bookkeeping: an epoch's batch order is a pure function of (seed, epoch)
 records (epoch, micro-batch position, step) at optimizer-step boundaries together with model,
 optimizer, scheduler and RNG states. `--resume` restores them and skips the batches already done
 without reading them, so a resumed run produces the same weights as an uninterrupted one.
+
+Evaluation runs every `eval_every` steps and/or at each epoch end, and always after the last step;
+the best weights (by `train.metric`) go to `model.safetensors`, step checkpoints to
+`checkpoint-{step}/` when `save_total_limit` is set. The step count comes from `steps.plan_steps`,
+which `textcls schedule` uses too; logs go through `logs.MetricsLog`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import shutil
 import signal
 import time
@@ -20,21 +23,25 @@ from typing import Optional
 import numpy as np
 import torch
 
-from textcls.config import Config, config_from_dict, config_to_dict, read_yaml
-from textcls.data.batching import BucketSampler, lengths_of
+from textcls.config import Config, config_from_dict, read_yaml
+from textcls.data.batching import lengths_of
 from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError, ConfigError
-from textcls.io import atomic_open
-from textcls.rundir import build_model, load_state, load_weights, read_run_info, save_run_files, save_weights, write_run_info
+from textcls.model.word_vectors import init_word_embeddings
+from textcls.rundir import build_model, expected_checksums, load_state, load_weights, read_run_info, save_run_files
 from textcls.train import distributed
-from textcls.train.checkpoint import has_checkpoint, load_checkpoint, remove_leftovers, save_checkpoint
+from textcls.train.checkpoint import (has_checkpoint, keep_step_checkpoint, load_checkpoint, remove_stale_temp,
+                                      save_best, save_checkpoint)
+from textcls.train.checks import check_device_options, check_label_options
 from textcls.train.evaluate import autocast_context, evaluate
+from textcls.train.logs import MetricsLog
 from textcls.train.loss import auto_class_weights, compute_loss
 from textcls.train.metrics import is_better
-from textcls.train.optim import build_optimizer
+from textcls.train.optim import build_optimizer, optimizer_step
 from textcls.train.progress import TrainProgress, console
 from textcls.train.schedules import lr_multiplier
+from textcls.train.steps import plan_steps, train_sampler
 
 
 class Interrupted(Exception):
@@ -102,7 +109,7 @@ def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, 
     """
     saved = run_dir / "config.yaml"
     if run_dir.is_dir():
-        remove_leftovers(run_dir)
+        remove_stale_temp(run_dir)
     if resume and has_checkpoint(run_dir / "last"):
         if not saved.exists():
             raise CheckpointError(f"cannot resume: {run_dir} has no config.yaml; train without --resume first")
@@ -131,27 +138,11 @@ def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, 
     return cfg, False
 
 
-def _trim_metrics(path: Path, step: int) -> None:
-    """Keep the metrics a resumed run has not yet redone: records up to `step`, no half-written line."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # cut off by a kill
-        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
-            kept.append(line + "\n")
-    with atomic_open(path, "w") as handle:
-        handle.writelines(kept)
-
-
 def _init_from(model: torch.nn.Module, run_dir_path: str) -> None:
     """Start from another run's weights: every tensor except the classification head."""
     src = Path(run_dir_path)
     info = read_run_info(src)
-    state = load_weights(src / "model.safetensors", info.get("sha256", {}).get("model.safetensors"))
+    state = load_weights(src / "model.safetensors", expected_checksums(info, "model.safetensors"))
     state = {k: v for k, v in state.items() if not k.startswith("head.")}
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.startswith("head.")]
@@ -191,6 +182,11 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     device = distributed.setup(select_device(t.device))  # cuda:LOCAL_RANK under torchrun
+    check_device_options(cfg, device)
+    main = distributed.is_main()  # only rank 0 writes files and prints
+    metrics = MetricsLog(run_dir, cfg.output.tensorboard, enabled=main)  # fails early without tensorboard
+    if main:
+        remove_stale_temp(run_dir)
     seed_everything(t.seed)
 
     tokenizer = None
@@ -202,74 +198,78 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                               "(no model.safetensors in it)")
         tokenizer = load_tokenizer(Path(cfg.model.init_from) / "tokenizer.json")
     data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok), tokenizer)
+    check_label_options(cfg, data.labels)
     pad_id = data.tokenizer.token_to_id(PAD)
-    if not resume and distributed.is_main():
+    if not resume and main:
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
 
     seed_everything(t.seed)
     model = build_model(cfg, data.tokenizer, len(data.labels))
     if cfg.model.init_from and not resume:
         _init_from(model, cfg.model.init_from)
+    vectors = init_word_embeddings(model.embeddings.word, cfg.model.embeddings.pretrained, data.tokenizer.get_vocab(),
+                                   cfg.model.embeddings.freeze, load=not resume)
+    if vectors and not quiet and main:
+        console.print(f"word vectors {cfg.model.embeddings.pretrained}: {vectors.found}/{vectors.vocab_size} "
+                      f"vocabulary entries found" + (" (frozen)" if cfg.model.embeddings.freeze else ""),
+                      highlight=False)
     model.to(device)
     train_model = distributed.wrap_model(model, device)  # DDP under torchrun; save/eval use `model`
     if resume:  # keep the checkpoint's global batch (world size x grad_accum) at any world size
         t.grad_accum = distributed.grad_accum_on_resume(run_dir / "last", t.grad_accum)
 
-    sampler = BucketSampler(lengths_of(data.train), t.batch_size, t.batch_tokens, shuffle=True, seed=t.seed)
-    batches_per_epoch = len(sampler)
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / (t.grad_accum * distributed.world_size())))
-    total_steps = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
+    sampler = train_sampler(lengths_of(data.train), t)
+    plan = plan_steps(t, len(sampler), distributed.world_size())
+    total_steps = plan.total_steps
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(t, total_steps))
     scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" and device.type == "cuda" else None
     class_weights = _class_weights(cfg, data, device)
 
     state = {"step": 0, "epoch": 0, "position": 0, "best": None, "best_step": None, "bad_evals": 0,
-             "total_steps": total_steps}
+             "total_steps": total_steps, "loss_window": [0.0, 0]}  # train loss (sum, steps) since the last log
     if resume:
         state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler)
-        if distributed.is_main():
-            _trim_metrics(run_dir / "metrics.jsonl", state["step"])
+        if state.get("total_steps") != total_steps:
+            raise CheckpointError(
+                f"cannot resume {run_dir} exactly: the run was planned for {state.get('total_steps')} steps but "
+                f"the data now gives {total_steps} (the training file changed?); train without --resume")
+        metrics.truncate_after(state["step"])
     state.update(distributed.layout_state(t.grad_accum))
-    if resume and distributed.is_main():
+    if resume and main:
         console.print(f"resuming {run_dir} at step {state['step']}/{total_steps} "
                       f"(epoch {state['epoch']}, batch {state['position']})", highlight=False, soft_wrap=True)
-    metrics_path = run_dir / "metrics.jsonl"
-    progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet and distributed.is_main())
+    progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet and main)
     started = time.perf_counter()
-
-    def log_metrics(record: dict) -> None:
-        if not distributed.is_main():
-            return
-        with open(metrics_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+    saved_step = [state["step"] if resume else None]  # step of the newest `last/`
 
     def checkpoint() -> None:
-        if distributed.is_main():
-            save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
+        saved_step[0] = state["step"]
+        if not main:
+            return
+        save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
+        if t.save_total_limit:
+            keep_step_checkpoint(run_dir, state["step"], t.save_total_limit, state["best_step"])
 
     def run_eval(kind: str) -> bool:
         """Evaluate, keep the best weights; returns True when early stopping says stop."""
         if data.valid is None:
-            if distributed.is_main():
-                digest = save_weights(model.state_dict(), run_dir / "model.safetensors")
-                write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"])
+            if main:
+                save_best(run_dir, model, step=state["step"])
             checkpoint()
             return False
         # Under torchrun every rank evaluates a share and gets the full report (see predict_logits).
         report = evaluate(model, data.valid, data.labels, t.eval_batch_size, device, cfg.data.task,
                           t.threshold, t.precision, pad_id)
-        value = report[t.metric] if t.metric in report else report["accuracy"]
+        value = report[t.metric]
         record = {"step": state["step"], "epoch": state["epoch"], "kind": kind, "lr": scheduler.get_last_lr()[0],
                   **{k: report[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1", "micro_f1") if k in report}}
-        log_metrics(record)
+        metrics.write(record)
         improved = is_better(t.metric, value, state["best"])
         if improved:
             state.update(best=value, best_step=state["step"], bad_evals=0)
-            if distributed.is_main():
-                digest = save_weights(model.state_dict(), run_dir / "model.safetensors")
-                write_run_info(run_dir, sha256={"model.safetensors": digest}, step=state["step"],
-                               metric=t.metric, best=value)
+            if main:
+                save_best(run_dir, model, step=state["step"], metric=t.metric, best=value)
         else:
             state["bad_evals"] += 1
         progress.message(f"eval step {state['step']}: " + " ".join(
@@ -284,15 +284,14 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         try:
             while state["step"] < total_steps and not stop:
                 epoch = state["epoch"]
-                micro = 0
-                loss_sum, n_examples = 0.0, 0
+                micro, loss_sum, n_examples = 0, 0.0, 0
                 # One micro-batch per rank; `position` counts sampler batches over all ranks.
                 batches = distributed.shard_batches(data.train, sampler, len(data.labels), epoch, state["position"],
                                                     pad_id, t.pad_to_multiple_of)
                 for micro_batch in batches:
                     batch = micro_batch.batch.to(device)
-                    last_in_epoch = state["position"] + micro_batch.consumed >= batches_per_epoch
-                    sync = (micro + 1) % t.grad_accum == 0 or last_in_epoch
+                    epoch_done = state["position"] + micro_batch.consumed >= plan.batches_per_epoch
+                    sync = (micro + 1) % t.grad_accum == 0 or epoch_done
                     with distributed.sync_gradients(train_model, sync):
                         with autocast_context(device, t.precision):
                             logits = train_model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
@@ -307,45 +306,36 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                     state["position"] += micro_batch.consumed
                     if not sync:
                         continue
-                    if scaler:
-                        scaler.unscale_(optimizer)
-                    if t.max_grad_norm:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-                    if scaler:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
+                    lr_used = scheduler.get_last_lr()[0]
+                    optimizer_step(model, optimizer, scaler, t.max_grad_norm)
                     scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
                     state["step"] += 1
-                    progress.update(state["step"], loss_sum / micro, scheduler.get_last_lr()[0], n_examples)
-                    micro, loss_sum, n_examples = 0, 0.0, 0
-                    if last_in_epoch:
-                        state["epoch"], state["position"] = epoch + 1, 0
                     step = state["step"]
-                    if t.eval_every and step % t.eval_every == 0 and step < total_steps and not last_in_epoch:
-                        stop = run_eval("step")
-                    elif t.checkpoint_every and step % t.checkpoint_every == 0 and not last_in_epoch \
-                            and step < total_steps:
-                        checkpoint()  # (the end of an epoch or of training saves one after its evaluation)
-                    # every rank stops at the same step; at an epoch's end, after its evaluation (below)
-                    if distributed.any_true(flag.raised) and not last_in_epoch and step < total_steps:
+                    progress.update(step, loss_sum / micro, scheduler.get_last_lr()[0], n_examples)
+                    window = state.setdefault("loss_window", [0.0, 0])
+                    window[0], window[1] = window[0] + loss_sum / micro, window[1] + 1
+                    if step % t.log_every == 0:
+                        metrics.write({"step": step, "epoch": epoch, "kind": "train",
+                                       "loss": window[0] / window[1], "lr": lr_used})
+                        state["loss_window"] = [0.0, 0]
+                    micro, loss_sum, n_examples = 0, 0.0, 0
+                    if epoch_done:
+                        state["epoch"], state["position"] = epoch + 1, 0
+                    finished = step >= total_steps
+                    eval_due = bool(t.eval_every) and step % t.eval_every == 0
+                    if (epoch_done and t.eval_each_epoch) or finished or eval_due:
+                        stop = run_eval("epoch" if epoch_done else "step")
+                    elif epoch_done or (t.checkpoint_every and step % t.checkpoint_every == 0):
                         checkpoint()
+                    if not finished and distributed.any_true(flag.raised):  # every rank stops at the same step
+                        if saved_step[0] != step:
+                            checkpoint()
                         raise Interrupted(run_dir)
-                    if stop or step >= total_steps or last_in_epoch:
+                    if stop or finished or epoch_done:
                         break
-                if state["position"] == 0 or state["step"] >= total_steps:
-                    # End of an epoch (or of training): evaluate unless this step was just evaluated.
-                    # A checkpoint is only saved after this evaluation, so a resumed run never skips it.
-                    if t.eval_each_epoch or state["step"] >= total_steps:
-                        stop = run_eval("epoch") or stop
-                    else:
-                        checkpoint()
-                if distributed.any_true(flag.raised) and state["step"] < total_steps:
-                    raise Interrupted(run_dir)  # the checkpoint of this epoch's end was just saved
         finally:
             progress.close()
+            metrics.close()
     distributed.barrier()  # return together, after rank 0 has written the final files
     seconds = time.perf_counter() - started
     return TrainResult(run_dir, state["best"], state["step"], seconds, progress.examples_per_second)

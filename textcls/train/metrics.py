@@ -31,6 +31,7 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[s
     report = {
         "examples": int(cm.sum()),
         "accuracy": float(tp.sum() / total),
+        "micro_f1": float(tp.sum() / total),  # single-label: micro P = micro R = accuracy
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "weighted_f1": float((f1 * support).sum() / total),
         "per_class": {
@@ -75,6 +76,7 @@ def multilabel_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str],
     return report
 
 
+METRICS = ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")  # choices of `train.metric`
 HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "weighted_f1": True, "micro_f1": True, "loss": False}
 
 

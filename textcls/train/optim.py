@@ -42,3 +42,18 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+
+
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler=None,
+                   max_grad_norm: float | None = None) -> None:
+    """Unscale (fp16), clip the global gradient norm, step, and clear the gradients."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)

@@ -60,3 +60,30 @@ def lr_multiplier(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
 
 def lr_at(cfg: TrainConfig, total_steps: int, step: int) -> float:
     return cfg.lr * lr_multiplier(cfg, total_steps)(step)
+
+
+def key_steps(cfg: TrainConfig, total_steps: int, samples: int = 12) -> list[int]:
+    """Steps worth showing in a table: evenly spaced ones plus the phase boundaries
+    (0, end of warmup, end of hold, the last step that updates, the end)."""
+    total = max(1, total_steps)
+    warm = min(warmup_steps(cfg, total), total)
+    marks = {0, warm, total - 1, total}
+    if warm:
+        marks.add(warm // 2)
+    if cfg.schedule == "cosine" and cfg.hold_steps:
+        marks.add(min(total, warm + cfg.hold_steps))
+    marks.update(round(i * total / samples) for i in range(samples + 1))
+    return sorted(s for s in marks if 0 <= s <= total)
+
+
+def phase(cfg: TrainConfig, total_steps: int, step: int) -> str:
+    warm = min(warmup_steps(cfg, max(1, total_steps)), max(1, total_steps))
+    if step >= total_steps:
+        return "end"
+    if step < warm:
+        return "warmup"
+    if cfg.schedule == "constant":
+        return "constant"
+    if cfg.schedule == "cosine" and step < warm + cfg.hold_steps:
+        return "hold"
+    return "decay"

@@ -1,0 +1,151 @@
+"""The training loop: determinism, bf16, evaluation timing, early stopping, step checkpoints, logs,
+pretrained word vectors, option checks."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from types import SimpleNamespace
+
+import datasets
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from test_train_resume import small_config
+from textcls.cli import app
+from textcls.data.pipeline import get_tokenizer
+from textcls.errors import ConfigError, DataError
+from textcls.model.word_vectors import load_word_vectors
+from textcls.rundir import load_run
+from textcls.train.logs import read_metrics
+from textcls.train.loop import _class_weights, train
+from textcls.train.schedules import lr_at
+
+
+def evals(run_dir) -> list[dict]:
+    return [r for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] != "train"]
+
+
+def test_two_cpu_runs_give_identical_weights_and_eval_every_includes_epoch_ends(tmp_path):
+    opts = {"eval_every": 4, "eval_each_epoch": False}  # 8 steps per epoch, 16 in all
+    a = train(small_config(tmp_path, "a", **opts), quiet=True)
+    b = train(small_config(tmp_path, "b", **opts), quiet=True)
+    wa, wb = (load_file(str(tmp_path / run / "last" / "model.safetensors")) for run in ("a", "b"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa) and a.best_metric == b.best_metric
+    assert [r["step"] for r in evals(tmp_path / "a")] == [4, 8, 12, 16]
+    # `kind: train` records: every log_every (1) steps, the lr that update used, a finite loss
+    cfg = small_config(tmp_path, "a", **opts)
+    logged = [r for r in read_metrics(tmp_path / "a" / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["step"] for r in logged] == list(range(1, 17))
+    assert [r["lr"] for r in logged] == pytest.approx([lr_at(cfg.train, 16, s - 1) for s in range(1, 17)])
+    assert all(math.isfinite(r["loss"]) for r in logged)
+    # ... and `textcls plot` draws them
+    res = CliRunner().invoke(app, ["plot", str(tmp_path / "a"), "--output", str(tmp_path / "curves.png")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_early_stopping_and_step_checkpoints(tmp_path):
+    # lr ~ 0: accuracy never improves after the first eval -> stop after `patience` more evals
+    cfg = small_config(tmp_path, "run", lr=1e-12, eval_every=2, patience=3, save_total_limit=2)
+    result = train(cfg, quiet=True)
+    run_dir = tmp_path / "run"
+    assert result.steps == 8
+    assert [(r["step"], r["kind"]) for r in evals(run_dir)] == [(2, "step"), (4, "step"), (6, "step"), (8, "epoch")]
+    state = json.loads((run_dir / "last" / "state.json").read_text())
+    assert (state["best_step"], state["bad_evals"]) == (2, 3)
+    # the two newest step checkpoints, plus the best one
+    assert sorted(p.name for p in run_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-6", "checkpoint-8"]
+    assert json.loads((run_dir / "checkpoint-6" / "state.json").read_text())["step"] == 6
+    assert json.loads((run_dir / "run.json").read_text())["step"] == 2
+
+
+class FakeSummaryWriter:
+    scalars: list[tuple[str, float, int]] = []
+
+    def __init__(self, log_dir: str):
+        self.log_dir = log_dir
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.scalars.append(("closed", 0, 0))
+
+
+def test_bf16_autocast_on_cpu_trains_and_logs_to_tensorboard(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", SimpleNamespace(SummaryWriter=FakeSummaryWriter))
+    cfg = small_config(tmp_path, "run", precision="bf16", max_steps=3, device="cpu")
+    cfg.output.tensorboard = True
+    assert train(cfg, quiet=True).steps == 3
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)  # 3 train records + 1 eval
+    tags = {(tag, step) for tag, _, step in FakeSummaryWriter.scalars}
+    assert {("train/loss", 1), ("train/lr", 3), ("valid/accuracy", 3), ("valid/loss", 3), ("closed", 0)} <= tags
+
+
+def test_fp16_needs_cuda_and_tensorboard_needs_its_package(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="fp16"):
+        train(small_config(tmp_path, "a", precision="fp16", device="cpu"), quiet=True)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    cfg = small_config(tmp_path, "b")
+    cfg.output.tensorboard = True
+    with pytest.raises(ConfigError, match="tensorboard"):
+        train(cfg, quiet=True)
+    assert not (tmp_path / "b" / "config.yaml").exists()  # refused before any work
+
+
+def test_auto_class_weights_come_from_the_training_labels():
+    data = SimpleNamespace(labels=["a", "b"], train=datasets.Dataset.from_dict({"label": [0, 0, 0, 1]}))
+    cfg = SimpleNamespace(train=SimpleNamespace(class_weights="auto"), data=SimpleNamespace(task="single"))
+    assert _class_weights(cfg, data, torch.device("cpu")).tolist() == pytest.approx([4 / 6, 4 / 2])
+    cfg.train.class_weights = [1.0, 2.0, 3.0]
+    with pytest.raises(ConfigError, match="3 weights but there are 2 labels"):
+        _class_weights(cfg, data, torch.device("cpu"))
+
+
+# --------------------------------------------------------------------------- word vectors
+
+
+def test_word_vectors_file_reader(tmp_path):
+    glove = tmp_path / "vec.txt"
+    glove.write_text("4 3\nthe 1 2 3\nfilm 0.5 -0.5 0\nnotinvocab 9 9 9\n[PAD] 7 7 7\n", encoding="utf-8")
+    emb = torch.nn.Embedding(5, 3, padding_idx=0)
+    before = emb.weight.detach().clone()
+    loaded = load_word_vectors(emb, glove, {"[PAD]": 0, "the": 1, "film": 2, "a": 3, "movie": 4}, freeze=True)
+    assert (loaded.found, loaded.vocab_size) == (2, 5)
+    assert emb.weight[1].tolist() == [1, 2, 3] and emb.weight[2].tolist() == [0.5, -0.5, 0]
+    assert torch.equal(emb.weight[[0, 3, 4]], before[[0, 3, 4]])  # padding row and unknown words untouched
+    assert not emb.weight.requires_grad
+    glove.write_text("the 1 2\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"vec.txt, line 1: word vectors have 2 dimensions .* has 3"):
+        load_word_vectors(emb, glove, {"the": 1})
+
+
+def test_pretrained_frozen_embeddings_through_training(tmp_path):
+    cfg = small_config(tmp_path, "run", max_steps=3, lr=1e-2)
+    vocab = get_tokenizer(cfg).get_vocab()  # the tokenizer training will use (cached)
+    words = sorted(w for w in vocab if w.isalpha() and len(w) > 2)[:5] + ["zzzunknown"]
+    glove = tmp_path / "glove.txt"
+    glove.write_text("".join(f"{w} " + " ".join(f"{(i + 1) * 0.1 + d:.2f}" for d in range(8)) + "\n"
+                             for i, w in enumerate(words)), encoding="utf-8")
+    cfg.model.embedding_size = 8
+    cfg.model.embeddings.pretrained = str(glove)
+    cfg.model.embeddings.freeze = True
+    train(cfg, quiet=True)
+    run = load_run(tmp_path / "run")
+    assert run.tokenizer.get_vocab() == vocab
+    for i, w in enumerate(words[:5]):
+        expected = torch.tensor([(i + 1) * 0.1 + d for d in range(8)])
+        assert torch.allclose(run.model.embeddings.word.weight[vocab[w]], expected), w  # still exactly the file's
+    # the vector size must match the embedding size
+    cfg = small_config(tmp_path, "bad", max_steps=1)
+    cfg.model.embeddings.pretrained = str(glove)
+    with pytest.raises(DataError, match="glove.txt, line 1: word vectors have 8 dimensions"):
+        train(cfg, quiet=True)

@@ -1,0 +1,113 @@
+"""Pictures: the learning-rate curve of a config and the training curves of a run directory.
+
+matplotlib is an optional extra (`pip install 'textcls[plot]'`); it is imported only here, lazily,
+with the non-interactive Agg backend, so plotting works without a display.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from textcls.config import Config
+from textcls.errors import CheckpointError, ConfigError
+from textcls.train.logs import read_metrics
+from textcls.train.schedules import key_steps, lr_multiplier, phase
+
+MAX_POINTS = 4000  # curve points drawn; longer schedules are sampled evenly (plus the boundaries)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("plotting needs matplotlib, which is not installed; install it with "
+                          "pip install 'textcls[plot]' (or leave out --plot)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    from textcls.io import atomic_open
+
+    suffix = path.suffix.lstrip(".") or "png"
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format=suffix, dpi=120, bbox_inches="tight")
+
+
+def schedule_summary(cfg: Config, total_steps: int) -> str:
+    t = cfg.train
+    return (f"{t.schedule} schedule, {total_steps} optimizer steps, base lr {t.lr:g} "
+            "(the lr at step s is the rate update s + 1 uses)")
+
+
+def schedule_table(cfg: Config, total_steps: int) -> Table:
+    """Rich table of the learning rate at sampled steps and at every phase boundary."""
+    t = cfg.train
+    fn = lr_multiplier(t, total_steps)
+    table = Table()
+    for col in ("step", "lr", "× base", "phase"):
+        table.add_column(col, justify="left" if col == "phase" else "right")
+    for step in key_steps(t, total_steps):
+        table.add_row(str(step), f"{t.lr * fn(step):.4e}", f"{fn(step):.4f}", phase(t, total_steps, step))
+    return table
+
+
+def plot_schedule(cfg: Config, total_steps: int, path: Path) -> None:
+    """PNG (or any matplotlib format by suffix) of lr against the optimizer step."""
+    plt = _pyplot()
+    t = cfg.train
+    fn = lr_multiplier(t, total_steps)
+    stride = max(1, total_steps // MAX_POINTS)
+    steps = sorted(set(range(0, total_steps + 1, stride)) | set(key_steps(t, total_steps)))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(steps, [t.lr * fn(s) for s in steps], color="tab:blue")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"{t.schedule} schedule ({total_steps} steps, warmup {t.warmup:g})")
+    ax.grid(alpha=0.3)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_run(run_dir: Path, path: Path, metric: str = "accuracy") -> None:
+    """Three panels against the step: train and validation loss, learning rate, validation `metric`."""
+    records = read_metrics(run_dir / "metrics.jsonl")
+    if not records:
+        raise CheckpointError(f"{run_dir / 'metrics.jsonl'} is missing or empty; is {run_dir} a textcls run "
+                              "directory that has trained for at least `train.log_every` steps?")
+    plt = _pyplot()
+    train = [r for r in records if r.get("kind") == "train"]
+    evals = [r for r in records if r.get("kind") != "train"]
+    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    ax = axes[0]
+    if train:
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", alpha=0.8)
+    if any("loss" in r for r in evals):
+        ax.plot([r["step"] for r in evals if "loss" in r], [r["loss"] for r in evals if "loss" in r],
+                "o-", label="validation loss")
+    ax.set_ylabel("loss")
+    ax.legend()
+    lr_points = train or evals
+    axes[1].plot([r["step"] for r in lr_points], [r["lr"] for r in lr_points], color="tab:green")
+    axes[1].set_ylabel("learning rate")
+    axes[1].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    shown = metric if metric != "loss" else "accuracy"
+    points = [(r["step"], r[shown]) for r in evals if shown in r]
+    if points:
+        axes[2].plot(*zip(*points), "o-", color="tab:red", label=f"validation {shown}")
+        ranked = [r for r in evals if metric in r]
+        best = (min if metric == "loss" else max)(ranked, key=lambda r: r[metric])
+        axes[2].axvline(best["step"], color="gray", linestyle="--", label=f"best ({metric}) step {best['step']}")
+        axes[2].legend()
+    axes[2].set_ylabel(shown)
+    axes[2].set_xlabel("optimizer step")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(str(run_dir))
+    _save(fig, path)
+    plt.close(fig)
