@@ -23,9 +23,6 @@ from textcls.errors import CheckpointError
 from textcls.io import atomic_write_json, recover_dir, replace_dir
 from textcls.rundir import load_state, load_weights, read_run_info, save_weights, write_run_info, write_weights
 
-LOOP_KEYS = ("step", "epoch", "position")  # what the loop needs from state.json
-
-
 def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
              "numpy_pos": int(np.random.get_state()[2])}
@@ -80,8 +77,9 @@ def has_checkpoint(path: Path) -> bool:
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, scaler: Any = None) -> dict:
-    """Restore model, optimizer, scheduler and RNG from `path`; returns the loop state."""
+                    scheduler: Any, scaler: Any = None, required: tuple[str, ...] = ("step",)) -> dict:
+    """Restore model, optimizer, scheduler and RNG from `path`; returns the loop state, which must hold the
+    `required` keys."""
     path = recover_dir(path)
     if not (path / "state.json").exists():
         raise CheckpointError(f"no resumable checkpoint in {path}; train without --resume to start over")
@@ -89,7 +87,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         loop_state = json.loads((path / "state.json").read_text())
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path / 'state.json'} cannot be read ({exc}); the checkpoint is damaged") from None
-    missing = [k for k in LOOP_KEYS if k not in loop_state] if isinstance(loop_state, dict) else list(LOOP_KEYS)
+    missing = [k for k in required if k not in loop_state] if isinstance(loop_state, dict) else list(required)
     if missing:
         raise CheckpointError(f"{path / 'state.json'} lacks {', '.join(missing)}; the checkpoint is damaged")
     state = load_weights(path / "model.safetensors", loop_state.get("model_sha256"))

@@ -229,7 +229,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     state = {"step": 0, "epoch": 0, "position": 0, "best": None, "best_step": None, "bad_evals": 0,
              "total_steps": total_steps, "loss_window": [0.0, 0]}  # train loss (sum, steps) since the last log
     if resume:
-        state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler)
+        state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler,
+                                required=("step", "epoch", "position", "total_steps"))
         if state.get("total_steps") != total_steps:
             raise CheckpointError(
                 f"cannot resume {run_dir} exactly: the run was planned for {state.get('total_steps')} steps but "
