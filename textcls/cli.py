@@ -146,6 +146,34 @@ def predict(
 
 @app.command()
 @handle_errors
+def info(
+    path: Path = typer.Argument(..., help="A YAML config or a run directory."),
+    num_labels: int = typer.Option(2, "--num-labels", min=2, help="Labels assumed for a config (a run has its own)."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", min=1, help="Length for FLOPs (default data.max_length)."),
+) -> None:
+    """Unique vs effective parameters, the depth -> unique-layer map, trainable count, FLOPs per token."""
+    from textcls.info import model_info, print_info
+
+    print_info(model_info(path, num_labels, seq_len), out)
+
+
+@app.command("import-hf")
+@handle_errors
+def import_hf(
+    hf_dir: Path = typer.Argument(..., help="Local HF ALBERT/BERT folder: config.json, weights, tokenizer.json."),
+    output: Path = typer.Option(..., "--output", "-o", help="The run directory to write."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Read pytorch_model.bin (tensors only)."),
+) -> None:
+    """Convert a local HuggingFace ALBERT or BERT checkpoint into a textcls run directory."""
+    from textcls.model.hf import import_hf as convert
+
+    conv = convert(hf_dir, output, allow_pickle)
+    head = "with its classifier" if conv.has_head else "with a fresh head (fine-tune it with model.init_from)"
+    err.print(f"[green]imported[/] {hf_dir} into {output} {head}; labels {conv.labels}", highlight=False)
+
+
+@app.command()
+@handle_errors
 def schedule(
     config: Optional[Path] = typer.Argument(None, help="YAML config; none = the demo config."),
     overrides: Optional[list[str]] = SetOption,

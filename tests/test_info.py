@@ -1,0 +1,68 @@
+"""`textcls info`: unique vs effective counts, the depth map and FLOPs per token, on a config and a run."""
+
+from __future__ import annotations
+
+import yaml
+from typer.testing import CliRunner
+
+from conftest import tiny_model
+from textcls.cli import app
+from textcls.config import TokenizerConfig, config_from_dict
+from textcls.data.tokenizer import train_tokenizer
+from textcls.info import model_info
+from textcls.rundir import save_run_files
+
+H, I, E, L, T, V = 32, 64, 16, 4, 20, 300
+
+
+def write_config(tmp_path, **model) -> str:
+    raw = {"data": {"max_length": T}, "tokenizer": {"vocab_size": V},
+           "model": tiny_model(num_layers=L, embedding_size=E, pooling="cls_tanh", **model)}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def test_counts_and_flops_on_a_config(tmp_path):
+    info = model_info(write_config(tmp_path, sharing={"strategy": "cycle", "num_unique": 2, "share": "ffn"}))
+    attn, ffn = 4 * H * H + 6 * H, 2 * H * I + I + 3 * H
+    assert info.counts.unique["embeddings"] == V * E + 64 * E + 2 * E + 2 * E + E * H + H
+    assert info.counts.unique["encoder"] == L * attn + 2 * ffn
+    assert info.counts.effective["encoder"] == L * (attn + ffn)
+    assert info.counts.unique["pooler + head"] == H * H + H + 2 * H + 2
+    assert info.counts.effective["embeddings"] == info.counts.unique["embeddings"]
+    assert info.counts.trainable == info.counts.unique_total and info.counts.adapters == 0
+    assert info.attention_schedule == [0, 1, 2, 3] and info.ffn_schedule == [0, 1, 0, 1]
+    assert info.flops["embeddings"] == 2 * E * H
+    assert info.flops["encoder"] == L * (2 * 4 * H * H + 2 * 2 * H * I + 4 * T * H)
+    assert info.flops["pooler + head"] == (2 * H * H + 2 * H * 2) / T
+
+
+def test_sharing_changes_unique_not_effective_or_flops(tmp_path):
+    shared = model_info(write_config(tmp_path, sharing={"strategy": "all"}))
+    unshared = model_info(write_config(tmp_path))
+    assert shared.counts.unique_total < unshared.counts.unique_total
+    assert shared.counts.effective_total == unshared.counts.effective_total == unshared.counts.unique_total
+    assert shared.flops == unshared.flops
+
+
+def test_info_cli_on_config_and_run_dir(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["info", write_config(tmp_path, sharing={"strategy": "sequence", "group_size": 2})])
+    assert result.exit_code == 0, result.output
+    assert "encoder.attention.1" in result.output and "effective" in result.output
+    assert "FLOPs" in result.output
+
+    cfg = config_from_dict({"model": tiny_model(), "data": {"max_length": T}})
+    tok = train_tokenizer(["a tiny corpus of words", "more words"], TokenizerConfig(vocab_size=60, min_frequency=1))
+    save_run_files(tmp_path / "run", cfg, tok, ["x", "y", "z"])
+    info = model_info(tmp_path / "run")
+    assert info.vocab_size == tok.get_vocab_size() and info.num_labels == 3
+    assert info.counts.unique["pooler + head"] == H * 3 + 3
+    path = write_config(tmp_path)
+    raw = yaml.safe_load(open(path))
+    raw["model"]["init_from"] = str(tmp_path / "run")  # the vocabulary then comes from that run's tokenizer
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(raw))
+    assert model_info(tmp_path / "ft.yaml").vocab_size == tok.get_vocab_size()
+    result = runner.invoke(app, ["info", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "does not exist" in result.output

@@ -1,0 +1,121 @@
+"""Embeddings (sinusoidal closed form, factorization, scaling, segments) and the pooling family."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from textcls.config import config_from_dict
+from textcls.model import TextClassifier
+from textcls.model.embeddings import Embeddings, sinusoidal_table
+from textcls.model.pooling import POOLINGS, Pooler
+
+
+def model_cfg(**extra):
+    return config_from_dict({"model": tiny_model(**extra), "data": {"max_length": 48}}).model
+
+
+@pytest.mark.parametrize("dim", [8, 7])
+def test_sinusoidal_table_matches_closed_form(dim):
+    table = sinusoidal_table(12, dim)
+    for pos in range(12):
+        for j in range(dim):
+            angle = pos / 10000 ** (2 * (j // 2) / dim)
+            want = math.sin(angle) if j % 2 == 0 else math.cos(angle)
+            assert table[pos, j].item() == pytest.approx(want, abs=1e-6)
+
+
+def test_sinusoidal_positions_are_added_and_not_saved():
+    torch.manual_seed(0)
+    emb = Embeddings(model_cfg(position="sinusoidal", type_vocab_size=0), 40).eval()
+    assert set(emb.state_dict()) == {"word.weight", "norm.weight", "norm.bias"}
+    ids = torch.randint(0, 40, (2, 6))
+    want = emb.norm(emb.word(ids) + sinusoidal_table(64, 32)[:6])
+    torch.testing.assert_close(emb(ids), want, rtol=0, atol=1e-6)
+
+
+def test_no_positions_make_the_encoder_order_blind():
+    torch.manual_seed(0)
+    model = TextClassifier(model_cfg(position="none", pooling="mean"), 40, 2).eval()
+    assert not any("position" in k for k in model.state_dict())
+    ids = torch.randint(5, 40, (1, 7))
+    torch.testing.assert_close(model(ids.flip(1)), model(ids), rtol=0, atol=1e-5)
+
+
+def test_factorized_embedding_and_scaling():
+    torch.manual_seed(0)
+    cfg = model_cfg(embedding_size=8, scale_embeddings=True, type_vocab_size=0, position="none")
+    emb = Embeddings(cfg, 40).eval()
+    assert emb.word.weight.shape == (40, 8) and emb.project.weight.shape == (32, 8)
+    assert sum(p.numel() for p in emb.parameters()) == 40 * 8 + 2 * 8 + 8 * 32 + 32  # V x E + E x H
+    ids = torch.randint(0, 40, (2, 5))
+    want = emb.project(emb.norm(emb.word(ids) * math.sqrt(8)))
+    torch.testing.assert_close(emb(ids), want, rtol=0, atol=1e-6)
+    unfactorized = Embeddings(model_cfg(embedding_size=32), 40)
+    assert isinstance(unfactorized.project, torch.nn.Identity)
+
+
+def test_segment_embeddings():
+    torch.manual_seed(0)
+    emb = Embeddings(model_cfg(), 40).eval()
+    ids = torch.randint(0, 40, (2, 5))
+    zeros = torch.zeros_like(ids)
+    torch.testing.assert_close(emb(ids), emb(ids, zeros), rtol=0, atol=0)
+    assert not torch.allclose(emb(ids, torch.ones_like(ids)), emb(ids))
+
+
+def padded_inputs(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, 6, 4, generator=g) - 3.0  # all negative: padding zeros would win a careless max
+    lengths = [6, 4, 1]
+    mask = torch.arange(6)[None, :] < torch.tensor(lengths)[:, None]
+    return x, mask, lengths
+
+
+@pytest.mark.parametrize("kind", POOLINGS)
+def test_pooling_on_padded_batch_equals_unpadded_example(kind):
+    torch.manual_seed(0)
+    pooler = Pooler(kind, 4)
+    x, mask, lengths = padded_inputs()
+    noisy = x.masked_fill(~mask[..., None], 100.0)  # whatever sits on padding must not matter
+    pooled = pooler(noisy, mask)
+    for i, n in enumerate(lengths):
+        alone = pooler(x[i:i + 1, :n], torch.ones(1, n, dtype=torch.bool))
+        torch.testing.assert_close(pooled[i:i + 1], alone, rtol=0, atol=1e-6)
+
+
+def test_pooling_values():
+    x, mask, lengths = padded_inputs()
+    i, n = 1, lengths[1]
+    torch.testing.assert_close(Pooler("cls", 4)(x, mask)[i], x[i, 0])
+    torch.testing.assert_close(Pooler("mean", 4)(x, mask)[i], x[i, :n].mean(0))
+    torch.testing.assert_close(Pooler("max", 4)(x, mask)[i], x[i, :n].amax(0))
+    torch.testing.assert_close(Pooler("last", 4)(x, mask)[i], x[i, n - 1])
+    pooler = Pooler("cls_tanh", 4)
+    torch.testing.assert_close(pooler(x, mask)[i], torch.tanh(pooler.dense(x[i, 0])))
+    assert set(Pooler("mean", 4).state_dict()) == set()
+    with pytest.raises(ValueError):
+        Pooler("median", 4)
+
+
+@pytest.mark.parametrize("kind", POOLINGS)
+def test_model_pooling_ignores_padding(kind):
+    torch.manual_seed(0)
+    model = TextClassifier(model_cfg(pooling=kind, pool_layers=2), 40, 2).eval()
+    ids = torch.randint(5, 40, (2, 7))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    mask[1, 4:] = False
+    torch.testing.assert_close(model(ids, mask)[1:], model(ids[1:, :4]), rtol=0, atol=1e-6)
+
+
+def test_pool_layers_sums_the_last_k_layers():
+    torch.manual_seed(0)
+    model = TextClassifier(model_cfg(pooling="mean", num_layers=3, pool_layers=2), 40, 2).eval()
+    ids = torch.randint(5, 40, (2, 7))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    hidden = model.encode(ids, mask, return_all=True).hidden
+    want = model.head(model.pooler(hidden[-1] + hidden[-2], mask))
+    torch.testing.assert_close(model(ids, mask), want, rtol=0, atol=1e-6)

@@ -1,0 +1,266 @@
+"""HuggingFace ALBERT / BERT checkpoints -> textcls config + state dict, and `textcls import-hf`.
+
+Works from `config.json` dicts and tensors only: `transformers` is never imported here.
+
+Key map (HF -> textcls), after dropping the `albert.` / `bert.` prefix:
+  embeddings.{word,position,token_type}_embeddings  -> embeddings.{word,position,segment}
+  embeddings.LayerNorm                              -> embeddings.norm
+  ALBERT encoder.embedding_hidden_mapping_in        -> embeddings.project (E -> H)
+  query/key/value (concatenated in that order)      -> encoder.attention.{u}.attention.qkv
+  attention output dense / LayerNorm                -> encoder.attention.{u}.attention.out / .norm
+  intermediate dense (BERT) / ffn (ALBERT)          -> encoder.ffn.{u}.up
+  output dense / LayerNorm (BERT), ffn_output /
+  full_layer_layer_norm (ALBERT)                    -> encoder.ffn.{u}.down / .norm
+  pooler(.dense)                                    -> pooler.dense (pooling cls_tanh)
+  classifier                                        -> head
+ALBERT's `num_hidden_groups` G becomes sharing `sequence` with group_size L / G (HF runs group
+i // (L / G) at depth i); `inner_group_num` must be 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from textcls.errors import CheckpointError
+
+ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+               "gelu_fast": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
+IGNORED = re.compile(r"^(cls\.|predictions\.|sop_classifier\.|.*position_ids$|.*embeddings\.token_type_ids$)")
+
+
+@dataclass
+class Converted:
+    model: dict  # the textcls `model:` section
+    state: dict[str, torch.Tensor]  # textcls state dict (the head only when the checkpoint had one)
+    labels: list[str]
+    task: str  # single | multilabel
+    has_head: bool
+
+
+def _sharing(hf: dict) -> dict:
+    layers, groups = hf["num_hidden_layers"], hf.get("num_hidden_groups", 1)
+    if hf.get("inner_group_num", 1) != 1:
+        raise CheckpointError(
+            f"ALBERT inner_group_num is {hf['inner_group_num']}; textcls can import only inner_group_num 1 "
+            "(one layer per group, as in every released ALBERT)")
+    if layers % groups:
+        raise CheckpointError(f"ALBERT num_hidden_layers ({layers}) is not a multiple of num_hidden_groups "
+                              f"({groups}); textcls shares layers in equal groups only")
+    if groups == 1:
+        return {"strategy": "all"}
+    if groups == layers:
+        return {"strategy": "none"}
+    return {"strategy": "sequence", "group_size": layers // groups}
+
+
+def model_section(hf: dict, has_pooler: bool) -> dict:
+    """The textcls `model:` section that reproduces an HF ALBERT/BERT config."""
+    kind = hf.get("model_type")
+    if kind not in ("albert", "bert"):
+        raise CheckpointError(f"config.json has model_type {kind!r}; textcls imports only 'albert' and 'bert'")
+    if hf.get("position_embedding_type", "absolute") != "absolute":
+        raise CheckpointError(f"position_embedding_type {hf['position_embedding_type']!r} is not supported; "
+                              "textcls imports absolute (learned) positions only")
+    if hf.get("is_decoder") or hf.get("add_cross_attention"):
+        raise CheckpointError("decoder / cross-attention BERT checkpoints cannot be imported; use an encoder")
+    act = hf.get("hidden_act", "gelu")
+    if act not in ACTIVATIONS:
+        raise CheckpointError(f"hidden_act {act!r} has no textcls equivalent (known: {', '.join(ACTIVATIONS)})")
+    h = hf["hidden_size"]
+    e = hf.get("embedding_size", h) if kind == "albert" else h
+    if kind == "albert" and e == h:
+        raise CheckpointError(
+            f"this ALBERT has embedding_size == hidden_size ({h}) but still a learned E->H mapping, which "
+            "textcls keeps only when they differ; such checkpoints cannot be imported")
+    hidden_dropout = hf.get("hidden_dropout_prob", 0.1)
+    head_dropout = hf.get("classifier_dropout_prob" if kind == "albert" else "classifier_dropout")
+    return {
+        "hidden_size": h, "num_layers": hf["num_hidden_layers"], "num_heads": hf["num_attention_heads"],
+        "intermediate_size": hf["intermediate_size"], "embedding_size": e if e != h else None,
+        "max_positions": hf.get("max_position_embeddings", 512), "position": "learned",
+        "type_vocab_size": hf.get("type_vocab_size", 2), "activation": ACTIVATIONS[act], "norm": "post",
+        "layer_norm_eps": hf.get("layer_norm_eps", 1e-12), "dropout": hidden_dropout,
+        "attention_dropout": hf.get("attention_probs_dropout_prob", hidden_dropout),
+        "classifier_dropout": head_dropout if head_dropout is not None else hidden_dropout,
+        "initializer_range": hf.get("initializer_range", 0.02),
+        "sharing": _sharing(hf) if kind == "albert" else {"strategy": "none"},
+        "pooling": "cls_tanh" if has_pooler else "cls",
+    }
+
+
+def _strip(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
+    """Drop the `bert.`/`albert.` prefix, rename old gamma/beta LayerNorm names, drop pretraining heads."""
+    out = {}
+    for key, value in state.items():
+        key = key[len(kind) + 1:] if key.startswith(kind + ".") else key
+        key = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key))
+        if not IGNORED.match(key):
+            out[key] = value
+    return out
+
+
+def _layer_maps(kind: str, hf: dict) -> list[tuple[str, str, str]]:
+    """(HF layer prefix, textcls attention prefix, textcls FFN prefix) per unique layer."""
+    if kind == "bert":
+        return [(f"encoder.layer.{i}.", f"encoder.attention.{i}.", f"encoder.ffn.{i}.")
+                for i in range(hf["num_hidden_layers"])]
+    return [(f"encoder.albert_layer_groups.{g}.albert_layers.0.", f"encoder.attention.{g}.", f"encoder.ffn.{g}.")
+            for g in range(hf.get("num_hidden_groups", 1))]
+
+
+def _names(kind: str) -> dict[str, str]:
+    if kind == "bert":
+        return {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+                "out": "attention.output.dense", "norm1": "attention.output.LayerNorm",
+                "up": "intermediate.dense", "down": "output.dense", "norm2": "output.LayerNorm"}
+    return {"q": "attention.query", "k": "attention.key", "v": "attention.value", "out": "attention.dense",
+            "norm1": "attention.LayerNorm", "up": "ffn", "down": "ffn_output", "norm2": "full_layer_layer_norm"}
+
+
+def convert_state(hf: dict, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HF ALBERT/BERT tensors -> textcls tensors. Raises CheckpointError on missing or unknown keys."""
+    kind = hf["model_type"]
+    src = _strip(state, kind)
+    out: dict[str, torch.Tensor] = {}
+
+    def take(hf_key: str, key: str) -> None:
+        if hf_key not in src:
+            raise CheckpointError(f"the checkpoint has no tensor {hf_key!r} (nor {kind}.{hf_key}); "
+                                  f"is it really a {kind} checkpoint matching its config.json?")
+        out[key] = src.pop(hf_key)
+
+    for name, ours in (("word_embeddings", "word"), ("position_embeddings", "position"),
+                       ("token_type_embeddings", "segment")):
+        take(f"embeddings.{name}.weight", f"embeddings.{ours}.weight")
+    for p in ("weight", "bias"):
+        take(f"embeddings.LayerNorm.{p}", f"embeddings.norm.{p}")
+        if kind == "albert":
+            take(f"encoder.embedding_hidden_mapping_in.{p}", f"embeddings.project.{p}")
+    n = _names(kind)
+    for layer, attn, ffn in _layer_maps(kind, hf):
+        for p in ("weight", "bias"):
+            qkv = [src.pop(f"{layer}{n[x]}.{p}", None) for x in "qkv"]
+            if any(t is None for t in qkv):
+                raise CheckpointError(f"the checkpoint lacks {layer}{n['q']}/key/value.{p}; "
+                                      "it does not match config.json")
+            out[f"{attn}attention.qkv.{p}"] = torch.cat(qkv, 0)
+            take(f"{layer}{n['out']}.{p}", f"{attn}attention.out.{p}")
+            take(f"{layer}{n['norm1']}.{p}", f"{attn}norm.{p}")
+            take(f"{layer}{n['up']}.{p}", f"{ffn}up.{p}")
+            take(f"{layer}{n['down']}.{p}", f"{ffn}down.{p}")
+            take(f"{layer}{n['norm2']}.{p}", f"{ffn}norm.{p}")
+    pooler = "pooler.dense" if kind == "bert" else "pooler"
+    for p in ("weight", "bias"):
+        if f"{pooler}.{p}" in src:
+            out[f"pooler.dense.{p}"] = src.pop(f"{pooler}.{p}")
+        if f"classifier.{p}" in src:
+            out[f"head.{p}"] = src.pop(f"classifier.{p}")
+    if src:
+        raise CheckpointError(f"the checkpoint has tensors textcls cannot place: {sorted(src)[:6]}; only "
+                              "AlbertModel/BertModel (optionally *ForSequenceClassification) can be imported")
+    return {k: v.float().contiguous() for k, v in out.items()}
+
+
+def convert(hf: dict, state: dict[str, torch.Tensor]) -> Converted:
+    """An HF config.json dict + state dict -> textcls model section, state dict, labels and task."""
+    model = model_section(hf, has_pooler=True)
+    ours = convert_state(hf, state)
+    if "pooler.dense.weight" not in ours:
+        model["pooling"] = "cls"
+    has_head = "head.weight" in ours
+    id2label = {int(k): str(v) for k, v in (hf.get("id2label") or {}).items()}
+    n = ours["head.weight"].shape[0] if has_head else (len(id2label) or 2)
+    labels = [id2label.get(i, f"LABEL_{i}") for i in range(n)]
+    problem = hf.get("problem_type")
+    if problem == "regression" or n < 2:
+        raise CheckpointError("a regression head (num_labels 1) cannot be imported; textcls classifies")
+    return Converted(model, ours, labels, "multilabel" if problem == "multi_label_classification" else "single",
+                     has_head)
+
+
+# --------------------------------------------------------------------------- checkpoint directories
+
+
+def read_hf_dir(hf_dir: Path, allow_pickle: bool = False) -> tuple[dict, dict[str, torch.Tensor]]:
+    """config.json + weights (model.safetensors, its shards, or pytorch_model.bin with allow_pickle)."""
+    from safetensors.torch import load_file
+
+    if not hf_dir.is_dir():
+        raise CheckpointError(f"{hf_dir} is not a directory; pass a HuggingFace checkpoint folder")
+    try:
+        hf = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{hf_dir} has no config.json; is it a HuggingFace checkpoint folder?") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{hf_dir / 'config.json'} cannot be read ({exc})") from None
+    single, index, pickle = hf_dir / "model.safetensors", hf_dir / "model.safetensors.index.json", \
+        hf_dir / "pytorch_model.bin"
+    try:
+        if single.exists():
+            return hf, load_file(str(single))
+        if index.exists():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            return hf, {k: v for s in shards for k, v in load_file(str(hf_dir / s)).items()}
+        if pickle.exists():
+            if not allow_pickle:
+                raise CheckpointError(
+                    f"{hf_dir} has only pytorch_model.bin, a pickle file; pass --allow-pickle to read it "
+                    "(tensors only, torch.load weights_only=True), or convert it to model.safetensors")
+            return hf, torch.load(pickle, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # safetensors / unpickler errors
+        raise CheckpointError(f"the weights in {hf_dir} cannot be read ({exc})") from None
+    raise CheckpointError(f"{hf_dir} has no model.safetensors (or pytorch_model.bin); nothing to import")
+
+
+def import_hf(hf_dir: Path | str, output: Path | str, allow_pickle: bool = False) -> Converted:
+    """Write a textcls run directory (config.yaml, tokenizer.json, labels.json, model.safetensors, run.json)."""
+    from textcls.config import config_from_dict
+    from textcls.data.tokenizer import load_tokenizer
+    from textcls.model.classifier import TextClassifier
+    from textcls.rundir import load_state, save_run_files, save_weights, write_run_info
+
+    hf_dir, output = Path(hf_dir), Path(output)
+    if output.exists() and any(output.iterdir()):
+        raise CheckpointError(f"output directory {output} exists and is not empty; pick another --output")
+    hf, state = read_hf_dir(hf_dir, allow_pickle)
+    conv = convert(hf, state)
+    if not (hf_dir / "tokenizer.json").exists():
+        raise CheckpointError(f"{hf_dir} has no tokenizer.json; save the checkpoint's fast tokenizer there "
+                              "(tokenizer.save_pretrained writes it)")
+    tok = load_tokenizer(hf_dir / "tokenizer.json")
+    tok.no_truncation()  # textcls truncates and adds [CLS]/[SEP] itself (data/pipeline.py encode_texts)
+    tok.no_padding()
+    vocab, word = tok.get_vocab_size(), conv.state["embeddings.word.weight"]
+    if vocab > word.shape[0]:
+        raise CheckpointError(f"tokenizer.json has {vocab} tokens but the model only {word.shape[0]} embeddings")
+    conv.state["embeddings.word.weight"] = word[:vocab].clone()  # rows no token can reach are dropped
+    max_length = min(512, conv.model["max_positions"])
+    cfg = config_from_dict({"model": conv.model, "data": {"text_columns": ["text"], "max_length": max_length,
+                                                           "task": conv.task}}, source=str(hf_dir / "config.json"))
+    torch.manual_seed(0)  # a checkpoint without classifier gets a reproducible fresh head
+    model = TextClassifier(cfg.model, vocab, len(conv.labels))
+    load_state(model, conv.state, str(hf_dir), strict=conv.has_head)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        save_run_files(tmp, cfg, tok, conv.labels)
+        digest = save_weights(model.state_dict(), tmp / "model.safetensors")
+        write_run_info(tmp, sha256={"model.safetensors": digest},
+                       imported_from={"path": str(hf_dir.resolve()), "model_type": hf["model_type"],
+                                      "architectures": hf.get("architectures"),
+                                      "head": "imported" if conv.has_head else "random"})
+        if output.exists():
+            output.rmdir()
+        tmp.rename(output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return conv
