@@ -309,6 +309,12 @@ def test_predict_into_a_missing_folder(run_dir, tmp_path):
     user_error(cli("predict", run_dir, src, "-o", blocker / "sub" / "out.jsonl"), str(blocker))
 
 
+def test_output_path_through_a_file(tmp_path):
+    blocker = write(tmp_path / "data.tsv", "")
+    config = write_config(tmp_path / "c.yaml", GOOD_CONFIG)
+    user_error(cli("schedule", config, "--steps", "10", "--plot", blocker / "lr.png"), "data.tsv", "in the way")
+
+
 def test_resume_with_damaged_state(run_dir, tmp_path):
     run = copy_run(run_dir, tmp_path)
     (run / "last" / "state.json").write_text('{"step": 1}')

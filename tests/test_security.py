@@ -106,3 +106,15 @@ def test_package_never_unpickles_unsafely():
             if bad in source:
                 problems.append(f"{path.name}: {bad}")
     assert not problems, problems
+
+
+def test_import_hf_pickle_needs_allow_pickle_and_is_still_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    (hf_dir / "config.json").write_text('{"model_type": "bert"}')
+    torch.save({"bert.embeddings.word_embeddings.weight": Payload(marker)}, hf_dir / "pytorch_model.bin")
+    refused(runner.invoke(app, ["import-hf", str(hf_dir), "-o", str(tmp_path / "a")]), "--allow-pickle")
+    refused(runner.invoke(app, ["import-hf", str(hf_dir), "-o", str(tmp_path / "b"), "--allow-pickle"]),
+            "cannot be read")
+    assert not marker.exists()

@@ -59,6 +59,7 @@ def handle_errors(fn: Callable) -> Callable:
 # OS errors about files and disks that the user can fix, with what to do.
 USER_ERRNOS = {
     errno.ENOENT: "check the path", errno.ENOTDIR: "check the path", errno.EISDIR: "pass a file, not a folder",
+    errno.EEXIST: "a file is in the way of a folder; check the path",
     errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
     errno.EROFS: "the file system is read-only; write somewhere else",
     errno.ENOSPC: "the disk is full; free some space and try again",
