@@ -101,6 +101,28 @@ def train(
               highlight=False)
 
 
+@app.command()
+@handle_errors
+def pretrain(
+    config: Path = typer.Argument(..., help="YAML config with a `pretrain` section (files, masking, SOP)."),
+    overrides: Optional[list[str]] = SetOption,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (overrides output.dir)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in the output directory from last/."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Masked-LM (+ sentence-order) pretraining on unlabelled text; `model.init_from` starts from the result."""
+    from textcls.config import load_config
+    from textcls.pretrain.loop import pretrain as run_pretraining
+
+    _logging()
+    cfg = load_config(config, overrides or [])
+    result = run_pretraining(cfg, output, resume=resume, quiet=quiet)
+    held_out = " ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    err.print(f"[green]done[/]: {result.steps} steps in {result.seconds:.1f}s ({result.tokens_per_second:,.0f} "
+              f"tokens/s){'; held out: ' + held_out if held_out else ''}; run directory {result.run_dir}",
+              highlight=False)
+
+
 @app.command("eval")
 @handle_errors
 def eval_cmd(

@@ -27,7 +27,7 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 # Keys holding file paths: relative ones in a config file are resolved against the file's folder,
 # relative ones given with `--set` against the current directory.
 PATH_KEYS = ("data.train", "data.valid", "data.label_names", "tokenizer.path", "model.init_from",
-             "model.embeddings.pretrained")
+             "model.embeddings.pretrained", "pretrain.files")
 
 
 @dataclass
@@ -166,12 +166,28 @@ class OutputConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """`textcls pretrain`: masked-LM (+ optional sentence-order) pretraining on unlabelled text."""
+
+    files: list[str] = field(default_factory=list)  # plain text or labelled files' text columns; [] = data.train
+    block_size: Optional[int] = None  # tokens per packed block with [CLS]/[SEP]; None = data.max_length
+    valid_fraction: float = 0.05  # held-out blocks for MLM loss and masked-token accuracy
+    mlm_probability: float = 0.15  # share of tokens chosen for prediction
+    mask_fraction: float = 0.8  # of the chosen tokens: replaced by [MASK]
+    random_fraction: float = 0.1  # ... replaced by a random token; the rest stay unchanged
+    whole_word_mask: bool = False  # choose whole words: all their sub-word pieces together
+    sop: bool = False  # ALBERT sentence-order prediction on documents with several sentences
+    sop_weight: float = 1.0  # weight of the SOP loss next to the MLM loss
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     tune: Optional[dict[str, Any]] = None  # search space for `textcls tune`
     source: Optional[str] = field(default=None, metadata={"internal": True})
 
@@ -415,6 +431,30 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     _validate_train_extras(t, problems)
     if t.trainable == "adapters" and not m.adapters.enabled:
         problems.append("`train.trainable: adapters` needs `model.adapters.enabled: true`")
+    _validate_pretrain(cfg, problems)
+
+
+def _validate_pretrain(cfg: Config, problems: list[str]) -> None:
+    p, m = cfg.pretrain, cfg.model
+    if not 0 < p.mlm_probability < 1:
+        problems.append(f"`pretrain.mlm_probability` must be between 0 and 1, got {p.mlm_probability}")
+    if not 0 <= p.valid_fraction < 1:
+        problems.append(f"`pretrain.valid_fraction` must be in [0, 1), got {p.valid_fraction}")
+    if p.mask_fraction < 0 or p.random_fraction < 0 or p.mask_fraction + p.random_fraction > 1:
+        problems.append(
+            f"`pretrain.mask_fraction` ({p.mask_fraction}) and `pretrain.random_fraction` ({p.random_fraction}) "
+            "must be >= 0 and sum to at most 1 (the rest of the chosen tokens stay unchanged)"
+        )
+    if p.sop_weight < 0:
+        problems.append(f"`pretrain.sop_weight` must be >= 0, got {p.sop_weight}")
+    if p.block_size is not None:
+        if p.block_size < 8:
+            problems.append(f"`pretrain.block_size` must be at least 8, got {p.block_size}")
+        elif p.block_size > m.max_positions and m.position == "learned":
+            problems.append(
+                f"`pretrain.block_size` ({p.block_size}) asks for more positions than the model has "
+                f"(`model.max_positions` = {m.max_positions}); lower block_size or raise max_positions"
+            )
 
 
 def _validate_train_extras(t: TrainConfig, problems: list[str]) -> None:

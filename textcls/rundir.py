@@ -134,6 +134,9 @@ def load_run(run_dir: Path | str, weights: str = "model.safetensors") -> Run:
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     info = read_run_info(run_dir)
+    if info.get("kind") == "pretrain":
+        raise CheckpointError(f"{run_dir} is a `textcls pretrain` run (an encoder without a classifier); "
+                              f"fine-tune it first: `textcls train CONFIG --set model.init_from={run_dir}`")
     tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     labels = load_labels(run_dir / "labels.json")
     model = build_model(cfg, tokenizer, len(labels))

@@ -21,8 +21,10 @@ PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in every trained vocabulary
 
 # CJK Unified Ideographs (+ extensions A-B), compatibility ideographs, kana, hangul syllables.
+# `tokenizers` compiles this with Oniguruma, which reads code points above U+FFFF as \x{...}
+# (a `\U0002...` escape would put the letters U, a, d, f and digits into the class).
 CJK = (r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-       r"\U00020000-\U0002a6df\U0002f800-\U0002fa1f]")
+       r"\x{20000}-\x{2a6df}\x{2f800}-\x{2fa1f}]")
 
 
 def _normalizer(cfg: TokenizerConfig) -> normalizers.Normalizer:

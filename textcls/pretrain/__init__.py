@@ -1,0 +1,1 @@
+"""`textcls pretrain`: masked-LM (+ sentence-order) pretraining of the encoder on unlabelled text."""
