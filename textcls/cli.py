@@ -150,6 +150,7 @@ def predict(
     output_format: Optional[str] = typer.Option(None, "--format", help="jsonl or tsv (default from --output)."),
     input_format: Optional[str] = typer.Option(None, "--input-format", help="csv|tsv|jsonl|fasttext|txt."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 (autocast; faster on CPUs with bf16)."),
 ) -> None:
     """Labels and probabilities for each input line or row, in input order."""
     from textcls.errors import ConfigError
@@ -160,9 +161,11 @@ def predict(
         raise ConfigError(f"--format must be jsonl or tsv, got {output_format!r}")
     if input_format not in (None, "csv", "tsv", "jsonl", "fasttext", "txt"):
         raise ConfigError(f"--input-format must be one of csv, tsv, jsonl, fasttext, txt; got {input_format!r}")
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
     _logging()
     run = load_run(run_dir)
-    n = predict_file(run, input, output, top_k, output_format, input_format, batch_size)
+    n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, precision=precision)
     if output not in (None, "-"):
         err.print(f"wrote {n} predictions to {output}", highlight=False)
 

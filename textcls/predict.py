@@ -38,25 +38,35 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
 
 
 @torch.inference_mode()
+def predict_ids(model: torch.nn.Module, ids: list[list[int]], types: Optional[list[list[int]]], num_labels: int,
+                batch_size: int = 64, pad_id: int = 0, device: torch.device = torch.device("cpu"),
+                precision: str = "fp32", task: str = "single") -> np.ndarray:
+    """(N, C) probabilities (softmax, or sigmoid for multilabel) in input order.
+
+    Rows are sorted by length so each batch pads little, and written back to their input position.
+    """
+    order = np.argsort(np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")
+    probs = np.zeros((len(ids), num_labels), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        input_ids, mask, type_ids = pad_batch([ids[i] for i in rows], [types[i] for i in rows] if types else None,
+                                              pad_id)
+        with autocast_context(device, precision):
+            logits = model(input_ids.to(device), mask.to(device),
+                           None if type_ids is None else type_ids.to(device)).float()
+        p = torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, -1)
+        probs[rows] = p.cpu().numpy()
+    return probs
+
+
 def predict_probabilities(run: Run, texts: list[str], pairs: Optional[list[str]] = None, batch_size: int = 64,
                           device: torch.device = torch.device("cpu"), precision: str = "fp32") -> np.ndarray:
-    """(N, C) probabilities (softmax, or sigmoid for multilabel) in input order."""
+    """(N, C) probabilities for raw texts (optionally text pairs), in input order."""
     cfg = run.cfg
     ids, types = encode_texts(run.tokenizer, texts, pairs, cfg.data.max_length, cfg.data.truncation,
                               cfg.data.head_tokens)
-    order = np.argsort([len(x) for x in ids], kind="stable")
-    probs = np.zeros((len(texts), len(run.labels)), dtype=np.float32)
-    pad_id = run.tokenizer.token_to_id(PAD)
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        input_ids, mask, type_ids = pad_batch([ids[i] for i in rows], [types[i] for i in rows] if pairs else None,
-                                              pad_id)
-        with autocast_context(device, precision):
-            logits = run.model(input_ids.to(device), mask.to(device),
-                               None if type_ids is None else type_ids.to(device)).float()
-        p = torch.sigmoid(logits) if cfg.data.task == "multilabel" else torch.softmax(logits, -1)
-        probs[rows] = p.cpu().numpy()
-    return probs
+    return predict_ids(run.model, ids, types if pairs else None, len(run.labels), batch_size,
+                       run.tokenizer.token_to_id(PAD), device, precision, cfg.data.task)
 
 
 def _format_row(probs: np.ndarray, labels: list[str], top_k: int, fmt: str, task: str, threshold) -> str:

@@ -215,6 +215,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                       highlight=False)
     model.to(device)
     train_model = distributed.wrap_model(model, device)  # DDP under torchrun; save/eval use `model`
+    forward = torch.compile(train_model, dynamic=True) if t.compile else train_model  # same parameters
     if resume:  # keep the checkpoint's global batch (world size x grad_accum) at any world size
         t.grad_accum = distributed.grad_accum_on_resume(run_dir / "last", t.grad_accum)
 
@@ -295,7 +296,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                     sync = (micro + 1) % t.grad_accum == 0 or epoch_done
                     with distributed.sync_gradients(train_model, sync):
                         with autocast_context(device, t.precision):
-                            logits = train_model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                            logits = forward(batch.input_ids, batch.attention_mask, batch.token_type_ids)
                         loss = compute_loss(logits, batch.labels, cfg.data.task, class_weights, t.label_smoothing)
                         if not micro_batch.active:  # a stand-in: join the all-reduce with a zero gradient
                             loss = loss * 0.0

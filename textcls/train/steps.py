@@ -26,7 +26,8 @@ class StepPlan:
 
 def train_sampler(lengths: np.ndarray, cfg: TrainConfig) -> BucketSampler:
     """The sampler the loop draws training batches from (order is pure in (seed, epoch))."""
-    return BucketSampler(lengths, cfg.batch_size, cfg.batch_tokens, shuffle=True, seed=cfg.seed)
+    return BucketSampler(lengths, cfg.batch_size, cfg.batch_tokens, shuffle=True, seed=cfg.seed,
+                         multiple_of=cfg.pad_to_multiple_of)
 
 
 def plan_steps(cfg: TrainConfig, batches_per_epoch: int, world_size: int = 1) -> StepPlan:
