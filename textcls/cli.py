@@ -5,8 +5,10 @@ Exit codes: 0 ok, 2 user error (one paragraph, no traceback), 130 interrupted, 1
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -41,7 +43,29 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # e.g. `textcls predict ... | head`: the reader has gone, stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(141) from None
+        except OSError as exc:
+            if exc.errno not in USER_ERRNOS or exc.filename is None:
+                raise  # not about a file the user named or a full disk: a bug, keep the traceback
+            err.print(f"[bold red]error:[/] cannot use {exc.filename}: {exc.strerror}; "
+                      f"{USER_ERRNOS[exc.errno]}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
     return wrapper
+
+
+# OS errors about files and disks that the user can fix, with what to do.
+USER_ERRNOS = {
+    errno.ENOENT: "check the path", errno.ENOTDIR: "check the path", errno.EISDIR: "pass a file, not a folder",
+    errno.EEXIST: "a file is in the way of a folder; check the path",
+    errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
+    errno.EROFS: "the file system is read-only; write somewhere else",
+    errno.ENOSPC: "the disk is full; free some space and try again",
+    errno.EDQUOT: "the disk quota is used up; free some space and try again",
+    errno.ENAMETOOLONG: "use a shorter name",
+}
 
 
 def _logging() -> None:

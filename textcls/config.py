@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -208,6 +210,18 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlevel = 60, 60, 3
+
+
+def _short(value: Any) -> str:
+    """A bounded repr for messages: a value from YAML may be huge, deeply nested or self-referencing."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an int too long to print
+        return f"<{type(value).__name__}>"
+
+
 def _convert(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
     """Check `value` against the annotation `tp`; return the converted value or record a problem."""
     origin = typing.get_origin(tp)
@@ -215,7 +229,7 @@ def _convert(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            problems.append(f"`{key}` must be a mapping of keys, got {value!r}")
+            problems.append(f"`{key}` must be a mapping of keys, got {_short(value)}")
             return tp()
         return _build(tp, value, key, problems)
     if origin in (Union, types.UnionType):
@@ -229,15 +243,15 @@ def _convert(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
             out = _convert(value, arg, key, trial)
             if not trial:
                 return out
-        problems.append(f"`{key}` must be {_type_name(tp)}, got {value!r}")
+        problems.append(f"`{key}` must be {_type_name(tp)}, got {_short(value)}")
         return None
     if origin is Literal:
         choices = typing.get_args(tp)
         if value in choices:
             return value
-        hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = difflib.get_close_matches(_short(value), [str(c) for c in choices], n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        problems.append(f"`{key}` must be one of {_type_name(tp)}, got {value!r}{extra}")
+        problems.append(f"`{key}` must be one of {_type_name(tp)}, got {_short(value)}{extra}")
         return choices[0]
     if origin is list:
         if not isinstance(value, list):
@@ -246,7 +260,7 @@ def _convert(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
         return [_convert(v, item_tp, f"{key}[{i}]", problems) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            problems.append(f"`{key}` must be a mapping, got {value!r}")
+            problems.append(f"`{key}` must be a mapping, got {_short(value)}")
             return None
         return value
     if tp is bool:
@@ -258,17 +272,23 @@ def _convert(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
+            number = float(value) if abs(value) < 1e308 else math.inf
+        elif isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None and math.isfinite(number):
+            return number
+        if number is not None:
+            problems.append(f"`{key}` must be a finite number, got {_short(value)}")
+            return None
     elif tp is str:
         if isinstance(value, str):
             return value
-    problems.append(f"`{key}` must be {_type_name(tp)}, got {value!r}")
+    problems.append(f"`{key}` must be {_type_name(tp)}, got {_short(value)}")
     return None
 
 
@@ -306,7 +326,7 @@ def apply_override(raw: dict, assignment: str) -> None:
         raise ConfigError(f"override {assignment!r} names no key; write for example `--set train.lr=3e-4`")
     try:
         value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):
         value = text
     node = raw
     parts = dotted.split(".")
@@ -364,13 +384,23 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`train.betas` must be two numbers in [0, 1), got {t.betas}")
     if t.max_grad_norm is not None and t.max_grad_norm <= 0:
         problems.append(f"`train.max_grad_norm` must be positive or null, got {t.max_grad_norm}")
+    metrics = ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")  # train/metrics.py HIGHER_IS_BETTER
+    if t.metric not in metrics:
+        problems.append(f"`train.metric` must be one of {', '.join(metrics)}, got {_short(t.metric)}")
     if isinstance(t.class_weights, str) and t.class_weights != "auto":
-        problems.append(f"`train.class_weights` must be 'auto' or a list of numbers, got {t.class_weights!r}")
+        problems.append(f"`train.class_weights` must be 'auto' or a list of numbers, got {_short(t.class_weights)}")
     if d.valid_fraction is not None and not 0 < d.valid_fraction < 1:
         problems.append(f"`data.valid_fraction` must be between 0 and 1, got {d.valid_fraction}")
+    negative = [c for c in [*d.text_columns, d.label_column] if isinstance(c, int) and c < 0]
+    if negative:
+        problems.append(f"`data.text_columns` / `data.label_column` indexes count from 0, got {negative}")
+    if d.delimiter is not None and len(d.delimiter) != 1:
+        problems.append(f"`data.delimiter` must be one character, got {d.delimiter!r}")
+    if not d.label_delimiter:
+        problems.append("`data.label_delimiter` must not be empty")
     if not 1 <= len(d.text_columns) <= 2:
         problems.append(f"`data.text_columns` must name one or two columns, got {d.text_columns}")
-    if d.max_length > m.max_positions and m.position == "learned":
+    if d.max_length > m.max_positions and m.position in ("learned", "sinusoidal"):
         problems.append(
             f"`data.max_length` ({d.max_length}) asks for more positions than the model has "
             f"(`model.max_positions` = {m.max_positions}); lower max_length or raise max_positions"
@@ -476,7 +506,7 @@ def config_from_dict(raw: Any, source: str = "<config>", overrides: tuple[str, .
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the config must be a YAML mapping of sections, got {type(raw).__name__}")
-    raw = _deep_copy(raw)
+    raw = _deep_copy(raw, source)
     if base_dir is not None:
         _resolve_paths(raw, base_dir)
     for assignment in overrides:
@@ -505,18 +535,35 @@ def _resolve_paths(raw: dict, base: Path) -> None:
             continue
         value = node[last]
         if isinstance(value, str) and value and value != "-":
-            node[last] = str(base / Path(value).expanduser()) if not Path(value).expanduser().is_absolute() \
-                else str(Path(value).expanduser())
+            try:
+                path = Path(value).expanduser()
+            except RuntimeError:  # ~user that does not exist
+                raise ConfigError(f"`{dotted}`: cannot expand {value!r} (no such user's home folder)") from None
+            node[last] = str(path if path.is_absolute() else base / path)
         elif isinstance(value, list):
             node[last] = [str(base / v) if isinstance(v, str) and not Path(v).is_absolute() else v for v in value]
 
 
-def _deep_copy(raw: Any) -> Any:
-    if isinstance(raw, dict):
-        return {k: _deep_copy(v) for k, v in raw.items()}
-    if isinstance(raw, list):
-        return [_deep_copy(v) for v in raw]
-    return raw
+MAX_DEPTH, MAX_NODES = 64, 100_000
+
+
+def _deep_copy(raw: Any, source: str = "<config>") -> Any:
+    """Copy the YAML tree; a self-referencing or alias-bomb document is refused, not expanded."""
+    budget = [MAX_NODES]
+
+    def copy(node: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if depth > MAX_DEPTH or budget[0] < 0:
+            raise ConfigError(
+                f"{source}: the config is nested too deeply or is too large (more than {MAX_DEPTH} levels or "
+                f"{MAX_NODES:,} values; self-referencing YAML aliases?)"
+            )
+        if isinstance(node, dict):
+            return {k: copy(v, depth + 1) for k, v in node.items()}
+        if isinstance(node, list):
+            return [copy(v, depth + 1) for v in node]
+        return node
+    return copy(raw, 0)
 
 
 def read_yaml(path: Path) -> Any:
@@ -531,6 +578,8 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"config file {path} cannot be read ({exc}); it must be UTF-8 YAML") from None
     try:
         return yaml.safe_load(text)
+    except (ValueError, RecursionError) as exc:  # e.g. a date like 2024-02-30, an int of 5000 digits
+        raise ConfigError(f"config file {path} has a value YAML cannot read: {str(exc)[:120]}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

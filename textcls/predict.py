@@ -161,6 +161,6 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
             for row in probs:
                 out.write(_format_row(row, run.labels, top_k, fmt, run.cfg.data.task, run.cfg.train.threshold) + "\n")
             count += len(chunk)
-    if count == 0:
-        raise DataError(f"input file {input_path} is empty: nothing to predict")
+        if count == 0:  # inside the `with`: the empty temp file is discarded, not renamed onto the output
+            raise DataError(f"input file {input_path} is empty: nothing to predict")
     return count

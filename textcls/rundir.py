@@ -30,8 +30,8 @@ from textcls.model import TextClassifier
 FORMAT_VERSION = 1  # bump when the run-directory layout or state-dict keys change incompatibly
 
 
-def save_weights(state: dict[str, torch.Tensor], path: Path) -> str:
-    """Write a safetensors file atomically; returns its sha256."""
+def write_weights(state: dict[str, torch.Tensor], path: Path) -> str:
+    """Write a safetensors file atomically; returns its sha256. Raises OSError/SafetensorError on I/O failure."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -43,6 +43,17 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> str:
     finally:
         tmp.unlink(missing_ok=True)
     return sha256_file(path)
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> str:
+    """`write_weights`, with a full disk or unwritable folder reported as a CheckpointError."""
+    try:
+        return write_weights(state, path)
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(
+            f"cannot write {path} ({getattr(exc, 'strerror', None) or exc}); the previous file is unchanged. "
+            "Free disk space or fix the folder's permissions and try again (training continues with --resume)"
+        ) from None
 
 
 def load_weights(path: Path, expected_sha256: str | list[str] | None = None) -> dict[str, torch.Tensor]:
@@ -80,6 +91,8 @@ def read_run_info(run_dir: Path) -> dict:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path} cannot be read ({exc}); the run directory is damaged") from None
+    if not isinstance(info, dict) or not isinstance(info.get("sha256", {}), dict):
+        raise CheckpointError(f"{path} is not a textcls run.json (expected a JSON object); the run directory is damaged")
     if info.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
         raise CheckpointError(
             f"{run_dir} was written by textcls {info.get('textcls_version')} (run format "

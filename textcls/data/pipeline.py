@@ -181,8 +181,11 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
         labels = build_labels(([namer(x) for x in r.labels] for r in records), cfg)
     has_pairs = len(cfg.text_columns) == 2
     raw = _records_to_dataset(records, _label_columns(path, cfg, labels), has_pairs)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".", dir=entry.parent))
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".", dir=entry.parent))
+    except OSError as exc:
+        raise DataError(_cache_problem(entry.parent, exc)) from None
     try:
         raw.map(_encode_map(tok, cfg, has_pairs), batched=True, batch_size=1000,
                 remove_columns=[c for c in ("text", "text_pair") if c in raw.column_names],
@@ -192,10 +195,17 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
         if entry.exists():
             shutil.rmtree(entry, ignore_errors=True)
         os.replace(tmp, entry)
+    except OSError as exc:  # pyarrow reports a full disk as an OSError without errno
+        raise DataError(_cache_problem(entry.parent, exc)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ds = datasets.Dataset.from_file(str(entry / "data.arrow"))
     return ds, SplitInfo(path, len(records), skipped)
+
+
+def _cache_problem(folder: Path, exc: OSError) -> str:
+    return (f"cannot write the tokenized-data cache in {folder} ({exc.strerror or exc}); free disk space or "
+            "point `data.cache_dir` (or the TEXTCLS_CACHE variable) to a writable folder")
 
 
 def split_labels(ds_path_meta: datasets.Dataset) -> Optional[list[str]]:
@@ -224,7 +234,10 @@ def get_tokenizer(cfg: Config, train_texts: Optional[Iterable[str]] = None) -> T
         records, _ = _read_all(cfg.data.train, cfg.data, labelled=True)
         train_texts = _texts(records)
     tok = train_tokenizer(train_texts, cfg.tokenizer)
-    atomic_write_text(path, tok.to_str())
+    try:
+        atomic_write_text(path, tok.to_str())
+    except OSError as exc:
+        raise DataError(_cache_problem(path.parent, exc)) from None
     return tok
 
 

@@ -49,9 +49,17 @@ def detect_format(path: str, cfg: DataConfig) -> str:
             f"to one of {', '.join(FORMATS)}"
         )
     if fmt == "txt":
-        with open(path, "rb") as handle:
-            if handle.read(len(FASTTEXT_PREFIX) + 3).lstrip(b"\xef\xbb\xbf").startswith(FASTTEXT_PREFIX.encode()):
-                return "fasttext"
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(len(FASTTEXT_PREFIX) + 3)
+        except FileNotFoundError:
+            raise DataError(f"data file {path} does not exist; check the path in the config or on the command line") from None
+        except IsADirectoryError:
+            raise DataError(f"data file {path} is a directory; pass a file") from None
+        except OSError as exc:
+            raise DataError(f"data file {path} cannot be read: {exc.strerror}") from None
+        if head.lstrip(b"\xef\xbb\xbf").startswith(FASTTEXT_PREFIX.encode()):
+            return "fasttext"
     return fmt
 
 
@@ -61,9 +69,13 @@ class _StrictLines:
     def __init__(self, raw: io.BufferedIOBase, path: str, encoding: str):
         self.raw, self.path, self.encoding = raw, path, encoding
         try:
-            self.decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+            info = codecs.lookup(encoding)
         except LookupError:
-            raise DataError(f"{path}: unknown encoding {encoding!r} in `data.encoding`") from None
+            info = None
+        if info is None or not info._is_text_encoding:  # e.g. base64 and rot13 are codecs, not encodings
+            raise DataError(f"{path}: unknown text encoding {encoding!r} in `data.encoding`; use e.g. utf-8, gbk, "
+                            "latin-1") from None
+        self.decoder = info.incrementaldecoder(errors="strict")
         self.offset = 0
         self.first = True
 
@@ -74,16 +86,23 @@ class _StrictLines:
                 if chunk.startswith(b"\xef\xbb\xbf") and self.encoding.replace("-", "").lower() in ("utf8", "utf8sig"):
                     self.offset += 3
                     chunk = chunk[3:]
-            try:
-                text = self.decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                raise DataError(
-                    f"{self.path}: invalid {self.encoding} at byte offset {self.offset + exc.start} "
-                    f"({exc.reason}); convert the file to UTF-8 or set `data.encoding` to the file's "
-                    "encoding (e.g. gbk, latin-1)"
-                ) from None
+            yield self._decode(chunk)
             self.offset += len(chunk)
-            yield text
+        tail = self._decode(b"", final=True)  # a multi-byte character cut off at the end of the file
+        if tail:
+            yield tail
+
+    def _decode(self, chunk: bytes, final: bool = False) -> str:
+        pending = len(self.decoder.getstate()[0])  # bytes of a character split across chunks
+        try:
+            return self.decoder.decode(chunk, final)
+        except UnicodeError as exc:  # UnicodeDecodeError, or e.g. utf-16 without a BOM
+            start = self.offset - pending + max(getattr(exc, "start", 0), 0)
+            reason = getattr(exc, "reason", None) or str(exc)
+            raise DataError(
+                f"{self.path}: invalid {self.encoding} at byte offset {start} ({reason}); convert the file to UTF-8 or set `data.encoding` to the file's "
+                "encoding (e.g. gbk, latin-1)"
+            ) from None
 
 
 def _open_lines(path: str, encoding: str) -> Iterator[str]:
@@ -115,6 +134,8 @@ class _Columns:
 
     def _index(self, column: Union[str, int], header: Optional[list[str]]) -> int:
         if isinstance(column, int):
+            if column < 0:
+                raise DataError(f"{self.path}: column index {column} is negative; columns are counted from 0")
             return column
         if header is None:
             raise DataError(
@@ -122,11 +143,23 @@ class _Columns:
                 "set `data.header: true` or give columns as 0-based indexes"
             )
         if column not in header:
+            hint = _delimiter_hint(header)
             raise DataError(
                 f"{self.path}: column {column!r} not found in the header (columns: "
-                f"{', '.join(repr(h) for h in header)}); fix `data.text_columns` / `data.label_column`"
+                f"{', '.join(repr(h[:40]) for h in header[:20])}{', ...' if len(header) > 20 else ''}); fix `data.text_columns` / `data.label_column`{hint}"
             )
         return header.index(column)
+
+
+def _delimiter_hint(header: list[str]) -> str:
+    """When the whole header is one field holding another delimiter, the delimiter is probably wrong."""
+    if len(header) == 1:
+        for name, char, fmt in (("tab", "\t", "tsv"), ("comma", ",", "csv"), ("semicolon", ";", "csv"),
+                                ("pipe", "|", "csv")):
+            if char in header[0]:
+                return (f"; the header looks {name}-separated: set `data.format: {fmt}` or "
+                        f"`data.delimiter: {char!r}`")
+    return ""
 
 
 def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
@@ -188,11 +221,12 @@ def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # also too-long integers and too-deep nesting
             if cfg.on_bad_lines == "skip":
                 bad_lines.append(line_no)
                 continue
-            raise DataError(f"{path}, line {line_no}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+            why = f"{exc.msg}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)[:80]
+            raise DataError(f"{path}, line {line_no}: not valid JSON ({why})") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}, line {line_no}: each line must be a JSON object, got {type(obj).__name__}")
         keys = list(cfg.text_columns) + ([cfg.label_column] if labelled else [])

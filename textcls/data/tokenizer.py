@@ -68,7 +68,11 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
         raise ConfigError(f"unknown tokenizer type {cfg.type!r}")
     tok.normalizer = _normalizer(cfg)
     tok.pre_tokenizer = _pre_tokenizer(cfg)
-    tok.train_from_iterator(_batched(texts), trainer=trainer)
+    try:
+        tok.train_from_iterator(_batched(texts), trainer=trainer)
+    except Exception as exc:  # tokenizers raises a bare Exception, e.g. when vocab_size is too small
+        raise ConfigError(f"training the {cfg.type} tokenizer failed ({exc}); try a larger `tokenizer.vocab_size` "
+                          "or another `tokenizer.type`") from None
     tok = _canonical_ids(tok)
     for i, special in enumerate(SPECIAL_TOKENS):
         if tok.token_to_id(special) != i:
@@ -112,6 +116,8 @@ def _batched(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
 
 def load_tokenizer(path: Path | str) -> Tokenizer:
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"tokenizer file {path} does not exist; check the path (a run directory has one)")
     try:
         tok = Tokenizer.from_file(str(path))
     except FileNotFoundError:

@@ -121,7 +121,7 @@ def _save_run_files(run_dir: Path, cfg: Config, corpus: Corpus) -> None:
 def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False) -> PretrainResult:
     """Pretrain the configured encoder; writes a run directory that `model.init_from` starts from."""
     run_dir = Path(output or cfg.output.dir)
-    cfg = _prepare_run_dir(cfg, run_dir, resume)
+    cfg, resume = _prepare_run_dir(cfg, run_dir, resume)  # no checkpoint yet: start over
     cfg.output.dir = str(run_dir)
     t, p = cfg.train, cfg.pretrain
     if t.num_threads:

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from textcls.errors import CheckpointError
 from textcls.io import atomic_write_json, recover_dir, replace_dir
-from textcls.rundir import load_state, load_weights, read_run_info, save_weights, write_run_info
-
+from textcls.rundir import load_state, load_weights, read_run_info, save_weights, write_run_info, write_weights
 
 def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
@@ -41,23 +41,45 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, loop_state: dict, scaler: Any = None) -> None:
     """Write a complete checkpoint into `path` (e.g. run/last) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        digest = save_weights(model.state_dict(), tmp / "model.safetensors")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as exc:
+        raise CheckpointError(f"cannot write a checkpoint in {path.parent} ({exc.strerror})") from None
+    try:
+        digest = write_weights(model.state_dict(), tmp / "model.safetensors")
         trainer = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
         if scaler is not None:
             trainer["scaler"] = scaler.state_dict()
-        torch.save(trainer, tmp / "trainer_state.pt")
+        _torch_save(trainer, tmp / "trainer_state.pt")
         atomic_write_json(tmp / "state.json", {**loop_state, "model_sha256": digest})
         replace_dir(tmp, path)
+    except (OSError, SafetensorError) as exc:
+        kept = "the previous checkpoint there is unchanged" if has_checkpoint(path) else "no checkpoint was saved"
+        raise CheckpointError(
+            f"cannot save the checkpoint {path} ({getattr(exc, 'strerror', None) or exc}); {kept}. "
+            "Free disk space or fix the folder's permissions, then continue with --resume"
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _torch_save(obj: Any, path: Path) -> None:
+    try:
+        torch.save(obj, path)
+    except RuntimeError as exc:  # torch's zip writer reports a full disk as a RuntimeError
+        raise OSError(f"writing {path.name} failed: {exc}") from exc
+
+
+def has_checkpoint(path: Path) -> bool:
+    """Whether `path` (e.g. run/last) holds a complete checkpoint, after undoing an interrupted swap."""
+    return (recover_dir(path) / "state.json").exists()
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, scaler: Any = None) -> dict:
-    """Restore model, optimizer, scheduler and RNG from `path`; returns the loop state."""
+                    scheduler: Any, scaler: Any = None, required: tuple[str, ...] = ("step",)) -> dict:
+    """Restore model, optimizer, scheduler and RNG from `path`; returns the loop state, which must hold the
+    `required` keys."""
     path = recover_dir(path)
     if not (path / "state.json").exists():
         raise CheckpointError(f"no resumable checkpoint in {path}; train without --resume to start over")
@@ -65,17 +87,30 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         loop_state = json.loads((path / "state.json").read_text())
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path / 'state.json'} cannot be read ({exc}); the checkpoint is damaged") from None
+    missing = [k for k in required if k not in loop_state] if isinstance(loop_state, dict) else list(required)
+    if missing:
+        raise CheckpointError(f"{path / 'state.json'} lacks {', '.join(missing)}; the checkpoint is damaged")
     state = load_weights(path / "model.safetensors", loop_state.get("model_sha256"))
     load_state(model, state, str(path / "model.safetensors"))
     try:
         trainer = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses anything but tensors and plain containers
-        raise CheckpointError(f"{path / 'trainer_state.pt'} cannot be loaded safely ({exc})") from None
-    optimizer.load_state_dict(trainer["optimizer"])
-    scheduler.load_state_dict(trainer["scheduler"])
-    if scaler is not None and "scaler" in trainer:
-        scaler.load_state_dict(trainer["scaler"])
-    set_rng_state(trainer["rng"])
+        raise CheckpointError(
+            f"{path / 'trainer_state.pt'} cannot be loaded safely ({str(exc).splitlines()[0][:200]}); it is damaged "
+            "or was not written by textcls. Nothing in it was executed. Delete the run directory's last/ folder "
+            "to start over"
+        ) from None
+    try:
+        optimizer.load_state_dict(trainer["optimizer"])
+        scheduler.load_state_dict(trainer["scheduler"])
+        if scaler is not None and "scaler" in trainer:
+            scaler.load_state_dict(trainer["scaler"])
+        set_rng_state(trainer["rng"])
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+        raise CheckpointError(
+            f"{path / 'trainer_state.pt'} does not fit this run ({type(exc).__name__}: {exc}); the checkpoint is "
+            "damaged or from another config"
+        ) from None
     return loop_state
 
 
@@ -95,13 +130,15 @@ def save_best(run_dir: Path, model: torch.nn.Module, keys: set[str] | None = Non
 
 
 def remove_stale_temp(run_dir: Path) -> None:
-    """Delete temp folders/files a killed run left behind (`.last.*`, `.model.safetensors.next`)."""
+    """Delete temp folders/files a killed run left behind (`.last.*`, `.model.safetensors.next`, and the
+    `.NAME.*.tmp` files of atomic writes)."""
     if not run_dir.exists():
         return
     for child in run_dir.iterdir():
         if re.fullmatch(r"\.(last|checkpoint-\d+)\..+", child.name) and child.is_dir():
             shutil.rmtree(child, ignore_errors=True)
-        elif child.name.startswith(".model.safetensors.") and child.is_file():
+        elif (child.name.startswith(".model.safetensors.") or re.fullmatch(r"\..+\.tmp", child.name)) \
+                and child.is_file():
             child.unlink(missing_ok=True)
 
 

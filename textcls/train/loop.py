@@ -33,8 +33,8 @@ from textcls.model.word_vectors import init_word_embeddings
 from textcls.rundir import (base_keys, base_reference, build_model, load_full_state, load_state, read_run_info,
                             save_run_files)
 from textcls.train import distributed
-from textcls.train.checkpoint import (keep_step_checkpoint, load_checkpoint, remove_stale_temp, save_best,
-                                      save_checkpoint)
+from textcls.train.checkpoint import (has_checkpoint, keep_step_checkpoint, load_checkpoint, remove_stale_temp,
+                                      save_best, save_checkpoint)
 from textcls.train.checks import check_device_options, check_label_options
 from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.logs import MetricsLog
@@ -68,7 +68,10 @@ def select_device(spec: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"`train.device` is {spec!r} but no CUDA device is available; use `auto` or `cpu`")
-    return torch.device(spec)
+    try:
+        return torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"`train.device` {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -101,15 +104,31 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> Config:
-    if resume:
-        saved = run_dir / "config.yaml"
+def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, bool]:
+    """The config to train with and whether a checkpoint is resumed.
+
+    `--resume` with no checkpoint yet (the run was killed before its first save) starts the run over.
+    """
+    saved = run_dir / "config.yaml"
+    if run_dir.is_dir():
+        remove_stale_temp(run_dir)
+    if resume and has_checkpoint(run_dir / "last"):
         if not saved.exists():
             raise CheckpointError(f"cannot resume: {run_dir} has no config.yaml; train without --resume first")
-        return config_from_dict(read_yaml(saved), source=str(saved))
+        read_run_info(run_dir)  # refuses a run directory written by an incompatible textcls
+        return config_from_dict(read_yaml(saved), source=str(saved)), True
+    if resume:
+        if saved.exists():
+            cfg = config_from_dict(read_yaml(saved), source=str(saved))
+            cfg.output.overwrite = True  # only the files of the interrupted run are there
+        if distributed.is_main():
+            console.print(f"{run_dir} has no checkpoint to resume yet; starting the run from step 0",
+                          highlight=False, soft_wrap=True)
     if run_dir.exists() and any(run_dir.iterdir()):
-        if (run_dir / "config.yaml").exists() and cfg.output.overwrite:
+        if saved.exists() and cfg.output.overwrite:
             for child in run_dir.iterdir():
+                if resume and child == saved:
+                    continue  # other ranks (torchrun) read it next; save_run_files rewrites it
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         elif (run_dir / "config.yaml").exists():
             raise ConfigError(
@@ -118,7 +137,7 @@ def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> Config:
             )
         else:
             raise ConfigError(f"output directory {run_dir} exists and is not empty; pick another --output")
-    return cfg
+    return cfg, False
 
 
 def _init_from(model: torch.nn.Module, run_dir_path: str) -> None:
@@ -163,7 +182,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     if distributed.launched():  # under torchrun: join the process group before touching any file
         distributed.setup(select_device(cfg.train.device))
     with distributed.main_first():  # rank 0 checks (and may clear) the run directory first
-        cfg = _prepare_run_dir(cfg, run_dir, resume)
+        cfg, resume = _prepare_run_dir(cfg, run_dir, resume)
     cfg.output.dir = str(run_dir)
     t = cfg.train
     if t.num_threads:
@@ -180,6 +199,9 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     if resume:
         tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     elif cfg.model.init_from:
+        if not (Path(cfg.model.init_from) / "model.safetensors").is_file():
+            raise ConfigError(f"`model.init_from` {cfg.model.init_from} is not a finished textcls run directory "
+                              "(no model.safetensors in it)")
         tokenizer = load_tokenizer(Path(cfg.model.init_from) / "tokenizer.json")
     data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok), tokenizer)
     check_label_options(cfg, data.labels)
@@ -226,7 +248,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     state = {"step": 0, "epoch": 0, "position": 0, "best": None, "best_step": None, "bad_evals": 0,
              "total_steps": total_steps, "loss_window": [0.0, 0]}  # train loss (sum, steps) since the last log
     if resume:
-        state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler)
+        state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler,
+                                required=("step", "epoch", "position", "total_steps"))
         if state.get("total_steps") != total_steps:
             raise CheckpointError(
                 f"cannot resume {run_dir} exactly: the run was planned for {state.get('total_steps')} steps but "
@@ -235,7 +258,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     state.update(distributed.layout_state(t.grad_accum))
     if resume and main:
         console.print(f"resuming {run_dir} at step {state['step']}/{total_steps} "
-                      f"(epoch {state['epoch']}, batch {state['position']})", highlight=False)
+                      f"(epoch {state['epoch']}, batch {state['position']})", highlight=False, soft_wrap=True)
     progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet and main)
     started = time.perf_counter()
     saved_step = [state["step"] if resume else None]  # step of the newest `last/`

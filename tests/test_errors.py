@@ -1,0 +1,348 @@
+"""A catalogue of bad inputs: each one exits with code 2, prints no traceback, and names the file, line or key.
+
+Most cases run the CLI in-process with typer's CliRunner (fast); one runs `python -m textcls` for real.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
+from textcls.cli import app
+from textcls.data.pipeline import prepare_data
+from textcls.train.loop import train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A tiny finished run (3 steps) on SST-2 rows, shared by the eval/predict cases."""
+    root = tmp_path_factory.mktemp("errors_run")
+    tr = write_tsv(root / "train.tsv", sst2_slice(120))
+    va = write_tsv(root / "valid.tsv", sst2_slice(40, "dev"))
+    cfg = tiny_config(tr, va, root / "run", data={"cache_dir": str(root / "cache")})
+    cfg.train.max_steps = 3
+    train(cfg, quiet=True)
+    return root / "run"
+
+
+def cli(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def user_error(result, *needles: str) -> str:
+    """Assert exit 2, a one-paragraph message and no traceback; return the message."""
+    stderr = result.stderr
+    assert result.exit_code == 2, (result.exit_code, stderr, result.exception)
+    assert "Traceback" not in stderr and "Traceback" not in result.stdout
+    assert stderr.startswith("error:"), stderr
+    for needle in needles:
+        assert needle in stderr, (needle, stderr)
+    return stderr
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def write_config(path: Path, text: str) -> Path:
+    return write(path, text)
+
+
+GOOD_CONFIG = """
+data: {train: train.tsv, text_columns: [sentence], label_column: label, max_length: 32}
+tokenizer: {vocab_size: 200, min_frequency: 1}
+model: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 32, max_positions: 64}
+train: {max_steps: 1, batch_size: 8}
+"""
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_missing_data_file(run_dir, tmp_path):
+    user_error(cli("eval", run_dir, tmp_path / "nope.tsv"), "nope.tsv", "does not exist")
+
+
+def test_missing_config_file(tmp_path):
+    user_error(cli("train", tmp_path / "nope.yaml"), "nope.yaml", "does not exist")
+
+
+def test_directory_instead_of_file(run_dir, tmp_path):
+    user_error(cli("eval", run_dir, tmp_path), str(tmp_path), "directory")
+    user_error(cli("predict", run_dir, tmp_path), str(tmp_path), "directory")
+    user_error(cli("train", tmp_path), str(tmp_path), "directory")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file(run_dir, tmp_path):
+    data = write(tmp_path / "locked.tsv", "sentence\tlabel\nfine\t1\n")
+    text = write(tmp_path / "locked.txt", "fine\n")
+    config = write(tmp_path / "locked.yaml", GOOD_CONFIG)
+    for path in (data, text, config):
+        path.chmod(0)
+    user_error(cli("eval", run_dir, data), "locked.tsv", "cannot be read")
+    user_error(cli("predict", run_dir, text), "locked.txt")
+    user_error(cli("train", config), "locked.yaml", "cannot be read")
+
+
+def test_empty_data_file(run_dir, tmp_path):
+    user_error(cli("eval", run_dir, write(tmp_path / "empty.tsv", "")), "empty.tsv", "empty")
+    only_header = write(tmp_path / "header.tsv", "sentence\tlabel\n")
+    user_error(cli("eval", run_dir, only_header), "header.tsv", "no usable rows")
+
+
+def test_empty_config_file(tmp_path):
+    user_error(cli("train", write_config(tmp_path / "empty.yaml", "")), "data.train")
+
+
+def test_wrong_delimiter(run_dir, tmp_path):
+    path = write(tmp_path / "commas.tsv", "sentence,label\na fine film,1\n")
+    user_error(cli("eval", run_dir, path), "commas.tsv", "'sentence'", "comma-separated", "data.delimiter")
+
+
+@pytest.mark.parametrize("row, found", [("just text", 1), ("text\t1\textra", 3)])
+def test_wrong_field_count_names_the_line(run_dir, tmp_path, row, found):
+    path = write(tmp_path / "bad.tsv", f"sentence\tlabel\ngood text\t1\n{row}\nmore\t0\n")
+    user_error(cli("eval", run_dir, path), "bad.tsv, line 3", f"found {found}", "data.on_bad_lines: skip")
+
+
+def test_skip_bad_lines_reports_count_and_lines(tmp_path, caplog):
+    rows = sst2_slice(40)
+    lines = ["sentence\tlabel"] + [f"{t}\t{y}" for t, y in rows]
+    lines[5] = "too\tmany\tfields"  # line 6
+    lines[9] = "no label here"  # line 10
+    lines[12] = "   \t1"  # line 13: whitespace-only text
+    write(tmp_path / "train.tsv", "\n".join(lines) + "\n")
+    cfg = tiny_config(tmp_path / "train.tsv", None, tmp_path / "run", data={"on_bad_lines": "skip"})
+    with caplog.at_level(logging.WARNING, logger="textcls"):
+        data = prepare_data(cfg)
+    assert len(data.train) == 37
+    assert "skipped 3 bad line(s)" in caplog.text and "6, 10, 13" in caplog.text
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_empty_or_blank_text(run_dir, tmp_path, text):
+    path = write(tmp_path / "blank.tsv", f"sentence\tlabel\nfine\t1\n{text}\t0\n")
+    user_error(cli("eval", run_dir, path), "blank.tsv, line 3", "text is empty")
+
+
+def test_missing_label(run_dir, tmp_path):
+    path = write(tmp_path / "nolabel.tsv", "sentence\tlabel\nfine\t1\nno label\t \n")
+    user_error(cli("eval", run_dir, path), "nolabel.tsv, line 3", "label is missing")
+
+
+def test_label_never_seen_in_training(run_dir, tmp_path):
+    path = write(tmp_path / "unseen.tsv", "sentence\tlabel\nfine\t1\nodd\tneutral\n")
+    user_error(cli("eval", run_dir, path), "unseen.tsv, line 3", "'neutral'", "never occurs")
+
+
+def test_invalid_utf8_names_byte_offset(run_dir, tmp_path):
+    path = write(tmp_path / "latin.tsv", b"sentence\tlabel\ncaf\xe9 film\t1\n")
+    user_error(cli("eval", run_dir, path), "latin.tsv", "byte offset 18", "data.encoding")
+    cut = write(tmp_path / "cut.txt", "fine\nhalf a character \u20ac".encode()[:-1])
+    user_error(cli("predict", run_dir, cut), "cut.txt", "byte offset 22", "data.encoding")
+
+
+def test_bom_and_crlf_work(run_dir, tmp_path):
+    path = write(tmp_path / "windows.tsv", b"\xef\xbb\xbfsentence\tlabel\r\na fine film\t1\r\na dull film\t0\r\n")
+    report = tmp_path / "report.json"
+    result = cli("eval", run_dir, path, "--report", report)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(report.read_text())["examples"] == 2
+    out = tmp_path / "pred.jsonl"
+    assert cli("predict", run_dir, write(tmp_path / "w.txt", b"\xef\xbb\xbfone\r\ntwo\r\n"), "-o", out).exit_code == 0
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_csv_quotes_and_embedded_newlines_work(run_dir, tmp_path):
+    path = write(tmp_path / "quoted.csv", 'sentence,label\n"a ""fine"", long\nfilm",1\n"plain, with comma",0\nbare,1\n')
+    report = tmp_path / "report.json"
+    result = cli("eval", run_dir, path, "--report", report)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(report.read_text())["examples"] == 3
+    unclosed = write(tmp_path / "unclosed.csv", 'sentence,label\nok,1\n"never closed,0\n')
+    user_error(cli("eval", run_dir, unclosed), "unclosed.csv")
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def test_yaml_syntax_error_names_line_and_column(tmp_path):
+    path = write_config(tmp_path / "broken.yaml", "data:\n  train: x.tsv\n  text_columns: [a, b\nmodel: {}\n")
+    user_error(cli("train", path), "broken.yaml", "not valid YAML", "line 4, column")
+
+
+def test_yaml_value_python_cannot_hold(tmp_path):
+    path = write_config(tmp_path / "date.yaml", "data: {train: 2024-02-30}\n")
+    user_error(cli("train", path), "date.yaml", "day is out of range")
+
+
+def test_wrong_types_and_ranges_listed_together(tmp_path):
+    path = write_config(tmp_path / "bad.yaml", GOOD_CONFIG)
+    msg = user_error(cli("train", path, "--set", "model.hidden_size=30", "--set", "model.num_heads=4",
+                         "--set", "train.lr=-1e-3", "--set", "model.dropout=1.0", "--set", "train.batch_size=big",
+                         "--set", "train.epochs=nan"),
+                     "bad.yaml", "5 problem(s)", "`model.hidden_size` (30) must be divisible by `model.num_heads` (4)",
+                     "`train.lr` must be positive", "`model.dropout` must be in [0, 1), got 1.0",
+                     "`train.batch_size` must be int, got 'big'", "`train.epochs` must be a finite number")
+    assert "\n" not in msg.strip()  # one paragraph
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path):
+    path = write_config(tmp_path / "typo.yaml", GOOD_CONFIG + "optim: {}\n")
+    user_error(cli("train", path, "--set", "train.learning_rate=1"), "unknown key `train.learning_rate`",
+               "unknown key `optim`")
+
+
+def test_more_positions_than_the_model_has(tmp_path):
+    path = write_config(tmp_path / "long.yaml", GOOD_CONFIG)
+    user_error(cli("train", path, "--set", "data.max_length=100"), "`data.max_length` (100)",
+               "`model.max_positions` = 64")
+    user_error(cli("train", path, "--set", "data.max_length=100", "--set", "model.position=sinusoidal"),
+               "`data.max_length` (100)")
+
+
+def test_data_error_during_training_names_the_line(tmp_path):
+    write(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\nbad\t1\textra\n")
+    user_error(cli("train", write_config(tmp_path / "c.yaml", GOOD_CONFIG), "-o", tmp_path / "run"),
+               "train.tsv, line 3")
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("tokenizer.type=unigram", "try a larger `tokenizer.vocab_size`"),
+    ("train.device=tpu", "`train.device` 'tpu' is not a device"),
+    ("train.metric=f1", "`train.metric` must be one of"),
+    ("model.init_from=.", "is not a finished textcls run directory"),
+    ("tokenizer.path=c.yaml", "c.yaml cannot be loaded"),
+])
+def test_library_failures_become_messages(tmp_path, monkeypatch, override, needle):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "train.tsv", "sentence\tlabel\na good film\t1\na bad film\t0\n")
+    config = write_config(tmp_path / "c.yaml", GOOD_CONFIG)
+    user_error(cli("train", config, "-o", tmp_path / "run", "--set", "tokenizer.vocab_size=6", "--set", override),
+               needle)
+
+
+def test_self_referencing_yaml_is_refused(tmp_path):
+    path = write_config(tmp_path / "loop.yaml", "tune: &a {x: *a}\n")
+    user_error(cli("train", path), "loop.yaml", "nested too deeply")
+
+
+# --------------------------------------------------------------------------- run directories
+
+
+def copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+def test_run_directory_from_another_version(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "format_version": 99, "textcls_version": "9.0"}))
+    user_error(cli("eval", run, tmp_path / "x.tsv"), "textcls 9.0", "format 99", "cannot read")
+    (run / "run.json").write_text("[1, 2]")
+    user_error(cli("predict", run, "-"), "run.json", "damaged")
+
+
+def test_resume_of_a_run_from_another_version(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "format_version": 99}))
+    user_error(cli("train", "--resume", "-o", run), "format 99", "cannot read")
+
+
+def test_unwritable_cache_folder(tmp_path):
+    write(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\nbad\t0\n")
+    blocker = write(tmp_path / "not_a_folder", "")
+    config = write_config(tmp_path / "c.yaml", GOOD_CONFIG)
+    user_error(cli("train", config, "-o", tmp_path / "run", "--set", f"data.cache_dir={blocker}/cache"),
+               "not_a_folder", "TEXTCLS_CACHE")
+
+
+def test_truncated_weights_fail_the_checksum(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path)
+    weights = run / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    user_error(cli("predict", run, "-"), "model.safetensors", "checksum")
+
+
+def test_corrupted_weights_without_checksum(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path)
+    (run / "run.json").unlink()
+    (run / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    user_error(cli("predict", run, "-"), "model.safetensors", "not safetensors")
+
+
+def test_not_a_run_directory(tmp_path):
+    user_error(cli("eval", tmp_path / "nowhere", tmp_path / "x.tsv"), "nowhere", "does not exist")
+    user_error(cli("predict", tmp_path, "-"), "no config.yaml")
+
+
+def test_damaged_tokenizer_and_labels(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path)
+    (run / "tokenizer.json").write_text("{")
+    user_error(cli("predict", run, "-"), "tokenizer.json")
+    shutil.copy(run_dir / "tokenizer.json", run / "tokenizer.json")
+    (run / "labels.json").write_text('{"a": 1}')
+    user_error(cli("predict", run, "-"), "labels.json")
+
+
+def test_predict_on_empty_file(run_dir, tmp_path):
+    out = tmp_path / "out.jsonl"
+    user_error(cli("predict", run_dir, write(tmp_path / "empty.txt", ""), "-o", out), "empty.txt", "empty")
+    assert not out.exists() and not list(tmp_path.glob(".out.jsonl.*"))
+
+
+def test_predict_into_a_missing_folder(run_dir, tmp_path):
+    src = write(tmp_path / "in.txt", "one\n")
+    blocker = write(tmp_path / "file", "")
+    user_error(cli("predict", run_dir, src, "-o", blocker / "sub" / "out.jsonl"), str(blocker))
+
+
+def test_output_path_through_a_file(tmp_path):
+    blocker = write(tmp_path / "data.tsv", "")
+    config = write_config(tmp_path / "c.yaml", GOOD_CONFIG)
+    user_error(cli("schedule", config, "--steps", "10", "--plot", blocker / "lr.png"), "data.tsv", "in the way")
+
+
+def test_resume_with_damaged_state(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path)
+    (run / "last" / "state.json").write_text('{"step": 1}')
+    user_error(cli("train", "--resume", "-o", run), "state.json", "epoch")
+
+
+# --------------------------------------------------------------------------- bugs stay loud
+
+
+def test_a_genuine_bug_still_exits_1_with_the_exception(run_dir, tmp_path, monkeypatch):
+    import textcls.evaluation
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(textcls.evaluation, "evaluate_file", broken)
+    result = cli("eval", run_dir, tmp_path / "x.tsv")
+    assert result.exit_code == 1 and isinstance(result.exception, ZeroDivisionError)
+
+    def os_bug(*args, **kwargs):
+        raise OSError("no file involved")
+    monkeypatch.setattr(textcls.evaluation, "evaluate_file", os_bug)
+    result = cli("eval", run_dir, tmp_path / "x.tsv")
+    assert result.exit_code == 1 and isinstance(result.exception, OSError)
+
+
+def test_real_process_prints_one_paragraph_without_traceback(tmp_path):
+    path = write_config(tmp_path / "broken.yaml", "model: {hidden_size: 33, num_heads: 2}\ntrain: [\n")
+    proc = run_cli("train", str(path))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "broken.yaml" in proc.stderr and "line 3" in proc.stderr
+    assert proc.stderr.strip().startswith("error:")
