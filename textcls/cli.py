@@ -74,6 +74,9 @@ def _logging() -> None:
 
 
 SetOption = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
+OutputOption = typer.Option(None, "--output", "-o", help="Run directory (overrides output.dir).")
+ResumeOption = typer.Option(False, "--resume", help="Continue the run in the output directory from last/.")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
 
 
 @app.command()
@@ -81,9 +84,9 @@ SetOption = typer.Option(None, "--set", "-s", help="Override a config key, e.g. 
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML config; none = the demo config."),
     overrides: Optional[list[str]] = SetOption,
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (overrides output.dir)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in the output directory from last/."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    output: Optional[Path] = OutputOption,
+    resume: bool = ResumeOption,
+    quiet: bool = QuietOption,
 ) -> None:
     """Train a tokenizer and classifier; writes a run directory."""
     from textcls.config import load_config
@@ -106,9 +109,9 @@ def train(
 def pretrain(
     config: Path = typer.Argument(..., help="YAML config with a `pretrain` section (files, masking, SOP)."),
     overrides: Optional[list[str]] = SetOption,
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (overrides output.dir)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in the output directory from last/."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    output: Optional[Path] = OutputOption,
+    resume: bool = ResumeOption,
+    quiet: bool = QuietOption,
 ) -> None:
     """Masked-LM (+ sentence-order) pretraining on unlabelled text; `model.init_from` starts from the result."""
     from textcls.config import load_config
