@@ -120,6 +120,10 @@ def pretrain(
     _logging()
     cfg = load_config(config, overrides or [])
     result = run_pretraining(cfg, output, resume=resume, quiet=quiet)
+    from textcls.train.distributed import is_main
+
+    if not is_main():  # under torchrun only rank 0 reports
+        return
     held_out = " ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     err.print(f"[green]done[/]: {result.steps} steps in {result.seconds:.1f}s ({result.tokens_per_second:,.0f} "
               f"tokens/s){'; held out: ' + held_out if held_out else ''}; run directory {result.run_dir}",

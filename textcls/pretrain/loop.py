@@ -27,6 +27,7 @@ from textcls.pretrain.heads import PretrainModel
 from textcls.pretrain.masking import batch_rng, mask_tokens, valid_rng
 from textcls.pretrain.packing import IGNORE, Blocks, collate_blocks
 from textcls.rundir import save_weights, write_run_info
+from textcls.train import distributed
 from textcls.train.checkpoint import load_checkpoint, save_checkpoint
 from textcls.train.evaluate import autocast_context
 from textcls.train.loop import Interrupted, _prepare_run_dir, _StopFlag, seed_everything, select_device
@@ -121,21 +122,29 @@ def _save_run_files(run_dir: Path, cfg: Config, corpus: Corpus) -> None:
 def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False) -> PretrainResult:
     """Pretrain the configured encoder; writes a run directory that `model.init_from` starts from."""
     run_dir = Path(output or cfg.output.dir)
-    cfg, resume = _prepare_run_dir(cfg, run_dir, resume)  # no checkpoint yet: start over
+    if distributed.launched():  # under torchrun: join the process group before touching any file
+        distributed.setup(select_device(cfg.train.device))
+    with distributed.main_first():  # rank 0 checks (and may clear) the run directory first
+        cfg, resume = _prepare_run_dir(cfg, run_dir, resume)  # no checkpoint yet: start over
     cfg.output.dir = str(run_dir)
     t, p = cfg.train, cfg.pretrain
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    device = select_device(t.device)
-    corpus = build_corpus(cfg, load_tokenizer(run_dir / "tokenizer.json") if resume else None)
-    if not resume:
+    device = distributed.setup(select_device(t.device))  # cuda:LOCAL_RANK under torchrun
+    main = distributed.is_main()  # only rank 0 writes files and prints
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json") if resume else None
+    corpus = distributed.prepare_once(lambda tok: build_corpus(cfg, tok), tokenizer)
+    if not resume and main:
         _save_run_files(run_dir, cfg, corpus)
     masker = _Masker(cfg, corpus)
+    if resume:  # keep the checkpoint's global batch at this world size
+        t.grad_accum = distributed.grad_accum_on_resume(run_dir / "last", t.grad_accum)
 
     seed_everything(t.seed)
     model = PretrainModel(cfg.model, corpus.tokenizer.get_vocab_size(), masker.pad_id, p.sop).to(device)
+    train_model = distributed.wrap_model(model, device)  # DDP under torchrun; save/eval use `model`
     batches_per_epoch = math.ceil(len(corpus.train) / t.batch_size)
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / t.grad_accum))
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / (t.grad_accum * distributed.world_size())))
     total_steps = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(t, total_steps))
@@ -144,17 +153,23 @@ def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, q
     state = {"step": 0, "epoch": 0, "position": 0, "total_steps": total_steps, "train_loss": 0.0, "train_n": 0}
     if resume:
         state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler)
-        console.print(f"resuming {run_dir} at step {state['step']}/{total_steps} "
-                      f"(epoch {state['epoch']}, batch {state['position']})", highlight=False)
-    progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet)
+        if main:
+            console.print(f"resuming {run_dir} at step {state['step']}/{total_steps} "
+                          f"(epoch {state['epoch']}, batch {state['position']})", highlight=False)
+    state.update(distributed.layout_state(t.grad_accum))
+    progress = TrainProgress(total_steps, state["step"], t.log_every, enabled=not quiet and main)
     started, tokens_seen = time.perf_counter(), 0
     last_metrics: dict = {}
 
     def checkpoint() -> None:
-        save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
+        if main:
+            save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
 
     def run_eval(kind: str) -> None:
         nonlocal last_metrics
+        if not main:  # rank 0 evaluates and writes; the others wait for it at the next all-reduce
+            state.update(train_loss=0.0, train_n=0)
+            return
         metrics = evaluate_mlm(model, corpus.valid, masker, t.eval_batch_size, t.seed, device, t.precision) \
             if len(corpus.valid) else {}
         record = {"step": state["step"], "epoch": state["epoch"], "kind": kind, "lr": scheduler.get_last_lr()[0],
@@ -177,22 +192,29 @@ def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, q
                 epoch = state["epoch"]
                 batches = epoch_batches(len(corpus.train), t.batch_size, t.seed, epoch)
                 micro, loss_sum, n_tokens, n_blocks = 0, 0.0, 0, 0
-                for position in range(state["position"], len(batches)):
-                    batch, inputs, labels = masker(corpus.train, batches[position], batch_rng(t.seed, epoch, position))
-                    with autocast_context(device, t.precision):
-                        mlm_logits, sop_logits = model(inputs.to(device), batch.attention_mask.to(device),
-                                                       batch.token_type_ids.to(device), labels.to(device))
-                    loss = _objective(_losses(mlm_logits, sop_logits, labels.to(device),
-                                              batch.sop_labels.to(device)), p.sop_weight)
-                    scaled = loss / t.grad_accum
-                    (scaler.scale(scaled) if scaler else scaled).backward()
+                # One block batch per rank and micro-step; `position` counts batches over all ranks.
+                for index, own, consumed, blocks in distributed.shard(batches, state["position"]):
+                    # Masks depend on the batch's global position, so they match a single-process run.
+                    at = state["position"] + (distributed.rank() if own else 0)
+                    batch, inputs, labels = masker(corpus.train, index, batch_rng(t.seed, epoch, at))
+                    last_in_epoch = state["position"] + consumed >= len(batches)
+                    sync = (micro + 1) % t.grad_accum == 0 or last_in_epoch
+                    with distributed.sync_gradients(train_model, sync):
+                        with autocast_context(device, t.precision):
+                            mlm_logits, sop_logits = train_model(inputs.to(device), batch.attention_mask.to(device),
+                                                                 batch.token_type_ids.to(device), labels.to(device))
+                        loss = _objective(_losses(mlm_logits, sop_logits, labels.to(device),
+                                                  batch.sop_labels.to(device)), p.sop_weight)
+                        if not own:  # a stand-in: join the all-reduce with a zero gradient
+                            loss = loss * 0.0
+                        scaled = loss / t.grad_accum
+                        (scaler.scale(scaled) if scaler else scaled).backward()
                     micro += 1
                     loss_sum += loss.item()
                     n_tokens += int(batch.attention_mask.sum())
-                    n_blocks += len(batches[position])
-                    state["position"] = position + 1
-                    last_in_epoch = state["position"] >= len(batches)
-                    if micro % t.grad_accum and not last_in_epoch:
+                    n_blocks += blocks
+                    state["position"] += consumed
+                    if not sync:
                         continue
                     optimizer_step(model, optimizer, scaler, t.max_grad_norm)
                     scheduler.step()
@@ -209,7 +231,7 @@ def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, q
                         run_eval("step")
                     elif t.checkpoint_every and step % t.checkpoint_every == 0:
                         checkpoint()
-                    if flag.raised:
+                    if step < total_steps and distributed.any_true(flag.raised):  # all ranks stop together
                         checkpoint()
                         raise Interrupted(run_dir)
                     if step >= total_steps or last_in_epoch:
@@ -221,5 +243,6 @@ def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, q
                         checkpoint()
         finally:
             progress.close()
+    distributed.barrier()  # return together, after rank 0 has written the final files
     seconds = time.perf_counter() - started
     return PretrainResult(run_dir, state["step"], seconds, tokens_seen / max(seconds, 1e-9), last_metrics)
