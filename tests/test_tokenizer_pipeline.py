@@ -107,3 +107,18 @@ def test_tokenizer_training_is_reproducible_across_processes(tmp_path):
     outs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout
             for _ in range(2)]
     assert outs[0] == outs[1]
+
+
+def test_a_cold_run_reads_the_training_file_once(tmp_path, monkeypatch):
+    train, valid = write_tsv(tmp_path / "t.tsv", sst2_slice(120)), write_tsv(tmp_path / "v.tsv", sst2_slice(20, "dev"))
+    cfg = tiny_config(train, valid, tmp_path / "run")
+    reads: list[str] = []
+    real = pipeline.iter_records
+
+    def counting(path, *args, **kwargs):
+        reads.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "iter_records", counting)
+    prepare_data(cfg)  # trains the tokenizer and tokenizes both splits
+    assert reads.count(str(train)) == 1 and reads.count(str(valid)) == 1

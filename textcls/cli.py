@@ -73,6 +73,14 @@ def _logging() -> None:
     logging.getLogger("textcls").setLevel(logging.INFO if sys.stderr.isatty() else logging.WARNING)
 
 
+def _done(summary: str) -> None:
+    """The closing line of a training run; under torchrun only rank 0 prints it."""
+    from textcls.train.distributed import is_main
+
+    if is_main():
+        err.print(f"[green]done[/]: {summary}", highlight=False)
+
+
 SetOption = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
 OutputOption = typer.Option(None, "--output", "-o", help="Run directory (overrides output.dir).")
 ResumeOption = typer.Option(False, "--resume", help="Continue the run in the output directory from last/.")
@@ -90,18 +98,14 @@ def train(
 ) -> None:
     """Train a tokenizer and classifier; writes a run directory."""
     from textcls.config import load_config
-    from textcls.train.distributed import is_main
     from textcls.train.loop import train as run_training
 
     _logging()
     cfg = load_config(config, overrides or [])
     result = run_training(cfg, output, resume=resume, quiet=quiet)
-    if not is_main():  # under torchrun only rank 0 reports
-        return
     best = f", best {cfg.train.metric} {result.best_metric:.4f}" if result.best_metric is not None else ""
-    err.print(f"[green]done[/]: {result.steps} steps in {result.seconds:.1f}s "
-              f"({result.examples_per_second:,.0f} examples/s){best}; run directory {result.run_dir}",
-              highlight=False)
+    _done(f"{result.steps} steps in {result.seconds:.1f}s ({result.examples_per_second:,.0f} examples/s){best}; "
+          f"run directory {result.run_dir}")
 
 
 @app.command()
@@ -120,14 +124,9 @@ def pretrain(
     _logging()
     cfg = load_config(config, overrides or [])
     result = run_pretraining(cfg, output, resume=resume, quiet=quiet)
-    from textcls.train.distributed import is_main
-
-    if not is_main():  # under torchrun only rank 0 reports
-        return
     held_out = " ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-    err.print(f"[green]done[/]: {result.steps} steps in {result.seconds:.1f}s ({result.tokens_per_second:,.0f} "
-              f"tokens/s){'; held out: ' + held_out if held_out else ''}; run directory {result.run_dir}",
-              highlight=False)
+    _done(f"{result.steps} steps in {result.seconds:.1f}s ({result.tokens_per_second:,.0f} tokens/s)"
+          f"{'; held out: ' + held_out if held_out else ''}; run directory {result.run_dir}")
 
 
 @app.command("eval")

@@ -7,6 +7,7 @@ not re-read or re-tokenize the text. The trained tokenizer is cached the same wa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import datasets
 import numpy as np
@@ -117,7 +118,7 @@ class SplitInfo:
     skipped_lines: list[int]
 
 
-def _records_to_dataset(records: list[Record], labels_of: Optional[callable], has_pairs: bool) -> datasets.Dataset:
+def _records_to_dataset(records: list[Record], labels_of: Optional[Callable[[list[Record]], dict]], has_pairs: bool) -> datasets.Dataset:
     columns: dict = {"text": [r.text for r in records], "line": [r.line for r in records]}
     if has_pairs:
         columns["text_pair"] = [r.text_pair or "" for r in records]
@@ -151,7 +152,7 @@ def _read_all(path: str, cfg: DataConfig, labelled: bool) -> tuple[list[Record],
 
 
 def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[list[str]],
-                  records: Optional[list[Record]] = None) -> tuple[datasets.Dataset, SplitInfo]:
+                  read: Optional[Callable[[], tuple[list[Record], list[int]]]] = None) -> tuple[datasets.Dataset, SplitInfo]:
     """Tokenize one labelled file into a cached Arrow dataset (reused when nothing changed).
 
     `labels=None` means "take the label list from this file" (the training split); it is then
@@ -172,10 +173,7 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
             return ds, SplitInfo(path, meta["rows"], meta["skipped_lines"])
         except Exception:  # a damaged cache entry is rebuilt, never trusted
             shutil.rmtree(entry, ignore_errors=True)
-    if records is None:
-        records, skipped = _read_all(path, cfg, labelled=True)
-    else:
-        skipped = []
+    records, skipped = read() if read is not None else _read_all(path, cfg, labelled=True)
     if labels is None:
         namer = LabelNamer(cfg)
         labels = build_labels(([namer(x) for x in r.labels] for r in records), cfg)
@@ -208,17 +206,21 @@ def _cache_problem(folder: Path, exc: OSError) -> str:
             "point `data.cache_dir` (or the TEXTCLS_CACHE variable) to a writable folder")
 
 
-def split_labels(ds_path_meta: datasets.Dataset) -> Optional[list[str]]:
+def split_labels(ds: datasets.Dataset) -> Optional[list[str]]:
     """The label list stored with a cached training split."""
-    files = ds_path_meta.cache_files
+    files = ds.cache_files
     if not files:
         return None
     meta = Path(files[0]["filename"]).parent / "meta.json"
     return json.loads(meta.read_text())["labels"] if meta.exists() else None
 
 
-def get_tokenizer(cfg: Config, train_texts: Optional[Iterable[str]] = None) -> Tokenizer:
-    """Load `tokenizer.path`, else reuse a cached one trained on this training file, else train one."""
+def get_tokenizer(cfg: Config, read: Optional[Callable[[], tuple[list[Record], list[int]]]] = None) -> Tokenizer:
+    """Load `tokenizer.path`, else reuse a cached one trained on this training file, else train one.
+
+    `read()` returns the training file's records (and skipped lines); prepare_data passes one that
+    reads the file once for both the tokenizer and the tokenized split.
+    """
     if cfg.tokenizer.path:
         return load_tokenizer(cfg.tokenizer.path)
     ident = _file_identity(cfg.data.train)
@@ -230,10 +232,8 @@ def get_tokenizer(cfg: Config, train_texts: Optional[Iterable[str]] = None) -> T
             return load_tokenizer(path)
         except Exception:
             path.unlink(missing_ok=True)
-    if train_texts is None:
-        records, _ = _read_all(cfg.data.train, cfg.data, labelled=True)
-        train_texts = _texts(records)
-    tok = train_tokenizer(train_texts, cfg.tokenizer)
+    records, _ = read() if read is not None else _read_all(cfg.data.train, cfg.data, labelled=True)
+    tok = train_tokenizer(_texts(records), cfg.tokenizer)
     try:
         atomic_write_text(path, tok.to_str())
     except OSError as exc:
@@ -262,10 +262,10 @@ def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None) -> Prepared
     if not d.train:
         raise DataError("no training file: set `data.train` in the config (or `--set data.train=FILE`)")
     _file_identity(d.train)
-    records = None
+    read_once = functools.lru_cache(maxsize=1)(lambda: _read_all(d.train, d, labelled=True))
     if tokenizer is None:
-        tokenizer = get_tokenizer(cfg)
-    train, _ = tokenize_file(d.train, d, tokenizer, labels=None, records=records)
+        tokenizer = get_tokenizer(cfg, read_once)
+    train, _ = tokenize_file(d.train, d, tokenizer, labels=None, read=read_once)
     labels = split_labels(train)
     valid = None
     if d.valid:
