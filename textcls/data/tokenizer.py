@@ -83,8 +83,11 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
 def _canonical_ids(tok: Tokenizer) -> Tokenizer:
     """Renumber the vocabulary deterministically: specials first, then by token (by score for unigram).
 
-    The `tokenizers` trainers pick the same vocabulary on every run but number it in hash-map
-    order, which differs between processes; fixed ids make a seed reproduce the same weights.
+    The `tokenizers` trainers number the vocabulary in hash-map order, which differs between
+    processes; fixed ids remove that difference. They also break frequency ties at the vocabulary
+    cutoff in that order, so on large corpora the wordpiece/bpe vocabulary itself can differ by a few
+    tokens between processes: reproducibility across machines needs the saved tokenizer.json
+    (`tokenizer.path`); on one machine the tokenizer is cached per training file.
     """
     spec = json.loads(tok.to_str())
     model = spec["model"]
