@@ -119,3 +119,53 @@ def test_pool_layers_sums_the_last_k_layers():
     hidden = model.encode(ids, mask, return_all=True).hidden
     want = model.head(model.pooler(hidden[-1] + hidden[-2], mask))
     torch.testing.assert_close(model(ids, mask), want, rtol=0, atol=1e-6)
+
+
+def test_ngram_buckets_hash_windows_and_skip_padding_and_the_start():
+    from textcls.model.embeddings import NgramEmbedding
+    ngram = NgramEmbedding([2, 3], buckets=1000, dim=4, pad_id=0)
+    ids = torch.tensor([[2, 10, 11, 12, 3, 0, 0],
+                        [2, 7, 10, 11, 12, 3, 0]])
+    rows = ngram.bucket_ids(ids)  # (B, T, orders)
+    assert rows.shape == (2, 7, 2)
+    bigram, trigram = rows[..., 0], rows[..., 1]
+    assert bigram[0, 0] == 0 and trigram[0, :2].tolist() == [0, 0]  # windows that start before position 0
+    assert bigram[0, 5:].tolist() == [0, 0] and trigram[1, 6] == 0  # windows touching padding
+    assert bool((bigram[0, 1:5] > 0).all()) and bool((trigram[0, 2:5] > 0).all())
+    assert bigram[0, 2] == bigram[1, 3]  # the same (10, 11) window anywhere gets the same bucket
+    assert trigram[0, 3] == trigram[1, 4]  # (10, 11, 12)
+    assert bigram[0, 2] != bigram[0, 3]  # (10, 11) vs (11, 12)
+    assert int(rows.max()) <= 1000
+    assert ngram.table.weight[0].abs().sum() == 0  # row 0 is the padding row
+
+
+def test_ngram_embeddings_are_added_saved_and_padding_blind():
+    torch.manual_seed(0)
+    cfg = model_cfg(type_vocab_size=0, embeddings={"ngram_orders": [2], "ngram_buckets": 50})
+    emb = Embeddings(cfg, 40).eval()
+    assert set(emb.state_dict()) == {"word.weight", "position.weight", "norm.weight", "norm.bias",
+                                     "ngram.table.weight"}
+    assert emb.ngram.table.weight.shape == (51, 32)
+    ids = torch.randint(5, 40, (2, 6))
+    want = emb.norm(emb.word(ids) + emb.ngram(ids) + emb.position.weight[:6])
+    torch.testing.assert_close(emb(ids), want, rtol=0, atol=1e-6)
+    plain = Embeddings(model_cfg(type_vocab_size=0), 40)
+    assert plain.ngram is None and not any("ngram" in k for k in plain.state_dict())
+
+    model = TextClassifier(cfg, 40, 2).eval()
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    padded = torch.cat([ids, torch.zeros(2, 4, dtype=torch.long)], 1)
+    padded_mask = torch.cat([mask, torch.zeros(2, 4, dtype=torch.bool)], 1)
+    torch.testing.assert_close(model(padded, padded_mask), model(ids, mask), rtol=0, atol=1e-6)
+    swapped = ids.clone()
+    swapped[:, [2, 3]] = ids[:, [3, 2]]
+    no_pos = TextClassifier(model_cfg(position="none", pooling="mean", embeddings={"ngram_orders": [2]}), 40, 2).eval()
+    assert not torch.allclose(no_pos(swapped), no_pos(ids))  # n-grams make even a position-free model see order
+
+
+@pytest.mark.parametrize("orders,buckets,needle", [([1], 10, "ngram_orders"), ([2, 2], 10, "ngram_orders"),
+                                                   ([2], 0, "ngram_buckets")])
+def test_ngram_config_is_validated(orders, buckets, needle):
+    from textcls.errors import ConfigError
+    with pytest.raises(ConfigError, match=needle):
+        model_cfg(embeddings={"ngram_orders": orders, "ngram_buckets": buckets})

@@ -89,6 +89,8 @@ class AdapterConfig:
 class EmbeddingsConfig:
     pretrained: Optional[str] = None  # GloVe-format word vectors
     freeze: bool = False
+    ngram_orders: list[int] = field(default_factory=list)  # e.g. [2, 3]: hashed n-gram embeddings added
+    ngram_buckets: int = 100000  # rows of the hashed n-gram table (fastText's bucket trick)
 
 
 @dataclass
@@ -422,6 +424,11 @@ def _validate(cfg: Config, problems: list[str]) -> None:
             problems.append(
                 f"`model.sharing.num_unique` must be between 1 and num_layers ({m.num_layers}), got {s.num_unique}"
             )
+    e = m.embeddings
+    if any(n < 2 or n > 8 for n in e.ngram_orders) or len(set(e.ngram_orders)) != len(e.ngram_orders):
+        problems.append(f"`model.embeddings.ngram_orders` must list distinct n-gram sizes from 2 to 8, got {e.ngram_orders}")
+    if e.ngram_orders and e.ngram_buckets < 1:
+        problems.append(f"`model.embeddings.ngram_buckets` must be at least 1, got {e.ngram_buckets}")
     if m.pool_layers > m.num_layers:
         problems.append(f"`model.pool_layers` ({m.pool_layers}) exceeds `model.num_layers` ({m.num_layers})")
     if m.adapters.layers is not None:

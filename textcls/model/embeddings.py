@@ -21,10 +21,49 @@ def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
     return table.float()
 
 
+class NgramEmbedding(nn.Module):
+    """Hashed n-gram embeddings: fastText's bucket trick inside the encoder's input.
+
+    Position t gets, for each order n, the vector of the bucket that the ids t-n+1..t hash to; the
+    vectors are summed. Windows that run past the start or touch padding get row 0, which stays zero.
+    Ids are hashed as they come in, so masked-LM inputs never see the masked token.
+    """
+
+    PRIME = 2_147_483_647  # 2^31 - 1: h * MULT stays far below 2^63
+    MULT = 1_000_003
+
+    def __init__(self, orders: list[int], buckets: int, dim: int, pad_id: int):
+        super().__init__()
+        self.orders = sorted(orders)
+        self.buckets = buckets
+        self.pad_id = pad_id
+        self.table = nn.Embedding(buckets + 1, dim, padding_idx=0)
+
+    def bucket_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids -> (B, T, len(orders)) bucket rows in 0..buckets (0 = no n-gram)."""
+        ids = input_ids.long()
+        h = ids + 1
+        ok = ids != self.pad_id
+        out = []
+        for n in range(2, self.orders[-1] + 1):
+            k = n - 1
+            prev = torch.full_like(ids, self.pad_id)
+            if k < ids.shape[1]:
+                prev[:, k:] = ids[:, :-k]  # the id k positions back
+            h = (h * self.MULT + prev + 1) % self.PRIME
+            ok = ok & (prev != self.pad_id)
+            if n in self.orders:
+                out.append(torch.where(ok, h % self.buckets + 1, torch.zeros_like(h)))
+        return torch.stack(out, dim=-1)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.table(self.bucket_ids(input_ids)).sum(dim=2)  # (B, T, E)
+
+
 class Embeddings(nn.Module):
     """input ids (B, T) -> hidden states (B, T, H).
 
-    word (V, E) [+ position (P, E)] [+ segment (S, E)] -> LayerNorm(E) -> dropout -> Linear(E, H)
+    word (V, E) [+ hashed n-grams (N, E)] [+ position (P, E)] [+ segment (S, E)] -> LayerNorm(E) -> dropout -> Linear(E, H)
     when E != H (ALBERT's factorization), else Identity.
     """
 
@@ -34,6 +73,8 @@ class Embeddings(nn.Module):
         self.embedding_size = e
         self.scale = math.sqrt(e) if cfg.scale_embeddings else 1.0
         self.word = nn.Embedding(vocab_size, e, padding_idx=pad_id)
+        ngrams = cfg.embeddings.ngram_orders
+        self.ngram = NgramEmbedding(ngrams, cfg.embeddings.ngram_buckets, e, pad_id) if ngrams else None
         if cfg.position == "learned":
             self.position = nn.Embedding(cfg.max_positions, e)
         else:
@@ -48,6 +89,8 @@ class Embeddings(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         x = self.word(input_ids) * self.scale  # (B, T, E)
+        if self.ngram is not None:
+            x = x + self.ngram(input_ids)
         t = input_ids.shape[1]
         if self.position is not None:
             x = x + self.position.weight[:t]
