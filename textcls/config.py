@@ -35,6 +35,7 @@ class DataConfig:
     train: Optional[str] = None
     valid: Optional[str] = None
     valid_fraction: Optional[float] = None
+    split_seed: Optional[int] = None  # valid_fraction split; None = train.seed
     format: Optional[Literal["csv", "tsv", "jsonl", "fasttext", "txt"]] = None
     header: Optional[bool] = None  # None: csv/tsv have a header unless columns are given as indexes
     delimiter: Optional[str] = None
@@ -155,6 +156,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     threshold: Union[float, list[float]] = 0.5  # multilabel decision threshold(s)
     trainable: Literal["all", "adapters", "head"] = "all"
+    ensemble: int = 1  # > 1: train that many members (seeds seed, seed+1, ...) and average their probabilities
     compile: bool = False
     log_every: int = 50
     checkpoint_every: Optional[int] = None  # steps between resumable `last/` saves; None = each eval
@@ -436,6 +438,8 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         if bad:
             problems.append(f"`model.adapters.layers` has depths outside 0..{m.num_layers - 1}: {bad}")
     _validate_train_extras(t, problems)
+    if t.ensemble < 1:
+        problems.append(f"`train.ensemble` must be at least 1 (the number of members), got {t.ensemble}")
     if t.trainable == "adapters" and not m.adapters.enabled:
         problems.append("`train.trainable: adapters` needs `model.adapters.enabled: true`")
     _validate_adapters(m, problems)

@@ -26,6 +26,7 @@ from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError
 from textcls.io import atomic_write_json, atomic_write_text, sha256_file
 from textcls.model import TextClassifier
+from textcls.train.ensemble import EnsembleClassifier, is_ensemble_dir, member_dirs
 
 FORMAT_VERSION = 1  # bump when the run-directory layout or state-dict keys change incompatibly
 
@@ -136,6 +137,8 @@ def build_model(cfg: Config, tokenizer: Tokenizer, num_labels: int) -> TextClass
 def load_run(run_dir: Path | str, weights: str = "model.safetensors") -> Run:
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
+    if is_ensemble_dir(run_dir):
+        return _load_ensemble(run_dir, cfg, weights)
     info = read_run_info(run_dir)
     if info.get("kind") == "pretrain":
         raise CheckpointError(f"{run_dir} is a `textcls pretrain` run (an encoder without a classifier); "
@@ -151,6 +154,20 @@ def load_run(run_dir: Path | str, weights: str = "model.safetensors") -> Run:
     load_state(model, state, str(run_dir / weights))
     model.eval()
     return Run(run_dir, cfg, tokenizer, labels, model)
+
+
+def _load_ensemble(run_dir: Path, cfg: Config, weights: str) -> Run:
+    """An ensemble run: every member's best weights behind one model that averages their probabilities."""
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    labels = load_labels(run_dir / "labels.json")
+    members = []
+    for path in member_dirs(run_dir):
+        member = load_run(path, weights)
+        if member.tokenizer.to_str() != tokenizer.to_str() or member.labels != labels:
+            raise CheckpointError(f"ensemble member {path} has another tokenizer or label set than {run_dir}; "
+                                  "the run directory was changed by hand: train the ensemble again")
+        members.append(member.model)
+    return Run(run_dir, cfg, tokenizer, labels, EnsembleClassifier(members, cfg.data.task).eval())
 
 
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, strict: bool = True) -> list[str]:

@@ -271,7 +271,8 @@ def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None) -> Prepared
     if d.valid:
         valid, _ = tokenize_file(d.valid, d, tokenizer, labels=labels)
     elif d.valid_fraction:
-        order = np.random.default_rng(cfg.train.seed).permutation(len(train))
+        split_seed = cfg.train.seed if d.split_seed is None else d.split_seed
+        order = np.random.default_rng(split_seed).permutation(len(train))
         n_valid = max(1, int(round(d.valid_fraction * len(train))))
         valid = train.select(np.sort(order[:n_valid]), keep_in_memory=True)
         train = train.select(np.sort(order[n_valid:]), keep_in_memory=True)

@@ -36,6 +36,7 @@ from textcls.train import distributed
 from textcls.train.checkpoint import (has_checkpoint, keep_step_checkpoint, load_checkpoint, remove_stale_temp,
                                       save_best, save_checkpoint)
 from textcls.train.checks import check_device_options, check_label_options
+from textcls.train.ensemble import is_ensemble_dir, train_ensemble
 from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.logs import MetricsLog
 from textcls.train.loss import auto_class_weights, compute_loss
@@ -176,9 +177,13 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     """Train per `cfg` into `output` (default output.dir).
 
     `on_eval(step, record)` is called after each evaluation with the logged metrics; returning True
-    stops training there (used by `textcls tune` for pruning and its time budget).
+    stops training there (used by `textcls tune` for pruning and its time budget). With
+    `train.ensemble` > 1 the members are trained one after another (train/ensemble.py); `textcls tune`
+    (with `on_eval`) trains single models and keeps the ensemble size for its best config.
     """
     run_dir = Path(output or cfg.output.dir)
+    if on_eval is None and (cfg.train.ensemble > 1 or (resume and is_ensemble_dir(run_dir))):
+        return train_ensemble(cfg, run_dir, resume=resume, quiet=quiet)
     if distributed.launched():  # under torchrun: join the process group before touching any file
         distributed.setup(select_device(cfg.train.device))
     with distributed.main_first():  # rank 0 checks (and may clear) the run directory first

@@ -1,0 +1,169 @@
+"""`train.ensemble: N`: N members trained with seeds seed .. seed+N-1, their probabilities averaged.
+
+Small datasets leave a model trained from scratch with a large seed-to-seed spread; averaging a few
+members' probabilities removes much of it. The run directory holds the shared files at the top and
+one complete, ordinary run directory per member:
+
+    RUN/config.yaml, tokenizer.json, labels.json, run.json, ensemble.json
+    RUN/members/0/ ... RUN/members/N-1/     (each: config.yaml, model.safetensors, last/, ...)
+
+Every member uses the top-level tokenizer (trained once) and the same validation split, so
+`eval`/`predict` tokenize once and run the members on the same ids. `ensemble.json` records which
+members have finished; `--resume` skips those and resumes the interrupted one from its `last/`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from textcls.config import Config, config_from_dict, read_yaml
+from textcls.errors import CheckpointError, ConfigError
+from textcls.io import atomic_write_json
+
+ENSEMBLE_FILE = "ensemble.json"
+MEMBERS = "members"
+
+
+class EnsembleClassifier(nn.Module):
+    """Members' logits (B, C) -> logits whose softmax (sigmoid for multilabel) is the members' mean.
+
+    Returning logits keeps every caller (evaluate, predict, windowed predict) unchanged, and the
+    cross-entropy of these logits is the loss of the averaged probabilities.
+    """
+
+    def __init__(self, members: list[nn.Module], task: str = "single"):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.task = task
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        logits = torch.stack([m(input_ids, attention_mask, token_type_ids).float() for m in self.members])  # (M, B, C)
+        if self.task == "multilabel":
+            p = torch.sigmoid(logits).mean(0).clamp(1e-7, 1 - 1e-7)
+            return torch.log(p) - torch.log1p(-p)
+        return torch.logsumexp(torch.log_softmax(logits, -1), 0) - math.log(len(self.members))  # log mean p
+
+
+def is_ensemble_dir(run_dir: Path) -> bool:
+    return (run_dir / ENSEMBLE_FILE).is_file()
+
+
+def read_ensemble(run_dir: Path) -> dict:
+    path = run_dir / ENSEMBLE_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc}); the run directory is damaged") from None
+    if not isinstance(info, dict) or not isinstance(info.get("members"), list) or \
+            not isinstance(info.get("finished", []), list):
+        raise CheckpointError(f"{path} is not a textcls ensemble file (expected members and finished lists); "
+                              "the run directory is damaged")
+    return info
+
+
+def member_dirs(run_dir: Path) -> list[Path]:
+    """The member run directories of a finished ensemble; a CheckpointError while any is unfinished."""
+    info = read_ensemble(run_dir)
+    members, finished = info["members"], set(info.get("finished", []))
+    if not members or any(m not in finished for m in members):
+        raise CheckpointError(
+            f"{run_dir} is an ensemble whose training has not finished ({len(finished)} of {len(members)} members "
+            f"done); continue it with `textcls train --output {run_dir} --resume`")
+    return [run_dir / m for m in members]
+
+
+def member_config(cfg: Config, index: int, tokenizer_path: Path) -> Config:
+    """Member `index`: seed + index, the shared tokenizer, the ensemble's validation split."""
+    member = copy.deepcopy(cfg)
+    member.train.ensemble = 1
+    member.train.seed = cfg.train.seed + index
+    if member.data.split_seed is None:
+        member.data.split_seed = cfg.train.seed  # every member holds out the same rows
+    member.tokenizer.path = str(tokenizer_path.resolve())
+    member.output.overwrite = True  # member folders belong to the ensemble
+    return member
+
+
+def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False):
+    """Train `cfg.train.ensemble` members into OUTPUT/members/k and evaluate their average."""
+    from textcls.data.pipeline import prepare_data
+    from textcls.data.tokenizer import PAD
+    from textcls.rundir import load_run, save_run_files, write_run_info
+    from textcls.train import distributed
+    from textcls.train.evaluate import evaluate
+    from textcls.train.loop import Interrupted, TrainResult, _prepare_run_dir, select_device, train
+    from textcls.train.progress import console
+
+    if distributed.launched():
+        raise ConfigError("`train.ensemble` > 1 does not run under torchrun; train the ensemble in one process "
+                          "(or train members separately with different `train.seed`)")
+    run_dir = Path(output or cfg.output.dir)
+    if resume and is_ensemble_dir(run_dir):
+        saved = run_dir / "config.yaml"
+        cfg = config_from_dict(read_yaml(saved), source=str(saved))
+        info = read_ensemble(run_dir)
+    else:
+        if resume and (run_dir / "config.yaml").exists():
+            cfg.output.overwrite = True  # killed before the ensemble file existed: start over
+        cfg, _ = _prepare_run_dir(cfg, run_dir, resume=False)
+        data = prepare_data(cfg, None)  # trains (or loads) the shared tokenizer; members reuse the cache
+        save_run_files(run_dir, cfg, data.tokenizer, data.labels)
+        write_run_info(run_dir, kind="ensemble")
+        info = {"members": [f"{MEMBERS}/{k}" for k in range(cfg.train.ensemble)], "finished": [],
+                "seeds": [cfg.train.seed + k for k in range(cfg.train.ensemble)]}
+        atomic_write_json(run_dir / ENSEMBLE_FILE, info)
+    cfg.output.dir = str(run_dir)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+
+    started = time.perf_counter()
+    steps, examples_per_second = 0, []
+    for index, name in enumerate(info["members"]):
+        member_dir = run_dir / name
+        if name in info["finished"]:
+            continue
+        if not quiet:
+            console.print(f"ensemble member {index + 1}/{len(info['members'])} (seed {cfg.train.seed + index})",
+                          highlight=False)
+        member = member_config(cfg, index, run_dir / "tokenizer.json")
+        try:
+            result = train(member, member_dir, resume=resume and member_dir.is_dir(), quiet=quiet)
+        except Interrupted:
+            raise Interrupted(run_dir) from None
+        steps += result.steps
+        examples_per_second.append(result.examples_per_second)
+        if result.best_metric is not None:
+            info.setdefault("member_best", {})[name] = result.best_metric
+        info["finished"].append(name)
+        atomic_write_json(run_dir / ENSEMBLE_FILE, info)
+
+    run = load_run(run_dir)
+    metric = None
+    data = prepare_data(run.cfg, run.tokenizer)
+    if data.valid is not None:
+        t = run.cfg.train
+        device = select_device(t.device)
+        run.model.to(device)
+        report = evaluate(run.model, data.valid, data.labels, t.eval_batch_size, device,
+                          run.cfg.data.task, t.threshold, "fp32", run.tokenizer.token_to_id(PAD))
+        metric = report[t.metric]
+        info["valid"] = {k: report[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1", "micro_f1")
+                         if k in report}
+        atomic_write_json(run_dir / ENSEMBLE_FILE, info)
+        best = info.get("member_best", {})
+        if not quiet:
+            members = ", ".join(f"{v:.4f}" for v in best.values())
+            console.print(f"ensemble of {len(info['members'])}: valid {t.metric} {metric:.4f} "
+                          f"(members' best: {members})", highlight=False)
+    seconds = time.perf_counter() - started
+    rate = sum(examples_per_second) / len(examples_per_second) if examples_per_second else 0.0
+    return TrainResult(run_dir, metric, steps, seconds, rate)
