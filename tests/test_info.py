@@ -66,3 +66,16 @@ def test_info_cli_on_config_and_run_dir(tmp_path):
     assert model_info(tmp_path / "ft.yaml").vocab_size == tok.get_vocab_size()
     result = runner.invoke(app, ["info", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_info_counts_ngram_table_and_names_the_ensemble(tmp_path):
+    plain = model_info(write_config(tmp_path))
+    path = write_config(tmp_path, embeddings={"ngram_orders": [2, 3], "ngram_buckets": 100})
+    raw = yaml.safe_load(open(path))
+    raw["train"] = {"ensemble": 3}
+    (tmp_path / "ens.yaml").write_text(yaml.safe_dump(raw))
+    info = model_info(tmp_path / "ens.yaml")
+    assert info.counts.unique["embeddings"] - plain.counts.unique["embeddings"] == 101 * E  # one table, row 0 = none
+    result = CliRunner().invoke(app, ["info", str(tmp_path / "ens.yaml")])
+    assert result.exit_code == 0, result.output
+    assert f"3 members like this one: {3 * info.counts.unique_total:,} parameters" in result.output

@@ -171,6 +171,10 @@ def print_info(info: ModelInfo, console: Console) -> None:
     console.print(f"trainable {c.trainable:,} of {c.unique_total:,} (train.trainable: {info.cfg.train.trainable}); "
                   f"adapters {c.adapters:,}; FLOPs/token = forward matmul FLOPs at T={info.seq_len} "
                   f"(x3 for training)", highlight=False)
+    n = info.cfg.train.ensemble
+    if n > 1:
+        console.print(f"train.ensemble: {n} members like this one: {n * c.unique_total:,} parameters and "
+                      f"{_fmt(n * info.flops_total)} FLOPs/token in all at predict time", highlight=False)
     n_attn, n_ffn = len(set(info.attention_schedule)), len(set(info.ffn_schedule))
     layers = Table(title=f"depth -> unique layer ({n_attn} attention and {n_ffn} FFN blocks for "
                          f"{len(info.attention_schedule)} depths)")
