@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from conftest import run_cli, tiny_config, write_tsv, sst2_slice
+from conftest import ROOT, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.errors import CheckpointError
 from textcls.predict import predict_probabilities
-from textcls.rundir import load_run, weights_digest
+from textcls.rundir import load_run, load_weights, weights_digest
 from textcls.train.ensemble import EnsembleClassifier, read_ensemble
 from textcls.train.loop import train
 
@@ -98,3 +104,52 @@ def test_ensemble_size_is_validated(sst2_files, tmp_path):
 
     with pytest.raises(ConfigError, match="train.ensemble"):
         tiny_config(*sst2_files, tmp_path / "x", train={"ensemble": 0})
+
+
+def test_parallel_members_equal_sequential_members(sst2_files, tmp_path):
+    train_file, valid_file = sst2_files
+    digests = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        cfg = tiny_config(train_file, valid_file, out,
+                          train={"ensemble": 2, "ensemble_workers": workers, "num_threads": workers, "max_steps": 6})
+        result = train(cfg, quiet=True)
+        assert result.steps == 12 and read_ensemble(out)["finished"] == ["members/0", "members/1"]
+        digests[workers] = [load_weights(out / f"members/{k}/model.safetensors") for k in range(2)]
+    assert (tmp_path / "w2/members/1.log").is_file()
+    for one, two in zip(digests[1], digests[2]):  # one thread per member either way: the same weights
+        assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
+
+
+def test_parallel_ensemble_stops_on_sigterm_and_resumes_to_the_same_weights(sst2_files, tmp_path):
+    train_file, valid_file = sst2_files
+    raw = {"data": {"train": str(train_file), "valid": str(valid_file), "text_columns": ["sentence"],
+                    "max_length": 48},
+           "tokenizer": {"vocab_size": 300, "min_frequency": 1},
+           "model": tiny_model(),
+           "train": {"epochs": 30, "batch_size": 16, "ensemble": 2, "ensemble_workers": 2, "num_threads": 2,
+                     "eval_every": 20, "log_every": 1000}}
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "ens"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "textcls", "train", str(config), "--output", str(out), "--quiet"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not all((out / f"members/{k}/last/state.json").exists() for k in range(2)):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert read_ensemble(out)["finished"] == [] and "--resume" in err
+    res = run_cli("train", str(config), "--output", str(out), "--resume", "--quiet", timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert read_ensemble(out)["finished"] == ["members/0", "members/1"]
+
+    whole = tmp_path / "whole"
+    res = run_cli("train", str(config), "--output", str(whole), "--quiet", "--set", "train.ensemble_workers=1",
+                  "--set", "train.num_threads=1", timeout=600)
+    assert res.returncode == 0, res.stderr
+    for k in range(2):
+        got, want = (load_weights(d / f"members/{k}/model.safetensors") for d in (out, whole))
+        assert all(torch.equal(got[name], want[name]) for name in want)

@@ -157,6 +157,7 @@ class TrainConfig:
     threshold: Union[float, list[float]] = 0.5  # multilabel decision threshold(s)
     trainable: Literal["all", "adapters", "head"] = "all"
     ensemble: int = 1  # > 1: train that many members (seeds seed, seed+1, ...) and average their probabilities
+    ensemble_workers: int = 1  # members trained at once, each in its own process with num_threads / workers
     compile: bool = False
     log_every: int = 50
     checkpoint_every: Optional[int] = None  # steps between resumable `last/` saves; None = each eval
@@ -440,6 +441,8 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     _validate_train_extras(t, problems)
     if t.ensemble < 1:
         problems.append(f"`train.ensemble` must be at least 1 (the number of members), got {t.ensemble}")
+    if t.ensemble_workers < 1:
+        problems.append(f"`train.ensemble_workers` must be at least 1, got {t.ensemble_workers}")
     if t.trainable == "adapters" and not m.adapters.enabled:
         problems.append("`train.trainable: adapters` needs `model.adapters.enabled: true`")
     _validate_adapters(m, problems)

@@ -14,9 +14,14 @@ members have finished; `--resume` skips those and resumes the interrupted one fr
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -25,7 +30,7 @@ import torch
 from torch import nn
 
 from textcls.config import Config, config_from_dict, read_yaml
-from textcls.errors import CheckpointError, ConfigError
+from textcls.errors import CheckpointError, ConfigError, TextclsError
 from textcls.io import atomic_write_json
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -100,7 +105,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     from textcls.rundir import load_run, save_run_files, write_run_info
     from textcls.train import distributed
     from textcls.train.evaluate import evaluate
-    from textcls.train.loop import Interrupted, TrainResult, _prepare_run_dir, select_device, train
+    from textcls.train.loop import TrainResult, _prepare_run_dir, select_device
     from textcls.train.progress import console
 
     if distributed.launched():
@@ -126,25 +131,10 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         torch.set_num_threads(cfg.train.num_threads)
 
     started = time.perf_counter()
-    steps, examples_per_second = 0, []
-    for index, name in enumerate(info["members"]):
-        member_dir = run_dir / name
-        if name in info["finished"]:
-            continue
-        if not quiet:
-            console.print(f"ensemble member {index + 1}/{len(info['members'])} (seed {cfg.train.seed + index})",
-                          highlight=False)
-        member = member_config(cfg, index, run_dir / "tokenizer.json")
-        try:
-            result = train(member, member_dir, resume=resume and member_dir.is_dir(), quiet=quiet)
-        except Interrupted:
-            raise Interrupted(run_dir) from None
-        steps += result.steps
-        examples_per_second.append(result.examples_per_second)
-        if result.best_metric is not None:
-            info.setdefault("member_best", {})[name] = result.best_metric
-        info["finished"].append(name)
-        atomic_write_json(run_dir / ENSEMBLE_FILE, info)
+    pending = [(k, name) for k, name in enumerate(info["members"]) if name not in info["finished"]]
+    workers = min(cfg.train.ensemble_workers, len(pending)) if pending else 1
+    runner = _train_parallel if workers > 1 else _train_sequential
+    steps, rates = runner(cfg, run_dir, info, pending, resume, quiet, workers)
 
     run = load_run(run_dir)
     metric = None
@@ -165,5 +155,131 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
             console.print(f"ensemble of {len(info['members'])}: valid {t.metric} {metric:.4f} "
                           f"(members' best: {members})", highlight=False)
     seconds = time.perf_counter() - started
-    rate = sum(examples_per_second) / len(examples_per_second) if examples_per_second else 0.0
-    return TrainResult(run_dir, metric, steps, seconds, rate)
+    return TrainResult(run_dir, metric, steps, seconds, sum(rates) / len(rates) if rates else 0.0)
+
+
+def _finish(run_dir: Path, info: dict, name: str, best: Optional[float]) -> None:
+    if best is not None:
+        info.setdefault("member_best", {})[name] = best
+    info["finished"].append(name)
+    info["finished"].sort(key=info["members"].index)
+    atomic_write_json(run_dir / ENSEMBLE_FILE, info)
+
+
+def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[int, str]], resume: bool,
+                      quiet: bool, workers: int) -> tuple[int, list[float]]:
+    """Members one after another in this process; (steps, examples/s per member)."""
+    from textcls.train.loop import Interrupted, train
+    from textcls.train.progress import console
+
+    steps, rates = 0, []
+    for index, name in pending:
+        member_dir = run_dir / name
+        if not quiet:
+            console.print(f"ensemble member {index + 1}/{len(info['members'])} (seed {cfg.train.seed + index})",
+                          highlight=False)
+        member = member_config(cfg, index, run_dir / "tokenizer.json")
+        try:
+            result = train(member, member_dir, resume=resume and member_dir.is_dir(), quiet=quiet)
+        except Interrupted:
+            raise Interrupted(run_dir) from None
+        steps += result.steps
+        rates.append(result.examples_per_second)
+        _finish(run_dir, info, name, result.best_metric)
+    return steps, rates
+
+
+def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[int, str]], resume: bool,
+                    quiet: bool, workers: int) -> tuple[int, list[float]]:
+    """Up to `workers` members at once, each a `textcls train` child process with its share of threads.
+
+    Children run in their own session, so a Ctrl-C reaches only this process, which forwards one
+    SIGTERM to each child: every child saves its `last/` and exits 130, and the ensemble resumes.
+    """
+    from textcls.config import save_config
+    from textcls.train.loop import Interrupted, _StopFlag
+    from textcls.train.progress import console
+
+    threads = max(1, (cfg.train.num_threads or torch.get_num_threads()) // workers)
+    queue, running, steps, rates = list(pending), {}, 0, []
+    failed: list[str] = []
+    with _StopFlag() as flag, _reaped(running):
+        forwarded = False
+        while queue or running:
+            while queue and len(running) < workers and not flag.raised and not failed:
+                index, name = queue.pop(0)
+                member_dir = run_dir / name
+                member = member_config(cfg, index, run_dir / "tokenizer.json")
+                member.train.num_threads = threads
+                config_path = run_dir / MEMBERS / f"{index}.yaml"
+                config_path.parent.mkdir(parents=True, exist_ok=True)
+                save_config(member, config_path)
+                args = [sys.executable, "-m", "textcls", "train", str(config_path), "--output", str(member_dir),
+                        "--quiet"] + (["--resume"] if resume and member_dir.is_dir() else [])
+                log = open(run_dir / MEMBERS / f"{index}.log", "w", encoding="utf-8")
+                env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+                proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                running[proc] = (index, name, log, time.perf_counter())
+                if not quiet:
+                    console.print(f"ensemble member {index + 1}/{len(info['members'])} started (seed "
+                                  f"{cfg.train.seed + index}, {threads} thread{'s' * (threads > 1)})", highlight=False)
+            if flag.raised and not forwarded:
+                for proc in running:
+                    proc.send_signal(signal.SIGTERM)
+                forwarded = True
+            time.sleep(0.2)
+            for proc in [p for p in running if p.poll() is not None]:
+                index, name, log, began = running.pop(proc)
+                log.close()
+                if proc.returncode == 0:
+                    done = _member_summary(run_dir / name)
+                    steps += done.get("steps", 0)
+                    examples = done.get("steps", 0) * cfg.train.batch_size * cfg.train.grad_accum
+                    rates.append(examples / max(time.perf_counter() - began, 1e-9))
+                    _finish(run_dir, info, name, done.get("best"))
+                    if not quiet:
+                        best = f", best {cfg.train.metric} {done['best']:.4f}" if done.get("best") is not None else ""
+                        console.print(f"ensemble member {index + 1} finished in {time.perf_counter() - began:.0f}s"
+                                      f"{best}", highlight=False)
+                elif proc.returncode != 130:
+                    failed.append(f"member {index + 1} ({run_dir / MEMBERS / f'{index}.log'}): {_log_tail(log.name)}")
+    if failed:
+        raise TextclsError("ensemble training failed: " + "; ".join(failed))
+    if flag.raised or len(info["finished"]) < len(info["members"]):
+        raise Interrupted(run_dir)
+    return steps, rates
+
+
+@contextlib.contextmanager
+def _reaped(running: dict):
+    """On any way out (a second Ctrl-C included), stop the children still running and wait for them."""
+    try:
+        yield
+    finally:
+        for proc in running:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, (_, _, log, _) in running.items():
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+
+
+def _member_summary(member_dir: Path) -> dict:
+    """Steps and best metric of a finished member, from its metrics.jsonl and last/ state."""
+    out: dict = {}
+    state = member_dir / "last" / "state.json"
+    if state.is_file():
+        saved = json.loads(state.read_text(encoding="utf-8"))
+        out["steps"], out["best"] = saved.get("step", 0), saved.get("best")
+    return out
+
+
+def _log_tail(path: str, lines: int = 5) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " ".join(text[-lines:]) or "(empty log)"
