@@ -154,6 +154,7 @@ class TrainConfig:
     save_total_limit: Optional[int] = None  # keep step checkpoints checkpoint-{step}/: the N newest + the best
     class_weights: Optional[Union[str, list[float]]] = None  # "auto" or one weight per label
     label_smoothing: float = 0.0
+    token_dropout: float = 0.0  # word dropout: each training token becomes [UNK] with this probability
     threshold: Union[float, list[float]] = 0.5  # multilabel decision threshold(s)
     trainable: Literal["all", "adapters", "head"] = "all"
     ensemble: int = 1  # > 1: train that many members (seeds seed, seed+1, ...) and average their probabilities
@@ -439,6 +440,8 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         if bad:
             problems.append(f"`model.adapters.layers` has depths outside 0..{m.num_layers - 1}: {bad}")
     _validate_train_extras(t, problems)
+    if not 0.0 <= t.token_dropout < 1.0:
+        problems.append(f"`train.token_dropout` must be in [0, 1), got {t.token_dropout}")
     if t.ensemble < 1:
         problems.append(f"`train.ensemble` must be at least 1 (the number of members), got {t.ensemble}")
     if t.ensemble_workers < 1:

@@ -26,13 +26,14 @@ import torch
 from textcls.config import Config, config_from_dict, read_yaml
 from textcls.data.batching import lengths_of
 from textcls.data.pipeline import PreparedData, prepare_data
-from textcls.data.tokenizer import PAD, load_tokenizer
+from textcls.data.tokenizer import PAD, UNK, load_tokenizer, special_ids
 from textcls.errors import CheckpointError, ConfigError
 from textcls.model.trainable import apply_trainable, count_trainable
 from textcls.model.word_vectors import init_word_embeddings
 from textcls.rundir import (base_keys, base_reference, build_model, load_full_state, load_state, read_run_info,
                             save_run_files)
 from textcls.train import distributed
+from textcls.train.augment import drop_tokens
 from textcls.train.checkpoint import (has_checkpoint, keep_step_checkpoint, load_checkpoint, remove_stale_temp,
                                       save_best, save_checkpoint)
 from textcls.train.checks import check_device_options, check_label_options
@@ -211,6 +212,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok), tokenizer)
     check_label_options(cfg, data.labels)
     pad_id = data.tokenizer.token_to_id(PAD)
+    unk_id = data.tokenizer.token_to_id(UNK)
+    keep_ids = tuple(i for i in special_ids(data.tokenizer).values() if i != unk_id)  # [CLS], [SEP], ...
     if not resume and main:
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
 
@@ -318,9 +321,10 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                     batch = micro_batch.batch.to(device)
                     epoch_done = state["position"] + micro_batch.consumed >= plan.batches_per_epoch
                     sync = (micro + 1) % t.grad_accum == 0 or epoch_done
+                    input_ids = drop_tokens(batch.input_ids, batch.attention_mask, t.token_dropout, unk_id, keep_ids)
                     with distributed.sync_gradients(train_model, sync):
                         with autocast_context(device, t.precision):
-                            logits = forward(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                            logits = forward(input_ids, batch.attention_mask, batch.token_type_ids)
                         loss = compute_loss(logits, batch.labels, cfg.data.task, class_weights, t.label_smoothing)
                         if not micro_batch.active:  # a stand-in: join the all-reduce with a zero gradient
                             loss = loss * 0.0
