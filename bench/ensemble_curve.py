@@ -1,0 +1,61 @@
+"""How accuracy grows with ensemble size: every k-member subset of a finished ensemble, on a labelled file.
+
+    PYTHONPATH=. python bench/ensemble_curve.py runs/sst2_best ../shared/data/sst2/dev.tsv
+    PYTHONPATH=. python bench/ensemble_curve.py runs/chnsenticorp_best dev.tsv --exclude-texts-of train.tsv
+
+Each member predicts the file once; for k = 1 .. N the script prints the mean, lowest and highest
+accuracy over all k-member subsets (probabilities averaged, as `predict` does), so one run shows how
+many members a recipe needs. `--exclude-texts-of FILE` scores only rows whose text is not in FILE
+(ChnSentiCorp's dev overlaps its train split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from textcls.data.readers import iter_records
+    from textcls.predict import predict_probabilities
+    from textcls.rundir import load_run
+    from textcls.train.ensemble import member_dirs
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="A finished run with train.ensemble > 1.")
+    parser.add_argument("data_file", help="Labelled file in the run's data format.")
+    parser.add_argument("--exclude-texts-of", default=None, help="Score only rows whose text is not in this file.")
+    parser.add_argument("--max-subsets", type=int, default=200, help="Subsets sampled per size at most.")
+    args = parser.parse_args(argv)
+
+    top = load_run(args.run_dir)
+    records = list(iter_records(args.data_file, top.cfg.data, labelled=True))
+    texts = [r.text for r in records]
+    gold = np.array([top.labels.index(r.labels[0]) for r in records])
+    keep = np.ones(len(records), dtype=bool)
+    if args.exclude_texts_of:
+        seen = {r.text for r in iter_records(args.exclude_texts_of, top.cfg.data, labelled=True)}
+        keep = np.array([t not in seen for t in texts])
+    probs = []
+    for path in member_dirs(args.run_dir):
+        probs.append(predict_probabilities(load_run(path), texts))
+        print(f"{path}: accuracy {np.mean(probs[-1].argmax(1)[keep] == gold[keep]):.4f}", flush=True)
+    rng = np.random.default_rng(0)
+    print(f"{int(keep.sum())} rows scored")
+    print("members  mean acc  lowest  highest  subsets")
+    for k in range(1, len(probs) + 1):
+        subsets = list(itertools.combinations(range(len(probs)), k))
+        if len(subsets) > args.max_subsets:
+            subsets = [subsets[i] for i in rng.choice(len(subsets), args.max_subsets, replace=False)]
+        accs = [np.mean(np.mean([probs[i] for i in s], 0).argmax(1)[keep] == gold[keep]) for s in subsets]
+        print(f"{k:>7}  {np.mean(accs):.4f}    {min(accs):.4f}  {max(accs):.4f}  {len(subsets):>7}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
