@@ -153,3 +153,10 @@ def test_parallel_ensemble_stops_on_sigterm_and_resumes_to_the_same_weights(sst2
     for k in range(2):
         got, want = (load_weights(d / f"members/{k}/model.safetensors") for d in (out, whole))
         assert all(torch.equal(got[name], want[name]) for name in want)
+
+
+def test_plot_on_an_ensemble_names_a_member(sst2_files, tmp_path):
+    out = tmp_path / "ens"
+    train(tiny_config(*sst2_files, out, train={"ensemble": 2, "max_steps": 2}), quiet=True)
+    res = run_cli("plot", str(out), "--output", str(tmp_path / "c.png"))
+    assert res.returncode == 2 and "members/0" in res.stderr

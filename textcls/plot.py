@@ -77,6 +77,9 @@ def plot_schedule(cfg: Config, total_steps: int, path: Path) -> None:
 def plot_run(run_dir: Path, path: Path, metric: str = "accuracy") -> None:
     """Three panels against the step: train and validation loss, learning rate, validation `metric`."""
     records = read_metrics(run_dir / "metrics.jsonl")
+    if not records and (run_dir / "ensemble.json").is_file():
+        raise CheckpointError(f"{run_dir} is an ensemble, whose members each have their own curves; plot one of "
+                              f"them, e.g. `textcls plot {run_dir / 'members' / '0'}`")
     if not records:
         raise CheckpointError(f"{run_dir / 'metrics.jsonl'} is missing or empty; is {run_dir} a textcls run "
                               "directory that has trained for at least `train.log_every` steps?")
