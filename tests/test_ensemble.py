@@ -160,3 +160,16 @@ def test_plot_on_an_ensemble_names_a_member(sst2_files, tmp_path):
     train(tiny_config(*sst2_files, out, train={"ensemble": 2, "max_steps": 2}), quiet=True)
     res = run_cli("plot", str(out), "--output", str(tmp_path / "c.png"))
     assert res.returncode == 2 and "members/0" in res.stderr
+
+
+def test_init_from_an_ensemble_names_a_member(sst2_files, tmp_path):
+    from textcls.errors import ConfigError
+
+    out = tmp_path / "ens"
+    train(tiny_config(*sst2_files, out, train={"ensemble": 2, "max_steps": 2}), quiet=True)
+    cfg = tiny_config(*sst2_files, tmp_path / "ft", model=tiny_model(init_from=str(out)), train={"max_steps": 2})
+    with pytest.raises(ConfigError, match="is an ensemble.*members/0"):
+        train(cfg, quiet=True)
+    member = tiny_config(*sst2_files, tmp_path / "ft2", model=tiny_model(init_from=str(out / "members/0")),
+                         train={"max_steps": 2})
+    assert train(member, quiet=True).steps == 2

@@ -205,6 +205,9 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     if resume:
         tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     elif cfg.model.init_from:
+        if is_ensemble_dir(Path(cfg.model.init_from)):
+            raise ConfigError(f"`model.init_from` {cfg.model.init_from} is an ensemble; start from one of its members, "
+                              f"e.g. --set model.init_from={Path(cfg.model.init_from) / 'members' / '0'}")
         if not (Path(cfg.model.init_from) / "model.safetensors").is_file():
             raise ConfigError(f"`model.init_from` {cfg.model.init_from} is not a finished textcls run directory "
                               "(no model.safetensors in it)")
