@@ -134,7 +134,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     pending = [(k, name) for k, name in enumerate(info["members"]) if name not in info["finished"]]
     workers = min(cfg.train.ensemble_workers, len(pending)) if pending else 1
     runner = _train_parallel if workers > 1 else _train_sequential
-    steps, rates = runner(cfg, run_dir, info, pending, resume, quiet, workers)
+    steps, examples = runner(cfg, run_dir, info, pending, resume, quiet, workers)
 
     run = load_run(run_dir)
     metric = None
@@ -155,24 +155,25 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
             console.print(f"ensemble of {len(info['members'])}: valid {t.metric} {metric:.4f} "
                           f"(members' best: {members})", highlight=False)
     seconds = time.perf_counter() - started
-    return TrainResult(run_dir, metric, steps, seconds, sum(rates) / len(rates) if rates else 0.0)
+    return TrainResult(run_dir, metric, steps, seconds, examples / seconds if seconds > 0 else 0.0)
 
 
 def _finish(run_dir: Path, info: dict, name: str, best: Optional[float]) -> None:
     if best is not None:
-        info.setdefault("member_best", {})[name] = best
+        scores = {**info.get("member_best", {}), name: best}
+        info["member_best"] = {m: scores[m] for m in info["members"] if m in scores}  # in member order
     info["finished"].append(name)
     info["finished"].sort(key=info["members"].index)
     atomic_write_json(run_dir / ENSEMBLE_FILE, info)
 
 
 def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[int, str]], resume: bool,
-                      quiet: bool, workers: int) -> tuple[int, list[float]]:
-    """Members one after another in this process; (steps, examples/s per member)."""
+                      quiet: bool, workers: int) -> tuple[int, float]:
+    """Members one after another in this process; (optimizer steps, training examples) of all members."""
     from textcls.train.loop import Interrupted, train
     from textcls.train.progress import console
 
-    steps, rates = 0, []
+    steps, examples = 0, 0.0
     for index, name in pending:
         member_dir = run_dir / name
         if not quiet:
@@ -184,13 +185,13 @@ def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tupl
         except Interrupted:
             raise Interrupted(run_dir) from None
         steps += result.steps
-        rates.append(result.examples_per_second)
+        examples += result.examples_per_second * result.seconds
         _finish(run_dir, info, name, result.best_metric)
-    return steps, rates
+    return steps, examples
 
 
 def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[int, str]], resume: bool,
-                    quiet: bool, workers: int) -> tuple[int, list[float]]:
+                    quiet: bool, workers: int) -> tuple[int, float]:
     """Up to `workers` members at once, each a `textcls train` child process with its share of threads.
 
     Children run in their own session, so a Ctrl-C reaches only this process, which forwards one
@@ -201,7 +202,7 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
     from textcls.train.progress import console
 
     threads = max(1, (cfg.train.num_threads or torch.get_num_threads()) // workers)
-    queue, running, steps, rates = list(pending), {}, 0, []
+    queue, running, steps, examples = list(pending), {}, 0, 0.0
     failed: list[str] = []
     with _StopFlag() as flag, _reaped(running):
         forwarded = False
@@ -234,8 +235,7 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
                 if proc.returncode == 0:
                     done = _member_summary(run_dir / name)
                     steps += done.get("steps", 0)
-                    examples = done.get("steps", 0) * cfg.train.batch_size * cfg.train.grad_accum
-                    rates.append(examples / max(time.perf_counter() - began, 1e-9))
+                    examples += done.get("steps", 0) * cfg.train.batch_size * cfg.train.grad_accum
                     _finish(run_dir, info, name, done.get("best"))
                     if not quiet:
                         best = f", best {cfg.train.metric} {done['best']:.4f}" if done.get("best") is not None else ""
@@ -247,7 +247,7 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
         raise TextclsError("ensemble training failed: " + "; ".join(failed))
     if flag.raised or len(info["finished"]) < len(info["members"]):
         raise Interrupted(run_dir)
-    return steps, rates
+    return steps, examples
 
 
 @contextlib.contextmanager
