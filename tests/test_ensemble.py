@@ -173,3 +173,17 @@ def test_init_from_an_ensemble_names_a_member(sst2_files, tmp_path):
     member = tiny_config(*sst2_files, tmp_path / "ft2", model=tiny_model(init_from=str(out / "members/0")),
                          train={"max_steps": 2})
     assert train(member, quiet=True).steps == 2
+
+
+def test_ensemble_from_a_base_run_keeps_the_base_tokenizer(sst2_files, tmp_path):
+    train_file, valid_file = sst2_files
+    base = tmp_path / "base"
+    train(tiny_config(train_file, valid_file, base, train={"max_steps": 2}), quiet=True)
+    out = tmp_path / "ens"
+    cfg = tiny_config(train_file, valid_file, out, tokenizer={"vocab_size": 120},  # would train another vocabulary
+                      model=tiny_model(init_from=str(base)), train={"ensemble": 2, "max_steps": 2})
+    train(cfg, quiet=True)
+    want = (base / "tokenizer.json").read_text()
+    assert (out / "tokenizer.json").read_text() == want
+    assert all((out / f"members/{k}/tokenizer.json").read_text() == want for k in range(2))
+    assert len(load_run(out).model.members) == 2

@@ -101,7 +101,7 @@ def member_config(cfg: Config, index: int, tokenizer_path: Path) -> Config:
 def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False):
     """Train `cfg.train.ensemble` members into OUTPUT/members/k and evaluate their average."""
     from textcls.data.pipeline import prepare_data
-    from textcls.data.tokenizer import PAD
+    from textcls.data.tokenizer import PAD, load_tokenizer
     from textcls.rundir import load_run, save_run_files, write_run_info
     from textcls.train import distributed
     from textcls.train.evaluate import evaluate
@@ -120,7 +120,9 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         if resume and (run_dir / "config.yaml").exists():
             cfg.output.overwrite = True  # killed before the ensemble file existed: start over
         cfg, _ = _prepare_run_dir(cfg, run_dir, resume=False)
-        data = prepare_data(cfg, None)  # trains (or loads) the shared tokenizer; members reuse the cache
+        base = Path(cfg.model.init_from) / "tokenizer.json" if cfg.model.init_from else None
+        # The shared tokenizer: the base run's when starting from one, else trained (or loaded) once here.
+        data = prepare_data(cfg, load_tokenizer(base) if base and base.is_file() else None)
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
         write_run_info(run_dir, kind="ensemble")
         info = {"members": [f"{MEMBERS}/{k}" for k in range(cfg.train.ensemble)], "finished": [],
