@@ -121,7 +121,8 @@ def test_parallel_members_equal_sequential_members(sst2_files, tmp_path):
         assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
 
 
-def test_parallel_ensemble_stops_on_sigterm_and_resumes_to_the_same_weights(sst2_files, tmp_path):
+@pytest.mark.parametrize("when", ["started", "checkpointed"])
+def test_parallel_ensemble_stops_on_sigterm_and_resumes_to_the_same_weights(sst2_files, tmp_path, when):
     train_file, valid_file = sst2_files
     raw = {"data": {"train": str(train_file), "valid": str(valid_file), "text_columns": ["sentence"],
                     "max_length": 48},
@@ -135,13 +136,16 @@ def test_parallel_ensemble_stops_on_sigterm_and_resumes_to_the_same_weights(sst2
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "textcls", "train", str(config), "--output", str(out), "--quiet"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # "started": the children may not have set up their signal handlers yet; "checkpointed": they have
+    ready = (lambda: (out / "members/1.log").exists()) if when == "started" else \
+        (lambda: all((out / f"members/{k}/last/state.json").exists() for k in range(2)))
     deadline = time.time() + 120
-    while time.time() < deadline and not all((out / f"members/{k}/last/state.json").exists() for k in range(2)):
-        time.sleep(0.2)
+    while time.time() < deadline and not ready():
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert read_ensemble(out)["finished"] == [] and "--resume" in err
+    assert read_ensemble(out)["finished"] == [] and "--resume" in err and "failed" not in err
     res = run_cli("train", str(config), "--output", str(out), "--resume", "--quiet", timeout=600)
     assert res.returncode == 0, res.stderr
     assert read_ensemble(out)["finished"] == ["members/0", "members/1"]

@@ -208,7 +208,7 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
     failed: list[str] = []
     with _StopFlag() as flag, _reaped(running):
         forwarded = False
-        while queue or running:
+        while running or (queue and not flag.raised and not failed):
             while queue and len(running) < workers and not flag.raised and not failed:
                 index, name = queue.pop(0)
                 member_dir = run_dir / name
@@ -226,7 +226,7 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
                 if not quiet:
                     console.print(f"ensemble member {index + 1}/{len(info['members'])} started (seed "
                                   f"{cfg.train.seed + index}, {threads} thread{'s' * (threads > 1)})", highlight=False)
-            if flag.raised and not forwarded:
+            if (flag.raised or failed) and not forwarded:  # stop the others at a resumable checkpoint
                 for proc in running:
                     proc.send_signal(signal.SIGTERM)
                 forwarded = True
@@ -243,7 +243,8 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
                         best = f", best {cfg.train.metric} {done['best']:.4f}" if done.get("best") is not None else ""
                         console.print(f"ensemble member {index + 1} finished in {time.perf_counter() - began:.0f}s"
                                       f"{best}", highlight=False)
-                elif proc.returncode != 130:
+                elif proc.returncode != 130 and not (forwarded and proc.returncode == -signal.SIGTERM):
+                    # (a child stopped by our SIGTERM before it set up its handler has saved nothing yet)
                     failed.append(f"member {index + 1} ({run_dir / MEMBERS / f'{index}.log'}): {_log_tail(log.name)}")
     if failed:
         raise TextclsError("ensemble training failed: " + "; ".join(failed))
