@@ -179,7 +179,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
 
     `on_eval(step, record)` is called after each evaluation with the logged metrics; returning True
     stops training there (used by `textcls tune` for pruning and its time budget). With
-    `train.ensemble` > 1 the members are trained one after another (train/ensemble.py); `textcls tune`
+    `train.ensemble` > 1 the members are trained by train/ensemble.py (one after another, or
+    `train.ensemble_workers` at a time in child processes); `textcls tune`
     (with `on_eval`) trains single models and keeps the ensemble size for its best config.
     """
     run_dir = Path(output or cfg.output.dir)
