@@ -18,7 +18,8 @@ from conftest import ROOT, run_cli, sst2_slice, tiny_config, tiny_model, write_t
 from textcls.errors import CheckpointError
 from textcls.predict import predict_probabilities
 from textcls.rundir import load_run, load_weights, weights_digest
-from textcls.train.ensemble import EnsembleClassifier, read_ensemble
+from textcls.model.ensemble import EnsembleClassifier
+from textcls.train.ensemble import read_ensemble
 from textcls.train.loop import train
 
 

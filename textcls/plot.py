@@ -12,6 +12,7 @@ from rich.table import Table
 
 from textcls.config import Config
 from textcls.errors import CheckpointError, ConfigError
+from textcls.train.ensemble import is_ensemble_dir
 from textcls.train.logs import read_metrics
 from textcls.train.schedules import key_steps, lr_multiplier, phase
 
@@ -77,7 +78,7 @@ def plot_schedule(cfg: Config, total_steps: int, path: Path) -> None:
 def plot_run(run_dir: Path, path: Path, metric: str = "accuracy") -> None:
     """Three panels against the step: train and validation loss, learning rate, validation `metric`."""
     records = read_metrics(run_dir / "metrics.jsonl")
-    if not records and (run_dir / "ensemble.json").is_file():
+    if not records and is_ensemble_dir(run_dir):
         raise CheckpointError(f"{run_dir} is an ensemble, whose members each have their own curves; plot one of "
                               f"them, e.g. `textcls plot {run_dir / 'members' / '0'}`")
     if not records:

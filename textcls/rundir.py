@@ -26,7 +26,8 @@ from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError
 from textcls.io import atomic_write_json, atomic_write_text, sha256_file
 from textcls.model import TextClassifier
-from textcls.train.ensemble import EnsembleClassifier, is_ensemble_dir, member_dirs
+from textcls.model.ensemble import EnsembleClassifier
+from textcls.train.ensemble import is_ensemble_dir, member_dirs
 
 FORMAT_VERSION = 1  # bump when the run-directory layout or state-dict keys change incompatibly
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import os
 import signal
 import subprocess
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from torch import nn
 
 from textcls.config import Config, config_from_dict, read_yaml
 from textcls.errors import CheckpointError, ConfigError, TextclsError
@@ -35,27 +33,6 @@ from textcls.io import atomic_write_json
 
 ENSEMBLE_FILE = "ensemble.json"
 MEMBERS = "members"
-
-
-class EnsembleClassifier(nn.Module):
-    """Members' logits (B, C) -> logits whose softmax (sigmoid for multilabel) is the members' mean.
-
-    Returning logits keeps every caller (evaluate, predict, windowed predict) unchanged, and the
-    cross-entropy of these logits is the loss of the averaged probabilities.
-    """
-
-    def __init__(self, members: list[nn.Module], task: str = "single"):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-        self.task = task
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
-                token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
-        logits = torch.stack([m(input_ids, attention_mask, token_type_ids).float() for m in self.members])  # (M, B, C)
-        if self.task == "multilabel":
-            p = torch.sigmoid(logits).mean(0).clamp(1e-7, 1 - 1e-7)
-            return torch.log(p) - torch.log1p(-p)
-        return torch.logsumexp(torch.log_softmax(logits, -1), 0) - math.log(len(self.members))  # log mean p
 
 
 def is_ensemble_dir(run_dir: Path) -> bool:
@@ -112,6 +89,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         raise ConfigError("`train.ensemble` > 1 does not run under torchrun; train the ensemble in one process "
                           "(or train members separately with different `train.seed`)")
     run_dir = Path(output or cfg.output.dir)
+    valid = None  # (validation split, labels) from the setup, kept for the final evaluation
     if resume and is_ensemble_dir(run_dir):
         saved = run_dir / "config.yaml"
         cfg = config_from_dict(read_yaml(saved), source=str(saved))
@@ -124,6 +102,8 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         # The shared tokenizer: the base run's when starting from one, else trained (or loaded) once here.
         data = prepare_data(cfg, load_tokenizer(base) if base and base.is_file() else None)
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
+        valid = (data.valid, data.labels)  # the training split is not kept while members train
+        del data
         write_run_info(run_dir, kind="ensemble")
         info = {"members": [f"{MEMBERS}/{k}" for k in range(cfg.train.ensemble)], "finished": [],
                 "seeds": [cfg.train.seed + k for k in range(cfg.train.ensemble)]}
@@ -140,12 +120,14 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
 
     run = load_run(run_dir)
     metric = None
-    data = prepare_data(run.cfg, run.tokenizer)
-    if data.valid is not None:
+    if valid is None:  # a resumed ensemble has not prepared its data in this process
+        data = prepare_data(run.cfg, run.tokenizer)
+        valid = (data.valid, data.labels)
+    if valid[0] is not None:
         t = run.cfg.train
         device = select_device(t.device)
         run.model.to(device)
-        report = evaluate(run.model, data.valid, data.labels, t.eval_batch_size, device,
+        report = evaluate(run.model, valid[0], valid[1], t.eval_batch_size, device,
                           run.cfg.data.task, t.threshold, "fp32", run.tokenizer.token_to_id(PAD))
         metric = report[t.metric]
         info["valid"] = {k: report[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1", "micro_f1")
