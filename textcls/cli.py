@@ -82,6 +82,19 @@ def _done(summary: str) -> None:
 
 
 SetOption = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
+PrecisionOption = typer.Option("fp32", "--precision", help="fp32, or bf16 (autocast: faster on GPUs and on CPUs "
+                               "with bf16 units).")
+DeviceOption = typer.Option("auto", "--device", help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N.")
+
+
+def _inference_device(device: str, precision: str):
+    """The torch device for eval/predict, after checking --precision."""
+    from textcls.errors import ConfigError
+    from textcls.train.loop import select_device
+
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
+    return select_device(device, "--device")
 OutputOption = typer.Option(None, "--output", "-o", help="Run directory (overrides output.dir).")
 ResumeOption = typer.Option(False, "--resume", help="Continue the run in the output directory from last/.")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
@@ -135,14 +148,18 @@ def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
     data_file: str = typer.Argument(..., help="A labelled file in the run's data format."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the metrics as JSON to this file."),
+    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    precision: str = PrecisionOption,
+    device: str = DeviceOption,
 ) -> None:
     """Accuracy, F1, per-class metrics and the confusion matrix on a labelled file."""
     from textcls.evaluation import evaluate_file, print_report
     from textcls.rundir import load_run
 
     _logging()
-    run = load_run(run_dir)
-    result = evaluate_file(run, data_file, str(report) if report else None)
+    target = _inference_device(device, precision)
+    run = load_run(run_dir, device=target)
+    result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision)
     print_report(result, out)
 
 
@@ -156,7 +173,8 @@ def predict(
     output_format: Optional[str] = typer.Option(None, "--format", help="jsonl or tsv (default from --output)."),
     input_format: Optional[str] = typer.Option(None, "--input-format", help="csv|tsv|jsonl|fasttext|txt."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 (autocast; faster on CPUs with bf16)."),
+    precision: str = PrecisionOption,
+    device: str = DeviceOption,
     chunk_long: bool = typer.Option(False, "--chunk-long", help="Average over windows of documents longer than max_length."),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="--chunk-long: tokens between window starts "
                                          "(default half a window)."),
@@ -170,17 +188,16 @@ def predict(
         raise ConfigError(f"--format must be jsonl or tsv, got {output_format!r}")
     if input_format not in (None, "csv", "tsv", "jsonl", "fasttext", "txt"):
         raise ConfigError(f"--input-format must be one of csv, tsv, jsonl, fasttext, txt; got {input_format!r}")
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
     _logging()
-    run = load_run(run_dir)
+    target = _inference_device(device, precision)
+    run = load_run(run_dir, device=target)
     if stride and not chunk_long:
         raise ConfigError("--stride only applies with --chunk-long")
     if chunk_long and len(run.cfg.data.text_columns) == 2:
         raise ConfigError("--chunk-long works on single texts; this run reads text pairs")
     window_stride = (stride or max(1, (run.cfg.data.max_length - 2) // 2)) if chunk_long else None
-    n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, precision=precision,
-                     window_stride=window_stride)
+    n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, device=target,
+                     precision=precision, window_stride=window_stride)
     if output not in (None, "-"):
         err.print(f"wrote {n} predictions to {output}", highlight=False)
 

@@ -17,10 +17,10 @@ from textcls.train.evaluate import evaluate
 
 
 def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, batch_size: int = 128,
-                  device: torch.device = torch.device("cpu")) -> dict:
+                  device: torch.device = torch.device("cpu"), precision: str = "fp32") -> dict:
     ds, info = tokenize_file(data_file, run.cfg.data, run.tokenizer, labels=run.labels)
     report = evaluate(run.model, ds, run.labels, batch_size, device, run.cfg.data.task, run.cfg.train.threshold,
-                      "fp32", run.tokenizer.token_to_id(PAD))
+                      precision, run.tokenizer.token_to_id(PAD))
     report["file"] = str(data_file)
     if info.skipped_lines:
         report["skipped_lines"] = info.skipped_lines

@@ -135,11 +135,14 @@ def build_model(cfg: Config, tokenizer: Tokenizer, num_labels: int) -> TextClass
     return TextClassifier(cfg.model, tokenizer.get_vocab_size(), num_labels, tokenizer.token_to_id(PAD) or 0)
 
 
-def load_run(run_dir: Path | str, weights: str = "model.safetensors") -> Run:
+def load_run(run_dir: Path | str, weights: str = "model.safetensors", device: torch.device | None = None) -> Run:
+    """The run's config, tokenizer, labels and model in eval mode, on `device` (default: CPU)."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     if is_ensemble_dir(run_dir):
-        return _load_ensemble(run_dir, cfg, weights)
+        run = _load_ensemble(run_dir, cfg, weights)
+        run.model.to(device or "cpu")
+        return run
     info = read_run_info(run_dir)
     if info.get("kind") == "pretrain":
         raise CheckpointError(f"{run_dir} is a `textcls pretrain` run (an encoder without a classifier); "
@@ -153,7 +156,7 @@ def load_run(run_dir: Path | str, weights: str = "model.safetensors") -> Run:
         base = load_base_state(run_dir, info["base"])
         state = {**{k: v for k, v in base.items() if k in own and k not in state}, **state}
     load_state(model, state, str(run_dir / weights))
-    model.eval()
+    model.to(device or "cpu").eval()
     return Run(run_dir, cfg, tokenizer, labels, model)
 
 

@@ -163,7 +163,8 @@ def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, q
 
     def checkpoint() -> None:
         if main:
-            save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
+            save_checkpoint(run_dir / "last", model, optimizer, scheduler,
+                            {**state, "train_loss": float(state["train_loss"])}, scaler)
 
     def run_eval(kind: str) -> None:
         nonlocal last_metrics
@@ -173,7 +174,7 @@ def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, q
         metrics = evaluate_mlm(model, corpus.valid, masker, t.eval_batch_size, t.seed, device, t.precision) \
             if len(corpus.valid) else {}
         record = {"step": state["step"], "epoch": state["epoch"], "kind": kind, "lr": scheduler.get_last_lr()[0],
-                  "train_loss": state["train_loss"] / max(state["train_n"], 1), **metrics}
+                  "train_loss": float(state["train_loss"]) / max(state["train_n"], 1), **metrics}
         with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         state.update(train_loss=0.0, train_n=0)
@@ -210,7 +211,7 @@ def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, q
                         scaled = loss / t.grad_accum
                         (scaler.scale(scaled) if scaler else scaled).backward()
                     micro += 1
-                    loss_sum += loss.item()
+                    loss_sum = loss_sum + loss.detach()  # no host sync per step (a GPU keeps running)
                     n_tokens += int(batch.attention_mask.sum())
                     n_blocks += blocks
                     state["position"] += consumed

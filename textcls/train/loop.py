@@ -65,15 +65,22 @@ class TrainResult:
     examples_per_second: float
 
 
-def select_device(spec: str) -> torch.device:
+def select_device(spec: str, name: str = "`train.device`") -> torch.device:
+    """auto (CUDA when there is one), cpu, cuda or cuda:N; `name` is how errors refer to the setting."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"`train.device` is {spec!r} but no CUDA device is available; use `auto` or `cpu`")
+        raise ConfigError(f"{name} is {spec!r} but no CUDA device is available; use `auto` or `cpu`")
     try:
-        return torch.device(spec)
+        device = torch.device(spec)
     except RuntimeError:
-        raise ConfigError(f"`train.device` {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(f"{name} {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{name} {spec!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"{name} is {spec!r} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+                          f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -279,7 +286,9 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         saved_step[0] = state["step"]
         if not main:
             return
-        save_checkpoint(run_dir / "last", model, optimizer, scheduler, dict(state), scaler)
+        window = state["loss_window"]  # its sum is a device tensor between logs (no host sync per step)
+        save_checkpoint(run_dir / "last", model, optimizer, scheduler,
+                        {**state, "loss_window": [float(window[0]), window[1]]}, scaler)
         if t.save_total_limit:
             keep_step_checkpoint(run_dir, state["step"], t.save_total_limit, state["best_step"])
 
@@ -335,7 +344,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                         scaled = loss / t.grad_accum
                         (scaler.scale(scaled) if scaler else scaled).backward()
                     micro += 1
-                    loss_sum += loss.item()
+                    loss_sum = loss_sum + loss.detach()  # stays on the device: .item() here would stall a GPU
                     n_examples += micro_batch.examples
                     state["position"] += micro_batch.consumed
                     if not sync:
@@ -350,7 +359,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                     window[0], window[1] = window[0] + loss_sum / micro, window[1] + 1
                     if step % t.log_every == 0:
                         metrics.write({"step": step, "epoch": epoch, "kind": "train",
-                                       "loss": window[0] / window[1], "lr": lr_used})
+                                       "loss": float(window[0]) / window[1], "lr": lr_used})
                         state["loss_window"] = [0.0, 0]
                     micro, loss_sum, n_examples = 0, 0.0, 0
                     if epoch_done:

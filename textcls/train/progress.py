@@ -16,6 +16,7 @@ class TrainProgress:
         self.total, self.log_every, self.enabled = total_steps, log_every, enabled
         self.interactive = enabled and console.is_terminal and sys.stderr.isatty()
         self.t0 = time.perf_counter()
+        self.shown = 0.0  # when the bar's loss was last read
         self.start_step = start_step
         self.examples = 0
         self.progress = None
@@ -26,15 +27,21 @@ class TrainProgress:
             self.task = self.progress.add_task("train", total=total_steps, completed=start_step, info="")
             self.progress.start()
 
-    def update(self, step: int, loss: float, lr: float, examples: int) -> None:
+    def update(self, step: int, loss, lr: float, examples: int) -> None:
+        """`loss` may be a device tensor: it is read (a host sync) only when shown, at most 4 times a second
+        on a terminal and every `log_every` steps otherwise."""
         self.examples += examples
         if not self.enabled:
             return
-        rate = self.examples / max(time.perf_counter() - self.t0, 1e-9)
-        info = f"loss {loss:.4f} lr {lr:.2e} {rate:,.0f} ex/s"
+        now = time.perf_counter()
+        rate = self.examples / max(now - self.t0, 1e-9)
         if self.progress is not None:
-            self.progress.update(self.task, completed=step, info=info)
+            if now - self.shown >= 0.25 or step == self.total:
+                self.shown = now
+                info = f"loss {float(loss):.4f} lr {lr:.2e} {rate:,.0f} ex/s"
+                self.progress.update(self.task, completed=step, info=info)
         elif step % self.log_every == 0 or step == self.total:
+            info = f"loss {float(loss):.4f} lr {lr:.2e} {rate:,.0f} ex/s"
             done = step - self.start_step
             eta = (time.perf_counter() - self.t0) / max(done, 1) * (self.total - step)
             console.print(f"step {step}/{self.total} {info} eta {eta:,.0f}s", highlight=False)
