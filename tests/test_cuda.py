@@ -134,3 +134,30 @@ def test_cli_device_cuda_without_a_gpu_is_a_clear_error(tmp_path):
     assert proc.returncode == 2
     assert "--device is 'cuda' but no CUDA device is available" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@cuda
+def test_bf16_attention_on_cuda_does_not_use_cudnn_attention(tmp_path):
+    """cuDNN attention builds a plan per new shape (tens of ms); bucketed batches change shape all the time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from textcls.config import ModelConfig
+    from textcls.model import TextClassifier
+
+    model = TextClassifier(ModelConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128), 500, 2)
+    model = model.cuda().eval()
+    with profile(activities=[ProfilerActivity.CPU]) as prof, torch.inference_mode(), \
+            torch.autocast("cuda", dtype=torch.bfloat16):
+        for length in (7, 9, 13):
+            ids = torch.randint(5, 500, (4, length), device="cuda")
+            model(ids, torch.ones_like(ids, dtype=torch.bool)).float().cpu()
+    names = {e.key for e in prof.key_averages()}
+    assert any("scaled_dot_product" in n for n in names), sorted(names)[:20]
+    assert not any("cudnn_attention" in n for n in names), sorted(n for n in names if "attention" in n)
+
+
+@cuda
+def test_compiled_bf16_training_on_cuda(tmp_path):
+    result = train(gpu_config(tmp_path, "run", precision="bf16", compile=True, epochs=1, eval_every=0), quiet=True)
+    assert result.best_metric is not None and result.best_metric > 0.55
+    assert all(torch.isfinite(t).all() for t in weights(result.run_dir).values())

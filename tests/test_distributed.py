@@ -151,6 +151,7 @@ def test_torchrun_two_processes_match_single_process(tmp_path, sst2_files, monke
     tok_path.write_text(get_tokenizer(cfg).to_str())
     cfg.tokenizer.path = str(tok_path)
     cfg.train.eval_batch_size = 16  # 7 eval batches: both ranks evaluate a share
+    cfg.train.device = "cpu"  # two ranks on gloo, also where one GPU is visible
     config = tmp_path / "config.yaml"
     save_config(cfg, config)
 

@@ -32,7 +32,8 @@ data: {{train: train.tsv, valid: valid.tsv, text_columns: [sentence], label_colu
         cache_dir: {cache}}}
 tokenizer: {{vocab_size: 200, min_frequency: 1}}
 model: {{hidden_size: 16, num_layers: 2, num_heads: 2, intermediate_size: 32, max_positions: 32, dropout: 0.1}}
-train: {{epochs: 5, batch_size: 8, lr: 0.003, seed: 3, log_every: 1, checkpoint_every: 3, num_threads: 1}}
+train: {{epochs: 5, batch_size: 8, lr: 0.003, seed: 3, log_every: 1, checkpoint_every: 3, num_threads: 1,
+        device: cpu}}  # bitwise equality: CPU kernels (a GPU adds in no fixed order)
 """
 KILLS = 10  # each start costs ~4 s of imports
 

@@ -32,7 +32,8 @@ def _raw(tmp_path, grad_accum: int) -> dict:
         # dropout 0: each rank draws its own dropout masks, so only dropout-free runs can match exactly
         "model": tiny_model(embedding_size=16, dropout=0.0),
         "train": {"max_steps": 5, "batch_size": 4, "grad_accum": grad_accum, "lr": 2e-3, "seed": 0,
-                  "log_every": 1000, "eval_every": 5, "num_threads": 1},
+                  "log_every": 1000, "eval_every": 5, "num_threads": 1,
+                  "device": "cpu"},  # gloo on CPU, also where a GPU is visible
         "pretrain": {"files": [str(txt)], "block_size": 32},
     }
 
