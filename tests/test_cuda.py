@@ -157,6 +157,7 @@ def test_bf16_attention_on_cuda_does_not_use_cudnn_attention(tmp_path):
 
 
 @cuda
+@pytest.mark.timeout(900)  # the first compile of forward and backward takes minutes on a busy machine
 def test_compiled_bf16_training_on_cuda(tmp_path):
     result = train(gpu_config(tmp_path, "run", precision="bf16", compile=True, epochs=1, eval_every=0), quiet=True)
     assert result.best_metric is not None and result.best_metric > 0.55
