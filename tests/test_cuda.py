@@ -162,3 +162,15 @@ def test_compiled_bf16_training_on_cuda(tmp_path):
     result = train(gpu_config(tmp_path, "run", precision="bf16", compile=True, epochs=1, eval_every=0), quiet=True)
     assert result.best_metric is not None and result.best_metric > 0.55
     assert all(torch.isfinite(t).all() for t in weights(result.run_dir).values())
+
+
+@pytest.mark.parametrize("spec, message", [("tpu", "is not a device"), ("mps", "is not supported"),
+                                           ("cuda:99", "CUDA device")])
+def test_device_names_are_checked(spec, message):
+    from textcls.errors import ConfigError
+    from textcls.train.loop import select_device
+
+    with pytest.raises(ConfigError, match=message) as err:
+        select_device(spec, "--device")
+    assert "--device" in str(err.value)
+    assert select_device("cpu").type == "cpu"
