@@ -29,6 +29,28 @@ def test_cjk_characters_are_one_token_each(kind):
     assert len(tokens) == 4, tokens
 
 
+@pytest.mark.parametrize("kind, vocab", [("wordpiece", 9000), ("bpe", 5000), ("unigram", 5000)])
+def test_split_cjk_false_learns_multi_character_words(kind, vocab):
+    """Real ChnSentiCorp reviews: with split_cjk false, frequent words (酒店 hotel, 服务 service) become pieces.
+
+    The 1,500 reviews hold ~2,800 distinct characters, which every vocabulary keeps first (wordpiece twice:
+    with and without ##), so the vocabularies leave room above that for multi-character pieces."""
+    from conftest import SHARED
+
+    lines = (SHARED / "chnsenticorp" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:1500]
+    texts = [line.split("\t")[-1] for line in lines]
+    split = train_tokenizer(texts, TokenizerConfig(type=kind, vocab_size=vocab))
+    words = train_tokenizer(texts, TokenizerConfig(type=kind, vocab_size=vocab, split_cjk=False))
+    cjk = lambda token: sum("\u4e00" <= ch <= "\u9fff" for ch in token)  # noqa: E731
+    assert max(cjk(t) for t in split.get_vocab()) == 1
+    assert sum(cjk(t) >= 2 for t in words.get_vocab()) > 300
+    sample = "酒店的服务很好,房间也很干净。"  # an ASCII comma: NFKC turns the full-width one into it
+    pieces = words.encode(sample, add_special_tokens=False).tokens
+    assert len(pieces) < len(split.encode(sample, add_special_tokens=False).tokens)
+    assert "[UNK]" not in pieces
+    assert "".join(p.replace("##", "").replace("</w>", "").replace("▁", "") for p in pieces) == sample
+
+
 def test_encode_adds_cls_sep_and_segments_for_pairs():
     tok = train_tokenizer(TEXTS, TokenizerConfig(vocab_size=400, min_frequency=1))
     ids, types = encode_texts(tok, ["good film"], ["bad plot twist"], max_length=64)

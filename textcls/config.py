@@ -61,6 +61,7 @@ class TokenizerConfig:
     lowercase: bool = True
     nfkc: bool = True
     strip_accents: bool = False
+    split_cjk: bool = True  # each CJK character its own piece; false: the tokenizer learns multi-character words
     path: Optional[str] = None  # load an existing tokenizer.json instead of training one
 
 

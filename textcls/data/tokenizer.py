@@ -1,8 +1,9 @@
 """Tokenizers built with HuggingFace `tokenizers`, trained on the training texts only.
 
 Every type shares one normalizer (optional NFKC, lowercase, accent stripping) and one
-pre-tokenizer: every CJK character becomes its own piece, then text splits on whitespace and
-punctuation. `[CLS]`/`[SEP]` are added by `encode_batch` in data/pipeline.py, not here, so that
+pre-tokenizer: every CJK character becomes its own piece (unless `split_cjk: false`, where the
+subword model learns multi-character pieces from runs of CJK text), then text splits on whitespace
+and punctuation. `[CLS]`/`[SEP]` are added by `encode_batch` in data/pipeline.py, not here, so that
 truncation can keep the end of a document.
 """
 
@@ -40,8 +41,8 @@ def _normalizer(cfg: TokenizerConfig) -> normalizers.Normalizer:
 
 
 def _pre_tokenizer(cfg: TokenizerConfig) -> pre_tokenizers.PreTokenizer:
-    steps = [pre_tokenizers.Split(Regex(CJK), behavior="isolated"), pre_tokenizers.WhitespaceSplit(),
-             pre_tokenizers.Punctuation(behavior="isolated")]
+    steps = [pre_tokenizers.Split(Regex(CJK), behavior="isolated")] if cfg.split_cjk else []
+    steps += [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
     if cfg.type == "char":
         steps.append(pre_tokenizers.Split(Regex(r"."), behavior="isolated"))
     return pre_tokenizers.Sequence(steps)
@@ -51,7 +52,8 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
     """Train a tokenizer of `cfg.type` on `texts`; special tokens get ids 0..4."""
     common = dict(vocab_size=cfg.vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
     if cfg.type == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token=UNK, max_input_chars_per_word=100))
+        longest = 100 if cfg.split_cjk else 1000  # an unsplit CJK clause is one "word"
+        tok = Tokenizer(models.WordPiece(unk_token=UNK, max_input_chars_per_word=longest))
         trainer = trainers.WordPieceTrainer(min_frequency=cfg.min_frequency, **common)
         tok.decoder = decoders.WordPiece()
     elif cfg.type == "bpe":
