@@ -156,6 +156,7 @@ class TrainConfig:
     class_weights: Optional[Union[str, list[float]]] = None  # "auto" or one weight per label
     label_smoothing: float = 0.0
     token_dropout: float = 0.0  # word dropout: each training token becomes [UNK] with this probability
+    ema_decay: Optional[float] = None  # evaluate and save an exponential moving average of the weights
     threshold: Union[float, list[float]] = 0.5  # multilabel decision threshold(s)
     trainable: Literal["all", "adapters", "head"] = "all"
     ensemble: int = 1  # > 1: train that many members (seeds seed, seed+1, ...) and average their probabilities
@@ -443,6 +444,8 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     _validate_train_extras(t, problems)
     if not 0.0 <= t.token_dropout < 1.0:
         problems.append(f"`train.token_dropout` must be in [0, 1), got {t.token_dropout}")
+    if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
+        problems.append(f"`train.ema_decay` must be in (0, 1), e.g. 0.999, got {t.ema_decay}")
     if t.ensemble < 1:
         problems.append(f"`train.ensemble` must be at least 1 (the number of members), got {t.ensemble}")
     if t.ensemble_workers < 1:

@@ -39,8 +39,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, loop_state: dict, scaler: Any = None) -> None:
-    """Write a complete checkpoint into `path` (e.g. run/last) atomically."""
+                    scheduler: Any, loop_state: dict, scaler: Any = None,
+                    average: dict[str, torch.Tensor] | None = None) -> None:
+    """Write a complete checkpoint into `path` (e.g. run/last) atomically; `average`: the EMA weights."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -48,6 +49,8 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         raise CheckpointError(f"cannot write a checkpoint in {path.parent} ({exc.strerror})") from None
     try:
         digest = write_weights(model.state_dict(), tmp / "model.safetensors")
+        if average is not None:
+            loop_state = {**loop_state, "ema_sha256": write_weights(average, tmp / "ema.safetensors")}
         trainer = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
         if scaler is not None:
             trainer["scaler"] = scaler.state_dict()
@@ -77,9 +80,10 @@ def has_checkpoint(path: Path) -> bool:
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, scaler: Any = None, required: tuple[str, ...] = ("step",)) -> dict:
+                    scheduler: Any, scaler: Any = None, required: tuple[str, ...] = ("step",),
+                    average: torch.nn.Module | None = None) -> dict:
     """Restore model, optimizer, scheduler and RNG from `path`; returns the loop state, which must hold the
-    `required` keys."""
+    `required` keys. `average` (the EMA model) is restored from ema.safetensors."""
     path = recover_dir(path)
     if not (path / "state.json").exists():
         raise CheckpointError(f"no resumable checkpoint in {path}; train without --resume to start over")
@@ -92,6 +96,12 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         raise CheckpointError(f"{path / 'state.json'} lacks {', '.join(missing)}; the checkpoint is damaged")
     state = load_weights(path / "model.safetensors", loop_state.get("model_sha256"))
     load_state(model, state, str(path / "model.safetensors"))
+    if average is not None:
+        if "ema_sha256" not in loop_state:
+            raise CheckpointError(f"{path} was saved without `train.ema_decay`, which the run now sets; resume with "
+                                  "the run's own config.yaml, or train without --resume")
+        load_state(average, load_weights(path / "ema.safetensors", loop_state["ema_sha256"]),
+                   str(path / "ema.safetensors"))
     try:
         trainer = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses anything but tensors and plain containers

@@ -38,6 +38,7 @@ from textcls.train.checkpoint import (has_checkpoint, keep_step_checkpoint, load
                                       save_best, save_checkpoint)
 from textcls.train.checks import check_device_options, check_label_options
 from textcls.train.ensemble import is_ensemble_dir, train_ensemble
+from textcls.train.ema import WeightAverage
 from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.logs import MetricsLog
 from textcls.train.loss import auto_class_weights, compute_loss
@@ -251,6 +252,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         console.print(f"trainable: {t.trainable}, {n:,} of {total:,} parameters ({100 * n / total:.2f}%)",
                       highlight=False)
     model.to(device)
+    average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
+    eval_model = average.model if average else model  # what is evaluated and saved as the best weights
     train_model = distributed.wrap_model(model, device)  # DDP under torchrun; save/eval use `model`
     forward = torch.compile(train_model, dynamic=True) if t.compile else train_model  # same parameters
     if resume:  # keep the checkpoint's global batch (world size x grad_accum) at any world size
@@ -268,7 +271,10 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
              "total_steps": total_steps, "loss_window": [0.0, 0]}  # train loss (sum, steps) since the last log
     if resume:
         state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler,
-                                required=("step", "epoch", "position", "total_steps"))
+                                required=("step", "epoch", "position", "total_steps"),
+                                average=average.model if average else None)
+        if average:
+            average.updates = state["step"]
         if state.get("total_steps") != total_steps:
             raise CheckpointError(
                 f"cannot resume {run_dir} exactly: the run was planned for {state.get('total_steps')} steps but "
@@ -288,7 +294,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
             return
         window = state["loss_window"]  # its sum is a device tensor between logs (no host sync per step)
         save_checkpoint(run_dir / "last", model, optimizer, scheduler,
-                        {**state, "loss_window": [float(window[0]), window[1]]}, scaler)
+                        {**state, "loss_window": [float(window[0]), window[1]]}, scaler,
+                        average.state_dict() if average else None)
         if t.save_total_limit:
             keep_step_checkpoint(run_dir, state["step"], t.save_total_limit, state["best_step"])
 
@@ -296,11 +303,11 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         """Evaluate, keep the best weights; returns True when early stopping says stop."""
         if data.valid is None:
             if main:
-                save_best(run_dir, model, saved, step=state["step"], **base_info)
+                save_best(run_dir, eval_model, saved, step=state["step"], **base_info)
             checkpoint()
             return False
         # Under torchrun every rank evaluates a share and gets the full report (see predict_logits).
-        report = evaluate(model, data.valid, data.labels, t.eval_batch_size, device, cfg.data.task,
+        report = evaluate(eval_model, data.valid, data.labels, t.eval_batch_size, device, cfg.data.task,
                           t.threshold, t.precision, pad_id)
         value = report[t.metric]
         record = {"step": state["step"], "epoch": state["epoch"], "kind": kind, "lr": scheduler.get_last_lr()[0],
@@ -310,7 +317,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         if improved:
             state.update(best=value, best_step=state["step"], bad_evals=0)
             if main:
-                save_best(run_dir, model, saved, step=state["step"], metric=t.metric, best=value, **base_info)
+                save_best(run_dir, eval_model, saved, step=state["step"], metric=t.metric, best=value, **base_info)
         else:
             state["bad_evals"] += 1
         stop_requested = bool(on_eval(state["step"], record)) if on_eval else False
@@ -352,6 +359,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                     lr_used = scheduler.get_last_lr()[0]
                     optimizer_step(model, optimizer, scaler, t.max_grad_norm)
                     scheduler.step()
+                    if average:
+                        average.update()
                     state["step"] += 1
                     step = state["step"]
                     progress.update(step, loss_sum / micro, scheduler.get_last_lr()[0], n_examples)
