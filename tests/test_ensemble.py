@@ -192,3 +192,54 @@ def test_ensemble_from_a_base_run_keeps_the_base_tokenizer(sst2_files, tmp_path)
     assert (out / "tokenizer.json").read_text() == want
     assert all((out / f"members/{k}/tokenizer.json").read_text() == want for k in range(2))
     assert len(load_run(out).model.members) == 2
+
+
+def test_variants_with_their_own_tokenizer_are_averaged_per_tokenizer(sst2_files, tmp_path):
+    """Members 0 and 2 keep the shared wordpiece tokenizer, member 1 trains a word-level one."""
+    from textcls.evaluation import evaluate_file
+    from textcls.predict import predict_windowed
+
+    train_file, valid_file = sst2_files
+    out = tmp_path / "mixed"
+    cfg = tiny_config(train_file, valid_file, out, train={
+        "ensemble": 3, "seed": 2, "ensemble_variants": [{}, {"tokenizer.type": "word", "model.dropout": 0.2}]})
+    result = train(cfg, quiet=True)
+    members = [load_run(out / "members" / str(k)) for k in range(3)]
+    shared = (out / "tokenizer.json").read_text()
+    assert [m.tokenizer.to_str() == shared for m in members] == [True, False, True]
+    assert members[1].cfg.tokenizer.type == "word" and members[1].cfg.model.dropout == 0.2
+    assert members[2].cfg.model.dropout == 0.0 and [m.cfg.train.seed for m in members] == [2, 3, 4]
+
+    ensemble = load_run(out)
+    assert [n for _, n in ensemble.groups] == [2, 1]
+    texts = [t for t, _ in sst2_slice(40, "dev")]
+    each = [predict_probabilities(m, texts) for m in members]
+    np.testing.assert_allclose(predict_probabilities(ensemble, texts), np.mean(each, 0), atol=1e-5)
+    windows = [predict_windowed(m, texts, stride=4) for m in members]
+    np.testing.assert_allclose(predict_windowed(ensemble, texts, stride=4), np.mean(windows, 0), atol=1e-5)
+    with pytest.raises(TypeError, match="per tokenizer group"):
+        ensemble.model(torch.zeros(1, 3, dtype=torch.long))
+
+    rows = sst2_slice(100, "dev")
+    truth = np.array([int(y) for _, y in rows])
+    mean = np.mean([predict_probabilities(m, [t for t, _ in rows]) for m in members], 0)
+    columns = [ensemble.labels.index(str(c)) for c in (0, 1)]
+    want = float((mean[:, columns].argmax(1) == truth).mean())
+    report = evaluate_file(ensemble, str(valid_file))
+    assert report["accuracy"] == pytest.approx(want)
+    assert result.best_metric == pytest.approx(want)
+    proc = run_cli("predict", str(out), str(valid_file), "-o", str(tmp_path / "p.jsonl"), "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 100
+
+
+def test_variants_are_validated(sst2_files, tmp_path):
+    from textcls.errors import ConfigError
+
+    train_file, valid_file = sst2_files
+    for variant, message in (({"data.max_length": 8}, "may set tokenizer"), ({"train.seed": 3}, "not train.seed"),
+                             ({"tokenizer.typ": "word"}, "did you mean `tokenizer.type`"),
+                             ({"model.num_heads": 5}, r"ensemble_variants\[1\].*divisible")):
+        with pytest.raises(ConfigError, match=message):
+            tiny_config(train_file, valid_file, tmp_path / "x",
+                        train={"ensemble": 2, "ensemble_variants": [{}, variant]})

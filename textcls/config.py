@@ -161,6 +161,9 @@ class TrainConfig:
     trainable: Literal["all", "adapters", "head"] = "all"
     ensemble: int = 1  # > 1: train that many members (seeds seed, seed+1, ...) and average their probabilities
     ensemble_workers: int = 1  # members trained at once, each in its own process with num_threads / workers
+    # Per-member overrides, cycled over the members: member k applies ensemble_variants[k % len], e.g.
+    # [{}, {tokenizer.type: bpe}] alternates the config as written with a BPE-tokenized member.
+    ensemble_variants: list[dict[str, Any]] = field(default_factory=list)
     compile: bool = False
     log_every: int = 50
     checkpoint_every: Optional[int] = None  # steps between resumable `last/` saves; None = each eval
@@ -448,12 +451,53 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`train.ema_decay` must be in (0, 1), e.g. 0.999, got {t.ema_decay}")
     if t.ensemble < 1:
         problems.append(f"`train.ensemble` must be at least 1 (the number of members), got {t.ensemble}")
+    _validate_variants(cfg, problems)
     if t.ensemble_workers < 1:
         problems.append(f"`train.ensemble_workers` must be at least 1, got {t.ensemble_workers}")
     if t.trainable == "adapters" and not m.adapters.enabled:
         problems.append("`train.trainable: adapters` needs `model.adapters.enabled: true`")
     _validate_adapters(m, problems)
     _validate_pretrain(cfg, problems)
+
+
+VARIANT_SECTIONS = ("tokenizer.", "model.", "train.")
+VARIANT_FIXED = ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.device",
+                 "train.num_threads", "train.metric", "train.seed")
+
+
+def member_raw(cfg: Config, variant: dict[str, Any]) -> dict:
+    """The raw config of an ensemble member with `variant` (dotted key -> value) applied."""
+    raw = config_to_dict(cfg)
+    raw["train"].update(ensemble=1, ensemble_variants=[])
+    for key, value in variant.items():
+        node = raw
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+        node[last] = value
+    return raw
+
+
+def _validate_variants(cfg: Config, problems: list[str]) -> None:
+    """Each variant names allowed keys, and the member config it gives is valid."""
+    for i, variant in enumerate(cfg.train.ensemble_variants):
+        where = f"`train.ensemble_variants[{i}]`"
+        if not isinstance(variant, dict):
+            continue  # reported by the type check
+        bad = [k for k in variant if not isinstance(k, str) or not k.startswith(VARIANT_SECTIONS)
+               or k in VARIANT_FIXED or k.startswith(tuple(f + "." for f in VARIANT_FIXED))]
+        if bad:
+            problems.append(f"{where} may set tokenizer.*, model.* and train.* keys other than the ensemble's own, "
+                            f"device, num_threads, metric and seed; not {', '.join(map(str, bad))}")
+            continue
+        trial: list[str] = []
+        member = _build(Config, member_raw(cfg, variant), "", trial)
+        if not trial:
+            try:
+                _validate(member, trial)
+            except (TypeError, AttributeError):
+                pass
+        problems.extend(f"{where}: {p}" for p in trial)
 
 
 def _validate_adapters(m: ModelConfig, problems: list[str]) -> None:

@@ -62,11 +62,19 @@ def predict_ids(model: torch.nn.Module, ids: list[list[int]], types: Optional[li
 def predict_probabilities(run: Run, texts: list[str], pairs: Optional[list[str]] = None, batch_size: int = 64,
                           device: torch.device = torch.device("cpu"), precision: str = "fp32") -> np.ndarray:
     """(N, C) probabilities for raw texts (optionally text pairs), in input order."""
+    if run.groups:
+        return group_mean(run, lambda g: predict_probabilities(g, texts, pairs, batch_size, device, precision))
     cfg = run.cfg
     ids, types = encode_texts(run.tokenizer, texts, pairs, cfg.data.max_length, cfg.data.truncation,
                               cfg.data.head_tokens)
     return predict_ids(run.model, ids, types if pairs else None, len(run.labels), batch_size,
                        run.tokenizer.token_to_id(PAD), device, precision, cfg.data.task)
+
+
+def group_mean(run: Run, probabilities) -> np.ndarray:
+    """An ensemble with several tokenizers: the member-weighted mean of each group's probabilities."""
+    total = sum(n for _, n in run.groups)
+    return sum(probabilities(group) * (n / total) for group, n in run.groups).astype(np.float32)
 
 
 def window_starts(length: int, size: int, stride: int) -> list[int]:
@@ -83,6 +91,8 @@ def predict_windowed(run: Run, texts: list[str], stride: Optional[int] = None, b
     """(N, C) probabilities; a text longer than max_length is split into overlapping windows of
     max_length tokens (`[CLS] window [SEP]`, starts `stride` tokens apart; default half a window)
     and its windows' probabilities are averaged. Texts that fit are predicted as by predict_probabilities."""
+    if run.groups:
+        return group_mean(run, lambda g: predict_windowed(g, texts, stride, batch_size, device, precision))
     cfg = run.cfg
     size = cfg.data.max_length - 2
     stride = stride or max(1, size // 2)

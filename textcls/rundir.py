@@ -120,6 +120,10 @@ class Run:
     tokenizer: Tokenizer
     labels: list[str]
     model: TextClassifier
+    # An ensemble whose members use different tokenizers (`train.ensemble_variants`): one Run per
+    # tokenizer (its members behind an EnsembleClassifier) and its member count. Predict and evaluate
+    # tokenize once per group and average the groups' probabilities weighted by member count.
+    groups: list[tuple["Run", int]] | None = None
 
 
 def load_run_config(run_dir: Path) -> Config:
@@ -161,17 +165,37 @@ def load_run(run_dir: Path | str, weights: str = "model.safetensors", device: to
 
 
 def _load_ensemble(run_dir: Path, cfg: Config, weights: str) -> Run:
-    """An ensemble run: every member's best weights behind one model that averages their probabilities."""
+    """An ensemble run: every member's best weights behind one model that averages their probabilities
+    (members with another tokenizer than the top-level one form groups, see Run.groups)."""
     tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     labels = load_labels(run_dir / "labels.json")
-    members = []
+    own_tokenizers = any(k.startswith("tokenizer.") for v in cfg.train.ensemble_variants for k in v)
+    by_tokenizer: dict[str, list[Run]] = {}
     for path in member_dirs(run_dir):
         member = load_run(path, weights)
-        if member.tokenizer.to_str() != tokenizer.to_str() or member.labels != labels:
+        if member.labels != labels or (member.tokenizer.to_str() != tokenizer.to_str() and not own_tokenizers):
             raise CheckpointError(f"ensemble member {path} has another tokenizer or label set than {run_dir}; "
                                   "the run directory was changed by hand: train the ensemble again")
-        members.append(member.model)
-    return Run(run_dir, cfg, tokenizer, labels, EnsembleClassifier(members, cfg.data.task).eval())
+        by_tokenizer.setdefault(member.tokenizer.to_str(), []).append(member)
+    groups = [(Run(run_dir, members[0].cfg, members[0].tokenizer, labels,
+                   EnsembleClassifier([m.model for m in members], cfg.data.task).eval()), len(members))
+              for members in by_tokenizer.values()]
+    if len(groups) == 1:
+        return Run(run_dir, cfg, tokenizer, labels, groups[0][0].model)
+    return Run(run_dir, cfg, tokenizer, labels, GroupedEnsemble([g.model for g, _ in groups]).eval(), groups)
+
+
+class GroupedEnsemble(torch.nn.Module):
+    """The members of an ensemble with several tokenizers, for .to(device) and parameter counts. It has
+    no forward of its own: one batch of token ids means nothing to members with another tokenizer."""
+
+    def __init__(self, groups: list[torch.nn.Module]):
+        super().__init__()
+        self.groups = torch.nn.ModuleList(groups)
+
+    def forward(self, *args, **kwargs):
+        raise TypeError("an ensemble with several tokenizers is run per tokenizer group (Run.groups); "
+                        "use textcls.predict.predict_probabilities or textcls.evaluation.evaluate_file")
 
 
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, strict: bool = True) -> list[str]:

@@ -8,7 +8,9 @@ one complete, ordinary run directory per member:
     RUN/members/0/ ... RUN/members/N-1/     (each: config.yaml, model.safetensors, last/, ...)
 
 Every member uses the top-level tokenizer (trained once) and the same validation split, so
-`eval`/`predict` tokenize once and run the members on the same ids. `ensemble.json` records which
+`eval`/`predict` tokenize once and run the members on the same ids. `train.ensemble_variants` gives
+members other settings; a member whose variant sets tokenizer keys trains its own tokenizer, and
+`eval`/`predict` then tokenize once per distinct tokenizer (see rundir.Run.groups). `ensemble.json` records which
 members have finished; `--resume` skips those and resumes the interrupted one from its `last/`.
 """
 
@@ -27,7 +29,7 @@ from typing import Optional
 
 import torch
 
-from textcls.config import Config, config_from_dict, read_yaml
+from textcls.config import Config, config_from_dict, member_raw, read_yaml
 from textcls.errors import CheckpointError, ConfigError, TextclsError
 from textcls.io import atomic_write_json
 
@@ -63,14 +65,23 @@ def member_dirs(run_dir: Path) -> list[Path]:
     return [run_dir / m for m in members]
 
 
+def member_variant(cfg: Config, index: int) -> dict:
+    variants = cfg.train.ensemble_variants
+    return variants[index % len(variants)] if variants else {}
+
+
 def member_config(cfg: Config, index: int, tokenizer_path: Path) -> Config:
-    """Member `index`: seed + index, the shared tokenizer, the ensemble's validation split."""
-    member = copy.deepcopy(cfg)
-    member.train.ensemble = 1
+    """Member `index`: its variant (`train.ensemble_variants`), seed + index, the ensemble's validation
+    split, and the shared tokenizer unless its variant sets tokenizer keys (then it trains its own)."""
+    variant = member_variant(cfg, index)
+    member = config_from_dict(member_raw(cfg, variant), source=f"{cfg.source} (member {index})") if variant \
+        else copy.deepcopy(cfg)
+    member.train.ensemble, member.train.ensemble_variants = 1, []
     member.train.seed = cfg.train.seed + index
     if member.data.split_seed is None:
         member.data.split_seed = cfg.train.seed  # every member holds out the same rows
-    member.tokenizer.path = str(tokenizer_path.resolve())
+    if not any(key.startswith("tokenizer.") for key in variant):
+        member.tokenizer.path = str(tokenizer_path.resolve())
     member.output.overwrite = True  # member folders belong to the ensemble
     return member
 
@@ -81,7 +92,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     from textcls.data.tokenizer import PAD, load_tokenizer
     from textcls.rundir import load_run, save_run_files, write_run_info
     from textcls.train import distributed
-    from textcls.train.evaluate import evaluate
+    from textcls.train.evaluate import evaluate_groups
     from textcls.train.loop import TrainResult, _prepare_run_dir, select_device
     from textcls.train.progress import console
 
@@ -120,15 +131,20 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
 
     run = load_run(run_dir)
     metric = None
-    if valid is None:  # a resumed ensemble has not prepared its data in this process
-        data = prepare_data(run.cfg, run.tokenizer)
+    groups = run.groups or [(run, len(info["members"]))]
+    if valid is None or run.groups:  # a resumed ensemble has not prepared its data in this process
+        data = prepare_data(groups[0][0].cfg, groups[0][0].tokenizer)
         valid = (data.valid, data.labels)
     if valid[0] is not None:
         t = run.cfg.train
         device = select_device(t.device)
         run.model.to(device)
-        report = evaluate(run.model, valid[0], valid[1], t.eval_batch_size, device,
-                          run.cfg.data.task, t.threshold, "fp32", run.tokenizer.token_to_id(PAD))
+        # Each tokenizer group tokenizes the validation rows (the same rows: members share split_seed).
+        parts = [(groups[0][0].model, valid[0], groups[0][0].tokenizer.token_to_id(PAD), groups[0][1])]
+        for group, n in groups[1:]:
+            parts.append((group.model, prepare_data(group.cfg, group.tokenizer).valid,
+                          group.tokenizer.token_to_id(PAD), n))
+        report = evaluate_groups(parts, valid[1], t.eval_batch_size, device, run.cfg.data.task, t.threshold)
         metric = report[t.metric]
         info["valid"] = {k: report[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1", "micro_f1")
                          if k in report}

@@ -44,6 +44,26 @@ def predict_logits(model: torch.nn.Module, ds, batch_size: int, num_labels: int,
 def evaluate(model: torch.nn.Module, ds, labels: list[str], batch_size: int, device: torch.device,
              task: str = "single", threshold=0.5, precision: str = "fp32", pad_id: int = 0) -> dict:
     logits = predict_logits(model, ds, batch_size, len(labels), device, precision, pad_id)
+    return report_from_logits(logits, ds, labels, task, threshold)
+
+
+def evaluate_groups(parts: list[tuple[torch.nn.Module, object, int, int]], labels: list[str], batch_size: int,
+                    device: torch.device, task: str = "single", threshold=0.5, precision: str = "fp32") -> dict:
+    """An ensemble with several tokenizers: `parts` = (model, its tokenization of the rows, pad id, member
+    count) per group; the report of the member-weighted mean probabilities."""
+    total = sum(n for *_, n in parts)
+    mean = None
+    for model, ds, pad_id, n in parts:
+        logits = torch.from_numpy(predict_logits(model, ds, batch_size, len(labels), device, precision, pad_id))
+        p = (torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, -1)) * (n / total)
+        mean = p if mean is None else mean + p
+    mean = mean.clamp(1e-7, 1 - 1e-7)
+    logits = torch.log(mean) - torch.log1p(-mean) if task == "multilabel" else torch.log(mean)
+    return report_from_logits(logits.numpy(), parts[0][1], labels, task, threshold)
+
+
+def report_from_logits(logits: np.ndarray, ds, labels: list[str], task: str = "single", threshold=0.5) -> dict:
+    """Loss and metrics of (N, C) logits against the labels of `ds`."""
     t = torch.from_numpy(logits)
     if task == "multilabel":
         y_true = np.zeros_like(logits, dtype=np.int64)
