@@ -172,7 +172,10 @@ def print_info(info: ModelInfo, console: Console) -> None:
                   f"adapters {c.adapters:,}; FLOPs/token = forward matmul FLOPs at T={info.seq_len} "
                   f"(x3 for training)", highlight=False)
     n = info.cfg.train.ensemble
-    if n > 1:
+    if n > 1 and info.cfg.train.ensemble_variants:
+        console.print(f"train.ensemble: {n} members; train.ensemble_variants change the members' settings "
+                      f"(the figures above are for the config as written)", highlight=False)
+    elif n > 1:
         console.print(f"train.ensemble: {n} members like this one: {n * c.unique_total:,} parameters and "
                       f"{_fmt(n * info.flops_total)} FLOPs/token in all at predict time", highlight=False)
     n_attn, n_ffn = len(set(info.attention_schedule)), len(set(info.ffn_schedule))
