@@ -7,8 +7,6 @@ The last test (the CLI refusing a GPU that is not there) runs everywhere.
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import numpy as np
 import pytest
@@ -16,9 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
+from test_train_resume import interrupt_at
 from textcls.predict import predict_probabilities
 from textcls.rundir import load_run
-from textcls.train.loop import Interrupted, TrainProgress, train
+from textcls.train.loop import Interrupted, train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -65,17 +64,6 @@ def test_gpu_and_cpu_predictions_agree(tmp_path):
     in_bf16 = predict_probabilities(gpu_run, texts, device=torch.device("cuda"), precision="bf16")
     assert np.abs(in_bf16 - on_cpu).max() < 0.05
     assert (in_bf16.argmax(1) == on_cpu.argmax(1)).mean() > 0.97
-
-
-def interrupt_at(monkeypatch, step: int) -> None:
-    """A real SIGTERM to this process when the loop reports `step`."""
-    original = TrainProgress.update
-
-    def update(self, s, *args, **kwargs):
-        original(self, s, *args, **kwargs)
-        if s == step:
-            os.kill(os.getpid(), signal.SIGTERM)
-    monkeypatch.setattr(TrainProgress, "update", update)
 
 
 @cuda
