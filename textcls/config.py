@@ -472,8 +472,10 @@ def member_raw(cfg: Config, variant: dict[str, Any]) -> dict:
     for key, value in variant.items():
         node = raw
         *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+        for part in parents:  # a non-mapping on the way is replaced, so the type check reports the key
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
         node[last] = value
     return raw
 
