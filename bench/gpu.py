@@ -34,9 +34,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import DATASETS, hf_length_grouped, hf_optimizer, hf_tokenizer, load_corpus, subset  # noqa: E402
+import speed  # noqa: E402
+from speed import DATASETS, SIZE, hf_length_grouped, hf_optimizer, hf_tokenizer, load_corpus, subset  # noqa: E402
 
-from textcls.config import ModelConfig, SharingConfig, TrainConfig, load_config  # noqa: E402
+from textcls.config import TrainConfig, load_config  # noqa: E402
 from textcls.data.batching import BucketSampler, pad_batch  # noqa: E402
 from textcls.model import TextClassifier  # noqa: E402
 from textcls.predict import predict_ids  # noqa: E402
@@ -45,32 +46,18 @@ from textcls.train.loss import compute_loss  # noqa: E402
 from textcls.train.optim import build_optimizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAPES = {  # name: (hidden, layers, heads, intermediate)
-    "small": (256, 4, 4, 1024),
-    "base": (768, 12, 12, 3072),
+SHAPES = {  # name: model size (textcls and HF alike), vocabulary of the benchmark tokenizer
+    "small": dict(SIZE),
+    "base": dict(SIZE, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072),
 }
-VOCAB, DROPOUT = 8000, 0.1
 
 
 def textcls_model(shape: str, arch: str) -> TextClassifier:
-    h, layers, heads, inter = SHAPES[shape]
-    cfg = ModelConfig(hidden_size=h, num_layers=layers, num_heads=heads, intermediate_size=inter,
-                      embedding_size=128 if arch == "albert" else None, pooling="cls_tanh", dropout=DROPOUT,
-                      sharing=SharingConfig(strategy="all" if arch == "albert" else "none"))
-    return TextClassifier(cfg, VOCAB, 2)
+    return speed.textcls_model(arch, size=SHAPES[shape])
 
 
 def hf_model(shape: str, arch: str) -> torch.nn.Module:
-    from transformers import AlbertConfig, AlbertForSequenceClassification, BertConfig, BertForSequenceClassification
-
-    h, layers, heads, inter = SHAPES[shape]
-    common = dict(vocab_size=VOCAB, hidden_size=h, num_labels=2, num_hidden_layers=layers, num_attention_heads=heads,
-                  intermediate_size=inter, max_position_embeddings=512, hidden_act="gelu",
-                  hidden_dropout_prob=DROPOUT, attention_probs_dropout_prob=DROPOUT)
-    if arch == "albert":
-        return AlbertForSequenceClassification(AlbertConfig(embedding_size=128, classifier_dropout_prob=DROPOUT,
-                                                            **common))
-    return BertForSequenceClassification(BertConfig(**common))
+    return speed.hf_model(arch, size=SHAPES[shape])
 
 
 def sync(device: torch.device) -> None:
@@ -211,7 +198,8 @@ def bench_dataset(name: str, device: torch.device, args) -> None:
     for shape, arch in (("small", "albert"), ("small", "bert"), ("base", "bert")):
         if shape not in args.shapes:
             continue
-        print(f"  {shape} {arch} (H{SHAPES[shape][0]} L{SHAPES[shape][1]}), batch {args.batch}:", flush=True)
+        size = SHAPES[shape]
+        print(f"  {shape} {arch} (H{size['hidden_size']} L{size['num_layers']}), batch {args.batch}:", flush=True)
         rates = {}
         for label, fn in (("textcls fp32", lambda: textcls_train(shape, arch, ids, labels, args.batch, args.steps,
                                                                  device, "fp32")),

@@ -103,20 +103,24 @@ def hf_tokenizer(corpus: Corpus):
 # --------------------------------------------------------------------------- models
 
 
-def textcls_model(arch: str, dropout: float = DROPOUT) -> TextClassifier:
-    cfg = ModelConfig(hidden_size=SIZE["hidden_size"], num_layers=SIZE["num_layers"], num_heads=SIZE["num_heads"],
-                      intermediate_size=SIZE["intermediate_size"], embedding_size=128 if arch == "albert" else None,
+def textcls_model(arch: str, dropout: float = DROPOUT, size: dict | None = None) -> TextClassifier:
+    """ALBERT-like (shared layers, E=128) or BERT-like textcls classifier of `size` (default SIZE)."""
+    size = size or SIZE
+    cfg = ModelConfig(hidden_size=size["hidden_size"], num_layers=size["num_layers"], num_heads=size["num_heads"],
+                      intermediate_size=size["intermediate_size"], embedding_size=128 if arch == "albert" else None,
                       sharing=SharingConfig(strategy="all" if arch == "albert" else "none"), pooling="cls_tanh",
                       dropout=dropout)
-    return TextClassifier(cfg, SIZE["vocab_size"], 2)
+    return TextClassifier(cfg, size["vocab_size"], 2)
 
 
-def hf_model(arch: str) -> torch.nn.Module:
+def hf_model(arch: str, size: dict | None = None) -> torch.nn.Module:
+    """HF Albert/BertForSequenceClassification of the same `size` as textcls_model."""
     from transformers import AlbertConfig, AlbertForSequenceClassification, BertConfig, BertForSequenceClassification
 
-    common = dict(vocab_size=SIZE["vocab_size"], hidden_size=SIZE["hidden_size"], num_labels=2,
-                  num_hidden_layers=SIZE["num_layers"], num_attention_heads=SIZE["num_heads"],
-                  intermediate_size=SIZE["intermediate_size"], max_position_embeddings=512, hidden_act="gelu",
+    size = size or SIZE
+    common = dict(vocab_size=size["vocab_size"], hidden_size=size["hidden_size"], num_labels=2,
+                  num_hidden_layers=size["num_layers"], num_attention_heads=size["num_heads"],
+                  intermediate_size=size["intermediate_size"], max_position_embeddings=512, hidden_act="gelu",
                   hidden_dropout_prob=DROPOUT, attention_probs_dropout_prob=DROPOUT)
     if arch == "albert":
         cfg = AlbertConfig(embedding_size=128, classifier_dropout_prob=DROPOUT, **common)

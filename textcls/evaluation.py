@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -13,22 +12,17 @@ from textcls.data.pipeline import tokenize_file
 from textcls.data.tokenizer import PAD
 from textcls.io import atomic_write_json
 from textcls.rundir import Run
-from textcls.train.evaluate import evaluate, evaluate_groups
+from textcls.train.evaluate import evaluate_groups
 
 
 def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, batch_size: int = 128,
                   device: torch.device = torch.device("cpu"), precision: str = "fp32") -> dict:
-    if run.groups:  # an ensemble with several tokenizers: the file is tokenized once per group
-        parts = []
-        for group, n in run.groups:
-            ds, info = tokenize_file(data_file, group.cfg.data, group.tokenizer, labels=run.labels)
-            parts.append((group.model, ds, group.tokenizer.token_to_id(PAD), n))
-        report = evaluate_groups(parts, run.labels, batch_size, device, run.cfg.data.task, run.cfg.train.threshold,
-                                 precision)
-    else:
-        ds, info = tokenize_file(data_file, run.cfg.data, run.tokenizer, labels=run.labels)
-        report = evaluate(run.model, ds, run.labels, batch_size, device, run.cfg.data.task, run.cfg.train.threshold,
-                          precision, run.tokenizer.token_to_id(PAD))
+    parts = []  # one tokenization of the file per tokenizer group (one group unless members differ)
+    for group, n in run.groups or [(run, 1)]:
+        ds, info = tokenize_file(data_file, group.cfg.data, group.tokenizer, labels=run.labels)
+        parts.append((group.model, ds, group.tokenizer.token_to_id(PAD), n))
+    report = evaluate_groups(parts, run.labels, batch_size, device, run.cfg.data.task, run.cfg.train.threshold,
+                             precision)
     report["file"] = str(data_file)
     if info.skipped_lines:
         report["skipped_lines"] = info.skipped_lines

@@ -131,20 +131,20 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
 
     run = load_run(run_dir)
     metric = None
-    groups = run.groups or [(run, len(info["members"]))]
-    if valid is None or run.groups:  # a resumed ensemble has not prepared its data in this process
-        data = prepare_data(groups[0][0].cfg, groups[0][0].tokenizer)
-        valid = (data.valid, data.labels)
-    if valid[0] is not None:
+    # Each tokenizer group tokenizes the validation rows (the same rows: members share split_seed); the
+    # split prepared at setup serves the group with the top-level tokenizer.
+    parts = []
+    for group, n in run.groups or [(run, len(info["members"]))]:
+        shared = valid is not None and group.tokenizer.to_str() == run.tokenizer.to_str()
+        ds = valid[0] if shared else prepare_data(group.cfg, group.tokenizer).valid
+        if ds is None:  # no validation data
+            break
+        parts.append((group.model, ds, group.tokenizer.token_to_id(PAD), n))
+    if parts:
         t = run.cfg.train
         device = select_device(t.device)
         run.model.to(device)
-        # Each tokenizer group tokenizes the validation rows (the same rows: members share split_seed).
-        parts = [(groups[0][0].model, valid[0], groups[0][0].tokenizer.token_to_id(PAD), groups[0][1])]
-        for group, n in groups[1:]:
-            parts.append((group.model, prepare_data(group.cfg, group.tokenizer).valid,
-                          group.tokenizer.token_to_id(PAD), n))
-        report = evaluate_groups(parts, valid[1], t.eval_batch_size, device, run.cfg.data.task, t.threshold)
+        report = evaluate_groups(parts, run.labels, t.eval_batch_size, device, run.cfg.data.task, t.threshold)
         metric = report[t.metric]
         info["valid"] = {k: report[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1", "micro_f1")
                          if k in report}

@@ -49,8 +49,12 @@ def evaluate(model: torch.nn.Module, ds, labels: list[str], batch_size: int, dev
 
 def evaluate_groups(parts: list[tuple[torch.nn.Module, object, int, int]], labels: list[str], batch_size: int,
                     device: torch.device, task: str = "single", threshold=0.5, precision: str = "fp32") -> dict:
-    """An ensemble with several tokenizers: `parts` = (model, its tokenization of the rows, pad id, member
-    count) per group; the report of the member-weighted mean probabilities."""
+    """The report of a model, or of an ensemble with several tokenizers: `parts` = (model, its tokenization
+    of the rows, pad id, member count) per tokenizer group; the member-weighted mean probabilities.
+    One part is `evaluate` itself."""
+    if len(parts) == 1:
+        model, ds, pad_id, _ = parts[0]
+        return evaluate(model, ds, labels, batch_size, device, task, threshold, precision, pad_id)
     total = sum(n for *_, n in parts)
     mean = None
     for model, ds, pad_id, n in parts:
