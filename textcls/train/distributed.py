@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -184,7 +185,12 @@ def wrap_model(model: torch.nn.Module, device: torch.device, **ddp_kwargs) -> to
     """
     if not active():
         return model
-    ddp_kwargs.setdefault("forward_sync_buffers", False)  # buffers are constants (no running statistics)
+    # Buffers are constants (no running statistics), so they are not synced on each forward. The
+    # keyword is `forward_sync_buffers` from torch 2.13 (`broadcast_buffers`, deprecated there, before).
+    if "forward_sync_buffers" in inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters:
+        ddp_kwargs.setdefault("forward_sync_buffers", False)
+    else:
+        ddp_kwargs.setdefault("broadcast_buffers", False)
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, **ddp_kwargs)
 
