@@ -28,7 +28,7 @@ def test_train_eval_predict(tmp_path):
     res = run_cli("train", str(cfg), "--output", str(run), "--set", "train.seed=3")
     assert res.returncode == 0, res.stderr
     for name in ("config.yaml", "tokenizer.json", "labels.json", "model.safetensors", "metrics.jsonl", "run.json",
-                 "last/model.safetensors", "last/trainer_state.pt", "last/state.json"):
+                 "eval_report.json", "last/model.safetensors", "last/trainer_state.pt", "last/state.json"):
         assert (run / name).exists(), name
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["train"]["seed"] == 3 and saved["data"]["train"].endswith("train.tsv")
@@ -43,6 +43,10 @@ def test_train_eval_predict(tmp_path):
     rep = json.loads(report.read_text())
     assert rep["examples"] == 60 and sum(map(sum, rep["confusion_matrix"])) == 60
     assert set(rep["per_class"]) == {"0", "1"} and 0.0 <= rep["macro_f1"] <= 1.0
+    # The run's own report is of the best weights on the same validation rows.
+    best = json.loads((run / "eval_report.json").read_text())
+    assert best["confusion_matrix"] == rep["confusion_matrix"] and best["per_class"] == rep["per_class"]
+    assert best["accuracy"] == max(e["accuracy"] for e in evals if "accuracy" in e)
 
     texts = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés"]
     inp = tmp_path / "in.txt"

@@ -49,8 +49,11 @@ def test_ensemble_trains_members_and_averages_them(sst2_files, tmp_path):
     info = read_ensemble(out)
     assert info["members"] == ["members/0", "members/1"] == info["finished"] and info["seeds"] == [5, 6]
     assert result.best_metric == pytest.approx(info["valid"]["accuracy"])
-    for name in ("config.yaml", "tokenizer.json", "labels.json", "run.json"):
+    for name in ("config.yaml", "tokenizer.json", "labels.json", "run.json", "eval_report.json"):
         assert (out / name).is_file(), name
+    report = json.loads((out / "eval_report.json").read_text())
+    assert report["accuracy"] == info["valid"]["accuracy"] and report["members"] == 2
+    assert sum(map(sum, report["confusion_matrix"])) == report["examples"]
     members = [load_run(out / m) for m in info["members"]]
     assert [m.cfg.train.seed for m in members] == [5, 6]
     assert all(m.tokenizer.to_str() == (out / "tokenizer.json").read_text() for m in members)

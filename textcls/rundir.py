@@ -30,6 +30,7 @@ from textcls.model.ensemble import EnsembleClassifier
 from textcls.train.ensemble import is_ensemble_dir, member_dirs
 
 FORMAT_VERSION = 1  # bump when the run-directory layout or state-dict keys change incompatibly
+EVAL_REPORT = "eval_report.json"  # the validation report of the weights in model.safetensors
 
 
 def write_weights(state: dict[str, torch.Tensor], path: Path) -> str:
@@ -102,6 +103,11 @@ def read_run_info(run_dir: Path) -> dict:
             "read; use that version or train again"
         )
     return info
+
+
+def save_eval_report(run_dir: Path, report: dict, **extra) -> None:
+    """The validation metrics (per class, confusion matrix) of the saved best weights."""
+    atomic_write_json(run_dir / EVAL_REPORT, {"split": "valid", **extra, **report})
 
 
 def save_run_files(run_dir: Path, cfg: Config, tokenizer: Tokenizer, labels: list[str]) -> None:

@@ -90,7 +90,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     """Train `cfg.train.ensemble` members into OUTPUT/members/k and evaluate their average."""
     from textcls.data.pipeline import prepare_data
     from textcls.data.tokenizer import PAD, load_tokenizer
-    from textcls.rundir import load_run, save_run_files, write_run_info
+    from textcls.rundir import load_run, save_eval_report, save_run_files, write_run_info
     from textcls.train import distributed
     from textcls.train.evaluate import evaluate_groups
     from textcls.train.loop import TrainResult, _prepare_run_dir, select_device
@@ -149,6 +149,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         info["valid"] = {k: report[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1", "micro_f1")
                          if k in report}
         atomic_write_json(run_dir / ENSEMBLE_FILE, info)
+        save_eval_report(run_dir, report, members=len(info["members"]))
         best = info.get("member_best", {})
         if not quiet:
             members = ", ".join(f"{v:.4f}" for v in best.values())

@@ -31,7 +31,7 @@ from textcls.errors import CheckpointError, ConfigError
 from textcls.model.trainable import apply_trainable, count_trainable
 from textcls.model.word_vectors import init_word_embeddings
 from textcls.rundir import (base_keys, base_reference, build_model, load_full_state, load_state, read_run_info,
-                            save_run_files)
+                            save_eval_report, save_run_files)
 from textcls.train import distributed
 from textcls.train.augment import drop_tokens
 from textcls.train.checkpoint import (has_checkpoint, keep_step_checkpoint, load_checkpoint, remove_stale_temp,
@@ -318,6 +318,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
             state.update(best=value, best_step=state["step"], bad_evals=0)
             if main:
                 save_best(run_dir, eval_model, saved, step=state["step"], metric=t.metric, best=value, **base_info)
+                save_eval_report(run_dir, report, step=state["step"])
         else:
             state["bad_evals"] += 1
         stop_requested = bool(on_eval(state["step"], record)) if on_eval else False
