@@ -4,7 +4,7 @@ from textcls.config import DataConfig, TokenizerConfig
 from textcls.data import pipeline
 from textcls.data.pipeline import encode_texts, prepare_data, tokenize_file, truncate
 from textcls.data.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
-from textcls.errors import DataError
+from textcls.errors import ConfigError, DataError
 
 from conftest import sst2_slice, tiny_config, write_tsv
 
@@ -80,6 +80,31 @@ def test_valid_fraction_split_is_seeded(tmp_path):
     a, b = prepare_data(cfg), prepare_data(cfg)
     assert len(a.valid) == 50 and len(a.train) == 150
     assert a.valid["input_ids"] == b.valid["input_ids"]
+
+
+def test_valid_fraction_rows_shape_neither_the_vocabulary_nor_the_labels(tmp_path):
+    """Each row has a word of its own (3 times, past min_frequency) and one row a label of its own: the
+    tokenizer and the label list see only the training part, as with a separate validation file."""
+    rows = [(f"w{i}x w{i}x w{i}x film", "rare" if i == 7 else "ab"[i % 2]) for i in range(40)]
+    train = write_tsv(tmp_path / "train.tsv", rows)
+    rare_held_out = 0
+    for seed in range(12):
+        cfg = tiny_config(train, None, tmp_path / "run", data={"valid_fraction": 0.25}, train={"seed": seed})
+        cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency = 2000, 2
+        data = prepare_data(cfg)
+        held, kept = set(data.valid["line"]), set(data.train["line"])  # file lines: row i is line i + 2
+        rare_held_out += 9 not in kept
+        assert not held & kept and 9 not in held and len(held | kept) == 40 - (9 not in kept)
+        vocab = data.tokenizer.get_vocab()
+        assert all((f"w{line - 2}x" in vocab) == (line in kept) for line in range(2, 42)), seed
+        assert data.labels == (["a", "b", "rare"] if 9 in kept else ["a", "b"])
+    assert rare_held_out  # some seed held the rare row out (and validation left it out)
+
+
+def test_valid_file_and_valid_fraction_together_are_refused(tmp_path):
+    train = write_tsv(tmp_path / "train.tsv", sst2_slice(50))
+    with pytest.raises(ConfigError, match="valid_fraction"):
+        tiny_config(train, train, tmp_path / "run", data={"valid_fraction": 0.25})
 
 
 def test_tokenized_cache_is_reused_without_reading_the_text(tmp_path, monkeypatch):

@@ -402,6 +402,9 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`train.class_weights` must be 'auto' or a list of numbers, got {_short(t.class_weights)}")
     if d.valid_fraction is not None and not 0 < d.valid_fraction < 1:
         problems.append(f"`data.valid_fraction` must be between 0 and 1, got {d.valid_fraction}")
+    if d.valid_fraction is not None and d.valid:
+        problems.append("`data.valid` and `data.valid_fraction` are both set; validate on the file or on a held-out "
+                        "fraction of the training rows, not both (remove one)")
     negative = [c for c in [*d.text_columns, d.label_column] if isinstance(c, int) and c < 0]
     if negative:
         problems.append(f"`data.text_columns` / `data.label_column` indexes count from 0, got {negative}")

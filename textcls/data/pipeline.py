@@ -111,6 +111,9 @@ def _encode_map(tok: Tokenizer, cfg: DataConfig, has_pairs: bool):
 # --------------------------------------------------------------------------- splits
 
 
+Records = tuple[list[Record], list[int]]  # rows, and the line numbers of skipped ones
+
+
 @dataclass
 class SplitInfo:
     path: str
@@ -139,7 +142,7 @@ def _label_columns(path: str, cfg: DataConfig, labels: list[str]):
     return fn
 
 
-def _read_all(path: str, cfg: DataConfig, labelled: bool) -> tuple[list[Record], list[int]]:
+def _read_all(path: str, cfg: DataConfig, labelled: bool) -> Records:
     skipped: list[int] = []
     records = list(iter_records(path, cfg, labelled=labelled, bad_lines=skipped))
     if not records:
@@ -152,14 +155,18 @@ def _read_all(path: str, cfg: DataConfig, labelled: bool) -> tuple[list[Record],
 
 
 def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[list[str]],
-                  read: Optional[Callable[[], tuple[list[Record], list[int]]]] = None) -> tuple[datasets.Dataset, SplitInfo]:
+                  read: Optional[Callable[[], Records]] = None,
+                  part: Optional[dict] = None) -> tuple[datasets.Dataset, SplitInfo]:
     """Tokenize one labelled file into a cached Arrow dataset (reused when nothing changed).
 
     `labels=None` means "take the label list from this file" (the training split); it is then
-    stored in the cache entry's metadata.
+    stored in the cache entry's metadata. `part` names a subset of the rows that `read` returns
+    (a `data.valid_fraction` split) and is part of the cache key.
     """
     ident = _file_identity(path)
     data_opts = {k: getattr(cfg, k) for k in _DATA_KEYS}
+    if part:
+        data_opts["part"] = part
     if cfg.label_names:
         data_opts["label_names_file"] = _file_identity(cfg.label_names)
     tok_hash = hashlib.sha256(tok.to_str().encode()).hexdigest()
@@ -215,17 +222,21 @@ def split_labels(ds: datasets.Dataset) -> Optional[list[str]]:
     return json.loads(meta.read_text())["labels"] if meta.exists() else None
 
 
-def get_tokenizer(cfg: Config, read: Optional[Callable[[], tuple[list[Record], list[int]]]] = None) -> Tokenizer:
+def get_tokenizer(cfg: Config, read: Optional[Callable[[], Records]] = None,
+                  part: Optional[dict] = None) -> Tokenizer:
     """Load `tokenizer.path`, else reuse a cached one trained on this training file, else train one.
 
-    `read()` returns the training file's records (and skipped lines); prepare_data passes one that
-    reads the file once for both the tokenizer and the tokenized split.
+    `read()` returns the training records (and skipped lines); prepare_data passes one that reads
+    the file once for both the tokenizer and the tokenized split, and `part` when those records are
+    the training part of a `data.valid_fraction` split.
     """
     if cfg.tokenizer.path:
         return load_tokenizer(cfg.tokenizer.path)
     ident = _file_identity(cfg.data.train)
     data_opts = {k: getattr(cfg.data, k) for k in ("format", "header", "delimiter", "text_columns",
                                                    "encoding", "on_bad_lines")}
+    if part:
+        data_opts["part"] = part
     path = cache_root(cfg.data) / "tokenizers" / f"{_key('tok', ident, data_opts, asdict(cfg.tokenizer))}.json"
     if path.exists():
         try:
@@ -257,25 +268,59 @@ class PreparedData:
 
 
 def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None) -> PreparedData:
-    """Tokenizer, label list, and tokenized train/valid splits for a training run."""
+    """Tokenizer, label list, and tokenized train/valid splits for a training run.
+
+    With `data.valid_fraction` the rows are split first: the tokenizer and the label list come from
+    the training part only, as with a separate validation file.
+    """
     d = cfg.data
     if not d.train:
         raise DataError("no training file: set `data.train` in the config (or `--set data.train=FILE`)")
     _file_identity(d.train)
     read_once = functools.lru_cache(maxsize=1)(lambda: _read_all(d.train, d, labelled=True))
+    held_out = None
+    if d.valid_fraction and not d.valid:
+        split_seed = cfg.train.seed if d.split_seed is None else d.split_seed
+        part = {"valid_fraction": d.valid_fraction, "split_seed": split_seed}
+        split = functools.lru_cache(maxsize=1)(lambda: _split_records(*read_once(), d.valid_fraction, split_seed))
+        read_train, held_out = (lambda: split()[0]), (part, lambda: split()[1])
+        part = {**part, "rows": "train"}
+    else:
+        read_train, part = read_once, None
     if tokenizer is None:
-        tokenizer = get_tokenizer(cfg, read_once)
-    train, _ = tokenize_file(d.train, d, tokenizer, labels=None, read=read_once)
+        tokenizer = get_tokenizer(cfg, read_train, part)
+    train, _ = tokenize_file(d.train, d, tokenizer, labels=None, read=read_train, part=part)
     labels = split_labels(train)
     valid = None
     if d.valid:
         valid, _ = tokenize_file(d.valid, d, tokenizer, labels=labels)
-    elif d.valid_fraction:
-        split_seed = cfg.train.seed if d.split_seed is None else d.split_seed
-        order = np.random.default_rng(split_seed).permutation(len(train))
-        n_valid = max(1, int(round(d.valid_fraction * len(train))))
-        valid = train.select(np.sort(order[:n_valid]), keep_in_memory=True)
-        train = train.select(np.sort(order[n_valid:]), keep_in_memory=True)
+    elif held_out:
+        part, read_held = held_out
+        valid, _ = tokenize_file(d.train, d, tokenizer, labels=labels, part={**part, "rows": "valid"},
+                                 read=lambda: _known_labels(read_held(), labels, d))
     if len(train) == 0:
         raise DataError(f"{d.train}: the training set is empty")
     return PreparedData(tokenizer, labels, train, valid)
+
+
+def _split_records(records: list[Record], skipped: list[int], fraction: float, seed: int) -> tuple[Records, Records]:
+    """(training part, held-out part), each in file order; the held-out part is a seeded random sample."""
+    order = np.random.default_rng(seed).permutation(len(records))
+    held = np.zeros(len(records), dtype=bool)
+    held[order[:max(1, int(round(fraction * len(records))))]] = True
+    return ([r for r, h in zip(records, held) if not h], skipped), ([r for r, h in zip(records, held) if h], [])
+
+
+def _known_labels(rows: Records, labels: list[str], cfg: DataConfig) -> Records:
+    """Held-out rows whose labels all occur in the training part (the others are left out, with a warning)."""
+    namer, known = LabelNamer(cfg), set(labels)
+    records, skipped = rows
+    kept = [r for r in records if all(namer(x) in known for x in r.labels)]
+    if len(kept) < len(records):
+        lines = ", ".join(str(r.line) for r in records if not all(namer(x) in known for x in r.labels))
+        log.warning("%s: %d held-out row(s) (data.valid_fraction) have a label that the training part lacks and "
+                    "are left out of validation: line(s) %s", cfg.train, len(records) - len(kept), lines)
+    if not kept:
+        raise DataError(f"{cfg.train}: no held-out row (data.valid_fraction) has a label that occurs in the training "
+                        "part; raise data.valid_fraction or add rows")
+    return kept, skipped
