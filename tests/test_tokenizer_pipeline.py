@@ -107,6 +107,19 @@ def test_valid_file_and_valid_fraction_together_are_refused(tmp_path):
         tiny_config(train, train, tmp_path / "run", data={"valid_fraction": 0.25})
 
 
+def test_a_header_read_by_index_is_refused_until_header_is_set(tmp_path):
+    train = write_tsv(tmp_path / "train.tsv", sst2_slice(60))  # header: sentence, label
+    cfg = tiny_config(train, None, tmp_path / "run", data={"text_columns": [0], "label_column": 1})
+    with pytest.raises(DataError, match=r"train.tsv, line 1: its label 'label' occurs nowhere else.*data.header: true"):
+        prepare_data(cfg)
+    cfg.data.header = True
+    assert prepare_data(cfg).labels == ["0", "1"]
+    headless = write_tsv(tmp_path / "headless.tsv", sst2_slice(60), header=())
+    cfg = tiny_config(headless, None, tmp_path / "run", data={"text_columns": [0], "label_column": 1})
+    data = prepare_data(cfg)
+    assert data.labels == ["0", "1"] and len(data.train) == 60
+
+
 def test_tokenized_cache_is_reused_without_reading_the_text(tmp_path, monkeypatch):
     train, valid = write_tsv(tmp_path / "t.tsv", sst2_slice(200)), write_tsv(tmp_path / "v.tsv", sst2_slice(30, "dev"))
     cfg = tiny_config(train, valid, tmp_path / "run")

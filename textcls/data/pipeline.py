@@ -7,6 +7,7 @@ not re-read or re-tokenize the text. The trained tokenizer is cached the same wa
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import json
@@ -25,7 +26,7 @@ from tokenizers import Tokenizer
 from textcls import __version__
 from textcls.config import Config, DataConfig
 from textcls.data.labels import LabelNamer, build_labels, label_ids
-from textcls.data.readers import Record, iter_records
+from textcls.data.readers import Record, detect_format, iter_records
 from textcls.data.tokenizer import CLS, SEP, load_tokenizer, train_tokenizer
 from textcls.errors import DataError
 from textcls.io import atomic_write_json, atomic_write_text
@@ -183,6 +184,7 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
     records, skipped = read() if read is not None else _read_all(path, cfg, labelled=True)
     if labels is None:
         namer = LabelNamer(cfg)
+        _check_first_row(path, cfg, records)
         labels = build_labels(([namer(x) for x in r.labels] for r in records), cfg)
     has_pairs = len(cfg.text_columns) == 2
     raw = _records_to_dataset(records, _label_columns(path, cfg, labels), has_pairs)
@@ -206,6 +208,23 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
         shutil.rmtree(tmp, ignore_errors=True)
     ds = datasets.Dataset.from_file(str(entry / "data.arrow"))
     return ds, SplitInfo(path, len(records), skipped)
+
+
+def _check_first_row(path: str, cfg: DataConfig, records: list[Record]) -> None:
+    """Refuse a likely header read as data: columns by index, `data.header` unset, and line 1's label
+    occurring nowhere else while every other label occurs at least twice."""
+    if cfg.header is not None or not records or records[0].line != 1 or detect_format(path, cfg) not in ("csv", "tsv"):
+        return
+    if any(isinstance(c, str) for c in [*cfg.text_columns, cfg.label_column]) or len(records) < 4:
+        return
+    counts = collections.Counter(label for r in records for label in r.labels)
+    first = records[0].labels
+    if first and all(counts[x] == 1 for x in first) and all(n >= 2 for x, n in counts.items() if x not in first):
+        raise DataError(
+            f"{path}, line 1: its label {first[0]!r} occurs nowhere else, so the line looks like a header read as "
+            "a row (columns are given by index and `data.header` is not set); set `data.header: true` to skip "
+            "it, or `data.header: false` if it is a real row"
+        )
 
 
 def _cache_problem(folder: Path, exc: OSError) -> str:
