@@ -90,3 +90,22 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
     latin.write_bytes("sentence\tlabel\ncaf\xe9 au lait\t1\n".encode("latin-1"))
     res = run_cli("train", str(cfg), "--set", f"data.train={latin}")
     assert res.returncode == 2 and "byte offset" in res.stderr and "data.encoding" in res.stderr
+
+
+def test_resume_refuses_a_changed_plan_and_takes_runtime_keys(tmp_path):
+    cfg, _, _ = write_config(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    assert run_cli("train", str(cfg), "-o", str(run), "-q").returncode == 0
+    res = run_cli("train", str(cfg), "-o", str(run), "--resume", "--set", "train.lr=0.01")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "`train.lr` is 0.01 here but 0.002 in the run" in res.stderr and "--resume` (no CONFIG" in res.stderr
+    # Edited on disk: the same refusal.
+    cfg.write_text(cfg.read_text().replace("epochs: 1", "epochs: 3"))
+    res = run_cli("train", str(cfg), "-o", str(run), "--resume")
+    assert res.returncode == 2 and "`train.epochs` is 3" in res.stderr
+    # No CONFIG: the run's own config; runtime keys may differ.
+    res = run_cli("train", "-o", str(run), "--resume")
+    assert res.returncode == 0 and "resuming" in res.stderr + res.stdout
+    cfg.write_text(cfg.read_text().replace("epochs: 3", "epochs: 1"))
+    res = run_cli("train", str(cfg), "-o", str(run), "--resume", "--set", "train.num_threads=1")
+    assert res.returncode == 0, res.stderr

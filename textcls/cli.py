@@ -111,10 +111,17 @@ def train(
 ) -> None:
     """Train a tokenizer and classifier; writes a run directory."""
     from textcls.config import load_config
+    from textcls.train.loop import check_resume_config
     from textcls.train.loop import train as run_training
 
     _logging()
-    cfg = load_config(config, overrides or [])
+    saved = Path(output or "") / "config.yaml"
+    if resume and config is None and not overrides and output and saved.is_file():
+        cfg = load_config(saved)  # `train --output RUN --resume`: the run's own config
+    else:
+        cfg = load_config(config, overrides or [])
+        if resume:
+            check_resume_config(cfg, Path(output or cfg.output.dir))
     result = run_training(cfg, output, resume=resume, quiet=quiet)
     best = f", best {cfg.train.metric} {result.best_metric:.4f}" if result.best_metric is not None else ""
     _done(f"{result.steps} steps in {result.seconds:.1f}s ({result.examples_per_second:,.0f} examples/s){best}; "

@@ -29,7 +29,7 @@ from typing import Optional
 
 import torch
 
-from textcls.config import Config, config_from_dict, member_raw, read_yaml
+from textcls.config import Config, config_from_dict, member_raw
 from textcls.errors import CheckpointError, ConfigError, TextclsError
 from textcls.io import atomic_write_json
 
@@ -93,7 +93,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     from textcls.rundir import load_run, save_eval_report, save_run_files, write_run_info
     from textcls.train import distributed
     from textcls.train.evaluate import evaluate_groups
-    from textcls.train.loop import TrainResult, _prepare_run_dir, select_device
+    from textcls.train.loop import TrainResult, _prepare_run_dir, resumed_config, select_device
     from textcls.train.progress import console
 
     if distributed.launched():
@@ -102,8 +102,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     run_dir = Path(output or cfg.output.dir)
     valid = None  # (validation split, labels) from the setup, kept for the final evaluation
     if resume and is_ensemble_dir(run_dir):
-        saved = run_dir / "config.yaml"
-        cfg = config_from_dict(read_yaml(saved), source=str(saved))
+        cfg = resumed_config(cfg, run_dir / "config.yaml")
         info = read_ensemble(run_dir)
     else:
         if resume and (run_dir / "config.yaml").exists():

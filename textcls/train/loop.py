@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from textcls.config import Config, config_from_dict, read_yaml
+from textcls.config import Config, config_from_dict, config_to_dict, read_yaml
 from textcls.data.batching import lengths_of
 from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, UNK, load_tokenizer, special_ids
@@ -126,10 +126,10 @@ def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, 
         if not saved.exists():
             raise CheckpointError(f"cannot resume: {run_dir} has no config.yaml; train without --resume first")
         read_run_info(run_dir)  # refuses a run directory written by an incompatible textcls
-        return config_from_dict(read_yaml(saved), source=str(saved)), True
+        return resumed_config(cfg, saved), True
     if resume:
         if saved.exists():
-            cfg = config_from_dict(read_yaml(saved), source=str(saved))
+            cfg = resumed_config(cfg, saved)
             cfg.output.overwrite = True  # only the files of the interrupted run are there
         if distributed.is_main():
             console.print(f"{run_dir} has no checkpoint to resume yet; starting the run from step 0",
@@ -148,6 +148,55 @@ def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, 
         else:
             raise ConfigError(f"output directory {run_dir} exists and is not empty; pick another --output")
     return cfg, False
+
+
+# Keys that say how, not what, to train: a resumed run takes them from the config it is given.
+RUNTIME_KEYS = ("train.device", "train.num_threads", "train.ensemble_workers", "train.eval_batch_size",
+                "data.cache_dir")
+
+
+def resumed_config(given: Config, saved: Path) -> Config:
+    """The run's saved config, with the runtime keys of the `given` one."""
+    cfg = config_from_dict(read_yaml(saved), source=str(saved))
+    for key in RUNTIME_KEYS:
+        section, name = key.split(".")
+        setattr(getattr(cfg, section), name, getattr(getattr(given, section), name))
+    return cfg
+
+
+def check_resume_config(cfg: Config, run_dir: Path) -> None:
+    """Refuse `--resume` with a CONFIG or `--set` that differs from the run's saved config.yaml.
+
+    Resuming continues the saved plan exactly (steps, schedule, data order), so a changed key would
+    be ignored. Exempt: the runtime keys (taken from `cfg`), the output keys (the directory is named
+    on the command line) and `train.grad_accum` (set on resume to keep the saved global batch).
+    """
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    ours = _flat(config_to_dict(cfg))
+    theirs = _flat(config_to_dict(config_from_dict(read_yaml(saved), source=str(saved))))
+    exempt = {*RUNTIME_KEYS, "train.grad_accum"}
+    changed = [k for k in sorted(set(ours) | set(theirs))
+               if not k.startswith("output.") and k not in exempt and ours.get(k) != theirs.get(k)]
+    if changed:
+        shown = "; ".join(f"`{k}` is {ours.get(k)!r} here but {theirs.get(k)!r} in the run" for k in changed[:3])
+        more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
+        raise ConfigError(
+            f"cannot resume {run_dir} with a different config: {shown}{more}. --resume continues the saved run "
+            f"exactly as planned; resume with `textcls train --output {run_dir} --resume` (no CONFIG, no --set), "
+            "or start a new run in another --output"
+        )
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _init_from(model: torch.nn.Module, run_dir_path: str) -> None:
