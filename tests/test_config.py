@@ -58,8 +58,16 @@ def test_dotted_overrides_parse_values_as_yaml():
 
 
 def test_override_of_unknown_key_is_an_error():
-    with pytest.raises(ConfigError, match="train.lrr"):
+    with pytest.raises(ConfigError, match=r"unknown key `train.lrr` \(from --set\) in section `train`; did you mean"):
         config_from_dict({}, overrides=("train.lrr=1",))
+    with pytest.raises(ConfigError, match=r"unknown key `train.lrr` in section") as err:  # from the file
+        config_from_dict({"train": {"lrr": 1}}, overrides=("train.lr=1",))
+    assert "--set" not in str(err.value)
+
+
+def test_each_problem_is_reported_once():
+    with pytest.raises(ConfigError, match=r"1 problem\(s\).*did you mean 'accuracy'"):
+        config_from_dict({"train": {"metric": "accuracyy"}})
     with pytest.raises(ConfigError, match="key=value"):
         apply_override({}, "train.lr")
 

@@ -395,9 +395,6 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`train.betas` must be two numbers in [0, 1), got {t.betas}")
     if t.max_grad_norm is not None and t.max_grad_norm <= 0:
         problems.append(f"`train.max_grad_norm` must be positive or null, got {t.max_grad_norm}")
-    metrics = ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")  # train/metrics.py HIGHER_IS_BETTER
-    if t.metric not in metrics:
-        problems.append(f"`train.metric` must be one of {', '.join(metrics)}, got {_short(t.metric)}")
     if isinstance(t.class_weights, str) and t.class_weights != "auto":
         problems.append(f"`train.class_weights` must be 'auto' or a list of numbers, got {_short(t.class_weights)}")
     if d.valid_fraction is not None and not 0 < d.valid_fraction < 1:
@@ -547,7 +544,7 @@ def _validate_pretrain(cfg: Config, problems: list[str]) -> None:
 
 def _validate_train_extras(t: TrainConfig, problems: list[str]) -> None:
     """Selection metric, decision thresholds and schedule shape."""
-    metrics = ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")
+    metrics = ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")  # train/metrics.py HIGHER_IS_BETTER
     if t.metric not in metrics:
         hint = difflib.get_close_matches(t.metric, metrics, n=1)
         problems.append(f"`train.metric` must be one of {', '.join(metrics)}, got {t.metric!r}"
@@ -584,6 +581,9 @@ def config_from_dict(raw: Any, source: str = "<config>", overrides: tuple[str, .
     _resolve_paths(raw, Path.cwd())
     problems: list[str] = []
     cfg = _build(Config, raw, "", problems)
+    given = {a.split("=", 1)[0].strip() for a in overrides}  # name the command line for its unknown keys
+    from_set = lambda p: p.startswith("unknown key `") and p.split("`")[1] in given  # noqa: E731
+    problems = [p.replace("` in ", "` (from --set) in ", 1) if from_set(p) else p for p in problems]
     try:
         _validate(cfg, problems)
     except (TypeError, AttributeError):
