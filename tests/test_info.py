@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 from typer.testing import CliRunner
 
@@ -59,7 +61,7 @@ def test_info_cli_on_config_and_run_dir(tmp_path):
     info = model_info(tmp_path / "run")
     assert info.vocab_size == tok.get_vocab_size() and info.num_labels == 3
     assert info.counts.unique["pooler + head"] == H * 3 + 3
-    path = write_config(tmp_path)
+    path = Path(write_config(tmp_path))
     raw = yaml.safe_load(open(path))
     raw["model"]["init_from"] = str(tmp_path / "run")  # the vocabulary then comes from that run's tokenizer
     (tmp_path / "ft.yaml").write_text(yaml.safe_dump(raw))
@@ -79,3 +81,16 @@ def test_info_counts_ngram_table_and_names_the_ensemble(tmp_path):
     result = CliRunner().invoke(app, ["info", str(tmp_path / "ens.yaml")])
     assert result.exit_code == 0, result.output
     assert f"3 members like this one: {3 * info.counts.unique_total:,} parameters" in result.output
+
+
+def test_config_head_is_sized_by_its_label_names(tmp_path):
+    names = tmp_path / "classes.txt"
+    names.write_text("World\nSports\nBusiness\nSci/Tech\n")
+    path = Path(write_config(tmp_path))
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["label_names"] = str(names)
+    path.write_text(yaml.safe_dump(raw))
+    four, two = model_info(path), model_info(path, num_labels=2)
+    assert (four.num_labels, two.num_labels) == (4, 2)
+    hidden = four.cfg.model.hidden_size
+    assert four.counts.unique["pooler + head"] - two.counts.unique["pooler + head"] == 2 * (hidden + 1)

@@ -238,7 +238,8 @@ def tune(
 @handle_errors
 def info(
     path: Path = typer.Argument(..., help="A YAML config or a run directory."),
-    num_labels: int = typer.Option(2, "--num-labels", min=2, help="Labels assumed for a config (a run has its own)."),
+    num_labels: Optional[int] = typer.Option(None, "--num-labels", min=2, help="Labels for a config (default: the "
+                                             "count in data.label_names, else 2; a run has its own)."),
     seq_len: Optional[int] = typer.Option(None, "--seq-len", min=1, help="Length for FLOPs (default data.max_length)."),
 ) -> None:
     """Unique vs effective parameters, the depth -> unique-layer map, trainable count, FLOPs per token."""

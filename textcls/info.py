@@ -24,7 +24,7 @@ from rich.table import Table
 from torch import nn
 
 from textcls.config import Config, load_config
-from textcls.data.labels import load_labels
+from textcls.data.labels import load_labels, read_label_names
 from textcls.data.tokenizer import load_tokenizer
 from textcls.model import TextClassifier
 from textcls.train.optim import is_adapter_param
@@ -116,23 +116,26 @@ class ModelInfo:
         return sum(self.flops.values())
 
 
-def _load(path: Path, num_labels: int) -> tuple[Config, int, int]:
-    """(config, vocab size, label count) of a run directory (its tokenizer and labels) or a config file."""
+def _load(path: Path, num_labels: Optional[int]) -> tuple[Config, int, int]:
+    """(config, vocab size, label count) of a run directory (its tokenizer and labels) or a config file
+    (`num_labels`, else the count in `data.label_names`, else 2)."""
     if path.is_dir():
         from textcls.rundir import load_run_config
 
         cfg = load_run_config(path)
         tok = load_tokenizer(path / "tokenizer.json")
         labels = load_labels(path / "labels.json") if (path / "labels.json").exists() else []
-        return cfg, tok.get_vocab_size(), len(labels) or num_labels
+        return cfg, tok.get_vocab_size(), len(labels) or num_labels or 2
     cfg = load_config(path)
+    if num_labels is None:
+        num_labels = len(read_label_names(cfg.data.label_names)) if cfg.data.label_names else 2
     # The vocabulary training will use: init_from's tokenizer, tokenizer.path, else tokenizer.vocab_size.
     tok_file = Path(cfg.model.init_from) / "tokenizer.json" if cfg.model.init_from else cfg.tokenizer.path
     vocab = load_tokenizer(tok_file).get_vocab_size() if tok_file else cfg.tokenizer.vocab_size
     return cfg, vocab, num_labels
 
 
-def model_info(path: Path | str, num_labels: int = 2, seq_len: Optional[int] = None) -> ModelInfo:
+def model_info(path: Path | str, num_labels: Optional[int] = None, seq_len: Optional[int] = None) -> ModelInfo:
     """Build the model a config or run directory describes (random weights) and measure it."""
     path = Path(path)
     cfg, vocab, labels = _load(path, num_labels)
