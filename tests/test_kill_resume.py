@@ -226,3 +226,15 @@ def test_full_disk_while_saving_weights_keeps_the_previous_file(tmp_path, monkey
     with pytest.raises(CheckpointError, match=r"cannot write .*model.safetensors \(No space left on device\)"):
         save_weights({"w": torch.ones(3)}, path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
+def test_run_files_and_folders_get_the_usual_permissions(setup):
+    """Weights and checkpoint folders are made through private temp files and folders (0600 / 0700) and then
+    get the umask's mode like every other run file, so another account can eval a shared run."""
+    _, reference = setup
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.safetensors", "config.yaml", "eval_report.json", "last/model.safetensors",
+                 "last/trainer_state.pt", "last/state.json"):
+        assert (reference / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    assert (reference / "last").stat().st_mode & 0o777 == 0o777 & ~umask

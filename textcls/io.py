@@ -34,10 +34,22 @@ def atomic_open(path: Path | str, mode: str = "w", encoding: str | None = "utf-8
         raise
 
 
-def _default_mode() -> int:
+def _default_mode(base: int = 0o666) -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return base & ~umask
+
+
+def make_temp_dir(prefix: str, parent: Path | str) -> Path:
+    """A temp folder to fill and rename into place, with the usual permissions (mkdtemp makes 0700)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(tmp, _default_mode(0o777))
+    return tmp
+
+
+def give_usual_mode(path: Path | str) -> None:
+    """Files written by libraries through private temp files (safetensors makes 0600) get the umask's mode."""
+    os.chmod(path, _default_mode())
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:

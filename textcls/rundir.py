@@ -24,7 +24,7 @@ from textcls.config import Config, config_from_dict, read_yaml, save_config
 from textcls.data.labels import load_labels, save_labels
 from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError
-from textcls.io import atomic_write_json, atomic_write_text, sha256_file
+from textcls.io import atomic_write_json, atomic_write_text, give_usual_mode, sha256_file
 from textcls.model import TextClassifier
 from textcls.model.ensemble import EnsembleClassifier
 from textcls.train.ensemble import is_ensemble_dir, member_dirs
@@ -40,6 +40,7 @@ def write_weights(state: dict[str, torch.Tensor], path: Path) -> str:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata={"format": "pt", "textcls": __version__})
+        give_usual_mode(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

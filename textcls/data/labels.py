@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable
 
 from textcls.config import DataConfig
 from textcls.errors import CheckpointError, DataError

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -29,7 +28,7 @@ from textcls.data.labels import LabelNamer, build_labels, label_ids
 from textcls.data.readers import Record, detect_format, iter_records
 from textcls.data.tokenizer import CLS, SEP, load_tokenizer, train_tokenizer
 from textcls.errors import DataError
-from textcls.io import atomic_write_json, atomic_write_text
+from textcls.io import atomic_write_json, atomic_write_text, make_temp_dir
 
 log = logging.getLogger("textcls")
 datasets.disable_progress_bars()
@@ -190,7 +189,7 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
     raw = _records_to_dataset(records, _label_columns(path, cfg, labels), has_pairs)
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".", dir=entry.parent))
+        tmp = make_temp_dir(entry.name + ".", entry.parent)
     except OSError as exc:
         raise DataError(_cache_problem(entry.parent, exc)) from None
     try:

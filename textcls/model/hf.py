@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from textcls.errors import CheckpointError
+from textcls.io import make_temp_dir
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
@@ -250,7 +250,7 @@ def import_hf(hf_dir: Path | str, output: Path | str, allow_pickle: bool = False
     model = TextClassifier(cfg.model, vocab, len(conv.labels))
     load_state(model, conv.state, str(hf_dir), strict=conv.has_head)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    tmp = make_temp_dir(f".{output.name}.", output.parent)
     try:
         save_run_files(tmp, cfg, tok, conv.labels)
         digest = save_weights(model.state_dict(), tmp / "model.safetensors")

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 
 from textcls.errors import CheckpointError
-from textcls.io import atomic_write_json, recover_dir, replace_dir
+from textcls.io import atomic_write_json, make_temp_dir, recover_dir, replace_dir
 from textcls.rundir import load_state, load_weights, read_run_info, save_weights, write_run_info, write_weights
 
 def rng_state() -> dict[str, Any]:
@@ -44,7 +43,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     """Write a complete checkpoint into `path` (e.g. run/last) atomically; `average`: the EMA weights."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        tmp = make_temp_dir(f".{path.name}.", path.parent)
     except OSError as exc:
         raise CheckpointError(f"cannot write a checkpoint in {path.parent} ({exc.strerror})") from None
     try:
@@ -165,7 +164,7 @@ def keep_step_checkpoint(run_dir: Path, step: int, limit: int, best_step: int | 
     is only ever replaced by a rename, never modified in place, so the links stay valid."""
     target = run_dir / f"checkpoint-{step}"
     if not target.exists():
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=run_dir))
+        tmp = make_temp_dir(f".{target.name}.", run_dir)
         try:
             for src in (run_dir / "last").iterdir():
                 try:
