@@ -25,8 +25,12 @@ def write_config(tmp_path, **train):
 def test_train_eval_predict(tmp_path):
     cfg, _, valid = write_config(tmp_path)
     run = tmp_path / "run"
-    res = run_cli("train", str(cfg), "--output", str(run), "--set", "train.seed=3")
+    res = run_cli("train", str(cfg), "--output", str(run), "--set", "train.seed=3", "--set", "train.log_every=5")
     assert res.returncode == 0, res.stderr
+    # Not a terminal: plain progress lines with loss, lr and throughput; the summary line.
+    lines = [line for line in res.stderr.splitlines() if line.startswith("step ")]
+    assert lines and all(" tok/s " in line and " ex/s " in line and "loss " in line for line in lines)
+    assert " tokens/s, " in res.stdout + res.stderr
     for name in ("config.yaml", "tokenizer.json", "labels.json", "model.safetensors", "metrics.jsonl", "run.json",
                  "eval_report.json", "last/model.safetensors", "last/trainer_state.pt", "last/state.json"):
         assert (run / name).exists(), name

@@ -21,10 +21,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, sst2_slice, tiny_config, write_tsv
+from conftest import ROOT, tiny_config
 from textcls.config import save_config
-from textcls.data.batching import BucketSampler
-from textcls.data.pipeline import get_tokenizer
+from textcls.data.batching import BucketSampler, lengths_of
+from textcls.data.pipeline import get_tokenizer, prepare_data
 from textcls.errors import CheckpointError
 from textcls.train import distributed
 from textcls.train.loop import Interrupted, train
@@ -61,6 +61,19 @@ def test_rank_r_takes_the_rth_batch_of_each_group():
     assert [s[0].tolist() for s in shares[:2]] == [batches[1].tolist(), batches[3].tolist()]
     last, own, consumed, examples = shares[2]  # the short last group: a 1-example stand-in
     assert (not own, consumed, examples, len(last)) == (True, 1, 4, 1)
+
+
+def test_micro_batches_count_the_tokens_of_all_ranks(tmp_path, sst2_files):
+    """One epoch's token count (padding excluded) is the dataset's, at any start and world size."""
+    data = prepare_data(tiny_config(*sst2_files, tmp_path / "run"))
+    lengths = lengths_of(data.train)
+    sampler = BucketSampler(lengths, 16, shuffle=True, seed=0)
+    got = [m.tokens for m in distributed.shard_batches(data.train, sampler, 2, epoch=1)]
+    assert sum(got) == lengths.sum() and len(got) == len(sampler.batches(1))
+    assert all(m.tokens == m.batch.num_tokens for m in distributed.shard_batches(data.train, sampler, 2, epoch=1))
+    skipped = sum(lengths[b].sum() for b in sampler.batches(1)[:3])
+    assert sum(m.tokens for m in distributed.shard_batches(data.train, sampler, 2, epoch=1, start=3)) == \
+        lengths.sum() - skipped
 
 
 def test_single_process_helpers_are_no_ops():

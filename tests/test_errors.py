@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
+from conftest import run_cli, sst2_slice, tiny_config, write_tsv
 from textcls.cli import app
 from textcls.data.pipeline import prepare_data
 from textcls.train.loop import train

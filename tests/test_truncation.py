@@ -10,7 +10,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
-from conftest import run_cli, tiny_config, tiny_model, write_tsv
+from conftest import run_cli, tiny_config, tiny_model
 from textcls.config import config_from_dict
 from textcls.data.pipeline import encode_texts, truncate
 from textcls.data.tokenizer import CLS, SEP, train_tokenizer

@@ -124,7 +124,8 @@ def train(
             check_resume_config(cfg, Path(output or cfg.output.dir))
     result = run_training(cfg, output, resume=resume, quiet=quiet)
     best = f", best {cfg.train.metric} {result.best_metric:.4f}" if result.best_metric is not None else ""
-    _done(f"{result.steps} steps in {result.seconds:.1f}s ({result.examples_per_second:,.0f} examples/s){best}; "
+    tokens = f"{result.tokens_per_second:,.0f} tokens/s, " if result.tokens_per_second else ""
+    _done(f"{result.steps} steps in {result.seconds:.1f}s ({tokens}{result.examples_per_second:,.0f} examples/s){best}; "
           f"run directory {result.run_dir}")
 
 

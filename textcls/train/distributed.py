@@ -211,6 +211,7 @@ class MicroBatch:
     active: bool  # False for the stand-in: multiply its loss by 0
     consumed: int  # sampler batches this micro-step covers, all ranks together
     examples: int  # examples in those batches, all ranks together
+    tokens: int = 0  # their tokens (padding excluded), all ranks together
 
 
 def shard(batches: list[np.ndarray], start: int = 0, at_rank: Optional[int] = None,
@@ -230,8 +231,11 @@ def shard(batches: list[np.ndarray], start: int = 0, at_rank: Optional[int] = No
 def shard_batches(ds: datasets.Dataset, sampler: BucketSampler, num_labels: int, epoch: int = 0,
                   start: int = 0, pad_id: int = 0, multiple_of: Optional[int] = None) -> Iterator[MicroBatch]:
     """Like `iter_batches`, but yields this rank's micro-batches; `start` counts sampler batches."""
-    for indices, own, consumed, examples in shard(sampler.batches(epoch), start):
-        yield MicroBatch(collate(ds, indices, num_labels, pad_id, multiple_of), own, consumed, examples)
+    batches, first = sampler.batches(epoch), start
+    for indices, own, consumed, examples in shard(batches, start):
+        tokens = int(sum(sampler.lengths[b].sum() for b in batches[first:first + consumed]))
+        first += consumed
+        yield MicroBatch(collate(ds, indices, num_labels, pad_id, multiple_of), own, consumed, examples, tokens)
 
 
 def eval_shard(batches: list[np.ndarray]) -> list[np.ndarray]:

@@ -64,6 +64,7 @@ class TrainResult:
     steps: int
     seconds: float
     examples_per_second: float
+    tokens_per_second: float = 0.0  # padding excluded; 0 where not counted (an ensemble)
 
 
 def select_device(spec: str, name: str = "`train.device`") -> torch.device:
@@ -383,7 +384,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         try:
             while state["step"] < total_steps and not stop:
                 epoch = state["epoch"]
-                micro, loss_sum, n_examples = 0, 0.0, 0
+                micro, loss_sum, n_examples, n_tokens = 0, 0.0, 0, 0
                 # One micro-batch per rank; `position` counts sampler batches over all ranks.
                 batches = distributed.shard_batches(data.train, sampler, len(data.labels), epoch, state["position"],
                                                     pad_id, t.pad_to_multiple_of)
@@ -403,6 +404,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                     micro += 1
                     loss_sum = loss_sum + loss.detach()  # stays on the device: .item() here would stall a GPU
                     n_examples += micro_batch.examples
+                    n_tokens += micro_batch.tokens
                     state["position"] += micro_batch.consumed
                     if not sync:
                         continue
@@ -413,14 +415,14 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                         average.update()
                     state["step"] += 1
                     step = state["step"]
-                    progress.update(step, loss_sum / micro, scheduler.get_last_lr()[0], n_examples)
+                    progress.update(step, loss_sum / micro, scheduler.get_last_lr()[0], n_examples, n_tokens)
                     window = state.setdefault("loss_window", [0.0, 0])
                     window[0], window[1] = window[0] + loss_sum / micro, window[1] + 1
-                    if step % t.log_every == 0:
+                    if step % t.log_every == 0:  # every rank gets here: the mean over ranks is a collective
                         metrics.write({"step": step, "epoch": epoch, "kind": "train",
-                                       "loss": float(window[0]) / window[1], "lr": lr_used})
+                                       "loss": distributed.mean(float(window[0]) / window[1]), "lr": lr_used})
                         state["loss_window"] = [0.0, 0]
-                    micro, loss_sum, n_examples = 0, 0.0, 0
+                    micro, loss_sum, n_examples, n_tokens = 0, 0.0, 0, 0
                     if epoch_done:
                         state["epoch"], state["position"] = epoch + 1, 0
                     finished = step >= total_steps
@@ -440,4 +442,5 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
             metrics.close()
     distributed.barrier()  # return together, after rank 0 has written the final files
     seconds = time.perf_counter() - started
-    return TrainResult(run_dir, state["best"], state["step"], seconds, progress.examples_per_second)
+    return TrainResult(run_dir, state["best"], state["step"], seconds, progress.examples_per_second,
+                       progress.tokens_per_second)

@@ -1,4 +1,4 @@
-"""Progress: a rich bar (loss, lr, examples/s, ETA) on a terminal, plain log lines otherwise."""
+"""Progress: a rich bar (loss, lr, tokens/s, examples/s, ETA) on a terminal, plain log lines otherwise."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class TrainProgress:
         self.t0 = time.perf_counter()
         self.shown = 0.0  # when the bar's loss was last read
         self.start_step = start_step
-        self.examples = 0
+        self.examples = self.tokens = 0
         self.progress = None
         if self.interactive:
             self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
@@ -27,21 +27,24 @@ class TrainProgress:
             self.task = self.progress.add_task("train", total=total_steps, completed=start_step, info="")
             self.progress.start()
 
-    def update(self, step: int, loss, lr: float, examples: int) -> None:
+    def update(self, step: int, loss, lr: float, examples: int, tokens: int = 0) -> None:
         """`loss` may be a device tensor: it is read (a host sync) only when shown, at most 4 times a second
-        on a terminal and every `log_every` steps otherwise."""
+        on a terminal and every `log_every` steps otherwise. Examples and tokens (padding excluded) count
+        all ranks; the loss is this rank's."""
         self.examples += examples
+        self.tokens += tokens
         if not self.enabled:
             return
         now = time.perf_counter()
-        rate = self.examples / max(now - self.t0, 1e-9)
+        elapsed = max(now - self.t0, 1e-9)
+        rates = f"{self.tokens / elapsed:,.0f} tok/s {self.examples / elapsed:,.0f} ex/s"
         if self.progress is not None:
             if now - self.shown >= 0.25 or step == self.total:
                 self.shown = now
-                info = f"loss {float(loss):.4f} lr {lr:.2e} {rate:,.0f} ex/s"
+                info = f"loss {float(loss):.4f} lr {lr:.2e} {rates}"
                 self.progress.update(self.task, completed=step, info=info)
         elif step % self.log_every == 0 or step == self.total:
-            info = f"loss {float(loss):.4f} lr {lr:.2e} {rate:,.0f} ex/s"
+            info = f"loss {float(loss):.4f} lr {lr:.2e} {rates}"
             done = step - self.start_step
             eta = (time.perf_counter() - self.t0) / max(done, 1) * (self.total - step)
             console.print(f"step {step}/{self.total} {info} eta {eta:,.0f}s", highlight=False)
@@ -57,3 +60,7 @@ class TrainProgress:
     @property
     def examples_per_second(self) -> float:
         return self.examples / max(time.perf_counter() - self.t0, 1e-9)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / max(time.perf_counter() - self.t0, 1e-9)
