@@ -52,6 +52,17 @@ def test_train_eval_predict(tmp_path):
     assert best["confusion_matrix"] == rep["confusion_matrix"] and best["per_class"] == rep["per_class"]
     assert best["accuracy"] == max(e["accuracy"] for e in evals if "accuracy" in e)
 
+    # The same rows as JSONL with other key names, read through eval's options: the same report.
+    as_jsonl = tmp_path / "dev.jsonl"
+    as_jsonl.write_text("".join(json.dumps({"review": t, "y": y}) + "\n" for t, y in sst2_slice(60, "dev")))
+    other = tmp_path / "other.json"
+    res = run_cli("eval", str(run), str(as_jsonl), "--input-format", "jsonl", "--text-column", "review",
+                  "--label-column", "y", "--report", str(other))
+    assert res.returncode == 0, res.stderr
+    assert json.loads(other.read_text())["confusion_matrix"] == rep["confusion_matrix"]
+    res = run_cli("eval", str(run), str(as_jsonl), "--input-format", "jsonl")
+    assert res.returncode == 2 and "'sentence', 'label' missing" in res.stderr and "--text-column" in res.stderr
+
     texts = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés"]
     inp = tmp_path / "in.txt"
     inp.write_text("\n".join(texts) + "\n")

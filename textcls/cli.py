@@ -154,20 +154,41 @@ def pretrain(
 @handle_errors
 def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
-    data_file: str = typer.Argument(..., help="A labelled file in the run's data format."),
+    data_file: str = typer.Argument(..., help="A labelled file (read as the run's training data unless the "
+                                    "options below say otherwise)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the metrics as JSON to this file."),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     precision: str = PrecisionOption,
     device: str = DeviceOption,
+    input_format: Optional[str] = typer.Option(None, "--input-format", help="csv|tsv|jsonl|fasttext (default: "
+                                               "the run's data.format)."),
+    text_columns: Optional[list[str]] = typer.Option(None, "--text-column", help="Text column name or 0-based "
+                                                     "index (twice for a pair; default: the run's)."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column name or index."),
+    header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether a CSV/TSV file has a header."),
 ) -> None:
     """Accuracy, F1, per-class metrics and the confusion matrix on a labelled file."""
+    from textcls.errors import ConfigError
     from textcls.evaluation import evaluate_file, print_report
     from textcls.rundir import load_run
 
+    if input_format not in (None, "csv", "tsv", "jsonl", "fasttext"):
+        raise ConfigError(f"--input-format must be one of csv, tsv, jsonl, fasttext; got {input_format!r}")
     _logging()
     target = _inference_device(device, precision)
     run = load_run(run_dir, device=target)
-    result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision)
+    column = lambda c: int(c) if c.isdigit() else c  # noqa: E731
+    reading = {"format": input_format, "delimiter": None} if input_format else {}
+    if text_columns:
+        if len(text_columns) != len(run.cfg.data.text_columns):
+            raise ConfigError(f"--text-column is given {len(text_columns)} time(s) but the run reads "
+                              f"{len(run.cfg.data.text_columns)} text column(s)")
+        reading["text_columns"] = [column(c) for c in text_columns]
+    if label_column is not None:
+        reading["label_column"] = column(label_column)
+    if header is not None:
+        reading["header"] = header
+    result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading)
     print_report(result, out)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import torch
@@ -10,16 +11,25 @@ from rich.table import Table
 
 from textcls.data.pipeline import tokenize_file
 from textcls.data.tokenizer import PAD
+from textcls.errors import DataError
 from textcls.io import atomic_write_json
 from textcls.rundir import Run
 from textcls.train.evaluate import evaluate_groups
 
 
 def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, batch_size: int = 128,
-                  device: torch.device = torch.device("cpu"), precision: str = "fp32") -> dict:
+                  device: torch.device = torch.device("cpu"), precision: str = "fp32",
+                  reading: Optional[dict] = None) -> dict:
+    """The report of the run on a labelled file read with the run's data options, or with `reading`'s
+    (format, text_columns, label_column, header) in their place."""
     parts = []  # one tokenization of the file per tokenizer group (one group unless members differ)
     for group, n in run.groups or [(run, 1)]:
-        ds, info = tokenize_file(data_file, group.cfg.data, group.tokenizer, labels=run.labels)
+        data_cfg = dataclasses.replace(group.cfg.data, **(reading or {}))
+        try:
+            ds, info = tokenize_file(data_file, data_cfg, group.tokenizer, labels=run.labels)
+        except DataError as exc:
+            raise DataError(f"{exc} (the file is read with the run's data options; for a file laid out otherwise "
+                            "pass --input-format, --text-column, --label-column or --header)") from None
         parts.append((group.model, ds, group.tokenizer.token_to_id(PAD), n))
     report = evaluate_groups(parts, run.labels, batch_size, device, run.cfg.data.task, run.cfg.train.threshold,
                              precision)
