@@ -105,3 +105,13 @@ def test_cross_field_checks():
 def test_every_shipped_config_validates(path):
     cfg = load_config(path)
     assert cfg.model.hidden_size % cfg.model.num_heads == 0
+
+
+def test_pooling_mapping_names_the_type_and_the_layers():
+    cfg = config_from_dict({"model": {"num_layers": 3, "pooling": {"type": "mean", "layers": 2}}})
+    assert (cfg.model.pooling, cfg.model.pool_layers) == ("mean", 2)
+    assert config_from_dict({"model": {"pooling": {"type": "max"}}}).model.pool_layers == 1
+    with pytest.raises(ConfigError, match=r"takes `type`.*got keys kind, layers"):
+        config_from_dict({"model": {"pooling": {"kind": "mean", "layers": 2}}})
+    with pytest.raises(ConfigError, match=r"`model.pool_layers` \(4\) exceeds `model.num_layers` \(2\)"):
+        config_from_dict({"model": {"num_layers": 2, "pooling": {"type": "cls", "layers": 4}}})

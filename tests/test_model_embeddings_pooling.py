@@ -111,13 +111,18 @@ def test_model_pooling_ignores_padding(kind):
     torch.testing.assert_close(model(ids, mask)[1:], model(ids[1:, :4]), rtol=0, atol=1e-6)
 
 
-def test_pool_layers_sums_the_last_k_layers():
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_pool_layers_sums_the_last_k_layers(norm):
+    """Each pooled layer is normalized: post-norm layers are; pre-norm ones get the final norm."""
     torch.manual_seed(0)
-    model = TextClassifier(model_cfg(pooling="mean", num_layers=3, pool_layers=2), 40, 2).eval()
+    model = TextClassifier(model_cfg(pooling="mean", num_layers=3, pool_layers=2, norm=norm), 40, 2).eval()
     ids = torch.randint(5, 40, (2, 7))
     mask = torch.ones_like(ids, dtype=torch.bool)
     hidden = model.encode(ids, mask, return_all=True).hidden
-    want = model.head(model.pooler(hidden[-1] + hidden[-2], mask))
+    below = hidden[-2] if norm == "post" else torch.nn.functional.layer_norm(
+        hidden[-2], (hidden[-2].shape[-1],), model.encoder.final_norm.weight, model.encoder.final_norm.bias,
+        model.encoder.final_norm.eps)
+    want = model.head(model.pooler(hidden[-1] + below, mask))
     torch.testing.assert_close(model(ids, mask), want, rtol=0, atol=1e-6)
 
 

@@ -580,6 +580,7 @@ def config_from_dict(raw: Any, source: str = "<config>", overrides: tuple[str, .
         apply_override(raw, assignment)
     _resolve_paths(raw, Path.cwd())
     problems: list[str] = []
+    _pooling_mapping(raw, problems)
     cfg = _build(Config, raw, "", problems)
     given = {a.split("=", 1)[0].strip() for a in overrides}  # name the command line for its unknown keys
     from_set = lambda p: p.startswith("unknown key `") and p.split("`")[1] in given  # noqa: E731
@@ -593,6 +594,25 @@ def config_from_dict(raw: Any, source: str = "<config>", overrides: tuple[str, .
         raise ConfigError(f"{source}: {len(problems)} problem(s) in the config: {listing}.")
     cfg.source = source
     return cfg
+
+
+def _pooling_mapping(raw: dict, problems: list[str]) -> None:
+    """`model.pooling: {type: mean, layers: k}` is the same as `pooling: mean` + `pool_layers: k`."""
+    model = raw.get("model")
+    pooling = model.get("pooling") if isinstance(model, dict) else None
+    if not isinstance(pooling, dict):
+        return
+    extra = sorted(set(pooling) - {"type", "layers"})
+    if extra or "type" not in pooling:
+        problems.append(f"`model.pooling` as a mapping takes `type` (cls, cls_tanh, mean, max, last) and optionally "
+                        f"`layers`, got keys {', '.join(map(str, pooling))}")
+        model.pop("pooling")
+        return
+    if "layers" in pooling and "pool_layers" in model:
+        problems.append("`model.pooling.layers` and `model.pool_layers` are both set; keep one")
+    model["pooling"] = pooling["type"]
+    if "layers" in pooling:
+        model["pool_layers"] = pooling["layers"]
 
 
 def _resolve_paths(raw: dict, base: Path) -> None:

@@ -62,7 +62,10 @@ class TextClassifier(nn.Module):
 
     def pool(self, out: EncoderOutput, attention_mask: torch.Tensor) -> torch.Tensor:
         k = self.cfg.pool_layers
-        x = out.hidden[-1] if k == 1 else torch.stack(out.hidden[-k:]).sum(0)  # (B, T, H)
+        # Pre-norm layers output the un-normalized residual stream: each pooled one gets the final norm
+        # (the last already has it; post-norm's final norm is the identity).
+        norm = self.encoder.final_norm
+        x = out.hidden[-1] if k == 1 else torch.stack([*map(norm, out.hidden[-k:-1]), out.hidden[-1]]).sum(0)
         x = self.side(x, out.hidden, attention_mask)  # (B, T, H)
         return self.pooler(x, attention_mask)
 
