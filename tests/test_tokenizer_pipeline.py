@@ -51,6 +51,18 @@ def test_split_cjk_false_learns_multi_character_words(kind, vocab):
     assert "".join(p.replace("##", "").replace("</w>", "").replace("▁", "") for p in pieces) == sample
 
 
+@pytest.mark.parametrize("options, text, want", [
+    ({}, "Café ＡＢ", "café ab"),  # defaults: NFKC (full-width letters) and lowercase, accents kept
+    ({"lowercase": False}, "Café ＡＢ", "Café AB"),
+    ({"strip_accents": True}, "Café ＡＢ", "cafe ab"),
+    ({"nfkc": False, "lowercase": False}, "Café ＡＢ", "Café ＡＢ"),
+    ({}, "a \t\n  b", "a b"),  # runs of whitespace become one space
+])
+def test_normalization_options(options, text, want):
+    tok = train_tokenizer(TEXTS, TokenizerConfig(vocab_size=400, min_frequency=1, **options))
+    assert tok.normalizer.normalize_str(text) == want
+
+
 def test_encode_adds_cls_sep_and_segments_for_pairs():
     tok = train_tokenizer(TEXTS, TokenizerConfig(vocab_size=400, min_frequency=1))
     ids, types = encode_texts(tok, ["good film"], ["bad plot twist"], max_length=64)
