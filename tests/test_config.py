@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from textcls.config import Config, apply_override, config_from_dict, load_config, save_config
+from conftest import ROOT
+from textcls.config import Config, apply_override, config_from_dict, demo_config, load_config, save_config
 from textcls.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,3 +116,20 @@ def test_pooling_mapping_names_the_type_and_the_layers():
         config_from_dict({"model": {"pooling": {"kind": "mean", "layers": 2}}})
     with pytest.raises(ConfigError, match=r"`model.pool_layers` \(4\) exceeds `model.num_layers` \(2\)"):
         config_from_dict({"model": {"num_layers": 2, "pooling": {"type": "cls", "layers": 4}}})
+
+
+def test_demo_config_comes_from_the_checkout_or_the_installed_share_folder(tmp_path, monkeypatch):
+    import sys
+
+    from textcls import config as config_module
+
+    assert demo_config() == config_module.DEMO_CONFIG  # a source checkout
+    monkeypatch.setattr(config_module, "DEMO_CONFIG", tmp_path / "no" / "default.yaml")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    with pytest.raises(ConfigError, match="not part of this installation"):
+        load_config(None)
+    # A wheel's data-files: PREFIX/share/textcls/configs/default.yaml beside share/textcls/data/.
+    share = tmp_path / "share" / "textcls"
+    (share / "configs").mkdir(parents=True)
+    (share / "configs" / "default.yaml").write_text((ROOT / "configs" / "default.yaml").read_text())
+    assert Path(load_config(None).data.train).resolve() == share / "data" / "ag_news_demo" / "train.csv"

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import math
 import reprlib
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,8 +22,16 @@ import yaml
 
 from textcls.errors import ConfigError
 
-# The demo config of a source checkout (`textcls train` with no CONFIG).
+# The demo config (`textcls train` with no CONFIG): a source checkout's, else the copy an installed wheel
+# puts under PREFIX/share/textcls with its data (pyproject's data-files), at the same relative paths.
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+
+def demo_config() -> Optional[Path]:
+    for path in (DEMO_CONFIG, Path(sys.prefix) / "share" / "textcls" / "configs" / "default.yaml"):
+        if path.is_file():
+            return path
+    return None
 
 # Keys holding file paths: relative ones in a config file are resolved against the file's folder,
 # relative ones given with `--set` against the current directory.
@@ -680,12 +689,12 @@ def read_yaml(path: Path) -> Any:
 def load_config(path: Optional[Path | str] = None, overrides: tuple[str, ...] | list[str] = ()) -> Config:
     """Load a YAML config (the demo config of a source checkout when `path` is None), apply overrides."""
     if path is None:
-        if not DEMO_CONFIG.exists():
+        path = demo_config()
+        if path is None:
             raise ConfigError(
                 "no CONFIG was given and the demo config (configs/default.yaml) is not part of this "
                 "installation; pass a config file, e.g. `textcls train my.yaml`"
             )
-        path = DEMO_CONFIG
     path = Path(path)
     raw = read_yaml(path)
     return config_from_dict(raw, source=str(path), overrides=tuple(overrides), base_dir=path.resolve().parent)
