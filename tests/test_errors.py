@@ -346,3 +346,57 @@ def test_real_process_prints_one_paragraph_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "broken.yaml" in proc.stderr and "line 3" in proc.stderr
     assert proc.stderr.strip().startswith("error:")
+
+
+def _tiny_run(root: Path, **data):
+    tr = write_tsv(root / "train.tsv", sst2_slice(60))
+    cfg = tiny_config(tr, None, root / "run", data={"cache_dir": str(root / "cache"), **data})
+    cfg.train.max_steps = 2
+    return cfg
+
+
+def test_overwrite_never_deletes_files_it_did_not_write(tmp_path):
+    """`-o .` in a folder holding the user's files (one named config.yaml) with output.overwrite."""
+    work = tmp_path / "work"
+    work.mkdir()
+    cfg = _tiny_run(tmp_path)
+    (work / "config.yaml").write_text("my own config\n")
+    (work / "notes.txt").write_text("keep me\n")
+    cfg.output.overwrite = True
+    with pytest.raises(Exception, match=r"also holds notes.txt, which textcls did not write; nothing was deleted"):
+        train(cfg, work, quiet=True)
+    assert (work / "notes.txt").read_text() == "keep me\n" and (work / "config.yaml").read_text() == "my own config\n"
+
+
+def test_a_replacing_run_that_fails_on_its_input_keeps_the_old_run(tmp_path):
+    cfg = _tiny_run(tmp_path)
+    train(cfg, quiet=True)
+    old = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()}
+    cfg_file = _save(cfg, tmp_path)
+    res = cli("train", cfg_file, "--set", "output.overwrite=true", "--set", "data.text_columns=[txt]")
+    assert res.exit_code == 2 and "'txt' not found" in res.output
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()} == old
+    # With valid input the old run is replaced.
+    res = cli("train", cfg_file, "--set", "output.overwrite=true", "--set", "train.seed=5")
+    assert res.exit_code == 0, res.output
+    assert "seed: 5" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_a_config_error_found_late_writes_no_run(tmp_path):
+    """Class weights are checked against the labels after the data is read: before any run file is written,
+    so the corrected command runs without --resume or overwrite."""
+    cfg = _tiny_run(tmp_path)
+    cfg_file = _save(cfg, tmp_path)
+    res = cli("train", cfg_file, "--set", "train.class_weights=[1,2,3]")
+    assert res.exit_code == 2 and "has 3 weights but there are 2 labels" in res.output
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    res = cli("train", cfg_file, "--set", "train.class_weights=[1,2]")
+    assert res.exit_code == 0, res.output
+
+
+def _save(cfg, root: Path) -> Path:
+    from textcls.config import save_config
+
+    path = root / "c.yaml"
+    save_config(cfg, path)
+    return path

@@ -30,7 +30,8 @@ from textcls.rundir import save_weights, write_run_info
 from textcls.train import distributed
 from textcls.train.checkpoint import load_checkpoint, save_checkpoint
 from textcls.train.evaluate import autocast_context
-from textcls.train.loop import Interrupted, _prepare_run_dir, _StopFlag, seed_everything, select_device
+from textcls.train.loop import (Interrupted, _prepare_run_dir, _StopFlag, replace_old_run, seed_everything,
+                                select_device)
 from textcls.train.optim import build_optimizer, optimizer_step
 from textcls.train.progress import TrainProgress, console
 from textcls.train.schedules import lr_multiplier
@@ -135,6 +136,7 @@ def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, q
     tokenizer = load_tokenizer(run_dir / "tokenizer.json") if resume else None
     corpus = distributed.prepare_once(lambda tok: build_corpus(cfg, tok), tokenizer)
     if not resume and main:
+        replace_old_run(run_dir)
         _save_run_files(run_dir, cfg, corpus)
     masker = _Masker(cfg, corpus)
     if resume:  # keep the checkpoint's global batch at this world size

@@ -93,7 +93,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     from textcls.rundir import load_run, save_eval_report, save_run_files, write_run_info
     from textcls.train import distributed
     from textcls.train.evaluate import evaluate_groups
-    from textcls.train.loop import TrainResult, _prepare_run_dir, resumed_config, select_device
+    from textcls.train.loop import TrainResult, _prepare_run_dir, replace_old_run, resumed_config, select_device
     from textcls.train.progress import console
 
     if distributed.launched():
@@ -111,6 +111,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         base = Path(cfg.model.init_from) / "tokenizer.json" if cfg.model.init_from else None
         # The shared tokenizer: the base run's when starting from one, else trained (or loaded) once here.
         data = prepare_data(cfg, load_tokenizer(base) if base and base.is_file() else None)
+        replace_old_run(run_dir)
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
         valid = (data.valid, data.labels)  # the training split is not kept while members train
         del data

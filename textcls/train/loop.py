@@ -13,6 +13,7 @@ which `textcls schedule` uses too; logs go through `logs.MetricsLog`.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import time
@@ -115,13 +116,20 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+# What run directories hold (train, pretrain, ensembles, `textcls plot`): `output.overwrite` removes these only.
+_RUN_ENTRY = re.compile(r"config\.yaml|tokenizer\.json|labels\.json|model\.safetensors|run\.json|eval_report\.json"
+                        r"|metrics\.jsonl|ensemble\.json|curves\.png|last|members|tensorboard|checkpoint-\d+")
+
+
 def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, bool]:
-    """The config to train with and whether a checkpoint is resumed.
+    """The config to train with and whether a checkpoint is resumed; deletes nothing.
 
     `--resume` with no checkpoint yet (the run was killed before its first save) starts the run over.
+    A run that `output.overwrite` replaces is removed by `replace_old_run` just before the new run
+    writes its first file, so a new run that fails on its input leaves the old one as it was.
     """
     saved = run_dir / "config.yaml"
-    if run_dir.is_dir():
+    if saved.is_file():
         remove_stale_temp(run_dir)
     if resume and has_checkpoint(run_dir / "last"):
         if not saved.exists():
@@ -136,19 +144,30 @@ def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, 
             console.print(f"{run_dir} has no checkpoint to resume yet; starting the run from step 0",
                           highlight=False, soft_wrap=True)
     if run_dir.exists() and any(run_dir.iterdir()):
-        if saved.exists() and cfg.output.overwrite:
-            for child in run_dir.iterdir():
-                if resume and child == saved:
-                    continue  # other ranks (torchrun) read it next; save_run_files rewrites it
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        elif (run_dir / "config.yaml").exists():
+        if not saved.exists():
+            raise ConfigError(f"output directory {run_dir} exists and is not empty; pick another --output")
+        if not cfg.output.overwrite:
             raise ConfigError(
                 f"output directory {run_dir} already holds a run; continue it with --resume, pick another "
                 "--output, or pass --set output.overwrite=true to replace it"
             )
-        else:
-            raise ConfigError(f"output directory {run_dir} exists and is not empty; pick another --output")
+        foreign = sorted(c.name for c in run_dir.iterdir() if not _RUN_ENTRY.fullmatch(c.name))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise ConfigError(
+                f"output.overwrite would replace the run in {run_dir}, but the folder also holds {shown}, which "
+                "textcls did not write; nothing was deleted. Give the run an --output folder of its own"
+            )
     return cfg, False
+
+
+def replace_old_run(run_dir: Path) -> None:
+    """Remove the files of the run that `output.overwrite` replaces (checked by _prepare_run_dir)."""
+    if not (run_dir / "config.yaml").is_file():
+        return
+    for child in run_dir.iterdir():
+        if _RUN_ENTRY.fullmatch(child.name):
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 # Keys that say how, not what, to train: a resumed run takes them from the config it is given.
@@ -276,8 +295,6 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     pad_id = data.tokenizer.token_to_id(PAD)
     unk_id = data.tokenizer.token_to_id(UNK)
     keep_ids = tuple(i for i in special_ids(data.tokenizer).values() if i != unk_id)  # [CLS], [SEP], ...
-    if not resume and main:
-        save_run_files(run_dir, cfg, data.tokenizer, data.labels)
 
     seed_everything(t.seed)
     model = build_model(cfg, data.tokenizer, len(data.labels))
@@ -316,6 +333,9 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(t, total_steps))
     scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" and device.type == "cuda" else None
     class_weights = _class_weights(cfg, data, device)
+    if not resume and main:  # the input has passed every check: the run's first files (after an old run's removal)
+        replace_old_run(run_dir)
+        save_run_files(run_dir, cfg, data.tokenizer, data.labels)
 
     state = {"step": 0, "epoch": 0, "position": 0, "best": None, "best_step": None, "bad_evals": 0,
              "total_steps": total_steps, "loss_window": [0.0, 0]}  # train loss (sum, steps) since the last log
