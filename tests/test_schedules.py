@@ -94,6 +94,19 @@ def test_schedule_command_counts_steps_from_data_and_plots(tmp_path):
     res = CliRunner().invoke(app, ["schedule", str(config), "--steps", "1000"])
     assert res.exit_code == 0 and "1000 optimizer steps" in " ".join(res.stdout.split())
     assert re.search(r"│\s+250 │", res.stdout)  # end of warmup listed
+    res = CliRunner().invoke(app, ["schedule", str(config), "--steps", "10", "--plot", str(tmp_path / "lr.txt")])
+    assert res.exit_code == 2 and ".txt is not an image format" in res.output
+    assert not (tmp_path / "lr.txt").exists() and not list(tmp_path.glob(".lr.txt*"))
+
+
+@pytest.mark.parametrize("key", ["warmup_lr", "min_lr", "end_lr"])
+def test_schedule_ends_above_the_peak_lr_are_refused(key):
+    from textcls.config import config_from_dict
+    from textcls.errors import ConfigError
+
+    assert getattr(config_from_dict({"train": {"lr": 1e-3, key: 1e-3}}).train, key) == 1e-3
+    with pytest.raises(ConfigError, match=rf"`train.{key}` \(0.01\) is above `train.lr` \(0.001\)"):
+        config_from_dict({"train": {"lr": 1e-3, key: 1e-2}})
 
 
 def test_plan_matches_the_loop():

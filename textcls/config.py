@@ -566,6 +566,9 @@ def _validate_train_extras(t: TrainConfig, problems: list[str]) -> None:
     for key in ("warmup_lr", "min_lr", "end_lr", "hold_steps"):
         if getattr(t, key) < 0:
             problems.append(f"`train.{key}` must be >= 0, got {getattr(t, key)}")
+        elif key != "hold_steps" and getattr(t, key) > t.lr:
+            problems.append(f"`train.{key}` ({getattr(t, key):g}) is above `train.lr` ({t.lr:g}); the schedule moves "
+                            "between them and lr is its peak, so lower it")
 
 
 # --------------------------------------------------------------------------- public API
