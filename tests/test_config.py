@@ -133,3 +133,14 @@ def test_demo_config_comes_from_the_checkout_or_the_installed_share_folder(tmp_p
     (share / "configs").mkdir(parents=True)
     (share / "configs" / "default.yaml").write_text((ROOT / "configs" / "default.yaml").read_text())
     assert Path(load_config(None).data.train).resolve() == share / "data" / "ag_news_demo" / "train.csv"
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("train", "num_threads", 0), ("train", "num_threads", -1), ("train", "pad_to_multiple_of", 0),
+    ("train", "seed", -1), ("data", "split_seed", -2), ("data", "head_tokens", -1), ("tokenizer", "min_frequency", -1),
+    ("train", "eps", 0), ("model", "layer_norm_eps", -1e-5), ("model", "initializer_range", 0),
+    ("model", "type_vocab_size", 0),
+])
+def test_out_of_range_numbers_are_named(section, key, value):
+    with pytest.raises(ConfigError, match=rf"1 problem\(s\).*`{section}.{key}` must be"):
+        config_from_dict({section: {key: value}})

@@ -371,6 +371,7 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         "data.max_length": d.max_length, "train.batch_size": t.batch_size,
         "train.grad_accum": t.grad_accum, "train.eval_batch_size": t.eval_batch_size,
         "tokenizer.vocab_size": cfg.tokenizer.vocab_size, "train.log_every": t.log_every,
+        "model.type_vocab_size": m.type_vocab_size,
     }
     for key, value in positive.items():
         if isinstance(value, int) and value < 1:
@@ -378,7 +379,8 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     for key, value in {"model.embedding_size": m.embedding_size, "train.max_steps": t.max_steps,
                        "train.batch_tokens": t.batch_tokens, "train.eval_every": t.eval_every,
                        "train.patience": t.patience, "train.save_total_limit": t.save_total_limit,
-                       "train.checkpoint_every": t.checkpoint_every,
+                       "train.checkpoint_every": t.checkpoint_every, "train.num_threads": t.num_threads,
+                       "train.pad_to_multiple_of": t.pad_to_multiple_of,
                        "model.adapters.size": m.adapters.size}.items():
         if value is not None and value < 1:
             problems.append(f"`{key}` must be at least 1 when set, got {value}")
@@ -400,6 +402,14 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`train.warmup` must be >= 0 (a ratio below 1 or a step count), got {t.warmup}")
     if t.weight_decay < 0:
         problems.append(f"`train.weight_decay` must be >= 0, got {t.weight_decay}")
+    for key, value in {"train.seed": t.seed, "data.split_seed": d.split_seed, "data.head_tokens": d.head_tokens,
+                       "tokenizer.min_frequency": cfg.tokenizer.min_frequency}.items():
+        if value is not None and value < 0:
+            problems.append(f"`{key}` must be >= 0, got {value}")
+    for key, value in {"train.eps": t.eps, "model.layer_norm_eps": m.layer_norm_eps,
+                       "model.initializer_range": m.initializer_range}.items():
+        if value <= 0:
+            problems.append(f"`{key}` must be positive, got {value}")
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
         problems.append(f"`train.betas` must be two numbers in [0, 1), got {t.betas}")
     if t.max_grad_norm is not None and t.max_grad_norm <= 0:
