@@ -182,6 +182,46 @@ def test_import_hf_then_predict_gives_hf_probabilities(kind, tmp_path):
     assert want.max(-1).values.min() < 0.99  # the probabilities say something (not all saturated)
 
 
+def write_sentencepiece_tokenizer(path) -> Tokenizer:
+    """ALBERT's layout: a unigram model with <pad> <unk> [CLS] [SEP] [MASK] at ids 0-4 and ▁-prefixed pieces."""
+    pieces = ["▁the", "▁movie", "▁great", "▁not", "▁good", "▁film", "▁", "!", ".", *"abcdefghijklmnopqrstuvwxyz"]
+    vocab = [(t, 0.0) for t in ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")]
+    vocab += [(p, -1.0 if p.startswith("▁") and len(p) > 1 else -5.0) for p in pieces]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=1))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.add_special_tokens(["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"])
+    tok.save(str(path))
+    return Tokenizer.from_str(tok.to_str())
+
+
+def test_import_albert_with_a_sentencepiece_tokenizer_gives_hf_probabilities(tmp_path):
+    hf = albert(cls=transformers.AlbertForSequenceClassification, num_labels=2)
+    hf_dir = tmp_path / "hf"
+    hf.save_pretrained(hf_dir)
+    clean = write_sentencepiece_tokenizer(hf_dir / "tokenizer.json")
+    assert clean.encode("Fun movie").tokens[:2] == ["[CLS]", "▁"]  # pieces below the word level
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=clean, pad_token="<pad>", unk_token="<unk>")
+    texts = ["The movie was great!", "not good .", "Fun film", "a bad plot"]  # within 24 positions
+    enc = fast(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = hf(**enc).logits.softmax(-1)
+
+    conv = import_hf(hf_dir, tmp_path / "run")
+    from textcls.predict import predict_probabilities
+    from textcls.rundir import load_run
+
+    run = load_run(tmp_path / "run")
+    assert [run.tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 1, 2, 3, 4]
+    assert run.tokenizer.encode("zebra ?", add_special_tokens=False).ids == \
+        clean.encode("zebra ?", add_special_tokens=False).ids  # "?" is the unknown piece in both
+    got = torch.from_numpy(predict_probabilities(run, texts))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+    assert conv.labels == ["LABEL_0", "LABEL_1"] and want.max(-1).values.min() < 0.99
+
+
 def test_import_bin_needs_allow_pickle_and_train_starts_from_import(tmp_path, sst2_files):
     hf = bert()
     hf_dir = tmp_path / "hf"

@@ -129,10 +129,15 @@ def load_tokenizer(path: Path | str) -> Tokenizer:
         raise CheckpointError(f"tokenizer file {path} does not exist") from None
     except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON
         raise CheckpointError(f"tokenizer file {path} cannot be loaded ({exc}); it must be a tokenizer.json") from None
+    check_special_tokens(tok, str(path))
+    return tok
+
+
+def check_special_tokens(tok: Tokenizer, source: str) -> None:
     for special in (PAD, UNK, CLS, SEP):
         if tok.token_to_id(special) is None:
-            raise CheckpointError(f"tokenizer file {path} has no {special} token; textcls needs {', '.join(SPECIAL_TOKENS)}")
-    return tok
+            raise CheckpointError(f"tokenizer file {source} has no {special} token; textcls needs "
+                                  f"{', '.join(SPECIAL_TOKENS)}")
 
 
 def special_ids(tok: Tokenizer) -> dict[str, int]:

@@ -221,10 +221,54 @@ def read_hf_dir(hf_dir: Path, allow_pickle: bool = False) -> tuple[dict, dict[st
     raise CheckpointError(f"{hf_dir} has no model.safetensors (or pytorch_model.bin); nothing to import")
 
 
+# SentencePiece names of special tokens (ALBERT's <pad>, <unk>; <mask> elsewhere) -> textcls's names.
+SENTENCEPIECE_SPECIALS = {"<pad>": "[PAD]", "<unk>": "[UNK]", "<mask>": "[MASK]"}
+
+
+def hf_tokenizer(path: Path):
+    """A checkpoint's tokenizer.json, its SentencePiece-style special tokens renamed to textcls's (ids kept).
+
+    ALBERT's tokenizer calls padding `<pad>` and the unknown piece `<unk>`; textcls looks them up as
+    [PAD] and [UNK]. Only names the tokenizer lacks in textcls's form are renamed.
+    """
+    from tokenizers import Tokenizer
+
+    from textcls.data.tokenizer import check_special_tokens
+
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"tokenizer file {path} cannot be read ({exc}); it must be a tokenizer.json") from None
+    vocab = _vocab_names(spec.get("model", {}))
+    renames = {old: new for old, new in SENTENCEPIECE_SPECIALS.items() if old in vocab and new not in vocab}
+    if renames:
+        model = spec["model"]
+        if isinstance(model.get("vocab"), list):  # unigram: [[piece, score], ...]
+            model["vocab"] = [[renames.get(p, p), score] for p, score in model["vocab"]]
+        elif isinstance(model.get("vocab"), dict):
+            model["vocab"] = {renames.get(t, t): i for t, i in model["vocab"].items()}
+        if model.get("unk_token") in renames:
+            model["unk_token"] = renames[model["unk_token"]]
+        for added in spec.get("added_tokens", []):
+            added["content"] = renames.get(added["content"], added["content"])
+    try:
+        tok = Tokenizer.from_str(json.dumps(spec))
+    except Exception as exc:  # tokenizers raises a bare Exception on a malformed spec
+        raise CheckpointError(f"tokenizer file {path} cannot be loaded ({exc}); it must be a tokenizer.json") from None
+    check_special_tokens(tok, str(path))
+    return tok
+
+
+def _vocab_names(model: dict) -> set:
+    vocab = model.get("vocab")
+    if isinstance(vocab, list):
+        return {entry[0] for entry in vocab if entry}
+    return set(vocab) if isinstance(vocab, dict) else set()
+
+
 def import_hf(hf_dir: Path | str, output: Path | str, allow_pickle: bool = False) -> Converted:
     """Write a textcls run directory (config.yaml, tokenizer.json, labels.json, model.safetensors, run.json)."""
     from textcls.config import config_from_dict
-    from textcls.data.tokenizer import load_tokenizer
     from textcls.model.classifier import TextClassifier
     from textcls.rundir import load_state, save_run_files, save_weights, write_run_info
 
@@ -236,7 +280,7 @@ def import_hf(hf_dir: Path | str, output: Path | str, allow_pickle: bool = False
     if not (hf_dir / "tokenizer.json").exists():
         raise CheckpointError(f"{hf_dir} has no tokenizer.json; save the checkpoint's fast tokenizer there "
                               "(tokenizer.save_pretrained writes it)")
-    tok = load_tokenizer(hf_dir / "tokenizer.json")
+    tok = hf_tokenizer(hf_dir / "tokenizer.json")
     tok.no_truncation()  # textcls truncates and adds [CLS]/[SEP] itself (data/pipeline.py encode_texts)
     tok.no_padding()
     vocab, word = tok.get_vocab_size(), conv.state["embeddings.word.weight"]
