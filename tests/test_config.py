@@ -97,7 +97,7 @@ def test_resolved_config_round_trips(tmp_path):
 
 def test_cross_field_checks():
     with pytest.raises(ConfigError, match="group_size"):
-        config_from_dict({"model": {"num_layers": 3, "sharing": {"strategy": "sequence", "group_size": 2}}})
+        config_from_dict({"model": {"num_layers": 3, "sharing": {"strategy": "sequence", "group_size": 4}}})
     with pytest.raises(ConfigError, match="more positions"):
         config_from_dict({"data": {"max_length": 600}, "model": {"max_positions": 512}})
 

@@ -36,6 +36,7 @@ SHARINGS = [
     ({"strategy": "none"}, [0, 1, 2, 3]),
     ({"strategy": "all"}, [0, 0, 0, 0]),
     ({"strategy": "sequence", "group_size": 2}, [0, 0, 1, 1]),
+    ({"strategy": "sequence", "group_size": 3}, [0, 0, 0, 1]),  # depth i runs layer i // k; the last group is short
     ({"strategy": "cycle", "num_unique": 2}, [0, 1, 0, 1]),
     ({"strategy": "cycle", "num_unique": 3}, [0, 1, 2, 0]),
 ]

@@ -441,9 +441,9 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     if s.strategy == "sequence":
         if s.group_size is None:
             problems.append("`model.sharing.group_size` is required with strategy `sequence`")
-        elif s.group_size < 1 or m.num_layers % s.group_size:
+        elif not 1 <= s.group_size <= m.num_layers:
             problems.append(
-                f"`model.sharing.group_size` ({s.group_size}) must divide `model.num_layers` ({m.num_layers})"
+                f"`model.sharing.group_size` must be between 1 and num_layers ({m.num_layers}), got {s.group_size}"
             )
     if s.strategy == "cycle":
         if s.num_unique is None:
