@@ -139,8 +139,21 @@ def test_demo_config_comes_from_the_checkout_or_the_installed_share_folder(tmp_p
     ("train", "num_threads", 0), ("train", "num_threads", -1), ("train", "pad_to_multiple_of", 0),
     ("train", "seed", -1), ("data", "split_seed", -2), ("data", "head_tokens", -1), ("tokenizer", "min_frequency", -1),
     ("train", "eps", 0), ("model", "layer_norm_eps", -1e-5), ("model", "initializer_range", 0),
-    ("model", "type_vocab_size", 0),
+    ("model", "type_vocab_size", -1),
 ])
 def test_out_of_range_numbers_are_named(section, key, value):
     with pytest.raises(ConfigError, match=rf"1 problem\(s\).*`{section}.{key}` must be"):
         config_from_dict({section: {key: value}})
+
+
+def test_a_key_twice_in_one_yaml_mapping_is_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {epochs: 1, batch_size: 16}\nmodel: {num_layers: 2}\ntrain: {epochs: 3}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml is not valid YAML at line 3, column 1: the key 'train' appears "
+                                          r"twice \(first at line 1\)"):
+        load_config(path)
+
+
+def test_the_label_column_cannot_be_a_text_column():
+    with pytest.raises(ConfigError, match=r"`data.label_column` \('label'\) is also in `data.text_columns`"):
+        config_from_dict({"data": {"text_columns": ["label"], "label_column": "label"}})

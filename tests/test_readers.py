@@ -111,3 +111,30 @@ def test_missing_file_and_unknown_suffix(tmp_path):
     p.write_text("x")
     with pytest.raises(DataError, match="data.format"):
         records(p)
+
+
+def test_jsonl_labels_are_read_as_their_json_values(tmp_path):
+    p = tmp_path / "a.jsonl"
+    rows = [{"text": "a", "label": 1}, {"text": "b", "label": 1.0}, {"text": "c", "label": True},
+            {"text": "d", "label": " pos "}, {"text": "e", "label": 2.5}]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r.labels for r in records(p)] == [["1"], ["1"], ["true"], ["pos"], ["2.5"]]
+    p.write_text(json.dumps({"text": "a", "label": {"x": 1}}) + "\n")
+    with pytest.raises(DataError, match=r"a.jsonl, line 1: a label must be a string or a number"):
+        records(p)
+
+
+def test_multilabel_jsonl_row_may_have_no_labels_but_a_missing_label_is_an_error(tmp_path):
+    p = tmp_path / "a.jsonl"
+    p.write_text(json.dumps({"text": "a", "label": ["x", "y"]}) + "\n" + json.dumps({"text": "b", "label": []}) + "\n")
+    assert [r.labels for r in records(p, task="multilabel")] == [["x", "y"], []]
+    p.write_text(json.dumps({"text": "a", "label": ["x"]}) + "\n" + json.dumps({"text": "b", "label": None}) + "\n")
+    with pytest.raises(DataError, match="line 2: the label is missing"):
+        records(p, task="multilabel")
+
+
+def test_a_label_with_a_tab_or_line_break_is_refused(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text('text,label\ngood film,pos\nbad film,"ne\ng"\n')
+    with pytest.raises(DataError, match=r"a.csv, line 3: the label 'ne\\ng' holds a tab or a line break"):
+        records(p)

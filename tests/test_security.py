@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from conftest import ROOT, sst2_slice, tiny_config, write_tsv
@@ -106,6 +107,9 @@ def test_package_never_unpickles_unsafely():
             if bad in source:
                 problems.append(f"{path.name}: {bad}")
     assert not problems, problems
+    from textcls.config import _UniqueKeyLoader
+
+    assert issubclass(_UniqueKeyLoader, yaml.SafeLoader)  # read_yaml's loader constructs plain data only
 
 
 def test_import_hf_pickle_needs_allow_pickle_and_is_still_not_executed(tmp_path):

@@ -194,3 +194,23 @@ def test_a_cold_run_reads_the_training_file_once(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "iter_records", counting)
     prepare_data(cfg)  # trains the tokenizer and tokenizes both splits
     assert reads.count(str(train)) == 1 and reads.count(str(valid)) == 1
+
+
+def test_one_label_only_is_refused(tmp_path):
+    rows = [(text, "pos") for text, _ in sst2_slice(30)]
+    cfg = tiny_config(write_tsv(tmp_path / "train.tsv", rows), None, tmp_path / "run")
+    with pytest.raises(DataError, match=r"train.tsv: every training row has the label 'pos'; a classifier needs"):
+        prepare_data(cfg)
+
+
+def test_label_names_with_a_bom_and_an_index_base_that_misses(tmp_path):
+    names = tmp_path / "classes.txt"
+    names.write_text("\ufeffWorld\nSports\n", encoding="utf-8")
+    train = write_tsv(tmp_path / "train.tsv", [("match report", "2"), ("election news", "1")] * 10)
+    cfg = tiny_config(train, None, tmp_path / "run", data={"label_names": str(names)})
+    with pytest.raises(DataError, match=r"line 2: label 2 names no line of .*classes.txt \(2 names: with "
+                                        r"`data.label_index_base: 0` the values 0..1 name them\)"):
+        prepare_data(cfg)
+    cfg.data.label_index_base = 1
+    data = prepare_data(cfg)
+    assert data.labels == ["World", "Sports"] and data.train["label"][:2] == [1, 0]

@@ -371,7 +371,6 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         "data.max_length": d.max_length, "train.batch_size": t.batch_size,
         "train.grad_accum": t.grad_accum, "train.eval_batch_size": t.eval_batch_size,
         "tokenizer.vocab_size": cfg.tokenizer.vocab_size, "train.log_every": t.log_every,
-        "model.type_vocab_size": m.type_vocab_size,
     }
     for key, value in positive.items():
         if isinstance(value, int) and value < 1:
@@ -403,7 +402,8 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     if t.weight_decay < 0:
         problems.append(f"`train.weight_decay` must be >= 0, got {t.weight_decay}")
     for key, value in {"train.seed": t.seed, "data.split_seed": d.split_seed, "data.head_tokens": d.head_tokens,
-                       "tokenizer.min_frequency": cfg.tokenizer.min_frequency}.items():
+                       "tokenizer.min_frequency": cfg.tokenizer.min_frequency,
+                       "model.type_vocab_size": m.type_vocab_size}.items():  # 0 type vocab: no segment embeddings
         if value is not None and value < 0:
             problems.append(f"`{key}` must be >= 0, got {value}")
     for key, value in {"train.eps": t.eps, "model.layer_norm_eps": m.layer_norm_eps,
@@ -430,6 +430,9 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append("`data.label_delimiter` must not be empty")
     if not 1 <= len(d.text_columns) <= 2:
         problems.append(f"`data.text_columns` must name one or two columns, got {d.text_columns}")
+    if d.label_column in d.text_columns:
+        problems.append(f"`data.label_column` ({d.label_column!r}) is also in `data.text_columns`; the model would "
+                        "read the answer from its input. Name the text and the label columns apart")
     if d.max_length > m.max_positions and m.position in ("learned", "sinusoidal"):
         problems.append(
             f"`data.max_length` ({d.max_length}) asks for more positions than the model has "
@@ -576,7 +579,7 @@ def _validate_train_extras(t: TrainConfig, problems: list[str]) -> None:
     for key in ("warmup_lr", "min_lr", "end_lr", "hold_steps"):
         if getattr(t, key) < 0:
             problems.append(f"`train.{key}` must be >= 0, got {getattr(t, key)}")
-        elif key != "hold_steps" and getattr(t, key) > t.lr:
+        elif key != "hold_steps" and t.lr > 0 and getattr(t, key) > t.lr:
             problems.append(f"`train.{key}` ({getattr(t, key):g}) is above `train.lr` ({t.lr:g}); the schedule moves "
                             "between them and lr is its peak, so lower it")
 
@@ -678,6 +681,26 @@ def _deep_copy(raw: Any, source: str = "<config>") -> Any:
     return copy(raw, 0)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key repeated in one mapping (two `train:` sections) is an error
+    instead of the later one silently replacing the earlier."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice (first at line {seen[key]}); keep one",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> Any:
     """Read a YAML file safely; a syntax error names the line and column."""
     try:
@@ -688,8 +711,9 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"config file {path} is a directory; pass a YAML file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be read ({exc}); it must be UTF-8 YAML") from None
+    loader = _UniqueKeyLoader(text)  # safe_load's SafeLoader, plus the repeated-key check
     try:
-        return yaml.safe_load(text)
+        return loader.get_single_data()
     except (ValueError, RecursionError) as exc:  # e.g. a date like 2024-02-30, an int of 5000 digits
         raise ConfigError(f"config file {path} has a value YAML cannot read: {str(exc)[:120]}") from None
     except yaml.YAMLError as exc:
@@ -697,6 +721,8 @@ def read_yaml(path: Path) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    finally:
+        loader.dispose()
 
 
 def load_config(path: Optional[Path | str] = None, overrides: tuple[str, ...] | list[str] = ()) -> Config:

@@ -21,7 +21,7 @@ def _is_int(s: str) -> bool:
 
 def read_label_names(path: str) -> list[str]:
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # a BOM (Windows editors) is not a name
     except FileNotFoundError:
         raise DataError(f"label-name file {path} (`data.label_names`) does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -40,6 +40,15 @@ class LabelNamer:
     def __init__(self, cfg: DataConfig):
         self.names = read_label_names(cfg.label_names) if cfg.label_names else None
         self.base = cfg.label_index_base
+        self.source = cfg.label_names
+
+    def problem(self, value: str) -> str | None:
+        """Why an integer value names no line of the label-name file, or None."""
+        if self.names is None or not _is_int(value) or value in self.names:
+            return None
+        n, base = len(self.names), self.base
+        return (f"label {value} names no line of {self.source} ({n} names: with `data.label_index_base: {base}` the "
+                f"values {base}..{base + n - 1} name them); set `data.label_index_base` to the value of the first line")
 
     def __call__(self, value: str) -> str:
         if self.names is None or value in self.names:
@@ -56,6 +65,9 @@ def build_labels(train_labels: Iterable[list[str]], cfg: DataConfig) -> list[str
     seen = {label for labels in train_labels for label in labels}
     if not seen:
         raise DataError(f"{cfg.train}: the training set has no labels")
+    if len(seen) == 1 and cfg.task == "single":
+        raise DataError(f"{cfg.train}: every training row has the label {next(iter(seen))!r}; a classifier needs at "
+                        "least two labels. Check `data.label_column`, or list the labels in `data.label_names`")
     if all(_is_int(s) for s in seen):
         return sorted(seen, key=int)
     return sorted(seen)
@@ -77,9 +89,13 @@ def load_labels(path: Path) -> list[str]:
     return labels
 
 
-def label_ids(labels: list[str], index: dict[str, int], path: str, line: int) -> list[int]:
+def label_ids(labels: list[str], index: dict[str, int], path: str, line: int,
+              namer: "LabelNamer | None" = None) -> list[int]:
     out = []
     for label in labels:
+        problem = namer.problem(label) if namer is not None and label not in index else None
+        if problem:
+            raise DataError(f"{path}, line {line}: {problem}")
         if label not in index:
             known = ", ".join(list(index)[:20])
             raise DataError(

@@ -135,7 +135,7 @@ def _label_columns(path: str, cfg: DataConfig, labels: list[str]):
     index = {name: i for i, name in enumerate(labels)}
 
     def fn(records: list[Record]) -> dict:
-        ids = [label_ids([namer(x) for x in r.labels], index, path, r.line) for r in records]
+        ids = [label_ids([namer(x) for x in r.labels], index, path, r.line, namer) for r in records]
         if cfg.task == "multilabel":
             return {"labels": ids}
         return {"label": [i[0] for i in ids]}

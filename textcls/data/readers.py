@@ -14,7 +14,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from textcls.config import DataConfig
 from textcls.errors import DataError
@@ -33,6 +33,7 @@ class Record:
     text: str
     text_pair: Optional[str] = None
     labels: list[str] = field(default_factory=list)  # empty when the file has no labels
+    label_set: bool = False  # the labels came as a JSON list: [] is a multilabel row with none of the labels
 
 
 def detect_format(path: str, cfg: DataConfig) -> str:
@@ -242,15 +243,26 @@ def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]
         texts = [obj[str(k)] for k in cfg.text_columns]
         texts = ["" if t is None else str(t) for t in texts]
         labels: list[str] = []
-        if labelled:
-            value = obj[str(cfg.label_column)]
-            if isinstance(value, list):
-                labels = [str(v) for v in value]
-            elif value is None:
-                labels = []
-            else:
-                labels = _split_labels(str(value) if not isinstance(value, bool) else str(value).lower(), cfg)
-        yield Record(line_no, texts[0], texts[1] if len(texts) > 1 else None, labels)
+        value = obj[str(cfg.label_column)] if labelled else None
+        if isinstance(value, list):
+            labels = [_json_label(v, path, line_no) for v in value]
+        elif value is not None:
+            labels = _split_labels(_json_label(value, path, line_no), cfg)
+        yield Record(line_no, texts[0], texts[1] if len(texts) > 1 else None, labels, isinstance(value, list))
+
+
+def _json_label(value: Any, path: str, line: int) -> str:
+    """A JSON label as text: strings as they are, true/false, integers (1 and 1.0 alike) and other numbers."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise DataError(f"{path}, line {line}: a label must be a string or a number (a list of them for several), got "
+                    f"{json.dumps(value)[:60]}")
 
 
 def _iter_fasttext(path: str, cfg: DataConfig, labelled: bool) -> Iterator[Record]:
@@ -300,7 +312,11 @@ def iter_records(path: str, cfg: DataConfig, labelled: bool = True, allow_empty:
                 f"{path}, line {rec.line}: the text is empty; remove the line or set "
                 "`data.on_bad_lines: skip` to skip such lines"
             )
-        if labelled and not rec.labels:
+        broken = next((x for x in rec.labels if "\t" in x or "\n" in x or "\r" in x), None)
+        if broken is not None:
+            raise DataError(f"{path}, line {rec.line}: the label {broken!r} holds a tab or a line break; labels are "
+                            "one-line names (check the quoting of the label column)")
+        if labelled and not rec.labels and not (cfg.task == "multilabel" and rec.label_set):
             if cfg.on_bad_lines == "skip":
                 bad_lines.append(rec.line)
                 continue
