@@ -156,9 +156,10 @@ def test_invalid_utf8_names_byte_offset(run_dir, tmp_path):
 def test_bom_and_crlf_work(run_dir, tmp_path):
     path = write(tmp_path / "windows.tsv", b"\xef\xbb\xbfsentence\tlabel\r\na fine film\t1\r\na dull film\t0\r\n")
     report = tmp_path / "report.json"
-    result = cli("eval", run_dir, path, "--report", report)
-    assert result.exit_code == 0, result.stderr
-    assert json.loads(report.read_text())["examples"] == 2
+    for spelling in ("utf-8", "UTF_8", "utf8"):  # the BOM is dropped whatever the spelling of UTF-8
+        result = cli("eval", run_dir, path, "--report", report, "--encoding", spelling)
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(report.read_text())["examples"] == 2
     out = tmp_path / "pred.jsonl"
     assert cli("predict", run_dir, write(tmp_path / "w.txt", b"\xef\xbb\xbfone\r\ntwo\r\n"), "-o", out).exit_code == 0
     assert len(out.read_text().splitlines()) == 2
@@ -299,8 +300,31 @@ def test_damaged_tokenizer_and_labels(run_dir, tmp_path):
 
 def test_predict_on_empty_file(run_dir, tmp_path):
     out = tmp_path / "out.jsonl"
-    user_error(cli("predict", run_dir, write(tmp_path / "empty.txt", ""), "-o", out), "empty.txt", "empty")
+    user_error(cli("predict", run_dir, write(tmp_path / "empty.txt", ""), "-o", out), "empty.txt", "no rows")
     assert not out.exists() and not list(tmp_path.glob(".out.jsonl.*"))
+    # A TSV input holding one line: the run reads a header, so the hint names --input-format txt.
+    user_error(cli("predict", run_dir, write(tmp_path / "one.tsv", "a fine film\n")), "one.tsv", "has no rows",
+               "is its header", "--input-format txt")
+
+
+def test_predict_input_formats_and_encodings(run_dir, tmp_path):
+    """No suffix (or a device like /dev/stdin) reads plain text; an unknown suffix asks for --input-format; a
+    reading error names predict's own options; --encoding reads another encoding."""
+    out = tmp_path / "out.jsonl"
+    assert cli("predict", run_dir, write(tmp_path / "reviews", "one\ntwo\n"), "-o", out).exit_code == 0
+    assert len(out.read_text().splitlines()) == 2
+    user_error(cli("predict", run_dir, write(tmp_path / "reviews.dat", "one\n")), "reviews.dat", "suffix .dat",
+               "--input-format")
+    latin = write(tmp_path / "latin.txt", "café\nnaïve\n".encode("latin-1"))
+    user_error(cli("predict", run_dir, latin), "latin.txt", "invalid utf-8", "--encoding")
+    assert cli("predict", run_dir, latin, "--encoding", "latin-1", "-o", out).exit_code == 0
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_an_output_path_that_is_a_folder_is_named(run_dir, tmp_path):
+    valid = write(tmp_path / "v.tsv", "sentence\tlabel\na fine film\t1\n")
+    user_error(cli("eval", run_dir, valid, "--report", tmp_path), f"cannot use {tmp_path}: ", "not a folder")
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.*"))
 
 
 def test_predict_into_a_missing_folder(run_dir, tmp_path):

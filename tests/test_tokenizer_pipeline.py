@@ -214,3 +214,10 @@ def test_label_names_with_a_bom_and_an_index_base_that_misses(tmp_path):
     cfg.data.label_index_base = 1
     data = prepare_data(cfg)
     assert data.labels == ["World", "Sports"] and data.train["label"][:2] == [1, 0]
+
+
+def test_a_valid_fraction_that_leaves_no_training_rows(tmp_path):
+    cfg = tiny_config(write_tsv(tmp_path / "train.tsv", sst2_slice(20)), None, tmp_path / "run",
+                      data={"valid_fraction": 0.99})
+    with pytest.raises(DataError, match=r"valid_fraction 0.99 holds out all 20 rows"):
+        prepare_data(cfg)

@@ -166,6 +166,7 @@ def eval_cmd(
                                                      "index (twice for a pair; default: the run's)."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column name or index."),
     header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether a CSV/TSV file has a header."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="The file's text encoding (default: the run's)."),
 ) -> None:
     """Accuracy, F1, per-class metrics and the confusion matrix on a labelled file."""
     from textcls.errors import ConfigError
@@ -188,6 +189,8 @@ def eval_cmd(
         reading["label_column"] = column(label_column)
     if header is not None:
         reading["header"] = header
+    if encoding:
+        reading["encoding"] = encoding
     result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading)
     print_report(result, out)
 
@@ -200,7 +203,10 @@ def predict(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (default stdout; .tsv = TSV)."),
     top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Also list the K most probable labels."),
     output_format: Optional[str] = typer.Option(None, "--format", help="jsonl or tsv (default from --output)."),
-    input_format: Optional[str] = typer.Option(None, "--input-format", help="csv|tsv|jsonl|fasttext|txt."),
+    input_format: Optional[str] = typer.Option(None, "--input-format", help="csv|tsv|jsonl|fasttext|txt (default: "
+                                               "from the suffix; none = txt)."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="The input's text encoding (default: the run's "
+                                           "data.encoding)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     precision: str = PrecisionOption,
     device: str = DeviceOption,
@@ -226,7 +232,7 @@ def predict(
         raise ConfigError("--chunk-long works on single texts; this run reads text pairs")
     window_stride = (stride or max(1, (run.cfg.data.max_length - 2) // 2)) if chunk_long else None
     n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, device=target,
-                     precision=precision, window_stride=window_stride)
+                     precision=precision, window_stride=window_stride, encoding=encoding)
     if output not in (None, "-"):
         err.print(f"wrote {n} predictions to {output}", highlight=False)
 

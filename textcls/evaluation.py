@@ -21,7 +21,7 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
                   device: torch.device = torch.device("cpu"), precision: str = "fp32",
                   reading: Optional[dict] = None) -> dict:
     """The report of the run on a labelled file read with the run's data options, or with `reading`'s
-    (format, text_columns, label_column, header) in their place."""
+    (format, text_columns, label_column, header, encoding) in their place."""
     parts = []  # one tokenization of the file per tokenizer group (one group unless members differ)
     for group, n in run.groups or [(run, 1)]:
         data_cfg = dataclasses.replace(group.cfg.data, **(reading or {}))
@@ -29,7 +29,7 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
             ds, info = tokenize_file(data_file, data_cfg, group.tokenizer, labels=run.labels)
         except DataError as exc:
             raise DataError(f"{exc} (the file is read with the run's data options; for a file laid out otherwise "
-                            "pass --input-format, --text-column, --label-column or --header)") from None
+                            "pass --input-format, --text-column, --label-column, --header or --encoding)") from None
         parts.append((group.model, ds, group.tokenizer.token_to_id(PAD), n))
     report = evaluate_groups(parts, run.labels, batch_size, device, run.cfg.data.task, run.cfg.train.threshold,
                              precision)

@@ -18,7 +18,7 @@ import torch
 
 from textcls.data.batching import pad_batch
 from textcls.data.pipeline import encode_texts
-from textcls.data.readers import Record, iter_records
+from textcls.data.readers import SUFFIXES, Record, detect_format, iter_records
 from textcls.data.tokenizer import CLS, PAD, SEP
 from textcls.errors import DataError
 from textcls.io import atomic_open
@@ -149,28 +149,65 @@ def _output(path: Optional[str]) -> Iterator[IO]:
 def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, top_k: int = 1,
                  output_format: Optional[str] = None, input_format: Optional[str] = None, batch_size: int = 64,
                  chunk_size: int = 4096, device: torch.device = torch.device("cpu"), precision: str = "fp32",
-                 window_stride: Optional[int] = None) -> int:
+                 window_stride: Optional[int] = None, encoding: Optional[str] = None) -> int:
     """Predict every input line/row; writes one output line per input in order. Returns the count.
 
+    The input is read with the run's data options (columns, header, encoding), in `input_format`, else
+    the format its suffix names; a file without a suffix (or a device such as /dev/stdin) is plain text.
     `window_stride` (tokens) turns on window averaging for long documents (see predict_windowed)."""
     fmt = output_format or ("tsv" if output_path and output_path.endswith(".tsv") else "jsonl")
-    data_cfg = dataclasses.replace(run.cfg.data, format=input_format, on_bad_lines="error")
-    if input_path != "-" and not Path(input_path).exists():
-        raise DataError(f"input file {input_path} does not exist; check the path")
+    input_format = input_format or _input_format(input_path)
+    data_cfg = dataclasses.replace(run.cfg.data, format=input_format, on_bad_lines="error",
+                                   encoding=encoding or run.cfg.data.encoding)
     records = iter_records(input_path, data_cfg, labelled=False, allow_empty=True)
     count = 0
     with _output(output_path) as out:
-        for chunk in _chunks(records, chunk_size):
-            texts = [r.text for r in chunk]
-            pairs = [r.text_pair or "" for r in chunk] if len(data_cfg.text_columns) == 2 and \
-                chunk[0].text_pair is not None else None
-            if window_stride and pairs is None:
-                probs = predict_windowed(run, texts, window_stride, batch_size, device, precision)
-            else:
-                probs = predict_probabilities(run, texts, pairs, batch_size, device, precision)
-            for row in probs:
-                out.write(_format_row(row, run.labels, top_k, fmt, run.cfg.data.task, run.cfg.train.threshold) + "\n")
-            count += len(chunk)
+        with _reading_hint():
+            for chunk in _chunks(records, chunk_size):
+                texts = [r.text for r in chunk]
+                pairs = [r.text_pair or "" for r in chunk] if len(data_cfg.text_columns) == 2 and \
+                    chunk[0].text_pair is not None else None
+                if window_stride and pairs is None:
+                    probs = predict_windowed(run, texts, window_stride, batch_size, device, precision)
+                else:
+                    probs = predict_probabilities(run, texts, pairs, batch_size, device, precision)
+                task, threshold = run.cfg.data.task, run.cfg.train.threshold
+                for row in probs:
+                    out.write(_format_row(row, run.labels, top_k, fmt, task, threshold) + "\n")
+                count += len(chunk)
         if count == 0:  # inside the `with`: the empty temp file is discarded, not renamed onto the output
-            raise DataError(f"input file {input_path} is empty: nothing to predict")
+            by_name = any(isinstance(c, str) for c in data_cfg.text_columns)
+            header = detect_format(input_path, data_cfg) in ("csv", "tsv") and (
+                data_cfg.header if data_cfg.header is not None else by_name)
+            raise DataError(f"input file {input_path} has no rows: nothing to predict" + (
+                " (the first line of a CSV/TSV input is its header; --input-format txt reads one text per line)"
+                if header else ""))
     return count
+
+
+def _input_format(path: str) -> Optional[str]:
+    """None (the suffix names it), "txt" for a path without a suffix; a directory or an unknown suffix is an error."""
+    if path == "-":
+        return None
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"input file {path} does not exist; check the path")
+    if p.is_dir():
+        raise DataError(f"input {path} is a directory; pass a file (or - for stdin)")
+    suffix = p.suffix.lower()
+    if not suffix:
+        return "txt"
+    if suffix not in SUFFIXES:
+        raise DataError(f"{path}: cannot tell the format from the suffix {suffix}; pass --input-format "
+                        "csv, tsv, jsonl, fasttext or txt")
+    return None
+
+
+@contextlib.contextmanager
+def _reading_hint() -> Iterator[None]:
+    """Reading errors name the config keys of the run; predict's own options set those for the input."""
+    try:
+        yield
+    except DataError as exc:
+        raise DataError(f"{exc} (predict reads the input with the run's data options; --input-format and "
+                        "--encoding override them)") from None

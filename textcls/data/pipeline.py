@@ -326,6 +326,9 @@ def _split_records(records: list[Record], skipped: list[int], fraction: float, s
     order = np.random.default_rng(seed).permutation(len(records))
     held = np.zeros(len(records), dtype=bool)
     held[order[:max(1, int(round(fraction * len(records))))]] = True
+    if held.all():
+        raise DataError(f"data.valid_fraction {fraction} holds out all {len(records)} rows, leaving none to train on; "
+                        "lower it (e.g. 0.1) or add rows")
     return ([r for r, h in zip(records, held) if not h], skipped), ([r for r, h in zip(records, held) if h], [])
 
 

@@ -76,6 +76,7 @@ class _StrictLines:
         if info is None or not info._is_text_encoding:  # e.g. base64 and rot13 are codecs, not encodings
             raise DataError(f"{path}: unknown text encoding {encoding!r} in `data.encoding`; use e.g. utf-8, gbk, "
                             "latin-1") from None
+        self.utf8 = info.name in ("utf-8", "utf-8-sig")  # any spelling: utf8, UTF_8, ...
         self.decoder = info.incrementaldecoder(errors="strict")
         self.offset = 0
         self.first = True
@@ -84,7 +85,7 @@ class _StrictLines:
         for chunk in self.raw:
             if self.first:
                 self.first = False
-                if chunk.startswith(b"\xef\xbb\xbf") and self.encoding.replace("-", "").lower() in ("utf8", "utf8sig"):
+                if chunk.startswith(b"\xef\xbb\xbf") and self.utf8:
                     self.offset += 3
                     chunk = chunk[3:]
             yield self._decode(chunk)
