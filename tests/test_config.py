@@ -154,6 +154,8 @@ def test_a_key_twice_in_one_yaml_mapping_is_named(tmp_path):
         load_config(path)
 
 
-def test_the_label_column_cannot_be_a_text_column():
+def test_the_label_column_cannot_be_a_text_column_and_a_pair_needs_two_columns():
+    with pytest.raises(ConfigError, match=r"`data.text_columns` names 'text' twice"):
+        config_from_dict({"data": {"text_columns": ["text", "text"]}})
     with pytest.raises(ConfigError, match=r"`data.label_column` \('label'\) is also in `data.text_columns`"):
         config_from_dict({"data": {"text_columns": ["label"], "label_column": "label"}})

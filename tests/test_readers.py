@@ -138,3 +138,12 @@ def test_a_label_with_a_tab_or_line_break_is_refused(tmp_path):
     p.write_text('text,label\ngood film,pos\nbad film,"ne\ng"\n')
     with pytest.raises(DataError, match=r"a.csv, line 3: the label 'ne\\ng' holds a tab or a line break"):
         records(p)
+
+
+def test_labels_are_nfc_and_a_header_naming_a_column_twice_is_refused(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text("text,label\ngood,caf\u00e9\nfine,cafe\u0301\n", encoding="utf-8")
+    assert [r.labels for r in records(p)] == [["caf\u00e9"], ["caf\u00e9"]]  # composed and decomposed: one label
+    p.write_text("text,text,label\na,b,x\n")
+    with pytest.raises(DataError, match=r"a.csv: the header names column 'text' 2 times"):
+        records(p)

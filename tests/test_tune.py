@@ -19,7 +19,7 @@ def test_parse_budget(text, seconds):
     assert parse_budget(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "abc", "30x", "m", "0s", "-5m"])
+@pytest.mark.parametrize("text", ["", "abc", "30x", "m", "0s", "-5m", "1h30", "2m5"])
 def test_parse_budget_rejects(text):
     with pytest.raises(ConfigError, match="budget"):
         parse_budget(text)
@@ -70,6 +70,10 @@ def test_tiny_search_writes_trials_and_best(tmp_path, sst2_files):
     assert best.train.lr == pytest.approx(top["params"]["train.lr"])
     assert best.model.num_layers == top["params"]["model.num_layers"]
     assert best.tune is None and best.data.train == str(train)
+    # A second search into the same folder would discard this one.
+    again = run_cli("tune", config, "--budget", "5m", "--trials", "1", "--output", str(out))
+    assert again.returncode == 2 and "already holds a search" in again.stderr
+    assert (out / "trials.jsonl").read_text(encoding="utf-8").splitlines() == lines
 
 
 def test_unknown_key_in_search_space_is_exit_2(tmp_path, sst2_files):

@@ -430,6 +430,8 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append("`data.label_delimiter` must not be empty")
     if not 1 <= len(d.text_columns) <= 2:
         problems.append(f"`data.text_columns` must name one or two columns, got {d.text_columns}")
+    if len(d.text_columns) == 2 and d.text_columns[0] == d.text_columns[1]:
+        problems.append(f"`data.text_columns` names {d.text_columns[0]!r} twice; a pair needs two columns")
     if d.label_column in d.text_columns:
         problems.append(f"`data.label_column` ({d.label_column!r}) is also in `data.text_columns`; the model would "
                         "read the answer from its input. Name the text and the label columns apart")

@@ -43,6 +43,9 @@ def parse_budget(text: str) -> float:
     match = _BUDGET.match(text.strip().lower()) if text else None
     if not match or not any(match.groups()):
         raise ConfigError(f"--budget {text!r} is not a duration; write e.g. 90s, 30m, 2h or 1h30m")
+    if (match.group(1) or match.group(2)) and match.group(3) and not text.strip().lower().endswith("s"):
+        raise ConfigError(f"--budget {text!r}: the number after the hours or minutes has no unit; write e.g. 1h30m "
+                          "or 5m30s")
     hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     total = hours * 3600 + minutes * 60 + seconds
     if total <= 0:
@@ -254,6 +257,9 @@ class Tuner:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if (self.output / "trials.jsonl").exists() or (self.output / "trials").exists():
+            raise ConfigError(f"{self.output} already holds a search (trials.jsonl, trials/); pick another --output, "
+                              "or move that search away first")
         self.output.mkdir(parents=True, exist_ok=True)
         study = optuna.create_study(
             direction=self.direction, sampler=optuna.samplers.TPESampler(seed=self.seed),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 from typing import Iterable
 
@@ -26,7 +27,7 @@ def read_label_names(path: str) -> list[str]:
         raise DataError(f"label-name file {path} (`data.label_names`) does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"label-name file {path} (`data.label_names`) cannot be read: {exc}") from None
-    names = [line.strip() for line in lines if line.strip()]
+    names = [unicodedata.normalize("NFC", line.strip()) for line in lines if line.strip()]
     if not names:
         raise DataError(f"label-name file {path} (`data.label_names`) is empty; write one label name per line")
     if len(set(names)) != len(names):

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
@@ -144,6 +145,9 @@ class _Columns:
                 f"{self.path}: column {column!r} is given by name but the file is read without a header; "
                 "set `data.header: true` or give columns as 0-based indexes"
             )
+        if header.count(column) > 1:
+            raise DataError(f"{self.path}: the header names column {column!r} {header.count(column)} times; rename "
+                            "the columns apart or give columns as 0-based indexes (with `data.header: true`)")
         if column not in header:
             hint = _delimiter_hint(header)
             raise DataError(
@@ -305,6 +309,7 @@ def iter_records(path: str, cfg: DataConfig, labelled: bool = True, allow_empty:
             )
         records = _iter_txt(path, cfg)
     for rec in records:
+        rec.labels = [unicodedata.normalize("NFC", x) for x in rec.labels]  # one class however "café" is encoded
         if not allow_empty and (not rec.text.strip() or (rec.text_pair is not None and not rec.text_pair.strip())):
             if cfg.on_bad_lines == "skip":
                 bad_lines.append(rec.line)
