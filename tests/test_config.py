@@ -159,3 +159,16 @@ def test_the_label_column_cannot_be_a_text_column_and_a_pair_needs_two_columns()
         config_from_dict({"data": {"text_columns": ["text", "text"]}})
     with pytest.raises(ConfigError, match=r"`data.label_column` \('label'\) is also in `data.text_columns`"):
         config_from_dict({"data": {"text_columns": ["label"], "label_column": "label"}})
+
+
+def test_set_values_that_yaml_reads_as_a_mapping_stay_text():
+    assert config_from_dict({}, overrides=("data.delimiter=:",)).data.delimiter == ":"
+    with pytest.raises(ConfigError, match=r"`data.delimiter` must be one character, got '::'"):
+        config_from_dict({}, overrides=("data.delimiter=::",))
+    with pytest.raises(ConfigError, match=r"`data.delimiter` must be str or null, got \{"):  # braces: YAML as written
+        config_from_dict({}, overrides=("data.delimiter={a: 1}",))
+
+
+def test_a_text_pair_needs_five_positions():
+    with pytest.raises(ConfigError, match=r"room for \[CLS\] a \[SEP\] b \[SEP\]"):
+        config_from_dict({"data": {"text_columns": ["a", "b"], "max_length": 4}})

@@ -296,6 +296,8 @@ def test_damaged_tokenizer_and_labels(run_dir, tmp_path):
     shutil.copy(run_dir / "tokenizer.json", run / "tokenizer.json")
     (run / "labels.json").write_text('{"a": 1}')
     user_error(cli("predict", run, "-"), "labels.json")
+    (run / "labels.json").write_text('["0", "1", "2"]')
+    user_error(cli("predict", run, "-"), "labels.json lists 3 labels but the weights classify 2")
 
 
 def test_predict_on_empty_file(run_dir, tmp_path):
@@ -319,6 +321,13 @@ def test_predict_input_formats_and_encodings(run_dir, tmp_path):
     user_error(cli("predict", run_dir, latin), "latin.txt", "invalid utf-8", "--encoding")
     assert cli("predict", run_dir, latin, "--encoding", "latin-1", "-o", out).exit_code == 0
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_predictions_go_to_jsonl_or_tsv_files(run_dir, tmp_path):
+    src = write(tmp_path / "in.txt", "one\ntwo\n")
+    user_error(cli("predict", run_dir, src, "-o", tmp_path / "out.csv"), "out.csv", "name the file .jsonl or .tsv")
+    assert cli("predict", run_dir, src, "-o", tmp_path / "out.csv", "--format", "tsv").exit_code == 0
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 2
 
 
 def test_an_output_path_that_is_a_folder_is_named(run_dir, tmp_path):

@@ -77,6 +77,16 @@ def test_fasttext_multilabel_train_eval_predict(tmp_path):
     assert 2 * tp / (2 * tp + fp + fn) == pytest.approx(report["micro_f1"])
     assert any(len(row["labels"]) > 1 for row in rows)
 
+    # --top-k adds the k most probable labels, over the threshold or not; TSV lists only the chosen ones.
+    res = runner.invoke(app, ["predict", str(run), str(tmp_path / "valid.txt"), "--top-k", "2",
+                              "-o", str(tmp_path / "top.jsonl")])
+    assert res.exit_code == 0, res.output
+    for row in map(json.loads, (tmp_path / "top.jsonl").read_text().splitlines()):
+        best = sorted(row["probabilities"].items(), key=lambda kv: -kv[1])[:2]
+        assert [(t["label"], t["probability"]) for t in row["top_k"]] == best
+    res = runner.invoke(app, ["predict", str(run), str(tmp_path / "valid.txt"), "--top-k", "2", "--format", "tsv"])
+    assert res.exit_code == 2 and "needs JSONL output" in res.output
+
 
 def test_tsv_delimited_label_column(tmp_path):
     for name, n, seed in (("train.tsv", 48, 2), ("valid.tsv", 16, 3)):

@@ -115,3 +115,5 @@ def test_cli_chunk_long(tmp_path, sst2_files):
     for row, probs in zip(rows, expected):
         got = {item["label"]: item["probability"] for item in row["top_k"]}
         assert got == pytest.approx({run.labels[i]: float(p) for i, p in enumerate(probs)}, abs=1e-5)
+    proc = run_cli("predict", str(tmp_path / "run"), str(tmp_path / "in.txt"), "--chunk-long", "--stride", "11")
+    assert proc.returncode == 2 and "--stride 11 is longer than a window (10 tokens)" in proc.stderr

@@ -230,7 +230,11 @@ def predict(
         raise ConfigError("--stride only applies with --chunk-long")
     if chunk_long and len(run.cfg.data.text_columns) == 2:
         raise ConfigError("--chunk-long works on single texts; this run reads text pairs")
-    window_stride = (stride or max(1, (run.cfg.data.max_length - 2) // 2)) if chunk_long else None
+    window = run.cfg.data.max_length - 2  # tokens of text per window, between [CLS] and [SEP]
+    if stride and stride > window:
+        raise ConfigError(f"--stride {stride} is longer than a window ({window} tokens), so text between windows "
+                          f"would be skipped; use at most {window}")
+    window_stride = (stride or max(1, window // 2)) if chunk_long else None
     n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, device=target,
                      precision=precision, window_stride=window_stride, encoding=encoding)
     if output not in (None, "-"):

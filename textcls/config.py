@@ -319,7 +319,7 @@ def _build(cls: type, raw: dict, prefix: str, problems: list[str]) -> Any:
     for key, value in raw.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in fields:
-            hint = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
             where = f"section `{prefix}`" if prefix else "the top level"
             extra = f"; did you mean `{(prefix + '.') if prefix else ''}{hint[0]}`?" if hint else ""
             problems.append(
@@ -348,6 +348,8 @@ def apply_override(raw: dict, assignment: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except (yaml.YAMLError, ValueError, RecursionError):
         value = text
+    if isinstance(value, dict) and not text.strip().startswith("{"):
+        value = text  # `--set data.delimiter=::` means the text, not the YAML mapping {":": null}
     node = raw
     parts = dotted.split(".")
     for part in parts[:-1]:
@@ -430,6 +432,9 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append("`data.label_delimiter` must not be empty")
     if not 1 <= len(d.text_columns) <= 2:
         problems.append(f"`data.text_columns` must name one or two columns, got {d.text_columns}")
+    if len(d.text_columns) == 2 and 1 <= d.max_length < 5:
+        problems.append(f"`data.max_length` must leave room for [CLS] a [SEP] b [SEP] with a text pair, got "
+                        f"{d.max_length}")
     if len(d.text_columns) == 2 and d.text_columns[0] == d.text_columns[1]:
         problems.append(f"`data.text_columns` names {d.text_columns[0]!r} twice; a pair needs two columns")
     if d.label_column in d.text_columns:

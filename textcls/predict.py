@@ -20,7 +20,7 @@ from textcls.data.batching import pad_batch
 from textcls.data.pipeline import encode_texts
 from textcls.data.readers import SUFFIXES, Record, detect_format, iter_records
 from textcls.data.tokenizer import CLS, PAD, SEP
-from textcls.errors import DataError
+from textcls.errors import ConfigError, DataError
 from textcls.io import atomic_open
 from textcls.rundir import Run
 from textcls.train.evaluate import autocast_context
@@ -124,9 +124,12 @@ def _format_row(probs: np.ndarray, labels: list[str], top_k: int, fmt: str, task
         chosen = [i for i in np.argsort(-probs) if probs[i] >= thresholds[i]]
         if fmt == "tsv":
             return "\t".join(f"{labels[i]}\t{probs[i]:.6f}" for i in chosen)
-        return json.dumps({"labels": [labels[i] for i in chosen],
-                           "probabilities": {labels[i]: round(float(probs[i]), 6) for i in range(len(labels))}},
-                          ensure_ascii=False)
+        row = {"labels": [labels[i] for i in chosen],
+               "probabilities": {labels[i]: round(float(probs[i]), 6) for i in range(len(labels))}}
+        if top_k > 1:  # the k most probable labels, over the threshold or not
+            row["top_k"] = [{"label": labels[i], "probability": round(float(probs[i]), 6)}
+                            for i in np.argsort(-probs, kind="stable")[:top_k]]
+        return json.dumps(row, ensure_ascii=False)
     top = np.argsort(-probs, kind="stable")[:max(1, top_k)]
     if fmt == "tsv":
         return "\t".join(f"{labels[i]}\t{probs[i]:.6f}" for i in top)
@@ -155,7 +158,10 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
     The input is read with the run's data options (columns, header, encoding), in `input_format`, else
     the format its suffix names; a file without a suffix (or a device such as /dev/stdin) is plain text.
     `window_stride` (tokens) turns on window averaging for long documents (see predict_windowed)."""
-    fmt = output_format or ("tsv" if output_path and output_path.endswith(".tsv") else "jsonl")
+    fmt = output_format or _output_format(output_path)
+    if fmt == "tsv" and top_k > 1 and run.cfg.data.task == "multilabel":
+        raise ConfigError("--top-k with a multi-label run needs JSONL output (TSV lists the labels over the "
+                          "threshold); drop --top-k or write JSONL")
     input_format = input_format or _input_format(input_path)
     data_cfg = dataclasses.replace(run.cfg.data, format=input_format, on_bad_lines="error",
                                    encoding=encoding or run.cfg.data.encoding)
@@ -183,6 +189,17 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
                 " (the first line of a CSV/TSV input is its header; --input-format txt reads one text per line)"
                 if header else ""))
     return count
+
+
+def _output_format(path: Optional[str]) -> str:
+    """JSONL, or TSV for an output file ending in .tsv; a suffix naming another format is an error."""
+    suffix = Path(path).suffix.lower() if path not in (None, "-") else ""
+    if suffix in (".tsv", ".tab"):
+        return "tsv"
+    if suffix in (".csv", ".txt", ".ft", ".fasttext"):
+        raise ConfigError(f"--output {path}: predictions are written as JSONL or TSV; name the file .jsonl or .tsv, "
+                          "or pass --format jsonl|tsv")
+    return "jsonl"
 
 
 def _input_format(path: str) -> Optional[str]:

@@ -166,6 +166,10 @@ def load_run(run_dir: Path | str, weights: str = "model.safetensors", device: to
         own = model.state_dict()
         base = load_base_state(run_dir, info["base"])
         state = {**{k: v for k, v in base.items() if k in own and k not in state}, **state}
+    head = state.get("head.bias")
+    if head is not None and head.shape[0] != len(labels):
+        raise CheckpointError(f"{run_dir / 'labels.json'} lists {len(labels)} labels but the weights classify "
+                              f"{head.shape[0]}; restore the run's labels.json")
     load_state(model, state, str(run_dir / weights))
     model.to(device or "cpu").eval()
     return Run(run_dir, cfg, tokenizer, labels, model)
