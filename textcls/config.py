@@ -718,8 +718,9 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"config file {path} is a directory; pass a YAML file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be read ({exc}); it must be UTF-8 YAML") from None
-    loader = _UniqueKeyLoader(text)  # safe_load's SafeLoader, plus the repeated-key check
+    loader = None
     try:
+        loader = _UniqueKeyLoader(text)  # safe_load's SafeLoader, plus the repeated-key check
         return loader.get_single_data()
     except (ValueError, RecursionError) as exc:  # e.g. a date like 2024-02-30, an int of 5000 digits
         raise ConfigError(f"config file {path} has a value YAML cannot read: {str(exc)[:120]}") from None
@@ -729,7 +730,8 @@ def read_yaml(path: Path) -> Any:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_config(path: Optional[Path | str] = None, overrides: tuple[str, ...] | list[str] = ()) -> Config:
