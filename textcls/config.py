@@ -361,132 +361,7 @@ def apply_override(raw: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
-# --------------------------------------------------------------------------- validation
-
-
-def _validate(cfg: Config, problems: list[str]) -> None:
-    m, t, d = cfg.model, cfg.train, cfg.data
-    positive = {
-        "model.hidden_size": m.hidden_size, "model.num_layers": m.num_layers,
-        "model.num_heads": m.num_heads, "model.intermediate_size": m.intermediate_size,
-        "model.max_positions": m.max_positions, "model.pool_layers": m.pool_layers,
-        "data.max_length": d.max_length, "train.batch_size": t.batch_size,
-        "train.grad_accum": t.grad_accum, "train.eval_batch_size": t.eval_batch_size,
-        "tokenizer.vocab_size": cfg.tokenizer.vocab_size, "train.log_every": t.log_every,
-    }
-    for key, value in positive.items():
-        if isinstance(value, int) and value < 1:
-            problems.append(f"`{key}` must be at least 1, got {value}")
-    for key, value in {"model.embedding_size": m.embedding_size, "train.max_steps": t.max_steps,
-                       "train.batch_tokens": t.batch_tokens, "train.eval_every": t.eval_every,
-                       "train.patience": t.patience, "train.save_total_limit": t.save_total_limit,
-                       "train.checkpoint_every": t.checkpoint_every, "train.num_threads": t.num_threads,
-                       "train.pad_to_multiple_of": t.pad_to_multiple_of,
-                       "model.adapters.size": m.adapters.size}.items():
-        if value is not None and value < 1:
-            problems.append(f"`{key}` must be at least 1 when set, got {value}")
-    if m.hidden_size > 0 and m.num_heads > 0 and m.hidden_size % m.num_heads:
-        problems.append(
-            f"`model.hidden_size` ({m.hidden_size}) must be divisible by `model.num_heads` "
-            f"({m.num_heads}); pick e.g. num_heads {max(1, m.hidden_size // 64)}"
-        )
-    for key, value in {"model.dropout": m.dropout, "model.attention_dropout": m.attention_dropout,
-                       "model.classifier_dropout": m.classifier_dropout,
-                       "train.label_smoothing": t.label_smoothing}.items():
-        if value is not None and not 0.0 <= value < 1.0:
-            problems.append(f"`{key}` must be in [0, 1), got {value}")
-    if t.lr is not None and t.lr <= 0:
-        problems.append(f"`train.lr` must be positive, got {t.lr}")
-    if t.epochs is not None and t.epochs <= 0 and t.max_steps is None:
-        problems.append(f"`train.epochs` must be positive, got {t.epochs}")
-    if t.warmup is not None and t.warmup < 0:
-        problems.append(f"`train.warmup` must be >= 0 (a ratio below 1 or a step count), got {t.warmup}")
-    if t.weight_decay < 0:
-        problems.append(f"`train.weight_decay` must be >= 0, got {t.weight_decay}")
-    for key, value in {"train.seed": t.seed, "data.split_seed": d.split_seed, "data.head_tokens": d.head_tokens,
-                       "tokenizer.min_frequency": cfg.tokenizer.min_frequency,
-                       "model.type_vocab_size": m.type_vocab_size}.items():  # 0 type vocab: no segment embeddings
-        if value is not None and value < 0:
-            problems.append(f"`{key}` must be >= 0, got {value}")
-    for key, value in {"train.eps": t.eps, "model.layer_norm_eps": m.layer_norm_eps,
-                       "model.initializer_range": m.initializer_range}.items():
-        if value <= 0:
-            problems.append(f"`{key}` must be positive, got {value}")
-    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
-        problems.append(f"`train.betas` must be two numbers in [0, 1), got {t.betas}")
-    if t.max_grad_norm is not None and t.max_grad_norm <= 0:
-        problems.append(f"`train.max_grad_norm` must be positive or null, got {t.max_grad_norm}")
-    if isinstance(t.class_weights, str) and t.class_weights != "auto":
-        problems.append(f"`train.class_weights` must be 'auto' or a list of numbers, got {_short(t.class_weights)}")
-    if d.valid_fraction is not None and not 0 < d.valid_fraction < 1:
-        problems.append(f"`data.valid_fraction` must be between 0 and 1, got {d.valid_fraction}")
-    if d.valid_fraction is not None and d.valid:
-        problems.append("`data.valid` and `data.valid_fraction` are both set; validate on the file or on a held-out "
-                        "fraction of the training rows, not both (remove one)")
-    negative = [c for c in [*d.text_columns, d.label_column] if isinstance(c, int) and c < 0]
-    if negative:
-        problems.append(f"`data.text_columns` / `data.label_column` indexes count from 0, got {negative}")
-    if d.delimiter is not None and len(d.delimiter) != 1:
-        problems.append(f"`data.delimiter` must be one character, got {d.delimiter!r}")
-    if not d.label_delimiter:
-        problems.append("`data.label_delimiter` must not be empty")
-    if not 1 <= len(d.text_columns) <= 2:
-        problems.append(f"`data.text_columns` must name one or two columns, got {d.text_columns}")
-    if len(d.text_columns) == 2 and 1 <= d.max_length < 5:
-        problems.append(f"`data.max_length` must leave room for [CLS] a [SEP] b [SEP] with a text pair, got "
-                        f"{d.max_length}")
-    if len(d.text_columns) == 2 and d.text_columns[0] == d.text_columns[1]:
-        problems.append(f"`data.text_columns` names {d.text_columns[0]!r} twice; a pair needs two columns")
-    if d.label_column in d.text_columns:
-        problems.append(f"`data.label_column` ({d.label_column!r}) is also in `data.text_columns`; the model would "
-                        "read the answer from its input. Name the text and the label columns apart")
-    if d.max_length > m.max_positions and m.position in ("learned", "sinusoidal"):
-        problems.append(
-            f"`data.max_length` ({d.max_length}) asks for more positions than the model has "
-            f"(`model.max_positions` = {m.max_positions}); lower max_length or raise max_positions"
-        )
-    if d.max_length < 3 and d.max_length >= 1:
-        problems.append(f"`data.max_length` must leave room for [CLS] and [SEP], got {d.max_length}")
-    s = m.sharing
-    if s.strategy == "sequence":
-        if s.group_size is None:
-            problems.append("`model.sharing.group_size` is required with strategy `sequence`")
-        elif not 1 <= s.group_size <= m.num_layers:
-            problems.append(
-                f"`model.sharing.group_size` must be between 1 and num_layers ({m.num_layers}), got {s.group_size}"
-            )
-    if s.strategy == "cycle":
-        if s.num_unique is None:
-            problems.append("`model.sharing.num_unique` is required with strategy `cycle`")
-        elif not 1 <= s.num_unique <= m.num_layers:
-            problems.append(
-                f"`model.sharing.num_unique` must be between 1 and num_layers ({m.num_layers}), got {s.num_unique}"
-            )
-    e = m.embeddings
-    if any(n < 2 or n > 8 for n in e.ngram_orders) or len(set(e.ngram_orders)) != len(e.ngram_orders):
-        problems.append(f"`model.embeddings.ngram_orders` must list distinct n-gram sizes from 2 to 8, got {e.ngram_orders}")
-    if e.ngram_orders and e.ngram_buckets < 1:
-        problems.append(f"`model.embeddings.ngram_buckets` must be at least 1, got {e.ngram_buckets}")
-    if m.pool_layers > m.num_layers:
-        problems.append(f"`model.pool_layers` ({m.pool_layers}) exceeds `model.num_layers` ({m.num_layers})")
-    if m.adapters.layers is not None:
-        bad = [i for i in m.adapters.layers if not 0 <= i < m.num_layers]
-        if bad:
-            problems.append(f"`model.adapters.layers` has depths outside 0..{m.num_layers - 1}: {bad}")
-    _validate_train_extras(t, problems)
-    if not 0.0 <= t.token_dropout < 1.0:
-        problems.append(f"`train.token_dropout` must be in [0, 1), got {t.token_dropout}")
-    if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
-        problems.append(f"`train.ema_decay` must be in (0, 1), e.g. 0.999, got {t.ema_decay}")
-    if t.ensemble < 1:
-        problems.append(f"`train.ensemble` must be at least 1 (the number of members), got {t.ensemble}")
-    _validate_variants(cfg, problems)
-    if t.ensemble_workers < 1:
-        problems.append(f"`train.ensemble_workers` must be at least 1, got {t.ensemble_workers}")
-    if t.trainable == "adapters" and not m.adapters.enabled:
-        problems.append("`train.trainable: adapters` needs `model.adapters.enabled: true`")
-    _validate_adapters(m, problems)
-    _validate_pretrain(cfg, problems)
+# --------------------------------------------------------------------------- ensemble members
 
 
 VARIANT_SECTIONS = ("tokenizer.", "model.", "train.")
@@ -507,88 +382,6 @@ def member_raw(cfg: Config, variant: dict[str, Any]) -> dict:
             node = node[part]
         node[last] = value
     return raw
-
-
-def _validate_variants(cfg: Config, problems: list[str]) -> None:
-    """Each variant names allowed keys, and the member config it gives is valid."""
-    for i, variant in enumerate(cfg.train.ensemble_variants):
-        where = f"`train.ensemble_variants[{i}]`"
-        if not isinstance(variant, dict):
-            continue  # reported by the type check
-        bad = [k for k in variant if not isinstance(k, str) or not k.startswith(VARIANT_SECTIONS)
-               or k in VARIANT_FIXED or k.startswith(tuple(f + "." for f in VARIANT_FIXED))]
-        if bad:
-            problems.append(f"{where} may set tokenizer.*, model.* and train.* keys other than the ensemble's own, "
-                            f"device, num_threads, metric and seed; not {', '.join(map(str, bad))}")
-            continue
-        trial: list[str] = []
-        member = _build(Config, member_raw(cfg, variant), "", trial)
-        if not trial:
-            try:
-                _validate(member, trial)
-            except (TypeError, AttributeError):
-                pass
-        problems.extend(f"{where}: {p}" for p in trial)
-
-
-def _validate_adapters(m: ModelConfig, problems: list[str]) -> None:
-    a = m.adapters
-    if a.reduction_factor is not None and a.reduction_factor <= 0:
-        problems.append(f"`model.adapters.reduction_factor` must be positive, got {a.reduction_factor}")
-    if a.init_scale <= 0:
-        problems.append(f"`model.adapters.init_scale` must be positive (e.g. 1e-3), got {a.init_scale}")
-    if a.side_layers < 1:
-        problems.append(f"`model.adapters.side_layers` must be at least 1, got {a.side_layers}")
-    if a.side_depths is not None:
-        bad = [i for i in a.side_depths if not 0 <= i < m.num_layers]
-        if bad or not a.side_depths:
-            problems.append(
-                f"`model.adapters.side_depths` must list depths in 0..{m.num_layers - 1}, got {a.side_depths}")
-    if a.layers is not None and not a.layers and a.enabled and a.style != "side":
-        problems.append("`model.adapters.layers` is empty: no depth would get an adapter; omit it for all depths")
-
-
-def _validate_pretrain(cfg: Config, problems: list[str]) -> None:
-    p, m = cfg.pretrain, cfg.model
-    if not 0 < p.mlm_probability < 1:
-        problems.append(f"`pretrain.mlm_probability` must be between 0 and 1, got {p.mlm_probability}")
-    if not 0 <= p.valid_fraction < 1:
-        problems.append(f"`pretrain.valid_fraction` must be in [0, 1), got {p.valid_fraction}")
-    if p.mask_fraction < 0 or p.random_fraction < 0 or p.mask_fraction + p.random_fraction > 1:
-        problems.append(
-            f"`pretrain.mask_fraction` ({p.mask_fraction}) and `pretrain.random_fraction` ({p.random_fraction}) "
-            "must be >= 0 and sum to at most 1 (the rest of the chosen tokens stay unchanged)"
-        )
-    if p.sop_weight < 0:
-        problems.append(f"`pretrain.sop_weight` must be >= 0, got {p.sop_weight}")
-    if p.block_size is not None:
-        if p.block_size < 8:
-            problems.append(f"`pretrain.block_size` must be at least 8, got {p.block_size}")
-        elif p.block_size > m.max_positions and m.position == "learned":
-            problems.append(
-                f"`pretrain.block_size` ({p.block_size}) asks for more positions than the model has "
-                f"(`model.max_positions` = {m.max_positions}); lower block_size or raise max_positions"
-            )
-
-
-def _validate_train_extras(t: TrainConfig, problems: list[str]) -> None:
-    """Selection metric, decision thresholds and schedule shape."""
-    metrics = ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")  # train/metrics.py HIGHER_IS_BETTER
-    if t.metric not in metrics:
-        hint = difflib.get_close_matches(t.metric, metrics, n=1)
-        problems.append(f"`train.metric` must be one of {', '.join(metrics)}, got {t.metric!r}"
-                        + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    thresholds = t.threshold if isinstance(t.threshold, list) else [t.threshold]
-    if not all(0.0 < x < 1.0 for x in thresholds):
-        problems.append(f"`train.threshold` must be in (0, 1) (one number or one per label), got {t.threshold}")
-    if t.power <= 0:
-        problems.append(f"`train.power` must be positive, got {t.power}")
-    for key in ("warmup_lr", "min_lr", "end_lr", "hold_steps"):
-        if getattr(t, key) < 0:
-            problems.append(f"`train.{key}` must be >= 0, got {getattr(t, key)}")
-        elif key != "hold_steps" and t.lr > 0 and getattr(t, key) > t.lr:
-            problems.append(f"`train.{key}` ({getattr(t, key):g}) is above `train.lr` ({t.lr:g}); the schedule moves "
-                            "between them and lr is its peak, so lower it")
 
 
 # --------------------------------------------------------------------------- public API
@@ -617,8 +410,10 @@ def config_from_dict(raw: Any, source: str = "<config>", overrides: tuple[str, .
     given = {a.split("=", 1)[0].strip() for a in overrides}  # name the command line for its unknown keys
     from_set = lambda p: p.startswith("unknown key `") and p.split("`")[1] in given  # noqa: E731
     problems = [p.replace("` in ", "` (from --set) in ", 1) if from_set(p) else p for p in problems]
+    from textcls.config_checks import validate  # the checks import the dataclasses above
+
     try:
-        _validate(cfg, problems)
+        validate(cfg, problems)
     except (TypeError, AttributeError):
         pass  # a value of the wrong type was already reported; cross-field checks need the right types
     if problems:
