@@ -169,28 +169,13 @@ def eval_cmd(
     encoding: Optional[str] = typer.Option(None, "--encoding", help="The file's text encoding (default: the run's)."),
 ) -> None:
     """Accuracy, F1, per-class metrics and the confusion matrix on a labelled file."""
-    from textcls.errors import ConfigError
-    from textcls.evaluation import evaluate_file, print_report
+    from textcls.evaluation import evaluate_file, print_report, reading_options
     from textcls.rundir import load_run
 
-    if input_format not in (None, "csv", "tsv", "jsonl", "fasttext"):
-        raise ConfigError(f"--input-format must be one of csv, tsv, jsonl, fasttext; got {input_format!r}")
     _logging()
     target = _inference_device(device, precision)
     run = load_run(run_dir, device=target)
-    column = lambda c: int(c) if c.isdigit() else c  # noqa: E731
-    reading = {"format": input_format, "delimiter": None} if input_format else {}
-    if text_columns:
-        if len(text_columns) != len(run.cfg.data.text_columns):
-            raise ConfigError(f"--text-column is given {len(text_columns)} time(s) but the run reads "
-                              f"{len(run.cfg.data.text_columns)} text column(s)")
-        reading["text_columns"] = [column(c) for c in text_columns]
-    if label_column is not None:
-        reading["label_column"] = column(label_column)
-    if header is not None:
-        reading["header"] = header
-    if encoding:
-        reading["encoding"] = encoding
+    reading = reading_options(run.cfg.data, input_format, text_columns, label_column, header, encoding)
     result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading)
     print_report(result, out)
 
@@ -216,7 +201,7 @@ def predict(
 ) -> None:
     """Labels and probabilities for each input line or row, in input order."""
     from textcls.errors import ConfigError
-    from textcls.predict import predict_file
+    from textcls.predict import predict_file, window_stride
     from textcls.rundir import load_run
 
     if output_format not in (None, "jsonl", "tsv"):
@@ -226,17 +211,9 @@ def predict(
     _logging()
     target = _inference_device(device, precision)
     run = load_run(run_dir, device=target)
-    if stride and not chunk_long:
-        raise ConfigError("--stride only applies with --chunk-long")
-    if chunk_long and len(run.cfg.data.text_columns) == 2:
-        raise ConfigError("--chunk-long works on single texts; this run reads text pairs")
-    window = run.cfg.data.max_length - 2  # tokens of text per window, between [CLS] and [SEP]
-    if stride and stride > window:
-        raise ConfigError(f"--stride {stride} is longer than a window ({window} tokens), so text between windows "
-                          f"would be skipped; use at most {window}")
-    window_stride = (stride or max(1, window // 2)) if chunk_long else None
     n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, device=target,
-                     precision=precision, window_stride=window_stride, encoding=encoding)
+                     precision=precision, window_stride=window_stride(run.cfg.data, chunk_long, stride),
+                     encoding=encoding)
     if output not in (None, "-"):
         err.print(f"wrote {n} predictions to {output}", highlight=False)
 

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from textcls.data.pipeline import tokenize_file
 from textcls.data.tokenizer import PAD
-from textcls.errors import DataError
+from textcls.config import DataConfig
+from textcls.errors import ConfigError, DataError
 from textcls.io import atomic_write_json
 from textcls.rundir import Run
 from textcls.train.evaluate import evaluate_groups
@@ -39,6 +40,29 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
     if report_path:
         atomic_write_json(report_path, report)
     return report
+
+
+def reading_options(data: DataConfig, input_format: Optional[str] = None, text_columns: Optional[list[str]] = None,
+                    label_column: Optional[str] = None, header: Optional[bool] = None,
+                    encoding: Optional[str] = None) -> dict:
+    """`evaluate_file`'s `reading` from eval's options: the data keys that differ from the run's `data`.
+    Column names that are digits are 0-based indexes."""
+    if input_format not in (None, "csv", "tsv", "jsonl", "fasttext"):
+        raise ConfigError(f"--input-format must be one of csv, tsv, jsonl, fasttext; got {input_format!r}")
+    column = lambda c: int(c) if c.isdigit() else c  # noqa: E731
+    reading: dict = {"format": input_format, "delimiter": None} if input_format else {}
+    if text_columns:
+        if len(text_columns) != len(data.text_columns):
+            raise ConfigError(f"--text-column is given {len(text_columns)} time(s) but the run reads "
+                              f"{len(data.text_columns)} text column(s)")
+        reading["text_columns"] = [column(c) for c in text_columns]
+    if label_column is not None:
+        reading["label_column"] = column(label_column)
+    if header is not None:
+        reading["header"] = header
+    if encoding:
+        reading["encoding"] = encoding
+    return reading
 
 
 def print_report(report: dict, console: Optional[Console] = None) -> None:

@@ -16,6 +16,7 @@ from typing import IO, Iterator, Optional
 import numpy as np
 import torch
 
+from textcls.config import DataConfig
 from textcls.data.batching import pad_batch
 from textcls.data.pipeline import encode_texts
 from textcls.data.readers import SUFFIXES, Record, detect_format, iter_records
@@ -189,6 +190,21 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
                 " (the first line of a CSV/TSV input is its header; --input-format txt reads one text per line)"
                 if header else ""))
     return count
+
+
+def window_stride(data: DataConfig, chunk_long: bool, stride: Optional[int]) -> Optional[int]:
+    """predict's --chunk-long/--stride as the stride for `predict_file` (None: no windows)."""
+    if stride and not chunk_long:
+        raise ConfigError("--stride only applies with --chunk-long")
+    if not chunk_long:
+        return None
+    if len(data.text_columns) == 2:
+        raise ConfigError("--chunk-long works on single texts; this run reads text pairs")
+    window = data.max_length - 2  # tokens of text per window, between [CLS] and [SEP]
+    if stride and stride > window:
+        raise ConfigError(f"--stride {stride} is longer than a window ({window} tokens), so text between windows "
+                          f"would be skipped; use at most {window}")
+    return stride or max(1, window // 2)
 
 
 def _output_format(path: Optional[str]) -> str:
