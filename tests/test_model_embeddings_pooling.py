@@ -174,3 +174,15 @@ def test_ngram_config_is_validated(orders, buckets, needle):
     from textcls.errors import ConfigError
     with pytest.raises(ConfigError, match=needle):
         model_cfg(embeddings={"ngram_orders": orders, "ngram_buckets": buckets})
+
+
+def test_attention_and_classifier_dropout_have_their_own_rates():
+    torch.manual_seed(0)
+    ids = torch.randint(5, 40, (2, 7))
+    model = TextClassifier(model_cfg(dropout=0.0, attention_dropout=0.5), 40, 2).train()
+    assert {b.attention.dropout for b in model.encoder.attention} == {0.5} and model.head_dropout.p == 0.0
+    assert not torch.equal(model(ids), model(ids))  # only the attention probabilities are dropped
+    model = TextClassifier(model_cfg(dropout=0.0, classifier_dropout=0.5), 40, 2).train()
+    assert {b.attention.dropout for b in model.encoder.attention} == {0.0} and model.head_dropout.p == 0.5
+    quiet = TextClassifier(model_cfg(dropout=0.0), 40, 2).train()
+    torch.testing.assert_close(quiet(ids), quiet(ids), rtol=0, atol=0)  # no dropout anywhere: deterministic

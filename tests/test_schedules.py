@@ -115,3 +115,12 @@ def test_plan_matches_the_loop():
     assert plan_steps(TrainConfig(epochs=2, grad_accum=2), 7).total_steps == 8
     assert plan_steps(TrainConfig(epochs=0.5, grad_accum=1), 7).total_steps == 4
     assert plan_steps(TrainConfig(epochs=3, max_steps=5), 7).total_steps == 5
+
+
+def test_schedule_without_a_config_shows_the_demo_config():
+    from textcls.config import load_config
+
+    demo = load_config(None).train
+    res = CliRunner().invoke(app, ["schedule", "--steps", "100"])
+    assert res.exit_code == 0, res.output
+    assert f"{demo.schedule} schedule, 100 optimizer steps, base lr {demo.lr:g}" in " ".join(res.stdout.split())

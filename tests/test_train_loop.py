@@ -144,6 +144,15 @@ def test_pretrained_frozen_embeddings_through_training(tmp_path):
     for i, w in enumerate(words[:5]):
         expected = torch.tensor([(i + 1) * 0.1 + d for d in range(8)])
         assert torch.allclose(run.model.embeddings.word.weight[vocab[w]], expected), w  # still exactly the file's
+    # freeze: false starts from the file's vectors and trains them
+    cfg = small_config(tmp_path, "trained", max_steps=3, lr=1e-2)
+    cfg.model.embedding_size = 8
+    cfg.model.embeddings.pretrained = str(glove)
+    train(cfg, quiet=True)
+    weights = load_run(tmp_path / "trained").model.embeddings.word.weight
+    moved = [(weights[vocab[w]] - torch.tensor([(i + 1) * 0.1 + d for d in range(8)])).abs().max().item()
+             for i, w in enumerate(words[:5])]
+    assert 0 < max(moved) < 0.5  # near the file's vectors, but trained
     # the vector size must match the embedding size
     cfg = small_config(tmp_path, "bad", max_steps=1)
     cfg.model.embeddings.pretrained = str(glove)
