@@ -111,7 +111,7 @@ def train(
 ) -> None:
     """Train a tokenizer and classifier; writes a run directory."""
     from textcls.config import load_config
-    from textcls.train.loop import check_resume_config
+    from textcls.train.run_dir import check_resume_config
     from textcls.train.loop import train as run_training
 
     _logging()

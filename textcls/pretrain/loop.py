@@ -30,10 +30,10 @@ from textcls.rundir import save_weights, write_run_info
 from textcls.train import distributed
 from textcls.train.checkpoint import load_checkpoint, save_checkpoint
 from textcls.train.evaluate import autocast_context
-from textcls.train.loop import (Interrupted, _prepare_run_dir, _StopFlag, replace_old_run, seed_everything,
-                                select_device)
+from textcls.train.loop import Interrupted, _StopFlag, seed_everything, select_device
 from textcls.train.optim import build_optimizer, optimizer_step
 from textcls.train.progress import TrainProgress, console
+from textcls.train.run_dir import prepare_run_dir, replace_old_run
 from textcls.train.schedules import lr_multiplier
 
 
@@ -126,7 +126,7 @@ def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, q
     if distributed.launched():  # under torchrun: join the process group before touching any file
         distributed.setup(select_device(cfg.train.device))
     with distributed.main_first():  # rank 0 checks (and may clear) the run directory first
-        cfg, resume = _prepare_run_dir(cfg, run_dir, resume)  # no checkpoint yet: start over
+        cfg, resume = prepare_run_dir(cfg, run_dir, resume)  # no checkpoint yet: start over
     cfg.output.dir = str(run_dir)
     t, p = cfg.train, cfg.pretrain
     if t.num_threads:

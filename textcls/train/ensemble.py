@@ -93,7 +93,8 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     from textcls.rundir import load_run, save_eval_report, save_run_files, write_run_info
     from textcls.train import distributed
     from textcls.train.evaluate import evaluate_groups
-    from textcls.train.loop import TrainResult, _prepare_run_dir, replace_old_run, resumed_config, select_device
+    from textcls.train.loop import TrainResult, select_device
+    from textcls.train.run_dir import prepare_run_dir, replace_old_run, resumed_config
     from textcls.train.progress import console
 
     if distributed.launched():
@@ -107,7 +108,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     else:
         if resume and (run_dir / "config.yaml").exists():
             cfg.output.overwrite = True  # killed before the ensemble file existed: start over
-        cfg, _ = _prepare_run_dir(cfg, run_dir, resume=False)
+        cfg, _ = prepare_run_dir(cfg, run_dir, resume=False)
         base = Path(cfg.model.init_from) / "tokenizer.json" if cfg.model.init_from else None
         # The shared tokenizer: the base run's when starting from one, else trained (or loaded) once here.
         data = prepare_data(cfg, load_tokenizer(base) if base and base.is_file() else None)

@@ -13,8 +13,6 @@ which `textcls schedule` uses too; logs go through `logs.MetricsLog`.
 
 from __future__ import annotations
 
-import re
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from textcls.config import Config, config_from_dict, config_to_dict, read_yaml
+from textcls.config import Config
 from textcls.data.batching import lengths_of
 from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, UNK, load_tokenizer, special_ids
@@ -35,8 +33,7 @@ from textcls.rundir import (base_keys, base_reference, build_model, load_full_st
                             save_eval_report, save_run_files)
 from textcls.train import distributed
 from textcls.train.augment import drop_tokens
-from textcls.train.checkpoint import (has_checkpoint, keep_step_checkpoint, load_checkpoint, remove_stale_temp,
-                                      save_best, save_checkpoint)
+from textcls.train.checkpoint import keep_step_checkpoint, load_checkpoint, remove_stale_temp, save_best, save_checkpoint
 from textcls.train.checks import check_device_options, check_label_options
 from textcls.train.ensemble import is_ensemble_dir, train_ensemble
 from textcls.train.ema import WeightAverage
@@ -46,6 +43,7 @@ from textcls.train.loss import auto_class_weights, compute_loss
 from textcls.train.metrics import is_better
 from textcls.train.optim import build_optimizer, is_adapter_param, optimizer_step
 from textcls.train.progress import TrainProgress, console
+from textcls.train.run_dir import prepare_run_dir, replace_old_run
 from textcls.train.schedules import lr_multiplier
 from textcls.train.steps import plan_steps, train_sampler
 
@@ -116,109 +114,6 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-# What run directories hold (train, pretrain, ensembles, `textcls plot`): `output.overwrite` removes these only.
-_RUN_ENTRY = re.compile(r"config\.yaml|tokenizer\.json|labels\.json|model\.safetensors|run\.json|eval_report\.json"
-                        r"|metrics\.jsonl|ensemble\.json|curves\.png|last|members|tensorboard|checkpoint-\d+")
-
-
-def _prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, bool]:
-    """The config to train with and whether a checkpoint is resumed; deletes nothing.
-
-    `--resume` with no checkpoint yet (the run was killed before its first save) starts the run over.
-    A run that `output.overwrite` replaces is removed by `replace_old_run` just before the new run
-    writes its first file, so a new run that fails on its input leaves the old one as it was.
-    """
-    saved = run_dir / "config.yaml"
-    if saved.is_file():
-        remove_stale_temp(run_dir)
-    if resume and has_checkpoint(run_dir / "last"):
-        if not saved.exists():
-            raise CheckpointError(f"cannot resume: {run_dir} has no config.yaml; train without --resume first")
-        read_run_info(run_dir)  # refuses a run directory written by an incompatible textcls
-        return resumed_config(cfg, saved), True
-    if resume:
-        if saved.exists():
-            cfg = resumed_config(cfg, saved)
-            cfg.output.overwrite = True  # only the files of the interrupted run are there
-        if distributed.is_main():
-            console.print(f"{run_dir} has no checkpoint to resume yet; starting the run from step 0",
-                          highlight=False, soft_wrap=True)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not saved.exists():
-            raise ConfigError(f"output directory {run_dir} exists and is not empty; pick another --output")
-        if not cfg.output.overwrite:
-            raise ConfigError(
-                f"output directory {run_dir} already holds a run; continue it with --resume, pick another "
-                "--output, or pass --set output.overwrite=true to replace it"
-            )
-        foreign = sorted(c.name for c in run_dir.iterdir() if not _RUN_ENTRY.fullmatch(c.name))
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-            raise ConfigError(
-                f"output.overwrite would replace the run in {run_dir}, but the folder also holds {shown}, which "
-                "textcls did not write; nothing was deleted. Give the run an --output folder of its own"
-            )
-    return cfg, False
-
-
-def replace_old_run(run_dir: Path) -> None:
-    """Remove the files of the run that `output.overwrite` replaces (checked by _prepare_run_dir)."""
-    if not (run_dir / "config.yaml").is_file():
-        return
-    for child in run_dir.iterdir():
-        if _RUN_ENTRY.fullmatch(child.name):
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-
-
-# Keys that say how, not what, to train: a resumed run takes them from the config it is given.
-RUNTIME_KEYS = ("train.device", "train.num_threads", "train.ensemble_workers", "train.eval_batch_size",
-                "data.cache_dir")
-
-
-def resumed_config(given: Config, saved: Path) -> Config:
-    """The run's saved config, with the runtime keys of the `given` one."""
-    cfg = config_from_dict(read_yaml(saved), source=str(saved))
-    for key in RUNTIME_KEYS:
-        section, name = key.split(".")
-        setattr(getattr(cfg, section), name, getattr(getattr(given, section), name))
-    return cfg
-
-
-def check_resume_config(cfg: Config, run_dir: Path) -> None:
-    """Refuse `--resume` with a CONFIG or `--set` that differs from the run's saved config.yaml.
-
-    Resuming continues the saved plan exactly (steps, schedule, data order), so a changed key would
-    be ignored. Exempt: the runtime keys (taken from `cfg`), the output keys (the directory is named
-    on the command line) and `train.grad_accum` (set on resume to keep the saved global batch).
-    """
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        return
-    ours = _flat(config_to_dict(cfg))
-    theirs = _flat(config_to_dict(config_from_dict(read_yaml(saved), source=str(saved))))
-    exempt = {*RUNTIME_KEYS, "train.grad_accum"}
-    changed = [k for k in sorted(set(ours) | set(theirs))
-               if not k.startswith("output.") and k not in exempt and ours.get(k) != theirs.get(k)]
-    if changed:
-        shown = "; ".join(f"`{k}` is {ours.get(k)!r} here but {theirs.get(k)!r} in the run" for k in changed[:3])
-        more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
-        raise ConfigError(
-            f"cannot resume {run_dir} with a different config: {shown}{more}. --resume continues the saved run "
-            f"exactly as planned; resume with `textcls train --output {run_dir} --resume` (no CONFIG, no --set), "
-            "or start a new run in another --output"
-        )
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _init_from(model: torch.nn.Module, run_dir_path: str) -> None:
     """Start from another run's weights: every tensor except the classification head."""
     src = Path(run_dir_path)
@@ -266,7 +161,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     if distributed.launched():  # under torchrun: join the process group before touching any file
         distributed.setup(select_device(cfg.train.device))
     with distributed.main_first():  # rank 0 checks (and may clear) the run directory first
-        cfg, resume = _prepare_run_dir(cfg, run_dir, resume)
+        cfg, resume = prepare_run_dir(cfg, run_dir, resume)
     cfg.output.dir = str(run_dir)
     t = cfg.train
     if t.num_threads:
