@@ -96,20 +96,14 @@ def validate(cfg: Config, problems: list[str]) -> None:
     if d.max_length < 3 and d.max_length >= 1:
         problems.append(f"`data.max_length` must leave room for [CLS] and [SEP], got {d.max_length}")
     s = m.sharing
-    if s.strategy == "sequence":
-        if s.group_size is None:
-            problems.append("`model.sharing.group_size` is required with strategy `sequence`")
-        elif not 1 <= s.group_size <= m.num_layers:
-            problems.append(
-                f"`model.sharing.group_size` must be between 1 and num_layers ({m.num_layers}), got {s.group_size}"
-            )
-    if s.strategy == "cycle":
-        if s.num_unique is None:
-            problems.append("`model.sharing.num_unique` is required with strategy `cycle`")
-        elif not 1 <= s.num_unique <= m.num_layers:
-            problems.append(
-                f"`model.sharing.num_unique` must be between 1 and num_layers ({m.num_layers}), got {s.num_unique}"
-            )
+    for strategy, key in (("sequence", "group_size"), ("cycle", "num_unique")):
+        value = getattr(s, key)
+        if s.strategy != strategy:
+            continue
+        if value is None:
+            problems.append(f"`model.sharing.{key}` is required with strategy `{strategy}`")
+        elif not 1 <= value <= m.num_layers:
+            problems.append(f"`model.sharing.{key}` must be between 1 and num_layers ({m.num_layers}), got {value}")
     e = m.embeddings
     if any(n < 2 or n > 8 for n in e.ngram_orders) or len(set(e.ngram_orders)) != len(e.ngram_orders):
         problems.append(f"`model.embeddings.ngram_orders` must list distinct n-gram sizes from 2 to 8, got {e.ngram_orders}")
