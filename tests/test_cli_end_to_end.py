@@ -124,3 +124,10 @@ def test_resume_refuses_a_changed_plan_and_takes_runtime_keys(tmp_path):
     cfg.write_text(cfg.read_text().replace("epochs: 3", "epochs: 1"))
     res = run_cli("train", str(cfg), "-o", str(run), "--resume", "--set", "train.num_threads=1")
     assert res.returncode == 0, res.stderr
+    # No CONFIG: --set applies to the run's own config (runtime keys pass, plan keys are named).
+    assert run_cli("train", "-o", str(run), "--resume", "--set", "train.num_threads=1").returncode == 0
+    res = run_cli("train", "-o", str(run), "--resume", "--set", "train.lr=0.01")
+    assert res.returncode == 2 and "`train.lr` is 0.01 here but 0.002" in res.stderr and "data." not in res.stderr
+    # No CONFIG and no run there (a typo): refused, nothing trained.
+    res = run_cli("train", "-o", str(tmp_path / "rnu"), "--resume")
+    assert res.returncode == 2 and "holds no run to resume" in res.stderr and not (tmp_path / "rnu").exists()

@@ -172,3 +172,11 @@ def test_set_values_that_yaml_reads_as_a_mapping_stay_text():
 def test_a_text_pair_needs_five_positions():
     with pytest.raises(ConfigError, match=r"room for \[CLS\] a \[SEP\] b \[SEP\]"):
         config_from_dict({"data": {"text_columns": ["a", "b"], "max_length": 4}})
+
+
+def test_yaml_anchors_and_merge_keys_work_and_their_keys_may_be_overridden(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {num_layers: 2}\ntrain:\n  ensemble: 2\n  ensemble_variants:\n"
+                    "    - &base {model.dropout: 0.2, model.pooling: mean}\n    - {<<: *base, model.dropout: 0.0}\n")
+    variants = load_config(path).train.ensemble_variants
+    assert variants == [{"model.dropout": 0.2, "model.pooling": "mean"}, {"model.dropout": 0.0, "model.pooling": "mean"}]

@@ -125,6 +125,37 @@ def test_parallel_members_equal_sequential_members(sst2_files, tmp_path):
         assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_members_stop_when_the_ensemble_process_is_killed(sst2_files, tmp_path):
+    """`kill -9` of the parent: its member processes get SIGTERM, save `last/` and exit, instead of training on
+    beside a resumed ensemble."""
+    psutil = pytest.importorskip("psutil")
+    train_file, valid_file = sst2_files
+    raw = {"data": {"train": str(train_file), "valid": str(valid_file), "text_columns": ["sentence"], "max_length": 48},
+           "tokenizer": {"vocab_size": 300, "min_frequency": 1}, "model": tiny_model(),
+           "train": {"epochs": 5000, "batch_size": 16, "ensemble": 2, "ensemble_workers": 2, "num_threads": 2,
+                     "eval_every": 10, "log_every": 1000}}
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "ens"
+    proc = subprocess.Popen([sys.executable, "-m", "textcls", "train", str(config), "--output", str(out), "--quiet"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not all((out / f"members/{k}/last/state.json").exists() for k in range(2)):
+        time.sleep(0.05)
+    members = psutil.Process(proc.pid).children()
+    assert len(members) == 2
+    proc.kill()
+    proc.wait()
+    started = time.time()
+    _, alive = psutil.wait_procs(members, timeout=60)
+    assert not alive and time.time() - started < 30
+    for k in range(2):  # stopped part-way, at a resumable checkpoint
+        state = json.loads((out / f"members/{k}/last/state.json").read_text())
+        assert 0 < state["step"] < state["total_steps"]
+
+
 @pytest.mark.parametrize("when", ["started", "checkpointed"])
 def test_parallel_ensemble_stops_on_sigterm_and_resumes_to_the_same_weights(sst2_files, tmp_path, when):
     train_file, valid_file = sst2_files

@@ -389,16 +389,42 @@ def _tiny_run(root: Path, **data):
 
 
 def test_overwrite_never_deletes_files_it_did_not_write(tmp_path):
-    """`-o .` in a folder holding the user's files (one named config.yaml) with output.overwrite."""
+    """A run folder that also holds the user's files: output.overwrite refuses and deletes nothing."""
     work = tmp_path / "work"
-    work.mkdir()
     cfg = _tiny_run(tmp_path)
-    (work / "config.yaml").write_text("my own config\n")
+    train(cfg, work, quiet=True)
     (work / "notes.txt").write_text("keep me\n")
+    before = sorted(p.name for p in work.iterdir())
     cfg.output.overwrite = True
     with pytest.raises(Exception, match=r"also holds notes.txt, which textcls did not write; nothing was deleted"):
         train(cfg, work, quiet=True)
-    assert (work / "notes.txt").read_text() == "keep me\n" and (work / "config.yaml").read_text() == "my own config\n"
+    assert sorted(p.name for p in work.iterdir()) == before and (work / "notes.txt").read_text() == "keep me\n"
+
+
+def test_a_folder_with_only_the_users_config_is_not_a_run(tmp_path):
+    """`textcls train config.yaml -o .` in a project folder: its config.yaml does not make it a run, so nothing
+    there is cleaned up or replaced, with or without output.overwrite."""
+    cfg = _tiny_run(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    mine = _save(cfg, tmp_path).read_text() + "# my notes\n"
+    (project / "config.yaml").write_text(mine)
+    (project / ".draft.tmp").write_text("draft")
+    for extra in ([], ["--set", "output.overwrite=true"]):
+        user_error(cli("train", project / "config.yaml", "-o", project, *extra), "exists and is not empty")
+        assert (project / ".draft.tmp").exists() and (project / "config.yaml").read_text() == mine
+
+
+def test_overwrite_removes_a_symlinked_folder_without_following_it(tmp_path):
+    cfg = _tiny_run(tmp_path)
+    train(cfg, quiet=True)
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    shutil.move(str(run / "last"), elsewhere)
+    (run / "last").symlink_to(elsewhere, target_is_directory=True)
+    cfg.output.overwrite = True
+    train(cfg, quiet=True)
+    assert not (run / "last").is_symlink() and (run / "last" / "state.json").is_file()
+    assert (elsewhere / "state.json").is_file()  # the link's target is left alone
 
 
 def test_a_replacing_run_that_fails_on_its_input_keeps_the_old_run(tmp_path):

@@ -127,6 +127,12 @@ def test_pretrain_then_train_then_predict_through_the_cli(tmp_path, sst2_files):
     assert "mlm_accuracy" in done.stderr
     assert {"config.yaml", "tokenizer.json", "model.safetensors", "run.json", "metrics.jsonl"} <= \
         {p.name for p in (tmp_path / "pre").iterdir()}
+    # --resume: a changed plan is refused naming the key; no CONFIG means the run's own.
+    done = run_cli("pretrain", "pre.yaml", "-o", "pre", "--resume", "--set", "train.lr=0.5", cwd=tmp_path)
+    assert done.returncode == 2 and "`train.lr` is 0.5 here" in done.stderr and "textcls pretrain --output" in done.stderr
+    assert run_cli("pretrain", "-o", "pre", "--resume", "--quiet", cwd=tmp_path).returncode == 0
+    done = run_cli("pretrain", cwd=tmp_path)
+    assert done.returncode == 2 and "pass the pretraining CONFIG" in done.stderr
     done = run_cli("train", "cls.yaml", "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "cls" / "tokenizer.json").read_text() == (tmp_path / "pre" / "tokenizer.json").read_text()

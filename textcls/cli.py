@@ -110,18 +110,10 @@ def train(
     quiet: bool = QuietOption,
 ) -> None:
     """Train a tokenizer and classifier; writes a run directory."""
-    from textcls.config import load_config
-    from textcls.train.run_dir import check_resume_config
     from textcls.train.loop import train as run_training
 
     _logging()
-    saved = Path(output or "") / "config.yaml"
-    if resume and config is None and not overrides and output and saved.is_file():
-        cfg = load_config(saved)  # `train --output RUN --resume`: the run's own config
-    else:
-        cfg = load_config(config, overrides or [])
-        if resume:
-            check_resume_config(cfg, Path(output or cfg.output.dir))
+    cfg = _run_config(config, overrides, output, resume)
     result = run_training(cfg, output, resume=resume, quiet=quiet)
     best = f", best {cfg.train.metric} {result.best_metric:.4f}" if result.best_metric is not None else ""
     tokens = f"{result.tokens_per_second:,.0f} tokens/s, " if result.tokens_per_second else ""
@@ -129,21 +121,43 @@ def train(
           f"run directory {result.run_dir}")
 
 
+def _run_config(config: Optional[Path], overrides: Optional[list[str]], output: Optional[Path], resume: bool,
+                command: str = "train"):
+    """The config of `train`/`pretrain`: CONFIG (the demo without one) with `--set` applied. With --resume,
+    no CONFIG and an --output, the run's own config.yaml; on resume, a change to its plan is refused."""
+    from textcls.config import load_config
+    from textcls.errors import ConfigError
+    from textcls.train.run_dir import check_resume_config, is_run_dir
+
+    if resume and config is None and output is not None:
+        if not is_run_dir(output):
+            raise ConfigError(f"{output} holds no run to resume (no config.yaml and tokenizer.json); check --output, "
+                              "or pass the CONFIG to start the run")
+        config = output / "config.yaml"
+    cfg = load_config(config, overrides or [])
+    if resume:
+        check_resume_config(cfg, Path(output or cfg.output.dir), command)
+    return cfg
+
+
 @app.command()
 @handle_errors
 def pretrain(
-    config: Path = typer.Argument(..., help="YAML config with a `pretrain` section (files, masking, SOP)."),
+    config: Optional[Path] = typer.Argument(None, help="YAML config with a `pretrain` section (files, masking, "
+                                            "SOP); with --resume and --output it may be left out."),
     overrides: Optional[list[str]] = SetOption,
     output: Optional[Path] = OutputOption,
     resume: bool = ResumeOption,
     quiet: bool = QuietOption,
 ) -> None:
     """Masked-LM (+ sentence-order) pretraining on unlabelled text; `model.init_from` starts from the result."""
-    from textcls.config import load_config
+    from textcls.errors import ConfigError
     from textcls.pretrain.loop import pretrain as run_pretraining
 
     _logging()
-    cfg = load_config(config, overrides or [])
+    if config is None and not (resume and output):
+        raise ConfigError("pass the pretraining CONFIG (or --output RUN --resume to continue a run)")
+    cfg = _run_config(config, overrides, output, resume, "pretrain")
     result = run_pretraining(cfg, output, resume=resume, quiet=quiet)
     held_out = " ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     _done(f"{result.steps} steps in {result.seconds:.1f}s ({result.tokens_per_second:,.0f} tokens/s)"

@@ -221,7 +221,8 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
                         "--quiet"] + (["--resume"] if resume and member_dir.is_dir() else [])
                 log = open(run_dir / MEMBERS / f"{index}.log", "w", encoding="utf-8")
                 env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-                proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
                 running[proc] = (index, name, log, time.perf_counter())
                 if not quiet:
                     console.print(f"ensemble member {index + 1}/{len(info['members'])} started (seed "
@@ -251,6 +252,17 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
     if flag.raised or len(info["finished"]) < len(info["members"]):
         raise Interrupted(run_dir)
     return steps, examples
+
+
+def _die_with_parent() -> None:
+    """In a member process before it starts: Linux sends it SIGTERM when the ensemble process dies, even by
+    `kill -9`, so the member saves its `last/` and stops instead of training on beside a resumed ensemble."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 @contextlib.contextmanager

@@ -24,6 +24,11 @@ _RUN_ENTRY = re.compile(r"config\.yaml|tokenizer\.json|labels\.json|model\.safet
                         r"|metrics\.jsonl|ensemble\.json|curves\.png|last|members|tensorboard|checkpoint-\d+")
 
 
+def is_run_dir(path: Path) -> bool:
+    """A folder textcls trained into: its config.yaml and tokenizer.json (written first, by every run kind)."""
+    return (path / "config.yaml").is_file() and (path / "tokenizer.json").is_file()
+
+
 def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, bool]:
     """The config to train with and whether a checkpoint is resumed; deletes nothing.
 
@@ -32,22 +37,24 @@ def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, b
     writes its first file, so a new run that fails on its input leaves the old one as it was.
     """
     saved = run_dir / "config.yaml"
-    if saved.is_file():
+    is_run = is_run_dir(run_dir)
+    if is_run:
         remove_stale_temp(run_dir)
     if resume and has_checkpoint(run_dir / "last"):
-        if not saved.exists():
-            raise CheckpointError(f"cannot resume: {run_dir} has no config.yaml; train without --resume first")
+        if not is_run:
+            raise CheckpointError(f"cannot resume: {run_dir} has no config.yaml and tokenizer.json; train without "
+                                  "--resume first")
         read_run_info(run_dir)  # refuses a run directory written by an incompatible textcls
         return resumed_config(cfg, saved), True
     if resume:
-        if saved.exists():
+        if is_run:
             cfg = resumed_config(cfg, saved)
             cfg.output.overwrite = True  # only the files of the interrupted run are there
         if distributed.is_main():
             console.print(f"{run_dir} has no checkpoint to resume yet; starting the run from step 0",
                           highlight=False, soft_wrap=True)
     if run_dir.exists() and any(run_dir.iterdir()):
-        if not saved.exists():
+        if not is_run:
             raise ConfigError(f"output directory {run_dir} exists and is not empty; pick another --output")
         if not cfg.output.overwrite:
             raise ConfigError(
@@ -65,12 +72,20 @@ def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> tuple[Config, b
 
 
 def replace_old_run(run_dir: Path) -> None:
-    """Remove the files of the run that `output.overwrite` replaces (checked by _prepare_run_dir)."""
-    if not (run_dir / "config.yaml").is_file():
+    """Remove the files of the run that `output.overwrite` replaces (checked by prepare_run_dir).
+
+    A symlink is removed, not followed; config.yaml and tokenizer.json go last, so a folder left
+    half-cleared by an error still reads as a run that the next `output.overwrite` replaces."""
+    if not is_run_dir(run_dir):
         return
-    for child in run_dir.iterdir():
-        if _RUN_ENTRY.fullmatch(child.name):
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    markers = ("config.yaml", "tokenizer.json")  # what is_run_dir looks for: removed last
+    entries = sorted((c for c in run_dir.iterdir() if _RUN_ENTRY.fullmatch(c.name)), key=lambda c: c.name in markers)
+    try:
+        for child in entries:
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    except OSError as exc:
+        raise CheckpointError(f"cannot remove the old run's {exc.filename or run_dir} ({exc.strerror or exc}); "
+                              "fix its permissions or remove it by hand, then train again") from None
 
 
 # Keys that say how, not what, to train: a resumed run takes them from the config it is given.
@@ -87,7 +102,7 @@ def resumed_config(given: Config, saved: Path) -> Config:
     return cfg
 
 
-def check_resume_config(cfg: Config, run_dir: Path) -> None:
+def check_resume_config(cfg: Config, run_dir: Path, command: str = "train") -> None:
     """Refuse `--resume` with a CONFIG or `--set` that differs from the run's saved config.yaml.
 
     Resuming continues the saved plan exactly (steps, schedule, data order), so a changed key would
@@ -107,7 +122,7 @@ def check_resume_config(cfg: Config, run_dir: Path) -> None:
         more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
         raise ConfigError(
             f"cannot resume {run_dir} with a different config: {shown}{more}. --resume continues the saved run "
-            f"exactly as planned; resume with `textcls train --output {run_dir} --resume` (no CONFIG, no --set), "
+            f"exactly as planned; resume with `textcls {command} --output {run_dir} --resume` (no CONFIG, no --set), "
             "or start a new run in another --output"
         )
 
