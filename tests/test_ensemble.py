@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from conftest import ROOT, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
-from textcls.errors import CheckpointError
+from textcls.errors import CheckpointError, DataError
 from textcls.predict import predict_probabilities
 from textcls.rundir import load_run, load_weights, weights_digest
 from textcls.model.ensemble import EnsembleClassifier
@@ -277,3 +277,21 @@ def test_variants_are_validated(sst2_files, tmp_path):
         with pytest.raises(ConfigError, match=message):
             tiny_config(train_file, valid_file, tmp_path / "x",
                         train={"ensemble": 2, "ensemble_variants": [{}, variant]})
+
+
+def test_a_member_with_bad_input_stops_the_ensemble_before_any_member_trains(sst2_files, tmp_path):
+    """Member inputs are checked up front: an ensemble replacing a run keeps that run when a variant's
+    input is bad, and no member has started."""
+    train_file, valid_file = sst2_files
+    out = tmp_path / "run"
+    train(tiny_config(train_file, valid_file, out, train={"max_steps": 2}), quiet=True)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("film 0.1 0.2 0.3\n")  # 3 dimensions, the tiny model embeds in more
+    cfg = tiny_config(train_file, valid_file, out, train={"ensemble": 2, "max_steps": 2,
+                                                          "ensemble_variants": [{}, {"model.embeddings.pretrained":
+                                                                                     str(vectors)}]},
+                      output={"dir": str(out), "overwrite": True})
+    with pytest.raises(DataError, match=r"vectors.txt, line 1: word vectors have 3 dimensions"):
+        train(cfg, quiet=True)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before and not (out / "members").exists()

@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -112,6 +113,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         base = Path(cfg.model.init_from) / "tokenizer.json" if cfg.model.init_from else None
         # The shared tokenizer: the base run's when starting from one, else trained (or loaded) once here.
         data = prepare_data(cfg, load_tokenizer(base) if base and base.is_file() else None)
+        _check_members(cfg, data.tokenizer)
         replace_old_run(run_dir)
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
         valid = (data.valid, data.labels)  # the training split is not kept while members train
@@ -158,6 +160,17 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
                           f"(members' best: {members})", highlight=False)
     seconds = time.perf_counter() - started
     return TrainResult(run_dir, metric, steps, seconds, examples / seconds if seconds > 0 else 0.0)
+
+
+def _check_members(cfg: Config, tokenizer) -> None:
+    """Each distinct member's inputs (its variant's tokenizer, data, vectors, ...), before any member trains."""
+    from textcls.train.loop import check_inputs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shared = Path(tmp) / "tokenizer.json"
+        shared.write_text(tokenizer.to_str(), encoding="utf-8")
+        for index in range(min(cfg.train.ensemble, max(1, len(cfg.train.ensemble_variants)))):
+            check_inputs(member_config(cfg, index, shared))
 
 
 def _finish(run_dir: Path, info: dict, name: str, best: Optional[float]) -> None:

@@ -114,14 +114,47 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def _init_from(model: torch.nn.Module, run_dir_path: str) -> None:
+def _init_from_tokenizer(cfg: Config):
+    """The tokenizer of the run `model.init_from` names (None without one), after checking it is a run."""
+    if not cfg.model.init_from:
+        return None
+    source = Path(cfg.model.init_from)
+    if is_ensemble_dir(source):
+        raise ConfigError(f"`model.init_from` {source} is an ensemble; start from one of its members, "
+                          f"e.g. --set model.init_from={source / 'members' / '0'}")
+    if not (source / "model.safetensors").is_file():
+        hint = "; pass the run's folder, not a file in it" if source.is_file() else ""
+        raise ConfigError(f"`model.init_from` {source} is not a finished textcls run directory "
+                          f"(no model.safetensors in it){hint}")
+    return load_tokenizer(source / "tokenizer.json")
+
+
+def check_inputs(cfg: Config) -> None:
+    """What `train` checks before it writes its first file, without training: device, data, labels, the
+    model with `init_from`, word vectors, trainable parts and class weights. An ensemble checks each
+    member's variant this way before any member trains (and before it replaces an old run)."""
+    check_device_options(cfg, select_device(cfg.train.device))
+    data = prepare_data(cfg, _init_from_tokenizer(cfg))
+    check_label_options(cfg, data.labels)
+    model = build_model(cfg, data.tokenizer, len(data.labels))
+    if cfg.model.init_from:
+        _init_from(model, cfg.model.init_from, quiet=True)
+        if cfg.train.trainable != "all":
+            base_reference(cfg.model.init_from)
+    init_word_embeddings(model.embeddings.word, cfg.model.embeddings.pretrained, data.tokenizer.get_vocab(),
+                         cfg.model.embeddings.freeze, load=True)
+    apply_trainable(model, cfg.train.trainable)
+    _class_weights(cfg, data, torch.device("cpu"))
+
+
+def _init_from(model: torch.nn.Module, run_dir_path: str, quiet: bool = False) -> None:
     """Start from another run's weights: every tensor except the classification head."""
     src = Path(run_dir_path)
     state = {k: v for k, v in load_full_state(src).items() if not k.startswith("head.")}
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.startswith("head.") and not is_adapter_param(k)]
     load_state(model, state, str(src / "model.safetensors"), strict=False)
-    if missing:
+    if missing and not quiet:
         console.print(f"init_from {src}: {len(missing)} tensor(s) not in the source start fresh "
                       f"(e.g. {missing[0]})", highlight=False)
 
@@ -174,17 +207,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         remove_stale_temp(run_dir)
     seed_everything(t.seed)
 
-    tokenizer = None
-    if resume:
-        tokenizer = load_tokenizer(run_dir / "tokenizer.json")
-    elif cfg.model.init_from:
-        if is_ensemble_dir(Path(cfg.model.init_from)):
-            raise ConfigError(f"`model.init_from` {cfg.model.init_from} is an ensemble; start from one of its members, "
-                              f"e.g. --set model.init_from={Path(cfg.model.init_from) / 'members' / '0'}")
-        if not (Path(cfg.model.init_from) / "model.safetensors").is_file():
-            raise ConfigError(f"`model.init_from` {cfg.model.init_from} is not a finished textcls run directory "
-                              "(no model.safetensors in it)")
-        tokenizer = load_tokenizer(Path(cfg.model.init_from) / "tokenizer.json")
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json") if resume else _init_from_tokenizer(cfg)
     data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok), tokenizer)
     check_label_options(cfg, data.labels)
     pad_id = data.tokenizer.token_to_id(PAD)
