@@ -13,7 +13,7 @@ from conftest import ROOT, run_cli, sst2_slice, tiny_config, tiny_model, write_t
 from textcls.config import TokenizerConfig, config_from_dict, load_config
 from textcls.pretrain import loop as pretrain_loop
 from textcls.pretrain.loop import pretrain
-from textcls.errors import CheckpointError
+from textcls.errors import CheckpointError, ConfigError
 from textcls.rundir import build_model, load_run, load_weights
 from textcls.train.loop import Interrupted, _init_from
 from textcls.data.tokenizer import load_tokenizer, train_tokenizer
@@ -159,3 +159,10 @@ def test_pretraining_configs_load(name):
         assert Path(cfg.model.init_from).resolve() == (ROOT / "runs" / "pretrain_sst2").resolve()
         pre = load_config(ROOT / "configs" / "pretrain_sst2.yaml")
         assert dataclasses.replace(pre.model, init_from=cfg.model.init_from) == cfg.model  # same architecture
+
+
+def test_pretrain_refuses_init_from(tmp_path):
+    cfg = _config(tmp_path, tmp_path / "pre")
+    cfg.model.init_from = str(tmp_path / "somewhere")
+    with pytest.raises(ConfigError, match="pretraining starts from random weights"):
+        pretrain(cfg, quiet=True)

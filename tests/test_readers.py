@@ -147,3 +147,11 @@ def test_labels_are_nfc_and_a_header_naming_a_column_twice_is_refused(tmp_path):
     p.write_text("text,text,label\na,b,x\n")
     with pytest.raises(DataError, match=r"a.csv: the header names column 'text' 2 times"):
         records(p)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_wide_encodings_are_split_into_lines_after_decoding(tmp_path, encoding):
+    p = tmp_path / "a.tsv"
+    p.write_bytes("text\tlabel\r\nbon film\tpos\nmauvais 🎬 film\tneg\n".encode(encoding))
+    recs = records(p, encoding=encoding)
+    assert [(r.line, r.text, r.labels) for r in recs] == [(2, "bon film", ["pos"]), (3, "mauvais 🎬 film", ["neg"])]

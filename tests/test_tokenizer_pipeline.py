@@ -221,3 +221,16 @@ def test_a_valid_fraction_that_leaves_no_training_rows(tmp_path):
                       data={"valid_fraction": 0.99})
     with pytest.raises(DataError, match=r"valid_fraction 0.99 holds out all 20 rows"):
         prepare_data(cfg)
+
+
+@pytest.mark.parametrize("text, problem", [("World\n\nSports\n", "line 2 is blank"),
+                                           ("World\nSci\tTech\n", "line 2 holds a tab")])
+def test_label_name_files_number_names_by_line(tmp_path, text, problem):
+    from textcls.data.labels import read_label_names
+
+    path = tmp_path / "classes.txt"
+    path.write_text(text)
+    with pytest.raises(DataError, match=rf"classes.txt \(`data.label_names`\), {problem}"):
+        read_label_names(str(path))
+    path.write_text("World\nSports\n\n\n")  # trailing blank lines are fine
+    assert read_label_names(str(path)) == ["World", "Sports"]

@@ -184,6 +184,8 @@ class Tuner:
             raise ConfigError(f"{source}: tuning needs validation data; set `data.valid` or `data.valid_fraction`")
         self.base = config_to_dict(cfg)
         self.base.pop("tune", None)
+        if self.base["data"]["split_seed"] is None:  # every trial validates on the same held-out rows
+            self.base["data"]["split_seed"] = cfg.train.seed
         self.params = parse_space(cfg.tune, source)
         check_space(self.base, self.params, source)
         self.source, self.output, self.budget_s = source, Path(output), budget_s

@@ -27,7 +27,14 @@ def read_label_names(path: str) -> list[str]:
         raise DataError(f"label-name file {path} (`data.label_names`) does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"label-name file {path} (`data.label_names`) cannot be read: {exc}") from None
-    names = [unicodedata.normalize("NFC", line.strip()) for line in lines if line.strip()]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or "\t" in line.strip():
+            what = "is blank (names are numbered by line, so a gap would shift them)" if not line.strip() \
+                else "holds a tab (labels are one-line names without tabs)"
+            raise DataError(f"label-name file {path} (`data.label_names`), line {number} {what}; fix that line")
+    names = [unicodedata.normalize("NFC", line.strip()) for line in lines]
     if not names:
         raise DataError(f"label-name file {path} (`data.label_names`) is empty; write one label name per line")
     if len(set(names)) != len(names):
@@ -67,8 +74,10 @@ def build_labels(train_labels: Iterable[list[str]], cfg: DataConfig) -> list[str
     if not seen:
         raise DataError(f"{cfg.train}: the training set has no labels")
     if len(seen) == 1 and cfg.task == "single":
-        raise DataError(f"{cfg.train}: every training row has the label {next(iter(seen))!r}; a classifier needs at "
-                        "least two labels. Check `data.label_column`, or list the labels in `data.label_names`")
+        held = (f" (after `data.valid_fraction` {cfg.valid_fraction} held rows out: lower it or add rows)"
+                if cfg.valid_fraction and not cfg.valid else "")
+        raise DataError(f"{cfg.train}: every training row has the label {next(iter(seen))!r}{held}; a classifier "
+                        "needs at least two labels. Check `data.label_column`, or list the labels in `data.label_names`")
     if all(_is_int(s) for s in seen):
         return sorted(seen, key=int)
     return sorted(seen)

@@ -83,15 +83,19 @@ class _StrictLines:
         self.first = True
 
     def __iter__(self) -> Iterator[str]:
+        # Lines are split after decoding: in UTF-16/32 a byte 0x0A is not a line end.
+        pending = ""
         for chunk in self.raw:
             if self.first:
                 self.first = False
                 if chunk.startswith(b"\xef\xbb\xbf") and self.utf8:
                     self.offset += 3
                     chunk = chunk[3:]
-            yield self._decode(chunk)
+            *lines, pending = (pending + self._decode(chunk)).split("\n")
+            for line in lines:
+                yield line + "\n"
             self.offset += len(chunk)
-        tail = self._decode(b"", final=True)  # a multi-byte character cut off at the end of the file
+        tail = pending + self._decode(b"", final=True)  # the last line, and a character cut off at the end
         if tail:
             yield tail
 

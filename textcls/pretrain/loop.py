@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from textcls.config import Config, save_config
 from textcls.data.tokenizer import MASK, PAD, SPECIAL_TOKENS, load_tokenizer
+from textcls.errors import ConfigError
 from textcls.io import atomic_write_text
 from textcls.pretrain.corpus import Corpus, build_corpus
 from textcls.pretrain.heads import PretrainModel
@@ -123,6 +124,9 @@ def _save_run_files(run_dir: Path, cfg: Config, corpus: Corpus) -> None:
 def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False) -> PretrainResult:
     """Pretrain the configured encoder; writes a run directory that `model.init_from` starts from."""
     run_dir = Path(output or cfg.output.dir)
+    if cfg.model.init_from:
+        raise ConfigError("`model.init_from` starts a classifier from a run; pretraining starts from random weights, "
+                          "so remove it from the pretraining config (keep it in the classifier's)")
     if distributed.launched():  # under torchrun: join the process group before touching any file
         distributed.setup(select_device(cfg.train.device))
     with distributed.main_first():  # rank 0 checks (and may clear) the run directory first
