@@ -114,6 +114,8 @@ def test_pooling_mapping_names_the_type_and_the_layers():
     assert config_from_dict({"model": {"pooling": {"type": "max"}}}).model.pool_layers == 1
     with pytest.raises(ConfigError, match=r"takes `type`.*got keys kind, layers"):
         config_from_dict({"model": {"pooling": {"kind": "mean", "layers": 2}}})
+    with pytest.raises(ConfigError, match=r"did you mean `layers` for `layer`"):
+        config_from_dict({"model": {"pooling": {"type": "mean", "layer": 2}}})
     with pytest.raises(ConfigError, match=r"`model.pool_layers` \(4\) exceeds `model.num_layers` \(2\)"):
         config_from_dict({"model": {"num_layers": 2, "pooling": {"type": "cls", "layers": 4}}})
 

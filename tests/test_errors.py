@@ -459,3 +459,21 @@ def _save(cfg, root: Path) -> Path:
     path = root / "c.yaml"
     save_config(cfg, path)
     return path
+
+
+def test_eval_of_a_run_interrupted_before_its_first_evaluation(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path)
+    (run / "model.safetensors").unlink()
+    assert (run / "last").is_dir()
+    user_error(cli("eval", run, tmp_path / "x.tsv"), "interrupted before its first evaluation", "--resume")
+
+
+def test_eval_label_column_among_the_text_columns(run_dir, tmp_path):
+    valid = write(tmp_path / "v.tsv", "sentence\tlabel\na fine film\t1\n")
+    user_error(cli("eval", run_dir, valid, "--label-column", "sentence"), "also a text column")
+
+
+def test_a_key_twice_in_a_set_value_is_named(tmp_path):
+    config = write_config(tmp_path / "c.yaml", GOOD_CONFIG)
+    user_error(cli("train", config, "--set", "train.ensemble_variants=[{model.dropout: 0.1, model.dropout: 0.2}]"),
+               "train.ensemble_variants", "appears twice")

@@ -345,7 +345,9 @@ def apply_override(raw: dict, assignment: str) -> None:
     if not dotted or any(not p for p in dotted.split(".")):
         raise ConfigError(f"override {assignment!r} names no key; write for example `--set train.lr=3e-4`")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = _load_yaml(text) if text.strip() else None
+    except yaml.constructor.ConstructorError as exc:  # e.g. a key twice in one mapping
+        raise ConfigError(f"override {assignment!r}: {exc.problem}") from None
     except (yaml.YAMLError, ValueError, RecursionError):
         value = text
     if isinstance(value, dict) and not text.strip().startswith("{"):
@@ -429,10 +431,12 @@ def _pooling_mapping(raw: dict, problems: list[str]) -> None:
     pooling = model.get("pooling") if isinstance(model, dict) else None
     if not isinstance(pooling, dict):
         return
-    extra = sorted(set(pooling) - {"type", "layers"})
+    extra = sorted(map(str, set(pooling) - {"type", "layers"}))
     if extra or "type" not in pooling:
+        hint = difflib.get_close_matches(extra[0], ["type", "layers"], n=1) if extra else []
         problems.append(f"`model.pooling` as a mapping takes `type` (cls, cls_tanh, mean, max, last) and optionally "
-                        f"`layers`, got keys {', '.join(map(str, pooling))}")
+                        f"`layers`, got keys {', '.join(map(str, pooling))}"
+                        + (f" (did you mean `{hint[0]}` for `{extra[0]}`?)" if hint else ""))
         model.pop("pooling")
         return
     if "layers" in pooling and "pool_layers" in model:
@@ -505,6 +509,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _load_yaml(text: str) -> Any:
+    """yaml.safe_load with the repeated-key check."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: Path) -> Any:
     """Read a YAML file safely; a syntax error names the line and column."""
     try:
@@ -515,10 +528,8 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"config file {path} is a directory; pass a YAML file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be read ({exc}); it must be UTF-8 YAML") from None
-    loader = None
     try:
-        loader = _UniqueKeyLoader(text)  # safe_load's SafeLoader, plus the repeated-key check
-        return loader.get_single_data()
+        return _load_yaml(text)
     except (ValueError, RecursionError) as exc:  # e.g. a date like 2024-02-30, an int of 5000 digits
         raise ConfigError(f"config file {path} has a value YAML cannot read: {str(exc)[:120]}") from None
     except yaml.YAMLError as exc:
@@ -526,9 +537,6 @@ def read_yaml(path: Path) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
 
 
 def load_config(path: Optional[Path | str] = None, overrides: tuple[str, ...] | list[str] = ()) -> Config:

@@ -62,6 +62,10 @@ def reading_options(data: DataConfig, input_format: Optional[str] = None, text_c
         reading["header"] = header
     if encoding:
         reading["encoding"] = encoding
+    label = reading.get("label_column", data.label_column)
+    if label in reading.get("text_columns", data.text_columns):
+        raise ConfigError(f"the label column {label!r} is also a text column; name the label column with "
+                          "--label-column (and the text with --text-column)")
     return reading
 
 

@@ -158,6 +158,9 @@ def load_run(run_dir: Path | str, weights: str = "model.safetensors", device: to
     if info.get("kind") == "pretrain":
         raise CheckpointError(f"{run_dir} is a `textcls pretrain` run (an encoder without a classifier); "
                               f"fine-tune it first: `textcls train CONFIG --set model.init_from={run_dir}`")
+    if not (run_dir / weights).exists() and (run_dir / "last").is_dir():
+        raise CheckpointError(f"{run_dir} was interrupted before its first evaluation, so it has no {weights} yet; "
+                              f"continue it with `textcls train --output {run_dir} --resume`")
     tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     labels = load_labels(run_dir / "labels.json")
     model = build_model(cfg, tokenizer, len(labels))

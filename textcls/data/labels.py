@@ -51,12 +51,16 @@ class LabelNamer:
         self.source = cfg.label_names
 
     def problem(self, value: str) -> str | None:
-        """Why an integer value names no line of the label-name file, or None."""
-        if self.names is None or not _is_int(value) or value in self.names:
+        """Why a label value names no label of the label-name file, or None."""
+        if self.names is None or value in self.names:
             return None
+        if not _is_int(value):
+            return (f"label {value!r} is not a name in {self.source} (`data.label_names`); fix the label or add "
+                    "the name to that file (a header row? set `data.header: true`)")
         n, base = len(self.names), self.base
         return (f"label {value} names no line of {self.source} ({n} names: with `data.label_index_base: {base}` the "
-                f"values {base}..{base + n - 1} name them); set `data.label_index_base` to the value of the first line")
+                f"values {base}..{base + n - 1} name them); set `data.label_index_base` to the value of the first "
+                "line, or add the missing names to the file")
 
     def __call__(self, value: str) -> str:
         if self.names is None or value in self.names:

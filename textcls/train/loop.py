@@ -52,7 +52,11 @@ class Interrupted(Exception):
     """Raised after a resumable checkpoint was saved on SIGINT/SIGTERM (CLI exit code 130)."""
 
     def __init__(self, run_dir: Path):
-        super().__init__(f"interrupted; a resumable checkpoint is in {run_dir / 'last'} (continue with --resume)")
+        if (run_dir / "ensemble.json").is_file():
+            where = f"each member's resumable checkpoint is in {run_dir / 'members'}/K/last"
+        else:
+            where = f"a resumable checkpoint is in {run_dir / 'last'}"
+        super().__init__(f"interrupted; {where} (continue with --resume)")
         self.run_dir = run_dir
 
 
