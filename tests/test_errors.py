@@ -477,3 +477,13 @@ def test_a_key_twice_in_a_set_value_is_named(tmp_path):
     config = write_config(tmp_path / "c.yaml", GOOD_CONFIG)
     user_error(cli("train", config, "--set", "train.ensemble_variants=[{model.dropout: 0.1, model.dropout: 0.2}]"),
                "train.ensemble_variants", "appears twice")
+
+
+def test_a_run_without_run_json_loads_with_a_warning(run_dir, tmp_path, caplog):
+    run = copy_run(run_dir, tmp_path)
+    (run / "run.json").unlink()
+    from textcls.rundir import load_run
+
+    with caplog.at_level(logging.WARNING, logger="textcls"):
+        load_run(run)
+    assert "has no run.json, so the checksums of its weights cannot be checked" in caplog.text

@@ -10,6 +10,7 @@ tensors after checking that the base's weights are still the ones it was trained
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from textcls.io import atomic_write_json, atomic_write_text, give_usual_mode, sh
 from textcls.model import TextClassifier
 from textcls.model.ensemble import EnsembleClassifier
 from textcls.train.ensemble import is_ensemble_dir, member_dirs
+
+log = logging.getLogger("textcls")
 
 FORMAT_VERSION = 1  # bump when the run-directory layout or state-dict keys change incompatibly
 EVAL_REPORT = "eval_report.json"  # the validation report of the weights in model.safetensors
@@ -155,6 +158,9 @@ def load_run(run_dir: Path | str, weights: str = "model.safetensors", device: to
         run.model.to(device or "cpu")
         return run
     info = read_run_info(run_dir)
+    if not info:
+        log.warning("%s has no run.json, so the checksums of its weights cannot be checked; restore run.json from "
+                    "the run's copy to have them checked", run_dir)
     if info.get("kind") == "pretrain":
         raise CheckpointError(f"{run_dir} is a `textcls pretrain` run (an encoder without a classifier); "
                               f"fine-tune it first: `textcls train CONFIG --set model.init_from={run_dir}`")
