@@ -156,6 +156,7 @@ def test_killed_predict_leaves_the_old_output(setup, tmp_path):
     result = CliRunner().invoke(app, ["predict", str(reference), str(small), "-o", str(out)])
     assert result.exit_code == 0, result.stderr
     assert [json.loads(line)["label"] in ("0", "1") for line in out.read_text().splitlines()] == [True, True]
+    assert not partial[0].exists()  # the killed writer's temp file went with the next write
 
 
 def test_resume_drops_metrics_after_the_checkpoint_and_half_lines(tmp_path):
@@ -238,3 +239,18 @@ def test_run_files_and_folders_get_the_usual_permissions(setup):
                  "last/trainer_state.pt", "last/state.json"):
         assert (reference / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
     assert (reference / "last").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_a_write_removes_the_temp_files_of_killed_writers_to_the_same_file(tmp_path):
+    from textcls.io import atomic_write_text
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid now names no process
+    orphan = tmp_path / f".out.jsonl.{dead.pid}.x1y2z3.tmp"
+    live = tmp_path / f".out.jsonl.{os.getpid()}.a1b2c3.tmp"  # a writer still running: kept
+    other = tmp_path / f".other.jsonl.{dead.pid}.q1w2e3.tmp"  # another file's: kept
+    for p in (orphan, live, other):
+        p.write_text("partial")
+    atomic_write_text(tmp_path / "out.jsonl", "done\n")
+    assert (tmp_path / "out.jsonl").read_text() == "done\n"
+    assert not orphan.exists() and live.exists() and other.exists()

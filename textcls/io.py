@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,7 +25,8 @@ def atomic_open(path: Path | str, mode: str = "w", encoding: str | None = "utf-8
     if path.is_dir():  # checked first: the rename would fail naming the temp file
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_orphaned_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, _default_mode())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
@@ -35,6 +38,26 @@ def atomic_open(path: Path | str, mode: str = "w", encoding: str | None = "utf-8
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _remove_orphaned_temps(path: Path) -> None:
+    """Temp files of earlier writes to `path` whose process is gone (killed with -9): `.NAME.PID.*.tmp`."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp")
+    for sibling in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        match = pattern.fullmatch(sibling.name)
+        if match and not _process_exists(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                sibling.unlink()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process (or a number no pid can be)
+        return True
+    return True
 
 
 def _default_mode(base: int = 0o666) -> int:
