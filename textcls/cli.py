@@ -117,8 +117,8 @@ def train(
     result = run_training(cfg, output, resume=resume, quiet=quiet)
     best = f", best {cfg.train.metric} {result.best_metric:.4f}" if result.best_metric is not None else ""
     tokens = f"{result.tokens_per_second:,.0f} tokens/s, " if result.tokens_per_second else ""
-    _done(f"{result.steps} steps in {result.seconds:.1f}s ({tokens}{result.examples_per_second:,.0f} examples/s){best}; "
-          f"run directory {result.run_dir}")
+    rate = f"{tokens}{result.examples_per_second:,.0f} examples/s"
+    _done(f"{result.steps} steps in {result.seconds:.1f}s ({rate}){best}; run directory {result.run_dir}")
 
 
 def _run_config(config: Optional[Path], overrides: Optional[list[str]], output: Optional[Path], resume: bool,

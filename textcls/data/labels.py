@@ -81,7 +81,8 @@ def build_labels(train_labels: Iterable[list[str]], cfg: DataConfig) -> list[str
         held = (f" (after `data.valid_fraction` {cfg.valid_fraction} held rows out: lower it or add rows)"
                 if cfg.valid_fraction and not cfg.valid else "")
         raise DataError(f"{cfg.train}: every training row has the label {next(iter(seen))!r}{held}; a classifier "
-                        "needs at least two labels. Check `data.label_column`, or list the labels in `data.label_names`")
+                        "needs at least two labels. Check `data.label_column`, or list the labels in "
+                        "`data.label_names`")
     if all(_is_int(s) for s in seen):
         return sorted(seen, key=int)
     return sorted(seen)

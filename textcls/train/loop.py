@@ -33,7 +33,8 @@ from textcls.rundir import (base_keys, base_reference, build_model, load_full_st
                             save_eval_report, save_run_files)
 from textcls.train import distributed
 from textcls.train.augment import drop_tokens
-from textcls.train.checkpoint import keep_step_checkpoint, load_checkpoint, remove_stale_temp, save_best, save_checkpoint
+from textcls.train.checkpoint import (keep_step_checkpoint, load_checkpoint, remove_stale_temp, save_best,
+                                      save_checkpoint)
 from textcls.train.checks import check_device_options, check_label_options
 from textcls.train.ensemble import is_ensemble_dir, train_ensemble
 from textcls.train.ema import WeightAverage
