@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import yaml
 
-from conftest import run_cli, tiny_model
+from conftest import ROOT, run_cli, tiny_model
 from textcls.config import load_config
 from textcls.errors import ConfigError
 from textcls.tune import parse_budget, parse_space
@@ -94,3 +99,36 @@ def test_budget_stops_new_trials(tmp_path, sst2_files):
     assert proc.returncode == 0, proc.stderr
     trials = [json.loads(line) for line in (out / "trials.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(trials) == 1 and trials[0]["state"] == "stopped" and trials[0]["steps"] == 3
+
+
+def test_values_that_clash_skip_their_trial_and_the_search_goes_on(tmp_path, sst2_files):
+    """hidden_size 34 and num_heads 4 are each valid, not together: that trial is `invalid`, the others run."""
+    train, valid = sst2_files
+    config = _write_config(tmp_path, train, valid, {"model.hidden_size": {"choices": [32, 34]},
+                                                    "model.num_heads": {"choices": [2, 4]}})
+    out = tmp_path / "tune"
+    proc = run_cli("tune", config, "--budget", "5m", "--trials", "8", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    trials = [json.loads(line) for line in (out / "trials.jsonl").read_text(encoding="utf-8").splitlines()]
+    invalid = [t for t in trials if t["state"] == "invalid"]
+    assert invalid and all(t["params"] == {"model.hidden_size": 34, "model.num_heads": 4} for t in invalid)
+    assert "must be divisible by `model.num_heads`" in invalid[0]["problem"] and "Traceback" not in proc.stderr
+    assert len(trials) == 8 and (out / "best.yaml").is_file()
+
+
+def test_ctrl_c_keeps_the_finished_trials_and_writes_best(tmp_path, sst2_files):
+    train, valid = sst2_files
+    config = _write_config(tmp_path, train, valid, {"train.lr": {"low": 1e-4, "high": 3e-3, "log": True}})
+    out = tmp_path / "tune"
+    proc = subprocess.Popen([sys.executable, "-m", "textcls", "tune", config, "--budget", "5m", "--trials", "50",
+                             "--output", str(out), "--set", "train.epochs=20"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "trials.jsonl").is_file():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err and "start another with a new --output" in err
+    trials = [json.loads(line) for line in (out / "trials.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert trials[0]["state"] in ("complete", "pruned") and (out / "best.yaml").is_file()

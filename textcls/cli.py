@@ -255,6 +255,10 @@ def tune(
     best = tuner.write_best()
     err.print(f"trials in {output / 'trials.jsonl'}" + (f"; best config {best} (train it with `textcls train "
               f"{best}`)" if best else "; no trial finished, so no best.yaml"), highlight=False)
+    if tuner.interrupted:  # a search does not resume: what finished is kept above
+        err.print("[yellow]interrupted[/]: the search stopped; start another with a new --output to search on",
+                  highlight=False)
+        raise typer.Exit(130)
 
 
 @app.command()

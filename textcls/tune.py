@@ -161,12 +161,13 @@ def check_space(base: dict, params: list[Param], source: str) -> None:
 @dataclass
 class TrialRecord:
     number: int
-    state: str  # complete | pruned | stopped (deadline)
+    state: str  # complete | pruned | stopped (deadline) | invalid (the values clash) | interrupted (Ctrl-C)
     params: dict
     value: Optional[float]
     steps: int
     seconds: float
     run_dir: str
+    problem: Optional[str] = None  # why an invalid trial's config was refused
 
 
 class Tuner:
@@ -194,6 +195,7 @@ class Tuner:
         self.records: list[TrialRecord] = []
         self.train_rows = sum(1 for _ in iter_records(cfg.data.train, cfg.data)) if cfg.data.train else 0
         self.deadline = math.inf
+        self.interrupted = False  # Ctrl-C stopped the search (the finished trials are kept)
 
     @property
     def direction(self) -> str:
@@ -208,11 +210,19 @@ class Tuner:
     def objective(self, trial) -> float:
         import optuna
 
-        from textcls.train.loop import train
+        from textcls.train.loop import Interrupted, train
 
         values = {p.key: p.suggest(trial) for p in self.params}
         values["train.metric"] = self.metric
-        cfg = trial_config(self.base, values, f"{self.source} (trial {trial.number})")
+        params = {k: v for k, v in values.items() if k != "train.metric"}
+        try:
+            cfg = trial_config(self.base, values, f"{self.source} (trial {trial.number})")
+        except ConfigError as exc:  # values valid one by one can clash (hidden_size 34 with 4 heads)
+            problem = re.sub(r"^.*?problem\(s\) in the config: ", "", str(exc)).rstrip(".")
+            self.records.append(TrialRecord(trial.number, "invalid", params, None, 0, 0.0, "", problem))
+            self._write_trials()
+            console.print(f"trial {trial.number} invalid, skipped: {problem}", highlight=False)
+            raise optuna.TrialPruned() from None
         cfg.train.eval_every = self._eval_every(cfg)
         run_dir = self.output / "trials" / f"trial-{trial.number:03d}"
         cfg.output.overwrite = True
@@ -229,10 +239,17 @@ class Tuner:
             return flags["deadline"] or flags["pruned"]
 
         started = time.monotonic()
-        result = train(cfg, run_dir, quiet=self.quiet, on_eval=on_eval)
+        try:
+            result = train(cfg, run_dir, quiet=self.quiet, on_eval=on_eval)
+        except Interrupted:  # Ctrl-C: keep what finished, stop the study
+            self.interrupted = True
+            self.records.append(TrialRecord(trial.number, "interrupted", params, evals[-1] if evals else None,
+                                            0, round(time.monotonic() - started, 2), str(run_dir)))
+            self._write_trials()
+            trial.study.stop()
+            raise optuna.TrialPruned() from None
         state = "pruned" if flags["pruned"] else "stopped" if flags["deadline"] else "complete"
         value = result.best_metric if result.best_metric is not None else (evals[-1] if evals else None)
-        params = {k: v for k, v in values.items() if k != "train.metric"}
         self.records.append(TrialRecord(trial.number, state, params, value, result.steps,
                                         round(time.monotonic() - started, 2), str(run_dir)))
         self._write_trials()
@@ -267,12 +284,15 @@ class Tuner:
             direction=self.direction, sampler=optuna.samplers.TPESampler(seed=self.seed),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
         self.deadline = time.monotonic() + self.budget_s
-        study.optimize(self.objective, n_trials=self.n_trials, callbacks=[self._budget_callback],
-                       gc_after_trial=True)
+        try:
+            study.optimize(self.objective, n_trials=self.n_trials, callbacks=[self._budget_callback],
+                           gc_after_trial=True)
+        except KeyboardInterrupt:  # Ctrl-C between trials (within one, training stops at a checkpoint)
+            self.interrupted = True
         return study
 
     def best(self) -> Optional[TrialRecord]:
-        done = [r for r in self.records if r.state != "pruned" and r.value is not None]
+        done = [r for r in self.records if r.state in ("complete", "stopped") and r.value is not None]
         if not done:
             return None
         pick = min if self.direction == "minimize" else max
