@@ -15,7 +15,7 @@ from textcls.pretrain import loop as pretrain_loop
 from textcls.pretrain.loop import pretrain
 from textcls.errors import CheckpointError, ConfigError
 from textcls.rundir import build_model, load_run, load_weights
-from textcls.train.loop import Interrupted, _init_from
+from textcls.train.loop import Interrupted, _init_from, train
 from textcls.data.tokenizer import load_tokenizer, train_tokenizer
 
 
@@ -166,3 +166,13 @@ def test_pretrain_refuses_init_from(tmp_path):
     cfg.model.init_from = str(tmp_path / "somewhere")
     with pytest.raises(ConfigError, match="pretraining starts from random weights"):
         pretrain(cfg, quiet=True)
+
+
+@pytest.mark.parametrize("change", [{"num_layers": 1}, {"sharing": {"strategy": "all"}}])
+def test_init_from_a_deeper_or_unshared_encoder_is_refused(tmp_path, sst2_files, change):
+    """Fewer layers or more sharing than the source would silently drop its encoder tensors."""
+    pretrain(_config(tmp_path, tmp_path / "pre"), quiet=True)
+    model = {**tiny_model(embedding_size=16), **change, "init_from": str(tmp_path / "pre")}
+    cfg = tiny_config(*sst2_files, tmp_path / "cls", model=model, train={"max_steps": 1})
+    with pytest.raises(ConfigError, match=r"has encoder tensors this model lacks .* same architecture"):
+        train(cfg, quiet=True)

@@ -157,6 +157,11 @@ def _init_from(model: torch.nn.Module, run_dir_path: str, quiet: bool = False) -
     src = Path(run_dir_path)
     state = {k: v for k, v in load_full_state(src).items() if not k.startswith("head.")}
     own = model.state_dict()
+    dropped = sorted(k for k in state if k.startswith(("embeddings.", "encoder.")) and k not in own)
+    if dropped:  # fewer layers, or more sharing: the source's encoder would be cut without a word
+        raise ConfigError(f"`model.init_from` {src} has encoder tensors this model lacks ({len(dropped)}, e.g. "
+                          f"{dropped[0]}); the `model` section must describe the same architecture as "
+                          f"{src / 'config.yaml'} (num_layers, sharing, embeddings)")
     missing = [k for k in own if k not in state and not k.startswith("head.") and not is_adapter_param(k)]
     load_state(model, state, str(src / "model.safetensors"), strict=False)
     if missing and not quiet:
