@@ -3,7 +3,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
 from textcls.config import Config, apply_override, config_from_dict, demo_config, load_config, save_config
 from textcls.errors import ConfigError
 
