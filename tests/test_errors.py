@@ -487,3 +487,13 @@ def test_a_run_without_run_json_loads_with_a_warning(run_dir, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="textcls"):
         load_run(run)
     assert "has no run.json, so the checksums of its weights cannot be checked" in caplog.text
+
+
+def test_a_pair_run_refuses_plain_text_input(tmp_path):
+    rows = [(a, a[::-1], y) for a, y in sst2_slice(60)]
+    train_file = write_tsv(tmp_path / "pairs.tsv", rows, header=("premise", "hypothesis", "label"))
+    cfg = tiny_config(train_file, None, tmp_path / "run", data={"text_columns": ["premise", "hypothesis"]})
+    cfg.train.max_steps = 2
+    train(cfg, quiet=True)
+    user_error(cli("predict", tmp_path / "run", write(tmp_path / "in.txt", "a fine film\n")), "in.txt",
+               "this run classifies text pairs", "CSV, TSV or JSONL")

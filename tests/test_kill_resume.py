@@ -254,3 +254,22 @@ def test_a_write_removes_the_temp_files_of_killed_writers_to_the_same_file(tmp_p
     atomic_write_text(tmp_path / "out.jsonl", "done\n")
     assert (tmp_path / "out.jsonl").read_text() == "done\n"
     assert not orphan.exists() and live.exists() and other.exists()
+
+
+def test_each_rank_resumes_its_own_random_stream(tmp_path):
+    """Under torchrun every rank draws its own dropout masks: the checkpoint keeps each rank's RNG state and
+    rank r takes state r back (at another world size, rank 0's)."""
+    model, optimizer, scheduler = _tiny_state()
+    states = []
+    for seed in (11, 22):
+        torch.manual_seed(seed)
+        states.append(checkpoint.rng_state())
+    last = tmp_path / "last"
+    checkpoint.save_checkpoint(last, model, optimizer, scheduler, {"step": 1}, rng_ranks=states)
+    expected = {}
+    for seed in (11, 22):
+        torch.manual_seed(seed)
+        expected[seed] = torch.rand(3)
+    for rank, world, seed in ((0, 2, 11), (1, 2, 22), (0, 1, 22)):  # world 1: the saving process's own state
+        checkpoint.load_checkpoint(last, model, optimizer, scheduler, rank=rank, world=world)
+        assert torch.equal(torch.rand(3), expected[seed]), (rank, world)

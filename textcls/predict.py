@@ -166,6 +166,10 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
     input_format = input_format or _input_format(input_path)
     data_cfg = dataclasses.replace(run.cfg.data, format=input_format, on_bad_lines="error",
                                    encoding=encoding or run.cfg.data.encoding)
+    if len(data_cfg.text_columns) == 2 and detect_format(input_path, data_cfg) == "txt":
+        a, b = data_cfg.text_columns
+        raise DataError(f"{input_path}: this run classifies text pairs (columns {a!r} and {b!r}), and a plain-text "
+                        "input holds one text per line; give a CSV, TSV or JSONL input with both columns")
     records = iter_records(input_path, data_cfg, labelled=False, allow_empty=True)
     count = 0
     with _output(output_path) as out:

@@ -29,7 +29,7 @@ from textcls.pretrain.masking import batch_rng, mask_tokens, valid_rng
 from textcls.pretrain.packing import IGNORE, Blocks, collate_blocks
 from textcls.rundir import save_weights, write_run_info
 from textcls.train import distributed
-from textcls.train.checkpoint import load_checkpoint, save_checkpoint
+from textcls.train.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from textcls.train.evaluate import autocast_context
 from textcls.train.loop import Interrupted, _StopFlag, seed_everything, select_device
 from textcls.train.optim import build_optimizer, optimizer_step
@@ -158,7 +158,8 @@ def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, q
 
     state = {"step": 0, "epoch": 0, "position": 0, "total_steps": total_steps, "train_loss": 0.0, "train_n": 0}
     if resume:
-        state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler)
+        state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler, rank=distributed.rank(),
+                                world=distributed.world_size())
         if main:
             console.print(f"resuming {run_dir} at step {state['step']}/{total_steps} "
                           f"(epoch {state['epoch']}, batch {state['position']})", highlight=False)
@@ -168,14 +169,16 @@ def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, q
     last_metrics: dict = {}
 
     def checkpoint() -> None:
+        rng_ranks = distributed.gather_objects(rng_state())  # a collective: every rank checkpoints together
         if main:
             save_checkpoint(run_dir / "last", model, optimizer, scheduler,
-                            {**state, "train_loss": float(state["train_loss"])}, scaler)
+                            {**state, "train_loss": float(state["train_loss"])}, scaler, rng_ranks=rng_ranks)
 
     def run_eval(kind: str) -> None:
         nonlocal last_metrics
-        if not main:  # rank 0 evaluates and writes; the others wait for it at the next all-reduce
+        if not main:  # rank 0 evaluates and writes; the others meet it at the checkpoint
             state.update(train_loss=0.0, train_n=0)
+            checkpoint()
             return
         metrics = evaluate_mlm(model, corpus.valid, masker, t.eval_batch_size, t.seed, device, t.precision) \
             if len(corpus.valid) else {}

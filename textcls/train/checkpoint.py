@@ -39,8 +39,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, loop_state: dict, scaler: Any = None,
-                    average: dict[str, torch.Tensor] | None = None) -> None:
-    """Write a complete checkpoint into `path` (e.g. run/last) atomically; `average`: the EMA weights."""
+                    average: dict[str, torch.Tensor] | None = None, rng_ranks: list | None = None) -> None:
+    """Write a complete checkpoint into `path` (e.g. run/last) atomically; `average`: the EMA weights;
+    `rng_ranks`: every rank's RNG state under torchrun (each rank draws its own dropout masks)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = make_temp_dir(f".{path.name}.", path.parent)
@@ -51,6 +52,8 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         if average is not None:
             loop_state = {**loop_state, "ema_sha256": write_weights(average, tmp / "ema.safetensors")}
         trainer = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
+        if rng_ranks and len(rng_ranks) > 1:
+            trainer["rng_ranks"] = rng_ranks
         if scaler is not None:
             trainer["scaler"] = scaler.state_dict()
         _torch_save(trainer, tmp / "trainer_state.pt")
@@ -80,9 +83,10 @@ def has_checkpoint(path: Path) -> bool:
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, scaler: Any = None, required: tuple[str, ...] = ("step",),
-                    average: torch.nn.Module | None = None) -> dict:
+                    average: torch.nn.Module | None = None, rank: int = 0, world: int = 1) -> dict:
     """Restore model, optimizer, scheduler and RNG from `path`; returns the loop state, which must hold the
-    `required` keys. `average` (the EMA model) is restored from ema.safetensors."""
+    `required` keys. `average` (the EMA model) is restored from ema.safetensors. Rank `rank` of `world`
+    takes its own RNG state when the checkpoint has one per rank for this world size."""
     path = recover_dir(path)
     if not (path / "state.json").exists():
         raise CheckpointError(f"no resumable checkpoint in {path}; train without --resume to start over")
@@ -114,7 +118,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         scheduler.load_state_dict(trainer["scheduler"])
         if scaler is not None and "scaler" in trainer:
             scaler.load_state_dict(trainer["scaler"])
-        set_rng_state(trainer["rng"])
+        per_rank = trainer.get("rng_ranks")
+        set_rng_state(per_rank[rank] if per_rank and len(per_rank) == world else trainer["rng"])
     except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
         raise CheckpointError(
             f"{path / 'trainer_state.pt'} does not fit this run ({type(exc).__name__}: {exc}); the checkpoint is "

@@ -147,6 +147,15 @@ def broadcast_object(obj: Any) -> Any:
     return box[0]
 
 
+def gather_objects(obj: Any) -> list:
+    """Every rank's `obj`, in rank order, on every rank (a collective: call it on all ranks)."""
+    if not active():
+        return [obj]
+    out: list = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def all_sum(array: np.ndarray) -> np.ndarray:
     """Element-wise sum over ranks of a numpy array (same shape on every rank)."""
     if not active():

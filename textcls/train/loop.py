@@ -33,8 +33,8 @@ from textcls.rundir import (base_keys, base_reference, build_model, load_full_st
                             save_eval_report, save_run_files)
 from textcls.train import distributed
 from textcls.train.augment import drop_tokens
-from textcls.train.checkpoint import (keep_step_checkpoint, load_checkpoint, remove_stale_temp, save_best,
-                                      save_checkpoint)
+from textcls.train.checkpoint import (keep_step_checkpoint, load_checkpoint, remove_stale_temp, rng_state,
+                                      save_best, save_checkpoint)
 from textcls.train.checks import check_device_options, check_label_options
 from textcls.train.ensemble import is_ensemble_dir, train_ensemble
 from textcls.train.ema import WeightAverage
@@ -270,7 +270,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     if resume:
         state = load_checkpoint(run_dir / "last", model, optimizer, scheduler, scaler,
                                 required=("step", "epoch", "position", "total_steps"),
-                                average=average.model if average else None)
+                                average=average.model if average else None, rank=distributed.rank(),
+                                world=distributed.world_size())
         if average:
             average.updates = state["step"]
         if state.get("total_steps") != total_steps:
@@ -288,12 +289,13 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
 
     def checkpoint() -> None:
         saved_step[0] = state["step"]
+        rng_ranks = distributed.gather_objects(rng_state())  # a collective: every rank checkpoints together
         if not main:
             return
         window = state["loss_window"]  # its sum is a device tensor between logs (no host sync per step)
         save_checkpoint(run_dir / "last", model, optimizer, scheduler,
                         {**state, "loss_window": [float(window[0]), window[1]]}, scaler,
-                        average.state_dict() if average else None)
+                        average.state_dict() if average else None, rng_ranks)
         if t.save_total_limit:
             keep_step_checkpoint(run_dir, state["step"], t.save_total_limit, state["best_step"])
 
