@@ -277,6 +277,14 @@ def test_variants_are_validated(sst2_files, tmp_path):
         with pytest.raises(ConfigError, match=message):
             tiny_config(train_file, valid_file, tmp_path / "x",
                         train={"ensemble": 2, "ensemble_variants": [{}, variant]})
+    # A base run fixes the tokenizer: a variant asking for its own is refused (unless it drops init_from).
+    base = {"model": {**tiny_model(), "init_from": str(tmp_path / "base")}}
+    with pytest.raises(ConfigError, match=r"ensemble_variants\[0\].*fixes the tokenizer"):
+        tiny_config(train_file, valid_file, tmp_path / "x", **base,
+                    train={"ensemble": 2, "ensemble_variants": [{"tokenizer.type": "bpe"}, {}]})
+    cfg = tiny_config(train_file, valid_file, tmp_path / "x", **base, train={
+        "ensemble": 2, "ensemble_variants": [{"tokenizer.type": "bpe", "model.init_from": None}, {}]})
+    assert cfg.train.ensemble_variants[0]["model.init_from"] is None
 
 
 def test_a_member_with_bad_input_stops_the_ensemble_before_any_member_trains(sst2_files, tmp_path):

@@ -497,3 +497,11 @@ def test_a_pair_run_refuses_plain_text_input(tmp_path):
     train(cfg, quiet=True)
     user_error(cli("predict", tmp_path / "run", write(tmp_path / "in.txt", "a fine film\n")), "in.txt",
                "this run classifies text pairs", "CSV, TSV or JSONL")
+
+
+def test_square_brackets_in_user_text_are_printed_as_they_are(run_dir, tmp_path):
+    """Messages and tables are rich text: a label like [/x] or [bold] must not be read as markup."""
+    for label in ("[/x]", "[bold]"):
+        bad = write(tmp_path / "bad.tsv", f"sentence\tlabel\nsome text\t{label}\n")
+        user_error(cli("eval", run_dir, bad), f"label '{label}' never occurs")
+    user_error(cli("eval", run_dir, tmp_path / "missing[/x].tsv"), "missing[/x].tsv does not exist")

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from textcls import __version__
 from textcls.errors import TextclsError
@@ -35,10 +36,10 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except TextclsError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except Interrupted as exc:
-            err.print(f"[yellow]{exc}[/]", highlight=False)
+            err.print(f"[yellow]{escape(str(exc))}[/]", highlight=False)
             raise typer.Exit(130) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
@@ -50,7 +51,7 @@ def handle_errors(fn: Callable) -> Callable:
         except OSError as exc:
             if exc.errno not in USER_ERRNOS or exc.filename is None:
                 raise  # not about a file the user named or a full disk: a bug, keep the traceback
-            err.print(f"[bold red]error:[/] cannot use {exc.filename}: {exc.strerror}; "
+            err.print(f"[bold red]error:[/] {escape(f'cannot use {exc.filename}: {exc.strerror}')}; "
                       f"{USER_ERRNOS[exc.errno]}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
     return wrapper
@@ -78,7 +79,7 @@ def _done(summary: str) -> None:
     from textcls.train.distributed import is_main
 
     if is_main():
-        err.print(f"[green]done[/]: {summary}", highlight=False)
+        err.print(f"[green]done[/]: {escape(summary)}", highlight=False)
 
 
 SetOption = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
@@ -229,7 +230,7 @@ def predict(
                      precision=precision, window_stride=window_stride(run.cfg.data, chunk_long, stride),
                      encoding=encoding)
     if output not in (None, "-"):
-        err.print(f"wrote {n} predictions to {output}", highlight=False)
+        err.print(f"wrote {n} predictions to {output}", highlight=False, markup=False)
 
 
 @app.command()
@@ -254,7 +255,7 @@ def tune(
     print_trials(tuner, out)
     best = tuner.write_best()
     err.print(f"trials in {output / 'trials.jsonl'}" + (f"; best config {best} (train it with `textcls train "
-              f"{best}`)" if best else "; no trial finished, so no best.yaml"), highlight=False)
+              f"{best}`)" if best else "; no trial finished, so no best.yaml"), highlight=False, markup=False)
     if tuner.interrupted:  # a search does not resume: what finished is kept above
         err.print("[yellow]interrupted[/]: the search stopped; start another with a new --output to search on",
                   highlight=False)
@@ -287,7 +288,7 @@ def import_hf(
 
     conv = convert(hf_dir, output, allow_pickle)
     head = "with its classifier" if conv.has_head else "with a fresh head (fine-tune it with model.init_from)"
-    err.print(f"[green]imported[/] {hf_dir} into {output} {head}; labels {conv.labels}", highlight=False)
+    err.print(f"[green]imported[/] {escape(f'{hf_dir} into {output} {head}; labels {conv.labels}')}", highlight=False)
 
 
 @app.command()
@@ -310,7 +311,7 @@ def schedule(
     out.print(schedule_table(cfg, total))
     if plot:
         plot_schedule(cfg, total, plot)
-        err.print(f"wrote {plot}", highlight=False)
+        err.print(f"wrote {plot}", highlight=False, markup=False)
 
 
 @app.command("plot")
@@ -325,7 +326,7 @@ def plot_cmd(
 
     path = output or run_dir / "curves.png"
     plot_run(run_dir, path, load_run_config(run_dir).train.metric)
-    err.print(f"wrote {path}", highlight=False)
+    err.print(f"wrote {path}", highlight=False, markup=False)
 
 
 @app.command()

@@ -145,6 +145,10 @@ def _validate_variants(cfg: Config, problems: list[str]) -> None:
             continue
         trial: list[str] = []
         member = _build(Config, member_raw(cfg, variant), "", trial)
+        if not trial and member.model.init_from and any(str(k).startswith("tokenizer.") for k in variant):
+            trial.append(f"it sets tokenizer keys, but `model.init_from` ({member.model.init_from}) fixes the "
+                         "tokenizer to that run's; drop the tokenizer keys, or start this member from scratch "
+                         "(`model.init_from: null` in the variant)")
         if not trial:
             try:
                 validate(member, trial)

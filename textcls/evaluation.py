@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Optional
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from textcls.data.pipeline import tokenize_file
@@ -23,6 +25,9 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
                   reading: Optional[dict] = None) -> dict:
     """The report of the run on a labelled file read with the run's data options, or with `reading`'s
     (format, text_columns, label_column, header, encoding) in their place."""
+    if not Path(data_file).is_file():
+        what = "is a directory; pass a file" if Path(data_file).is_dir() else "does not exist; check the path"
+        raise DataError(f"data file {data_file} {what}")
     parts = []  # one tokenization of the file per tokenizer group (one group unless members differ)
     for group, n in run.groups or [(run, 1)]:
         data_cfg = dataclasses.replace(group.cfg.data, **(reading or {}))
@@ -71,7 +76,7 @@ def reading_options(data: DataConfig, input_format: Optional[str] = None, text_c
 
 def print_report(report: dict, console: Optional[Console] = None) -> None:
     console = console or Console()
-    console.print(f"[bold]{report.get('file', '')}[/] ({report['examples']} examples)", highlight=False)
+    console.print(f"[bold]{escape(report.get('file', ''))}[/] ({report['examples']} examples)", highlight=False)
     summary = Table(show_header=True)
     for key in ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss"):
         if key in report:
@@ -84,14 +89,14 @@ def print_report(report: dict, console: Optional[Console] = None) -> None:
     for col in ("label", "precision", "recall", "f1", "support"):
         per.add_column(col, justify="left" if col == "label" else "right")
     for name, m in report["per_class"].items():
-        per.add_row(name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
+        per.add_row(escape(name), f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
     console.print(per)
     if "confusion_matrix" in report and len(report["labels"]) <= 30:
         console.print("confusion matrix (rows: true label, columns: predicted label)")
         cm = Table()
         cm.add_column("")
         for name in report["labels"]:
-            cm.add_column(name[:12], justify="right")
+            cm.add_column(escape(name[:12]), justify="right")
         for name, row in zip(report["labels"], report["confusion_matrix"]):
-            cm.add_row(name[:12], *map(str, row))
+            cm.add_row(escape(name[:12]), *map(str, row))
         console.print(cm)

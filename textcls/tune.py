@@ -311,6 +311,7 @@ class Tuner:
 
 def print_trials(tuner: Tuner, console) -> None:
     """One table row per trial: its values, state, score, steps and time; the best is marked."""
+    from rich.markup import escape
     from rich.table import Table
 
     best = tuner.best()
@@ -324,7 +325,8 @@ def print_trials(tuner: Tuner, console) -> None:
         cells = [_cell(rec.params.get(p.key)) for p in tuner.params]
         score = "-" if rec.value is None else f"{rec.value:.4f}"
         mark = " *" if best is not None and rec.number == best.number else ""
-        table.add_row(str(rec.number), *cells, rec.state, score + mark, str(rec.steps), f"{rec.seconds:.1f}")
+        table.add_row(str(rec.number), *map(escape, cells), rec.state, score + mark, str(rec.steps),
+                      f"{rec.seconds:.1f}")
     console.print(table)
 
 
