@@ -176,3 +176,10 @@ def test_init_from_a_deeper_or_unshared_encoder_is_refused(tmp_path, sst2_files,
     cfg = tiny_config(*sst2_files, tmp_path / "cls", model=model, train={"max_steps": 1})
     with pytest.raises(ConfigError, match=r"has encoder tensors this model lacks .* same architecture"):
         train(cfg, quiet=True)
+
+
+def test_pretrain_refuses_keys_it_would_ignore(tmp_path):
+    cfg = _config(tmp_path, tmp_path / "pre")
+    cfg.train.label_smoothing, cfg.train.patience = 0.1, 2
+    with pytest.raises(ConfigError, match=r"`train.patience`, `train.label_smoothing` are for training a classifier"):
+        pretrain(cfg, quiet=True)

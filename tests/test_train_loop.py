@@ -48,12 +48,14 @@ def test_two_cpu_runs_give_identical_weights_and_eval_every_includes_epoch_ends(
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_early_stopping_and_step_checkpoints(tmp_path):
+def test_early_stopping_and_step_checkpoints(tmp_path, capsys):
     # lr ~ 0: accuracy never improves after the first eval -> stop after `patience` more evals
     cfg = small_config(tmp_path, "run", lr=1e-12, eval_every=2, patience=3, save_total_limit=2)
-    result = train(cfg, quiet=True)
+    result = train(cfg)
     run_dir = tmp_path / "run"
     assert result.steps == 8
+    assert "early stopping at step 8: accuracy has not improved in 3 evaluation(s)" in " ".join(
+        capsys.readouterr().err.split())
     assert [(r["step"], r["kind"]) for r in evals(run_dir)] == [(2, "step"), (4, "step"), (6, "step"), (8, "epoch")]
     state = json.loads((run_dir / "last" / "state.json").read_text())
     assert (state["best_step"], state["bad_evals"]) == (2, 3)

@@ -75,6 +75,7 @@ def test_tiny_search_writes_trials_and_best(tmp_path, sst2_files):
     assert best.train.lr == pytest.approx(top["params"]["train.lr"])
     assert best.model.num_layers == top["params"]["model.num_layers"]
     assert best.tune is None and best.data.train == str(train)
+    assert best.train.eval_every is not None  # the evaluations its trial picked the best weights at
     # A second search into the same folder would discard this one.
     again = run_cli("tune", config, "--budget", "5m", "--trials", "1", "--output", str(out))
     assert again.returncode == 2 and "already holds a search" in again.stderr
@@ -132,3 +133,8 @@ def test_ctrl_c_keeps_the_finished_trials_and_writes_best(tmp_path, sst2_files):
     assert proc.returncode == 130 and "Traceback" not in err and "start another with a new --output" in err
     trials = [json.loads(line) for line in (out / "trials.jsonl").read_text(encoding="utf-8").splitlines()]
     assert trials[0]["state"] in ("complete", "pruned") and (out / "best.yaml").is_file()
+
+
+def test_ensemble_keys_cannot_be_searched():
+    with pytest.raises(ConfigError, match=r"`tune.train.ensemble` cannot be searched"):
+        parse_space({"train.ensemble": {"choices": [1, 3]}}, "x.yaml")

@@ -87,6 +87,10 @@ def parse_space(space: Any, source: str) -> list[Param]:
     params, problems = [], []
     for key, spec in space.items():
         where = f"`tune.{key}`"
+        if key in ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.metric"):
+            problems.append(f"{where} cannot be searched: trials train single models and score --metric "
+                            "(the ensemble settings of the config are kept in best.yaml)")
+            continue
         if not isinstance(spec, dict):
             problems.append(f"{where} must be a mapping with `choices` or `low`/`high`, got {spec!r}")
             continue
@@ -221,8 +225,8 @@ class Tuner:
             problem = re.sub(r"^.*?problem\(s\) in the config: ", "", str(exc)).rstrip(".")
             self.records.append(TrialRecord(trial.number, "invalid", params, None, 0, 0.0, "", problem))
             self._write_trials()
-            console.print(f"trial {trial.number} invalid, skipped: {problem}", highlight=False)
-            raise optuna.TrialPruned() from None
+            console.print(f"trial {trial.number} invalid, skipped: {problem}", highlight=False, markup=False)
+            return 0.0 if self.direction == "maximize" else 1e9  # the worst score steers TPE away from it
         cfg.train.eval_every = self._eval_every(cfg)
         run_dir = self.output / "trials" / f"trial-{trial.number:03d}"
         cfg.output.overwrite = True
@@ -304,6 +308,7 @@ class Tuner:
         if best is None:
             return None
         cfg = trial_config(self.base, {**best.params, "train.metric": self.metric}, self.source)
+        cfg.train.eval_every = self._eval_every(cfg)  # the evaluations the trial chose its best weights at
         path = self.output / "best.yaml"
         save_config(cfg, path)
         return path

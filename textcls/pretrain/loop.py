@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from textcls.config import Config, save_config
+from textcls.config import Config, TrainConfig, save_config
 from textcls.data.tokenizer import MASK, PAD, SPECIAL_TOKENS, load_tokenizer
 from textcls.errors import ConfigError
 from textcls.io import atomic_write_text
@@ -121,12 +121,28 @@ def _save_run_files(run_dir: Path, cfg: Config, corpus: Corpus) -> None:
     atomic_write_text(run_dir / "tokenizer.json", corpus.tokenizer.to_str())
 
 
+# Classifier-training keys that pretraining does not use: set away from their defaults, they are refused.
+CLASSIFIER_ONLY = ("trainable", "ensemble", "ensemble_variants", "patience", "ema_decay", "save_total_limit",
+                   "token_dropout", "label_smoothing", "batch_tokens", "class_weights")
+
+
+def _check_classifier_keys(cfg: Config) -> None:
+    defaults = TrainConfig()
+    used = [f"train.{k}" for k in CLASSIFIER_ONLY if getattr(cfg.train, k) != getattr(defaults, k)]
+    used += ["output.tensorboard"] if cfg.output.tensorboard else []
+    if used:
+        raise ConfigError(f"{', '.join(f'`{k}`' for k in used)} {'is' if len(used) == 1 else 'are'} for training a "
+                          "classifier; `textcls pretrain` does not use them, so remove them from the pretraining "
+                          "config (or set them back to their defaults)")
+
+
 def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False) -> PretrainResult:
     """Pretrain the configured encoder; writes a run directory that `model.init_from` starts from."""
     run_dir = Path(output or cfg.output.dir)
     if cfg.model.init_from:
         raise ConfigError("`model.init_from` starts a classifier from a run; pretraining starts from random weights, "
                           "so remove it from the pretraining config (keep it in the classifier's)")
+    _check_classifier_keys(cfg)
     if distributed.launched():  # under torchrun: join the process group before touching any file
         distributed.setup(select_device(cfg.train.device))
     with distributed.main_first():  # rank 0 checks (and may clear) the run directory first

@@ -216,7 +216,10 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
     from textcls.train.loop import Interrupted, _StopFlag
     from textcls.train.progress import console
 
-    threads = max(1, (cfg.train.num_threads or torch.get_num_threads()) // workers)
+    # Threads per member from the whole ensemble, not from what is left: a member resumed alone keeps the
+    # thread count it started with (CPU kernels sum in thread-dependent order, so resume stays exact).
+    sharing = min(cfg.train.ensemble_workers, len(info["members"]))
+    threads = max(1, (cfg.train.num_threads or torch.get_num_threads()) // sharing)
     queue, running, steps, examples = list(pending), {}, 0, 0.0
     failed: list[str] = []
     with _StopFlag() as flag, _reaped(running):

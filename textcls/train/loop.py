@@ -326,7 +326,11 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
             f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "lr")
             + (" (best)" if improved else ""))
         checkpoint()
-        return stop_requested or (t.patience is not None and state["bad_evals"] >= t.patience)
+        patience_out = t.patience is not None and state["bad_evals"] >= t.patience
+        if patience_out:
+            progress.message(f"early stopping at step {state['step']}: {t.metric} has not improved in {t.patience} "
+                             f"evaluation(s); best {state['best']:.4f} at step {state['best_step']}")
+        return stop_requested or patience_out
 
     model.train()
     stop = False
