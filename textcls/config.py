@@ -352,15 +352,19 @@ def apply_override(raw: dict, assignment: str) -> None:
         value = text
     if isinstance(value, dict) and not text.strip().startswith("{"):
         value = text  # `--set data.delimiter=::` means the text, not the YAML mapping {":": null}
+    set_dotted(raw, dotted, value)
+
+
+def set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    """raw[a][b][c] = value for "a.b.c"; a non-mapping on the way is replaced, so the type check that
+    follows names the key instead of the value being dropped."""
     node = raw
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
+    *parents, last = dotted.split(".")
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[last] = value
 
 
 # --------------------------------------------------------------------------- ensemble members
@@ -376,13 +380,7 @@ def member_raw(cfg: Config, variant: dict[str, Any]) -> dict:
     raw = config_to_dict(cfg)
     raw["train"].update(ensemble=1, ensemble_variants=[])
     for key, value in variant.items():
-        node = raw
-        *parents, last = key.split(".")
-        for part in parents:  # a non-mapping on the way is replaced, so the type check reports the key
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[last] = value
+        set_dotted(raw, key, value)
     return raw
 
 

@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 import yaml
 
-from textcls.config import Config, config_from_dict, config_to_dict, save_config
+from textcls.config import Config, config_from_dict, config_to_dict, save_config, set_dotted
 from textcls.data.readers import iter_records
 from textcls.errors import ConfigError
 from textcls.io import atomic_open
@@ -132,13 +132,7 @@ def parse_space(space: Any, source: str) -> list[Param]:
 def _with_values(base: dict, values: dict[str, Any]) -> dict:
     raw = yaml.safe_load(yaml.safe_dump(base))  # deep copy
     for dotted, value in values.items():
-        node = raw
-        *parents, last = dotted.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[last] = value
+        set_dotted(raw, dotted, value)
     return raw
 
 
