@@ -131,6 +131,9 @@ def test_pretrain_then_train_then_predict_through_the_cli(tmp_path, sst2_files):
     done = run_cli("pretrain", "pre.yaml", "-o", "pre", "--resume", "--set", "train.lr=0.5", cwd=tmp_path)
     assert done.returncode == 2 and "`train.lr` is 0.5 here" in done.stderr and "textcls pretrain --output" in done.stderr
     assert run_cli("pretrain", "-o", "pre", "--resume", "--quiet", cwd=tmp_path).returncode == 0
+    done = run_cli("info", "pre", cwd=tmp_path)
+    assert done.returncode == 0 and "a pretraining run: its encoder with the classifier head" in " ".join(
+        done.stdout.split())
     done = run_cli("pretrain", cwd=tmp_path)
     assert done.returncode == 2 and "pass the pretraining CONFIG" in done.stderr
     done = run_cli("train", "cls.yaml", "--quiet", cwd=tmp_path)

@@ -15,11 +15,13 @@ Sharing changes none of this: a shared layer costs the same FLOPs at every depth
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
@@ -110,6 +112,7 @@ class ModelInfo:
     attention_schedule: list[int]
     ffn_schedule: list[int]
     flops: dict[str, float] = field(default_factory=dict)
+    note: str = ""  # e.g. what is shown for a pretraining run
 
     @property
     def flops_total(self) -> float:
@@ -143,9 +146,14 @@ def model_info(path: Path | str, num_labels: Optional[int] = None, seq_len: Opti
     if apply_trainable is not None:
         apply_trainable(model, cfg.train.trainable)
     t = seq_len or cfg.data.max_length
+    note = ""
+    if path.is_dir() and (path / "run.json").is_file() and \
+            json.loads((path / "run.json").read_text(encoding="utf-8")).get("kind") == "pretrain":
+        note = (f"a pretraining run: its encoder with the classifier head fine-tuning adds ({labels} labels "
+                "assumed, --num-labels to change); the masked-LM head it trained is not counted")
     return ModelInfo(str(path), cfg, vocab, labels, t, parameter_counts(model),
                      list(model.encoder.attention_schedule), list(model.encoder.ffn_schedule),
-                     flops_per_token(model, t))
+                     flops_per_token(model, t), note)
 
 
 def _fmt(n: float) -> str:
@@ -158,9 +166,11 @@ def _fmt(n: float) -> str:
 def print_info(info: ModelInfo, console: Console) -> None:
     m = info.cfg.model
     s = m.sharing
-    console.print(f"[bold]{info.source}[/]: vocab {info.vocab_size}, {info.num_labels} labels, "
+    console.print(f"[bold]{escape(info.source)}[/]: vocab {info.vocab_size}, {info.num_labels} labels, "
                   f"H={m.hidden_size} E={m.embedding_size or m.hidden_size} I={m.intermediate_size} "
                   f"L={m.num_layers} heads={m.num_heads}; sharing {s.strategy} (share {s.share})", highlight=False)
+    if info.note:
+        console.print(info.note, highlight=False, markup=False)
     c = info.counts
     table = Table(title="parameters")
     for col in ("part", "unique", "effective (unrolled)", "FLOPs/token"):
