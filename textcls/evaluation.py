@@ -14,7 +14,7 @@ from rich.table import Table
 from textcls.data.pipeline import tokenize_file
 from textcls.data.tokenizer import PAD
 from textcls.config import DataConfig
-from textcls.errors import ConfigError, DataError
+from textcls.errors import ConfigError, DataError, data_error_hint
 from textcls.io import atomic_write_json
 from textcls.rundir import Run
 from textcls.train.evaluate import evaluate_groups
@@ -31,11 +31,9 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
     parts = []  # one tokenization of the file per tokenizer group (one group unless members differ)
     for group, n in run.groups or [(run, 1)]:
         data_cfg = dataclasses.replace(group.cfg.data, **(reading or {}))
-        try:
+        with data_error_hint("the file is read with the run's data options; for a file laid out otherwise pass "
+                             "--input-format, --text-column, --label-column, --header or --encoding"):
             ds, info = tokenize_file(data_file, data_cfg, group.tokenizer, labels=run.labels)
-        except DataError as exc:
-            raise DataError(f"{exc} (the file is read with the run's data options; for a file laid out otherwise "
-                            "pass --input-format, --text-column, --label-column, --header or --encoding)") from None
         parts.append((group.model, ds, group.tokenizer.token_to_id(PAD), n))
     report = evaluate_groups(parts, run.labels, batch_size, device, run.cfg.data.task, run.cfg.train.threshold,
                              precision)

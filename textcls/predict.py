@@ -19,9 +19,9 @@ import torch
 from textcls.config import DataConfig
 from textcls.data.batching import pad_batch
 from textcls.data.pipeline import encode_texts
-from textcls.data.readers import SUFFIXES, Record, detect_format, iter_records
+from textcls.data.readers import SUFFIXES, Record, detect_format, has_header, iter_records
 from textcls.data.tokenizer import CLS, PAD, SEP
-from textcls.errors import ConfigError, DataError
+from textcls.errors import ConfigError, DataError, data_error_hint
 from textcls.io import atomic_open
 from textcls.rundir import Run
 from textcls.train.evaluate import autocast_context
@@ -163,17 +163,18 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
     if fmt == "tsv" and top_k > 1 and run.cfg.data.task == "multilabel":
         raise ConfigError("--top-k with a multi-label run needs JSONL output (TSV lists the labels over the "
                           "threshold); drop --top-k or write JSONL")
-    input_format = input_format or _input_format(input_path)
-    data_cfg = dataclasses.replace(run.cfg.data, format=input_format, on_bad_lines="error",
-                                   encoding=encoding or run.cfg.data.encoding)
-    if len(data_cfg.text_columns) == 2 and detect_format(input_path, data_cfg) == "txt":
+    data_cfg = dataclasses.replace(run.cfg.data, format=input_format or _input_format(input_path),
+                                   on_bad_lines="error", encoding=encoding or run.cfg.data.encoding)
+    data_cfg.format = detect_format(input_path, data_cfg)  # once (a .txt input is sniffed for fastText labels)
+    if len(data_cfg.text_columns) == 2 and data_cfg.format == "txt":
         a, b = data_cfg.text_columns
         raise DataError(f"{input_path}: this run classifies text pairs (columns {a!r} and {b!r}), and a plain-text "
                         "input holds one text per line; give a CSV, TSV or JSONL input with both columns")
     records = iter_records(input_path, data_cfg, labelled=False, allow_empty=True)
     count = 0
     with _output(output_path) as out:
-        with _reading_hint():
+        with data_error_hint("predict reads the input with the run's data options; --input-format and --encoding "
+                             "override them"):
             for chunk in _chunks(records, chunk_size):
                 texts = [r.text for r in chunk]
                 pairs = [r.text_pair or "" for r in chunk] if len(data_cfg.text_columns) == 2 and \
@@ -187,9 +188,7 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
                     out.write(_format_row(row, run.labels, top_k, fmt, task, threshold) + "\n")
                 count += len(chunk)
         if count == 0:  # inside the `with`: the empty temp file is discarded, not renamed onto the output
-            by_name = any(isinstance(c, str) for c in data_cfg.text_columns)
-            header = detect_format(input_path, data_cfg) in ("csv", "tsv") and (
-                data_cfg.header if data_cfg.header is not None else by_name)
+            header = data_cfg.format in ("csv", "tsv") and has_header(data_cfg)
             raise DataError(f"input file {input_path} has no rows: nothing to predict" + (
                 " (the first line of a CSV/TSV input is its header; --input-format txt reads one text per line)"
                 if header else ""))
@@ -238,13 +237,3 @@ def _input_format(path: str) -> Optional[str]:
         raise DataError(f"{path}: cannot tell the format from the suffix {suffix}; pass --input-format "
                         "csv, tsv, jsonl, fasttext or txt")
     return None
-
-
-@contextlib.contextmanager
-def _reading_hint() -> Iterator[None]:
-    """Reading errors name the config keys of the run; predict's own options set those for the input."""
-    try:
-        yield
-    except DataError as exc:
-        raise DataError(f"{exc} (predict reads the input with the run's data options; --input-format and "
-                        "--encoding override them)") from None

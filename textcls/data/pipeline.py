@@ -25,7 +25,7 @@ from tokenizers import Tokenizer
 from textcls import __version__
 from textcls.config import Config, DataConfig
 from textcls.data.labels import LabelNamer, build_labels, label_ids
-from textcls.data.readers import Record, detect_format, iter_records
+from textcls.data.readers import Record, detect_format, has_header, iter_records
 from textcls.data.tokenizer import CLS, SEP, load_tokenizer, train_tokenizer
 from textcls.errors import DataError
 from textcls.io import atomic_write_json, atomic_write_text, make_temp_dir
@@ -214,7 +214,7 @@ def _check_first_row(path: str, cfg: DataConfig, records: list[Record]) -> None:
     occurring nowhere else while every other label occurs at least twice."""
     if cfg.header is not None or not records or records[0].line != 1 or detect_format(path, cfg) not in ("csv", "tsv"):
         return
-    if any(isinstance(c, str) for c in [*cfg.text_columns, cfg.label_column]) or len(records) < 4:
+    if has_header(cfg) or len(records) < 4:  # `data.header` is unset here: columns by name mean a header
         return
     counts = collections.Counter(label for r in records for label in r.labels)
     first = records[0].labels

@@ -172,11 +172,16 @@ def _delimiter_hint(header: list[str]) -> str:
     return ""
 
 
+def has_header(cfg: DataConfig) -> bool:
+    """Whether a CSV/TSV file's first line is its header: `data.header`, else whether a column is named."""
+    return cfg.header if cfg.header is not None else any(isinstance(c, str) for c in [*cfg.text_columns,
+                                                                                       cfg.label_column])
+
+
 def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
                     bad_lines: list[int]) -> Iterator[Record]:
     delimiter = cfg.delimiter or ("\t" if fmt == "tsv" else ",")
-    columns_by_name = any(isinstance(c, str) for c in [*cfg.text_columns, cfg.label_column])
-    has_header = cfg.header if cfg.header is not None else columns_by_name
+    header_line = has_header(cfg)
     # TSV files rarely quote; a stray " must stay part of the text (ChnSentiCorp has some).
     quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
     reader = csv.reader(_open_lines(path, cfg.encoding), delimiter=delimiter, quoting=quoting, strict=fmt == "csv")
@@ -187,7 +192,7 @@ def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
             line, start = start, reader.line_num + 1
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
-            if has_header and header is None:
+            if header_line and header is None:
                 header = [h.strip() for h in row]
                 width = len(header)
                 continue
@@ -214,7 +219,7 @@ def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
             yield Record(line, texts[0], texts[1] if len(texts) > 1 else None, labels)
     except csv.Error as exc:
         raise DataError(f"{path}, line {reader.line_num}: malformed {fmt.upper()} ({exc}); check the quoting") from None
-    if has_header and header is None:
+    if header_line and header is None:
         raise DataError(f"{path} is empty: no header and no rows")
 
 
