@@ -155,3 +155,15 @@ def test_wide_encodings_are_split_into_lines_after_decoding(tmp_path, encoding):
     p.write_bytes("text\tlabel\r\nbon film\tpos\nmauvais 🎬 film\tneg\n".encode(encoding))
     recs = records(p, encoding=encoding)
     assert [(r.line, r.text, r.labels) for r in recs] == [(2, "bon film", ["pos"]), (3, "mauvais 🎬 film", ["neg"])]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_classic_mac_line_ends_are_lines(tmp_path, encoding):
+    # A file with carriage returns and no line feed at all used to read as one line.
+    p = tmp_path / "a.tsv"
+    p.write_bytes("text\tlabel\rgood film\tpos\rbad film\tneg\r".encode(encoding))
+    recs = records(p, encoding=encoding)
+    assert [(r.line, r.text, r.labels) for r in recs] == [(2, "good film", ["pos"]), (3, "bad film", ["neg"])]
+    p = tmp_path / "b.txt"
+    p.write_bytes(b"good\rfilm\nbad film\n")  # a stray CR in a file with line feeds is not a line end
+    assert [r.text for r in records(p, labelled=False)] == ["good\rfilm", "bad film"]

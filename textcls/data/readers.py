@@ -85,6 +85,7 @@ class _StrictLines:
     def __iter__(self) -> Iterator[str]:
         # Lines are split after decoding: in UTF-16/32 a byte 0x0A is not a line end.
         pending = ""
+        split_any = False
         for chunk in self.raw:
             if self.first:
                 self.first = False
@@ -92,10 +93,15 @@ class _StrictLines:
                     self.offset += 3
                     chunk = chunk[3:]
             *lines, pending = (pending + self._decode(chunk)).split("\n")
+            split_any = split_any or bool(lines)
             for line in lines:
                 yield line + "\n"
             self.offset += len(chunk)
         tail = pending + self._decode(b"", final=True)  # the last line, and a character cut off at the end
+        if not split_any and "\r" in tail:  # no line feed in the whole file: classic Mac line ends
+            *lines, tail = tail.split("\r")
+            for line in lines:
+                yield line + "\n"
         if tail:
             yield tail
 
