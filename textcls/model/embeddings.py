@@ -80,7 +80,12 @@ class Embeddings(nn.Module):
         else:
             self.position = None
         if cfg.position == "sinusoidal":
-            self.register_buffer("sinusoidal", sinusoidal_table(cfg.max_positions, e), persistent=False)
+            # The table's values have RMS 1/sqrt(2); scaled to the word vectors' initial RMS so that
+            # positions do not drown the tokens (at std 0.02 the words were 1/35 of the sum and
+            # nothing trained). With scale_embeddings and std E^-0.5 this is Vaswani et al.'s balance.
+            self.position_scale = cfg.initializer_range * math.sqrt(2) * self.scale
+            table = sinusoidal_table(cfg.max_positions, e) * self.position_scale
+            self.register_buffer("sinusoidal", table, persistent=False)
         self.segment = nn.Embedding(cfg.type_vocab_size, e) if cfg.type_vocab_size > 0 else None
         self.norm = nn.LayerNorm(e, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
