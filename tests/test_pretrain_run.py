@@ -14,6 +14,8 @@ from textcls.config import TokenizerConfig, config_from_dict, load_config
 from textcls.pretrain import loop as pretrain_loop
 from textcls.pretrain.loop import pretrain
 from textcls.errors import CheckpointError, ConfigError
+from textcls.plot import run_curves
+from textcls.train.logs import read_metrics
 from textcls.rundir import build_model, load_run, load_weights
 from textcls.train.loop import Interrupted, _init_from, train
 from textcls.data.tokenizer import load_tokenizer, train_tokenizer
@@ -134,6 +136,12 @@ def test_pretrain_then_train_then_predict_through_the_cli(tmp_path, sst2_files):
     done = run_cli("info", "pre", cwd=tmp_path)
     assert done.returncode == 0 and "a pretraining run: its encoder with the classifier head" in " ".join(
         done.stdout.split())
+    # plot draws the pretraining curves (they used to be empty panels)
+    curves = run_curves(read_metrics(tmp_path / "pre" / "metrics.jsonl"))
+    assert list(curves) == ["train loss", "held-out masked-LM loss", "learning rate", "validation mlm_accuracy"]
+    assert all(curves.values())
+    done = run_cli("plot", "pre", "--output", "pre.png", cwd=tmp_path)
+    assert done.returncode == 0 and (tmp_path / "pre.png").read_bytes()[:4] == b"\x89PNG"
     done = run_cli("pretrain", cwd=tmp_path)
     assert done.returncode == 2 and "pass the pretraining CONFIG" in done.stderr
     done = run_cli("train", "cls.yaml", "--quiet", cwd=tmp_path)

@@ -78,6 +78,31 @@ def plot_schedule(cfg: Config, total_steps: int, path: Path) -> None:
     plt.close(fig)
 
 
+def run_curves(records: list[dict], metric: str = "accuracy") -> dict[str, list[tuple[int, float]]]:
+    """The (step, value) series `plot_run` draws, by panel label.
+
+    Classifier runs log `loss` per step and validation `loss` and metrics per evaluation; pretraining
+    runs log the mean `train_loss` and the held-out `mlm_loss` / `mlm_accuracy` per evaluation.
+    """
+    train = [r for r in records if r.get("kind") == "train"]
+    evals = [r for r in records if r.get("kind") != "train"]
+
+    def series(rows: list[dict], key: str) -> list[tuple[int, float]]:
+        return [(r["step"], r[key]) for r in rows if key in r]
+
+    out = {"train loss": series(train, "loss") or series(evals, "train_loss")}
+    if any("mlm_loss" in r for r in evals):
+        out["held-out masked-LM loss"] = series(evals, "mlm_loss")
+    else:
+        out["validation loss"] = series(evals, "loss")
+    out["learning rate"] = series(train or evals, "lr")
+    shown = metric if metric != "loss" else "accuracy"
+    if not any(shown in r for r in evals) and any("mlm_accuracy" in r for r in evals):
+        shown = "mlm_accuracy"
+    out[f"validation {shown}"] = series(evals, shown)
+    return out
+
+
 def plot_run(run_dir: Path, path: Path, metric: str = "accuracy") -> None:
     """Three panels against the step: train and validation loss, learning rate, validation `metric`."""
     records = read_metrics(run_dir / "metrics.jsonl")
@@ -88,28 +113,28 @@ def plot_run(run_dir: Path, path: Path, metric: str = "accuracy") -> None:
         raise CheckpointError(f"{run_dir / 'metrics.jsonl'} is missing or empty; is {run_dir} a textcls run "
                               "directory that has trained for at least `train.log_every` steps?")
     plt = _pyplot()
-    train = [r for r in records if r.get("kind") == "train"]
-    evals = [r for r in records if r.get("kind") != "train"]
+    curves = run_curves(records, metric)
+    (train_label, train_points), (valid_label, valid_points), (_, lr_points), (shown, points) = curves.items()
+    shown = shown.removeprefix("validation ")
     fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
     ax = axes[0]
-    if train:
-        ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", alpha=0.8)
-    if any("loss" in r for r in evals):
-        ax.plot([r["step"] for r in evals if "loss" in r], [r["loss"] for r in evals if "loss" in r],
-                "o-", label="validation loss")
+    if train_points:
+        ax.plot(*zip(*train_points), label=train_label, alpha=0.8)
+    if valid_points:
+        ax.plot(*zip(*valid_points), "o-", label=valid_label)
     ax.set_ylabel("loss")
     ax.legend()
-    lr_points = train or evals
-    axes[1].plot([r["step"] for r in lr_points], [r["lr"] for r in lr_points], color="tab:green")
+    if lr_points:
+        axes[1].plot(*zip(*lr_points), color="tab:green")
     axes[1].set_ylabel("learning rate")
     axes[1].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-    shown = metric if metric != "loss" else "accuracy"
-    points = [(r["step"], r[shown]) for r in evals if shown in r]
     if points:
         axes[2].plot(*zip(*points), "o-", color="tab:red", label=f"validation {shown}")
-        ranked = [r for r in evals if metric in r]
-        best = (min if metric == "loss" else max)(ranked, key=lambda r: r[metric])
-        axes[2].axvline(best["step"], color="gray", linestyle="--", label=f"best ({metric}) step {best['step']}")
+        key = metric if shown != "mlm_accuracy" else shown
+        ranked = [r for r in records if r.get("kind") != "train" and key in r]
+        if ranked:
+            best = (min if key == "loss" else max)(ranked, key=lambda r: r[key])
+            axes[2].axvline(best["step"], color="gray", linestyle="--", label=f"best ({key}) step {best['step']}")
         axes[2].legend()
     axes[2].set_ylabel(shown)
     axes[2].set_xlabel("optimizer step")
