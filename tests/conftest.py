@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from textcls.config import config_from_dict
+from textcls.config import Config, config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -57,7 +57,7 @@ def sst2_files(tmp_path) -> tuple[Path, Path]:
     return train, valid
 
 
-def tiny_config(train_file: Path, valid_file: Path | None, out: Path, **sections) -> "Config":
+def tiny_config(train_file: Path, valid_file: Path | None, out: Path, **sections) -> Config:
     raw = {
         "data": {"train": str(train_file), "valid": str(valid_file) if valid_file else None, "text_columns": ["sentence"],
                  "label_column": "label", "max_length": 48},

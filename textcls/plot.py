@@ -130,11 +130,12 @@ def plot_run(run_dir: Path, path: Path, metric: str = "accuracy") -> None:
     axes[1].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     if points:
         axes[2].plot(*zip(*points), "o-", color="tab:red", label=f"validation {shown}")
-        key = metric if shown != "mlm_accuracy" else shown
-        ranked = [r for r in records if r.get("kind") != "train" and key in r]
+        by_loss = metric == "loss"  # the best step is the lowest validation loss, else the highest `shown`
+        ranked = valid_points if by_loss else points
         if ranked:
-            best = (min if key == "loss" else max)(ranked, key=lambda r: r[key])
-            axes[2].axvline(best["step"], color="gray", linestyle="--", label=f"best ({key}) step {best['step']}")
+            step = (min if by_loss else max)(ranked, key=lambda point: point[1])[0]
+            best = "loss" if by_loss else shown
+            axes[2].axvline(step, color="gray", linestyle="--", label=f"best ({best}) step {step}")
         axes[2].legend()
     axes[2].set_ylabel(shown)
     axes[2].set_xlabel("optimizer step")
