@@ -165,22 +165,6 @@ def test_label_names_file_maps_indexes(tmp_path):
     assert ds["label"] == [1, 0]
 
 
-def test_tokenizer_training_is_reproducible_across_processes(tmp_path):
-    """The trainers number tokens in hash-map order; textcls renumbers them so a seed means the same ids."""
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    script = ("import sys; from textcls.config import TokenizerConfig; from textcls.data.tokenizer import train_tokenizer;"
-              "from conftest import sst2_slice;"
-              "print(train_tokenizer([s for s, _ in sst2_slice(2000)], TokenizerConfig(vocab_size=600)).to_str())")
-    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "PATH": "/usr/bin:/bin"}
-    outs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout
-            for _ in range(2)]
-    assert outs[0] == outs[1]
-
-
 def test_a_cold_run_reads_the_training_file_once(tmp_path, monkeypatch):
     train, valid = write_tsv(tmp_path / "t.tsv", sst2_slice(120)), write_tsv(tmp_path / "v.tsv", sst2_slice(20, "dev"))
     cfg = tiny_config(train, valid, tmp_path / "run")

@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from textcls.config import TokenizerConfig
+from textcls.data.subword import BPE_SUFFIX, count_words, learn_merges
 from textcls.errors import CheckpointError, ConfigError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -49,32 +50,44 @@ def _pre_tokenizer(cfg: TokenizerConfig) -> pre_tokenizers.PreTokenizer:
 
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
-    """Train a tokenizer of `cfg.type` on `texts`; special tokens get ids 0..4."""
-    common = dict(vocab_size=cfg.vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
-    if cfg.type == "wordpiece":
-        longest = 100 if cfg.split_cjk else 1000  # an unsplit CJK clause is one "word"
-        tok = Tokenizer(models.WordPiece(unk_token=UNK, max_input_chars_per_word=longest))
-        trainer = trainers.WordPieceTrainer(min_frequency=cfg.min_frequency, **common)
-        tok.decoder = decoders.WordPiece()
-    elif cfg.type == "bpe":
-        tok = Tokenizer(models.BPE(unk_token=UNK, end_of_word_suffix="</w>"))
-        trainer = trainers.BpeTrainer(min_frequency=cfg.min_frequency, end_of_word_suffix="</w>", **common)
-        tok.decoder = decoders.BPEDecoder(suffix="</w>")
-    elif cfg.type == "unigram":
-        tok = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(unk_token=UNK, **common)
-    elif cfg.type in ("word", "char"):
-        tok = Tokenizer(models.WordLevel(unk_token=UNK))
-        trainer = trainers.WordLevelTrainer(min_frequency=cfg.min_frequency, **common)
-    else:  # config validation makes this unreachable
-        raise ConfigError(f"unknown tokenizer type {cfg.type!r}")
-    tok.normalizer = _normalizer(cfg)
-    tok.pre_tokenizer = _pre_tokenizer(cfg)
-    try:
-        tok.train_from_iterator(_batched(texts), trainer=trainer)
-    except Exception as exc:  # tokenizers raises a bare Exception, e.g. when vocab_size is too small
-        raise ConfigError(f"training the {cfg.type} tokenizer failed ({exc}); try a larger `tokenizer.vocab_size` "
-                          "or another `tokenizer.type`") from None
+    """Train a tokenizer of `cfg.type` on `texts`; special tokens get ids 0..4.
+
+    Wordpiece and BPE vocabularies come from textcls's own merge learner (data/subword.py), whose
+    ties do not depend on the process; unigram, word and char use the `tokenizers` trainers.
+    """
+    normalizer, pre_tokenizer = _normalizer(cfg), _pre_tokenizer(cfg)
+    if cfg.type in ("wordpiece", "bpe"):
+        counts = count_words(texts, normalizer, pre_tokenizer)
+        learned = learn_merges(counts, cfg.vocab_size - len(SPECIAL_TOKENS), cfg.min_frequency, cfg.type)
+        vocab = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *learned.tokens])}
+        if cfg.type == "wordpiece":
+            longest = 100 if cfg.split_cjk else 1000  # an unsplit CJK clause is one "word"
+            tok = Tokenizer(models.WordPiece(vocab, unk_token=UNK, max_input_chars_per_word=longest))
+            tok.decoder = decoders.WordPiece()
+        else:
+            tok = Tokenizer(models.BPE(vocab, learned.merges, unk_token=UNK, end_of_word_suffix=BPE_SUFFIX))
+            tok.decoder = decoders.BPEDecoder(suffix=BPE_SUFFIX)
+        tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
+        tok.add_special_tokens(SPECIAL_TOKENS)
+        if len(vocab) == len(SPECIAL_TOKENS):
+            raise ConfigError(f"the training texts hold no words to learn a {cfg.type} vocabulary from; "
+                              "check `data.train` and `data.text_columns`")
+    else:
+        common = dict(vocab_size=cfg.vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+        if cfg.type == "unigram":
+            tok = Tokenizer(models.Unigram())
+            trainer = trainers.UnigramTrainer(unk_token=UNK, **common)
+        elif cfg.type in ("word", "char"):
+            tok = Tokenizer(models.WordLevel(unk_token=UNK))
+            trainer = trainers.WordLevelTrainer(min_frequency=cfg.min_frequency, **common)
+        else:  # config validation makes this unreachable
+            raise ConfigError(f"unknown tokenizer type {cfg.type!r}")
+        tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
+        try:
+            tok.train_from_iterator(_batched(texts), trainer=trainer)
+        except Exception as exc:  # tokenizers raises a bare Exception, e.g. when vocab_size is too small
+            raise ConfigError(f"training the {cfg.type} tokenizer failed ({exc}); try a larger "
+                              "`tokenizer.vocab_size` or another `tokenizer.type`") from None
     tok = _canonical_ids(tok)
     for i, special in enumerate(SPECIAL_TOKENS):
         if tok.token_to_id(special) != i:
@@ -86,10 +99,10 @@ def _canonical_ids(tok: Tokenizer) -> Tokenizer:
     """Renumber the vocabulary deterministically: specials first, then by token (by score for unigram).
 
     The `tokenizers` trainers number the vocabulary in hash-map order, which differs between
-    processes; fixed ids remove that difference. They also break frequency ties at the vocabulary
-    cutoff in that order, so on large corpora the wordpiece/bpe vocabulary itself can differ by a few
-    tokens between processes: reproducibility across machines needs the saved tokenizer.json
-    (`tokenizer.path`); on one machine the tokenizer is cached per training file.
+    processes; fixed ids remove that difference (wordpiece and BPE vocabularies are learned by
+    data/subword.py for the same reason). Unigram scores are rounded to 1e-5, below which the
+    trainer's sums differ between runs, and `_dropped_characters_in_order` undoes its hash order
+    for characters the model dropped.
     """
     spec = json.loads(tok.to_str())
     model = spec["model"]
@@ -98,14 +111,27 @@ def _canonical_ids(tok: Tokenizer) -> Tokenizer:
         rest = sorted(t for t in model["vocab"] if t not in specials)
         model["vocab"] = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *rest])}
     elif isinstance(model.get("vocab"), list):  # unigram: [[piece, score], ...], id = position
-        pieces = {p: score for p, score in model["vocab"]}
-        rest = sorted((p for p in pieces if p not in specials), key=lambda p: (-pieces[p], p))
-        model["vocab"] = [[p, pieces[p]] for p in [*SPECIAL_TOKENS, *rest] if p in pieces]
+        pieces = _dropped_characters_in_order({p: score for p, score in model["vocab"] if p not in specials})
+        pieces = {p: round(score, 5) for p, score in pieces.items()}
+        rest = sorted(pieces, key=lambda p: (-pieces[p], p))
+        model["vocab"] = [[p, 0.0] for p in SPECIAL_TOKENS] + [[p, pieces[p]] for p in rest]
         model["unk_id"] = SPECIAL_TOKENS.index(UNK)
     for added in spec.get("added_tokens", []):
         if added["content"] in specials:
             added["id"] = SPECIAL_TOKENS.index(added["content"])
     return Tokenizer.from_str(json.dumps(spec))
+
+
+def _dropped_characters_in_order(pieces: dict[str, float], step: float = 1e-4) -> dict[str, float]:
+    """The unigram trainer keeps every character; those its model dropped get the lowest score plus
+    0, 1, 2... times 1e-4, handed out in hash-map order. Hand the same scores out in sorted order."""
+    low = min(pieces.values(), default=0.0)
+    steps = {p: (s - low) / step for p, s in pieces.items() if len(p) == 1 and -1e-9 < s - low < step * len(pieces)}
+    tail = sorted(p for p, k in steps.items() if abs(k - round(k)) < 1e-6)
+    ks = sorted(round(steps[p]) for p in tail)
+    if not ks or set(ks) != set(range(ks[-1] + 1)):
+        return pieces  # not the trainer's pattern: leave the scores alone
+    return {**pieces, **{p: low + k * step for p, k in zip(tail, ks)}}
 
 
 def _batched(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
