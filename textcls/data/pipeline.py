@@ -26,7 +26,7 @@ from textcls import __version__
 from textcls.config import Config, DataConfig
 from textcls.data.labels import LabelNamer, build_labels, label_ids
 from textcls.data.readers import Record, detect_format, has_header, iter_records
-from textcls.data.tokenizer import CLS, SEP, load_tokenizer, train_tokenizer
+from textcls.data.tokenizer import CLS, SEP, TRAINER_VERSION, load_tokenizer, train_tokenizer
 from textcls.errors import DataError
 from textcls.io import atomic_write_json, atomic_write_text, make_temp_dir
 
@@ -255,7 +255,8 @@ def get_tokenizer(cfg: Config, read: Optional[Callable[[], Records]] = None,
                                                    "encoding", "on_bad_lines")}
     if part:
         data_opts["part"] = part
-    path = cache_root(cfg.data) / "tokenizers" / f"{_key('tok', ident, data_opts, asdict(cfg.tokenizer))}.json"
+    key = _key("tok", TRAINER_VERSION, ident, data_opts, asdict(cfg.tokenizer))
+    path = cache_root(cfg.data) / "tokenizers" / f"{key}.json"
     if path.exists():
         try:
             return load_tokenizer(path)

@@ -21,6 +21,9 @@ from textcls.errors import CheckpointError, ConfigError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in every trained vocabulary
+# Part of the cache key of trained tokenizers: bump when training gives another vocabulary for the
+# same texts and options (2: wordpiece/BPE from data/subword.py, deterministic unigram order).
+TRAINER_VERSION = 2
 
 # CJK Unified Ideographs (+ extensions A-B), compatibility ideographs, kana, hangul syllables.
 # `tokenizers` compiles this with Oniguruma, which reads code points above U+FFFF as \x{...}
