@@ -123,6 +123,9 @@ def test_parallel_members_equal_sequential_members(sst2_files, tmp_path):
     assert (tmp_path / "w2/members/1.log").is_file()
     for one, two in zip(digests[1], digests[2]):  # one thread per member either way: the same weights
         assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
+    for k in range(2):  # down to the bytes: safetensors' metadata order is per process, textcls sorts it
+        files = [(tmp_path / f"w{w}/members/{k}/model.safetensors").read_bytes() for w in (1, 2)]
+        assert files[0] == files[1]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")

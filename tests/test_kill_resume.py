@@ -273,3 +273,15 @@ def test_each_rank_resumes_its_own_random_stream(tmp_path):
     for rank, world, seed in ((0, 2, 11), (1, 2, 22), (0, 1, 22)):  # world 1: the saving process's own state
         checkpoint.load_checkpoint(last, model, optimizer, scheduler, rank=rank, world=world)
         assert torch.equal(torch.rand(3), expected[seed]), (rank, world)
+
+
+def test_equal_weights_make_equal_files_in_every_process(tmp_path):
+    """safetensors writes its metadata in per-process hash order; the sha256 in run.json must not depend on it."""
+    script = ("import sys, torch; from pathlib import Path; from textcls.rundir import write_weights; "
+              "g = torch.Generator().manual_seed(0); "
+              "print(write_weights({'b': torch.randn(3, 5, generator=g), 'a': torch.arange(7)}, Path(sys.argv[1])))")
+    digests = {subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{seed}.safetensors")], check=True,
+                              capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                                                                   "PYTHONHASHSEED": str(seed)}).stdout
+               for seed in range(4)}
+    assert len(digests) == 1

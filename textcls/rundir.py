@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from tokenizers import Tokenizer
 
 from textcls import __version__
@@ -42,14 +42,26 @@ def write_weights(state: dict[str, torch.Tensor], path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "textcls": __version__})
-        give_usual_mode(tmp)
-        with open(tmp, "rb+") as handle:
+        with open(tmp, "wb") as handle:
+            handle.write(_sorted_header(save(tensors, metadata={"format": "pt", "textcls": __version__})))
+            handle.flush()
             os.fsync(handle.fileno())
+        give_usual_mode(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return sha256_file(path)
+
+
+def _sorted_header(blob: bytes) -> bytes:
+    """The safetensors bytes with the JSON header's keys sorted. safetensors writes its metadata in
+    hash-map order, so the same tensors could give files (and sha256s) that differ from run to run;
+    sorted, equal weights give equal files. The header keeps its length, so the offsets still hold."""
+    size = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8:8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    if len(header) > size:  # not what safetensors writes; keep its bytes
+        return blob
+    return blob[:8] + header.ljust(size) + blob[8 + size:]
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> str:
