@@ -78,13 +78,17 @@ def test_the_budget_counts_the_alphabet_and_wordpiece_marks_inner_symbols():
     assert learned.tokens[4:] == ["##ab", "##bab"]
 
 
-def test_word_counts_from_blocks_equal_counts_per_text():
-    texts = [s for s, _ in sst2_slice(50)] + ["服务很好, 价格 不错!", "  spaced\tout\n", "", "ＡＢＣ full-width"]
-    cfg = TokenizerConfig()
+@pytest.mark.parametrize("options", [{}, {"split_cjk": False}, {"nfkc": False, "lowercase": False}])
+def test_word_counts_from_blocks_equal_counts_per_text(options):
+    texts = [s for s, _ in sst2_slice(50)] + ["服务很好, 价格 不错!", "  spaced\tout\n", "", "ＡＢＣ full-width",
+                                             "no\u00a0break\u2003em\u200bzero\x1cfs", "酒店的服务很好,房间"]
+    cfg = TokenizerConfig(**options)
     norm, pre = _normalizer(cfg), _pre_tokenizer(cfg)
     one_by_one = Counter(w for t in texts for w, _ in pre.pre_tokenize_str(norm.normalize_str(t)))
     assert count_words(texts, norm, pre, block=7) == one_by_one
-    assert one_by_one["服"] == 1 and one_by_one["abc"] == 1
+    assert one_by_one["em\u200bzero\x1cfs"] == 1  # not whitespace to the normalizer or the pre-tokenizer
+    if not options:
+        assert one_by_one["服"] == 2 and one_by_one["abc"] == 1
 
 
 def test_training_texts_with_no_words_are_refused():

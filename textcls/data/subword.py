@@ -8,7 +8,8 @@ non-initial symbols carry `##`, for BPE the last carries `</w>`) with one order 
 whose (left, right) strings sort first. The learned vocabulary and merges are then handed to the
 `tokenizers` models, which do the encoding.
 
-Cost: counting words runs the normalizer and pre-tokenizer over the texts in blocks; each merge
+Cost: counting words runs the normalizer over the texts in blocks and the pre-tokenizer over each
+distinct space-separated chunk; each merge
 revisits only the words that hold the merged pair (an index from pair to words, a max-heap of pair
 counts refreshed lazily: a pair's count only falls until it is merged, so a stale entry is re-pushed
 when it reaches the top).
@@ -35,23 +36,26 @@ class Merges:
 
 def count_words(texts: Iterable[str], normalizer: normalizers.Normalizer, pre_tokenizer: pre_tokenizers.PreTokenizer,
                 block: int = 2000) -> Counter[str]:
-    """How often each pre-tokenized word occurs. Texts are joined by a space in blocks (the normalizer
-    turns whitespace runs into one space, and every pre-tokenizer step splits on it)."""
-    counts: Counter[str] = Counter()
+    """How often each pre-tokenized word occurs.
+
+    The normalizer turns every run of whitespace into one space, and every pre-tokenizer step splits
+    there, so the space-separated chunks of the normalized text are counted first (in blocks of
+    texts joined by a space) and the pre-tokenizer then runs once per distinct chunk.
+    """
+    chunks: Counter[str] = Counter()
     batch: list[str] = []
-
-    def flush() -> None:
-        joined = normalizer.normalize_str(" ".join(batch))
-        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(joined))
-        batch.clear()
-
     for text in texts:
         batch.append(text)
         if len(batch) == block:
-            flush()
+            chunks.update(normalizer.normalize_str(" ".join(batch)).split(" "))
+            batch.clear()
     if batch:
-        flush()
-    counts.pop(" ", None)
+        chunks.update(normalizer.normalize_str(" ".join(batch)).split(" "))
+    chunks.pop("", None)
+    counts: Counter[str] = Counter()
+    for chunk, n in chunks.items():
+        for word, _ in pre_tokenizer.pre_tokenize_str(chunk):
+            counts[word] += n
     return counts
 
 
