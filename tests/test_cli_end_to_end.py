@@ -131,3 +131,17 @@ def test_resume_refuses_a_changed_plan_and_takes_runtime_keys(tmp_path):
     # No CONFIG and no run there (a typo): refused, nothing trained.
     res = run_cli("train", "-o", str(tmp_path / "rnu"), "--resume")
     assert res.returncode == 2 and "holds no run to resume" in res.stderr and not (tmp_path / "rnu").exists()
+
+
+def test_two_processes_train_the_same_tokenizer_and_weights(tmp_path):
+    """The promise in the README: same config and seed, separate processes and caches, equal files."""
+    cfg, _, _ = write_config(tmp_path)
+    digests = []
+    for k in range(2):
+        run = tmp_path / f"run{k}"
+        env = {"TEXTCLS_CACHE": str(tmp_path / f"cache{k}"), "PYTHONHASHSEED": str(k)}
+        res = run_cli("train", str(cfg), "--output", str(run), "--set", "train.max_steps=6", "--set",
+                      "train.num_threads=1", "-q", env=env)
+        assert res.returncode == 0, res.stderr
+        digests.append(((run / "tokenizer.json").read_text(), json.loads((run / "run.json").read_text())["sha256"]))
+    assert digests[0] == digests[1]
