@@ -214,16 +214,15 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
 
 
 def test_full_disk_while_saving_weights_keeps_the_previous_file(tmp_path, monkeypatch):
-    import textcls.rundir
+    import textcls.io
 
     path = tmp_path / "model.safetensors"
     save_weights({"w": torch.zeros(3)}, path)
     before = path.read_bytes()
 
-    def full_disk(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"\x00" * 10)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
-    monkeypatch.setattr(textcls.rundir, "save_file", full_disk)
+    def full_disk(fd):  # the data is in the temp file's page cache; the disk has no room for it
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(textcls.io.os, "fsync", full_disk)
     with pytest.raises(CheckpointError, match=r"cannot write .*model.safetensors \(No space left on device\)"):
         save_weights({"w": torch.ones(3)}, path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]

@@ -9,9 +9,9 @@ tensors after checking that the base's weights are still the ones it was trained
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from textcls.config import Config, config_from_dict, read_yaml, save_config
 from textcls.data.labels import load_labels, save_labels
 from textcls.data.tokenizer import PAD, load_tokenizer
 from textcls.errors import CheckpointError
-from textcls.io import atomic_write_json, atomic_write_text, give_usual_mode, sha256_file
+from textcls.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from textcls.model import TextClassifier
 from textcls.model.ensemble import EnsembleClassifier
 from textcls.train.ensemble import is_ensemble_dir, member_dirs
@@ -39,18 +39,9 @@ EVAL_REPORT = "eval_report.json"  # the validation report of the weights in mode
 def write_weights(state: dict[str, torch.Tensor], path: Path) -> str:
     """Write a safetensors file atomically; returns its sha256. Raises OSError/SafetensorError on I/O failure."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(_sorted_header(save(tensors, metadata={"format": "pt", "textcls": __version__})))
-            handle.flush()
-            os.fsync(handle.fileno())
-        give_usual_mode(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return sha256_file(path)
+    blob = _sorted_header(save(tensors, metadata={"format": "pt", "textcls": __version__}))
+    atomic_write_bytes(path, blob)
+    return hashlib.sha256(blob).hexdigest()
 
 
 def _sorted_header(blob: bytes) -> bytes:
