@@ -115,16 +115,16 @@ def learn_merges(word_counts: dict[str, int], budget: int, min_frequency: int, s
                 continue
             # Only the pairs next to a merge change: old pairs at k-1, k, k+1 around each hit k, new
             # pairs on either side of each merged symbol.
-            for k in sorted({k + d for k in hits for d in (-1, 0, 1) if 0 <= k + d < len(syms) - 1}):
+            for k in {k + d for k in hits for d in (-1, 0, 1) if 0 <= k + d < len(syms) - 1}:
                 counts[syms[k], syms[k + 1]] -= freq[wi]
-            for j in sorted({j + d for j in _positions(hits) for d in (-1, 0) if 0 <= j + d < len(out) - 1}):
+            for j in {j + d for j in _positions(hits) for d in (-1, 0) if 0 <= j + d < len(out) - 1}:
                 pair = (out[j], out[j + 1])
                 counts[pair] += freq[wi]
                 where[pair].add(wi)
                 fresh.add(pair)
             words[wi] = out
         counts.pop((a, b), None)
-        for pair in sorted(fresh):
+        for pair in fresh:  # the heap orders by (count, strings), so the order of pushes does not matter
             if counts[pair] > 0:
                 heapq.heappush(heap, (-counts[pair], tokens[pair[0]], tokens[pair[1]], *pair))
     return Merges(tokens=tokens, merges=merges)
