@@ -73,11 +73,6 @@ def make_temp_dir(prefix: str, parent: Path | str) -> Path:
     return tmp
 
 
-def give_usual_mode(path: Path | str) -> None:
-    """Files written by libraries through private temp files (safetensors makes 0600) get the umask's mode."""
-    os.chmod(path, _default_mode())
-
-
 def atomic_write_text(path: Path | str, text: str) -> None:
     with atomic_open(path, "w") as handle:
         handle.write(text)
