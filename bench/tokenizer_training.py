@@ -34,13 +34,13 @@ def texts_of(case: str, copies: int) -> list[str]:
         with open(path, encoding="utf-8", newline="") as handle:
             return [row[name] for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)]
 
-    sst2 = column(DATA / "sst2" / "train.tsv", "sentence")
-    chn = column(DATA / "chnsenticorp" / "train.tsv", "text_a")
-    if case != "mixed":
-        return sst2 if case == "sst2" else chn
+    if case == "sst2":
+        return column(DATA / "sst2" / "train.tsv", "sentence")
+    if case == "chnsenticorp":
+        return column(DATA / "chnsenticorp" / "train.tsv", "text_a")
     with open(DATA / "ag_news" / "test.csv", encoding="utf-8", newline="") as handle:
         news = [f"{title} {body}" for _, title, body in csv.reader(handle)]
-    base = sst2 + chn + news
+    base = texts_of("sst2", 1) + texts_of("chnsenticorp", 1) + news
     return base + [" ".join(f"{w}x{c}" for w in t.split()) for c in range(1, copies) for t in base]
 
 
