@@ -71,9 +71,21 @@ def tiny_config(train_file: Path, valid_file: Path | None, out: Path, **sections
     return config_from_dict(raw)
 
 
+def python_path(*extra: Path) -> str:
+    """PYTHONPATH for a child process: this checkout (then `extra`) ahead of whatever this process was given,
+    so children also find packages installed with `pip --target` on PYTHONPATH."""
+    inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    return os.pathsep.join([str(ROOT), *map(str, extra), *inherited])
+
+
+def child_env(**extra: str) -> dict:
+    """This process's environment for a `python -m textcls` child, with `extra` variables set."""
+    return {**os.environ, "PYTHONPATH": python_path(), **extra}
+
+
 def run_cli(*args: str, input: str | None = None, cwd: Path | None = None, env: dict | None = None,
             timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `python -m textcls ARGS` in a subprocess using this checkout's package."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = child_env(**(env or {}))
     return subprocess.run([sys.executable, "-m", "textcls", *args], input=input, capture_output=True, text=True,
                           cwd=cwd or ROOT, env=full_env, timeout=timeout)

@@ -10,7 +10,6 @@ with atol 1e-6: anything larger is a sharding, scaling or bookkeeping bug, not r
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, tiny_config
+from conftest import child_env, tiny_config
 from textcls.config import save_config
 from textcls.data.batching import BucketSampler, lengths_of
 from textcls.data.pipeline import get_tokenizer, prepare_data
@@ -193,7 +192,7 @@ def test_torchrun_two_processes_match_single_process(tmp_path, sst2_files, monke
     worker.write_text(WORKER)
     commands = [["train", str(config), "-o", str(watched / "ddp"), "-q"],
                 ["train", str(config), "-o", str(watched / "half"), "--resume", "-q"]]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TEXTCLS_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    env = child_env(TEXTCLS_CACHE=str(cache), OMP_NUM_THREADS="1")
     proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(worker), str(watched),
                            str(logs), json.dumps(commands)], env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
+from conftest import child_env, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.errors import CheckpointError, DataError
 from textcls.predict import predict_probabilities
 from textcls.rundir import load_run, load_weights, weights_digest
@@ -142,7 +141,7 @@ def test_members_stop_when_the_ensemble_process_is_killed(sst2_files, tmp_path):
     config.write_text(yaml.safe_dump(raw))
     out = tmp_path / "ens"
     proc = subprocess.Popen([sys.executable, "-m", "textcls", "train", str(config), "--output", str(out), "--quiet"],
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                            env=child_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not all((out / f"members/{k}/last/state.json").exists() for k in range(2)):
@@ -171,7 +170,7 @@ def test_parallel_ensemble_stops_on_sigterm_and_resumes_to_the_same_weights(sst2
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(raw))
     out = tmp_path / "ens"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     proc = subprocess.Popen([sys.executable, "-m", "textcls", "train", str(config), "--output", str(out), "--quiet"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # "started": the children may not have set up their signal handlers yet; "checkpointed": they have

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import ROOT, sst2_slice, write_tsv
+from conftest import child_env, python_path, sst2_slice, write_tsv
 from textcls.cli import app
 from textcls.config import load_config
 from textcls.errors import CheckpointError
@@ -51,7 +51,7 @@ def setup(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _start(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = child_env(OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-m", "textcls", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)
 
@@ -137,7 +137,7 @@ def test_killed_predict_leaves_the_old_output(setup, tmp_path):
     src.write_text("".join(f"{text}\n" for text, _ in sst2_slice(3000)) * 7)  # 5 chunks of 4096 lines
     out = tmp_path / "out.jsonl"
     out.write_text("old predictions\n")
-    proc = subprocess.Popen([sys.executable, "-m", "textcls", "predict", str(reference), str(src), "-o", str(out)], env={**os.environ, "PYTHONPATH": str(ROOT)},
+    proc = subprocess.Popen([sys.executable, "-m", "textcls", "predict", str(reference), str(src), "-o", str(out)], env=child_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -280,7 +280,7 @@ def test_equal_weights_make_equal_files_in_every_process(tmp_path):
               "g = torch.Generator().manual_seed(0); "
               "print(write_weights({'b': torch.randn(3, 5, generator=g), 'a': torch.arange(7)}, Path(sys.argv[1])))")
     digests = {subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{seed}.safetensors")], check=True,
-                              capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                              capture_output=True, text=True, env={"PYTHONPATH": python_path(), "PATH": "/usr/bin:/bin",
                                                                    "PYTHONHASHSEED": str(seed)}).stdout
                for seed in range(4)}
     assert len(digests) == 1

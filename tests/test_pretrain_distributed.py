@@ -11,7 +11,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import ROOT, sst2_slice, tiny_model
+from conftest import child_env, sst2_slice, tiny_model
 from textcls.config import TokenizerConfig, config_from_dict
 from textcls.data.tokenizer import train_tokenizer
 from textcls.pretrain.loop import pretrain
@@ -46,7 +46,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, mo
     cfg_path = tmp_path / "ddp.yaml"
     cfg_path.write_text(yaml.safe_dump(_raw(tmp_path, grad_accum=1)))
     ddp = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = child_env(OMP_NUM_THREADS="1")
     proc = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "textcls", "pretrain",
                            str(cfg_path), "--output", str(ddp), "--quiet"], capture_output=True, text=True,
                           env=env, timeout=300)

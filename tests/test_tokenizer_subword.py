@@ -11,7 +11,7 @@ from textcls.config import TokenizerConfig
 from textcls.data.subword import count_words, learn_merges
 from textcls.data.tokenizer import _normalizer, _pre_tokenizer, train_tokenizer
 
-from conftest import ROOT, sst2_slice
+from conftest import ROOT, python_path, sst2_slice
 
 
 def reference_merges(word_counts: dict[str, int], budget: int, min_frequency: int, style: str) -> list[str]:
@@ -109,7 +109,7 @@ def test_every_subword_type_learns_the_same_vocabulary_in_every_process():
               ".encode()).hexdigest() for k in ('wordpiece', 'bpe', 'unigram')))")
     outs = set()
     for seed in range(3):
-        env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "PATH": "/usr/bin:/bin", "PYTHONHASHSEED": str(seed)}
+        env = {"PYTHONPATH": python_path(ROOT / "tests"), "PATH": "/usr/bin:/bin", "PYTHONHASHSEED": str(seed)}
         outs.add(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                                 check=True).stdout)
     assert len(outs) == 1

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, sst2_slice, tiny_config, tiny_model, write_tsv
+from conftest import child_env, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.config import load_config
 from textcls.data.tokenizer import load_tokenizer
 from textcls.errors import CheckpointError
@@ -167,7 +167,7 @@ def test_sigterm_exits_130_with_a_resumable_last(tmp_path):
         f"model: {json.dumps(tiny_model())}\n"
         "train: {epochs: 1000, batch_size: 8, log_every: 1, num_threads: 1}\n"
         f"output: {{dir: {tmp_path / 'run'}}}\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     proc = subprocess.Popen([sys.executable, "-m", "textcls", "train", str(cfg_path), "-q"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "run" / "metrics.jsonl"
