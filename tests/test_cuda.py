@@ -53,6 +53,15 @@ def test_cuda_training_learns_and_writes_cpu_loadable_weights(tmp_path, precisio
 
 
 @cuda
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_adversarial_training_under_autocast(tmp_path, precision):
+    """The perturbation is computed in fp32 and cast to the embeddings' dtype; fp16's gradient scale cancels out."""
+    result = train(gpu_config(tmp_path, precision, precision=precision, adversarial_eps=0.5), quiet=True)
+    assert result.best_metric is not None and result.best_metric > 0.6
+    assert all(torch.isfinite(t).all() for t in weights(result.run_dir).values())
+
+
+@cuda
 def test_gpu_and_cpu_predictions_agree(tmp_path):
     result = train(gpu_config(tmp_path, "run", precision="bf16"), quiet=True)
     texts = [t for t, _ in sst2_slice(300, "dev")]

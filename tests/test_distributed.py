@@ -170,6 +170,9 @@ def test_torchrun_two_processes_match_single_process(tmp_path, sst2_files, monke
     # Single process, the same global batch: batch_size 16 x grad_accum 2.
     cfg.train.grad_accum = 2
     train(cfg, tmp_path / "single", quiet=True)
+    cfg.train.adversarial_eps = 0.5  # two passes per micro-batch; the all-reduce only after the second
+    train(cfg, tmp_path / "single_adversarial", quiet=True)
+    cfg.train.adversarial_eps = 0.0
     calls = []
 
     def stop_at_step_5(flag: bool) -> bool:
@@ -191,7 +194,8 @@ def test_torchrun_two_processes_match_single_process(tmp_path, sst2_files, monke
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     commands = [["train", str(config), "-o", str(watched / "ddp"), "-q"],
-                ["train", str(config), "-o", str(watched / "half"), "--resume", "-q"]]
+                ["train", str(config), "-o", str(watched / "half"), "--resume", "-q"],
+                ["train", str(config), "-o", str(watched / "adversarial"), "-q", "--set", "train.adversarial_eps=0.5"]]
     env = child_env(TEXTCLS_CACHE=str(cache), OMP_NUM_THREADS="1")
     proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(worker), str(watched),
                            str(logs), json.dumps(commands)], env=env, capture_output=True, text=True, timeout=240)
@@ -201,6 +205,10 @@ def test_torchrun_two_processes_match_single_process(tmp_path, sst2_files, monke
     _assert_same_weights(ddp / "model.safetensors", single / "model.safetensors")
     _assert_same_weights(ddp / "last" / "model.safetensors", single / "last" / "model.safetensors")
     _assert_same_weights(resumed / "last" / "model.safetensors", single / "last" / "model.safetensors")
+    _assert_same_weights(watched / "adversarial" / "last" / "model.safetensors",
+                         tmp_path / "single_adversarial" / "last" / "model.safetensors")
+    with pytest.raises(AssertionError):  # and adversarial training did change the weights
+        _assert_same_weights(watched / "adversarial" / "last" / "model.safetensors", single / "last" / "model.safetensors")
 
     # Evaluation reduced across ranks = the single-process numbers.
     ours, theirs = _records(ddp), _records(single)
@@ -220,4 +228,4 @@ def test_torchrun_two_processes_match_single_process(tmp_path, sst2_files, monke
     assert {"model.safetensors", "state.json", "config.yaml", "meta.json"} <= written
     assert any(p.startswith(str(cache)) for _, p in rank0)
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
-    assert "done:" in proc.stderr and proc.stderr.count("done:") == 2  # one report per command, rank 0 only
+    assert "done:" in proc.stderr and proc.stderr.count("done:") == 3  # one report per command, rank 0 only

@@ -194,3 +194,6 @@ def test_pretrain_refuses_keys_it_would_ignore(tmp_path):
     cfg.train.label_smoothing, cfg.train.patience = 0.1, 2
     with pytest.raises(ConfigError, match=r"`train.patience`, `train.label_smoothing` are for training a classifier"):
         pretrain(cfg, quiet=True)
+    cfg.train.label_smoothing, cfg.train.patience, cfg.train.adversarial_eps = 0.0, None, 0.5
+    with pytest.raises(ConfigError, match=r"`train.adversarial_eps` is for training a classifier"):
+        pretrain(cfg, quiet=True)

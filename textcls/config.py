@@ -165,6 +165,7 @@ class TrainConfig:
     class_weights: Optional[Union[str, list[float]]] = None  # "auto" or one weight per label
     label_smoothing: float = 0.0
     token_dropout: float = 0.0  # word dropout: each training token becomes [UNK] with this probability
+    adversarial_eps: float = 0.0  # > 0: adversarial training on the embeddings, perturbation of this norm
     ema_decay: Optional[float] = None  # evaluate and save an exponential moving average of the weights
     threshold: Union[float, list[float]] = 0.5  # multilabel decision threshold(s)
     trainable: Literal["all", "adapters", "head"] = "all"

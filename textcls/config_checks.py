@@ -116,6 +116,11 @@ def validate(cfg: Config, problems: list[str]) -> None:
         if bad:
             problems.append(f"`model.adapters.layers` has depths outside 0..{m.num_layers - 1}: {bad}")
     _validate_train_extras(t, problems)
+    if t.adversarial_eps < 0:
+        problems.append(f"`train.adversarial_eps` must be >= 0 (0 turns adversarial training off), got {t.adversarial_eps}")
+    if t.adversarial_eps > 0 and t.compile:
+        problems.append("`train.adversarial_eps` needs the embeddings' gradient, which a compiled model does not "
+                        "expose; set `train.compile: false` or `train.adversarial_eps: 0`")
     if not 0.0 <= t.token_dropout < 1.0:
         problems.append(f"`train.token_dropout` must be in [0, 1), got {t.token_dropout}")
     if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:

@@ -123,7 +123,7 @@ def _save_run_files(run_dir: Path, cfg: Config, corpus: Corpus) -> None:
 
 # Classifier-training keys that pretraining does not use: set away from their defaults, they are refused.
 CLASSIFIER_ONLY = ("trainable", "ensemble", "ensemble_variants", "patience", "ema_decay", "save_total_limit",
-                   "token_dropout", "label_smoothing", "batch_tokens", "class_weights")
+                   "token_dropout", "label_smoothing", "batch_tokens", "class_weights", "adversarial_eps")
 
 
 def _check_classifier_keys(cfg: Config) -> None:

@@ -32,6 +32,7 @@ from textcls.model.word_vectors import init_word_embeddings
 from textcls.rundir import (base_keys, base_reference, build_model, load_full_state, load_state, read_run_info,
                             save_eval_report, save_run_files)
 from textcls.train import distributed
+from textcls.train.adversarial import EmbeddingAdversary
 from textcls.train.augment import drop_tokens
 from textcls.train.checkpoint import (keep_step_checkpoint, load_checkpoint, remove_stale_temp, rng_state,
                                       save_best, save_checkpoint)
@@ -251,6 +252,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     eval_model = average.model if average else model  # what is evaluated and saved as the best weights
     train_model = distributed.wrap_model(model, device)  # DDP under torchrun; save/eval use `model`
     forward = torch.compile(train_model, dynamic=True) if t.compile else train_model  # same parameters
+    adversary = EmbeddingAdversary(model.embeddings.norm, t.adversarial_eps) if t.adversarial_eps > 0 else None
     if resume:  # keep the checkpoint's global batch (world size x grad_accum) at any world size
         t.grad_accum = distributed.grad_accum_on_resume(run_dir / "last", t.grad_accum)
 
@@ -332,6 +334,32 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                              f"evaluation(s); best {state['best']:.4f} at step {state['best_step']}")
         return stop_requested or patience_out
 
+    def forward_backward(input_ids: torch.Tensor, batch, active: bool, sync: bool) -> torch.Tensor:
+        """A micro-batch's loss, its gradient added to the parameters' (all-reduced when `sync`). With
+        adversarial training twice: the clean pass, then the pass with perturbed embeddings."""
+        def once() -> torch.Tensor:
+            with autocast_context(device, t.precision):
+                logits = forward(input_ids, batch.attention_mask, batch.token_type_ids)
+            loss = compute_loss(logits, batch.labels, cfg.data.task, class_weights, t.label_smoothing)
+            if not active:  # a stand-in: join the all-reduce with a zero gradient
+                loss = loss * 0.0
+            scaled = loss / t.grad_accum
+            (scaler.scale(scaled) if scaler else scaled).backward()
+            return loss
+
+        if adversary is None:
+            with distributed.sync_gradients(train_model, sync):
+                return once()
+        with distributed.sync_gradients(train_model, False):  # the all-reduce waits for the second pass
+            loss = once()
+        adversary.perturb()
+        try:
+            with distributed.sync_gradients(train_model, sync):
+                once()
+        finally:
+            adversary.clear()
+        return loss
+
     model.train()
     stop = False
     with _StopFlag() as flag:
@@ -347,14 +375,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
                     epoch_done = state["position"] + micro_batch.consumed >= plan.batches_per_epoch
                     sync = (micro + 1) % t.grad_accum == 0 or epoch_done
                     input_ids = drop_tokens(batch.input_ids, batch.attention_mask, t.token_dropout, unk_id, keep_ids)
-                    with distributed.sync_gradients(train_model, sync):
-                        with autocast_context(device, t.precision):
-                            logits = forward(input_ids, batch.attention_mask, batch.token_type_ids)
-                        loss = compute_loss(logits, batch.labels, cfg.data.task, class_weights, t.label_smoothing)
-                        if not micro_batch.active:  # a stand-in: join the all-reduce with a zero gradient
-                            loss = loss * 0.0
-                        scaled = loss / t.grad_accum
-                        (scaler.scale(scaled) if scaler else scaled).backward()
+                    loss = forward_backward(input_ids, batch, micro_batch.active, sync)
                     micro += 1
                     loss_sum = loss_sum + loss.detach()  # stays on the device: .item() here would stall a GPU
                     n_examples += micro_batch.examples
