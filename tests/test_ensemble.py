@@ -305,3 +305,19 @@ def test_a_member_with_bad_input_stops_the_ensemble_before_any_member_trains(sst
     with pytest.raises(DataError, match=r"vectors.txt, line 1: word vectors have 3 dimensions"):
         train(cfg, quiet=True)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before and not (out / "members").exists()
+
+
+def test_a_signal_in_a_members_last_step_stops_before_the_next_member(sst2_files, tmp_path, monkeypatch):
+    from test_train_resume import interrupt_at
+    from textcls.train.loop import Interrupted
+
+    train_file, valid_file = sst2_files
+    out = tmp_path / "ens"
+    cfg = tiny_config(train_file, valid_file, out, train={"ensemble": 3, "max_steps": 4})
+    with monkeypatch.context() as m:
+        interrupt_at(m, 4)  # the first member's last step
+        with pytest.raises(Interrupted):
+            train(cfg, quiet=True)
+    assert read_ensemble(out)["finished"] == ["members/0"]
+    train(cfg, out, resume=True, quiet=True)
+    assert read_ensemble(out)["finished"] == ["members/0", "members/1", "members/2"]

@@ -192,3 +192,14 @@ def test_resume_refuses_when_the_data_no_longer_gives_the_same_plan(tmp_path):
     write_tsv(tmp_path / "train.tsv", sst2_slice(96))  # more rows -> more batches per epoch
     with pytest.raises(CheckpointError, match="planned for 8 steps but the data now gives 12"):
         train(small_config(tmp_path, "run", epochs=1, n_valid=0), resume=True, quiet=True)
+
+
+def test_a_signal_in_the_last_step_finishes_the_run_and_says_so(tmp_path, monkeypatch):
+    reference = train(small_config(tmp_path, "full"), quiet=True)
+    assert not reference.stop_requested
+    with monkeypatch.context() as m:
+        interrupt_at(m, reference.steps)
+        late = train(small_config(tmp_path, "late"), quiet=True)
+    assert late.stop_requested and late.steps == reference.steps
+    a, b = weights(tmp_path / "full" / "model.safetensors"), weights(tmp_path / "late" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the run is whole

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli, tiny_model
+from conftest import child_env, run_cli, tiny_model
 from textcls.config import load_config
 from textcls.errors import ConfigError
 from textcls.tune import parse_budget, parse_space
@@ -123,7 +122,7 @@ def test_ctrl_c_keeps_the_finished_trials_and_writes_best(tmp_path, sst2_files):
     out = tmp_path / "tune"
     proc = subprocess.Popen([sys.executable, "-m", "textcls", "tune", config, "--budget", "5m", "--trials", "50",
                              "--output", str(out), "--set", "train.epochs=20"],
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "trials.jsonl").is_file():
@@ -138,3 +137,17 @@ def test_ctrl_c_keeps_the_finished_trials_and_writes_best(tmp_path, sst2_files):
 def test_ensemble_keys_cannot_be_searched():
     with pytest.raises(ConfigError, match=r"`tune.train.ensemble` cannot be searched"):
         parse_space({"train.ensemble": {"choices": [1, 3]}}, "x.yaml")
+
+
+def test_ctrl_c_in_a_trials_last_step_still_stops_the_search(tmp_path, sst2_files, monkeypatch):
+    """SIGINT during a trial's last step: that trial finishes and is kept, and no further trial starts."""
+    from test_train_resume import interrupt_at
+    from textcls.tune import Tuner
+
+    train, valid = sst2_files
+    cfg = load_config(_write_config(tmp_path, train, valid, {"train.lr": {"low": 1e-4, "high": 3e-3, "log": True}}))
+    interrupt_at(monkeypatch, 6)  # max_steps: 6, so the signal lands in the last step of the first trial
+    tuner = Tuner(cfg, tmp_path / "tune", 300, "accuracy", n_trials=5)
+    tuner.run()
+    assert tuner.interrupted
+    assert [(r.number, r.state) for r in tuner.records] == [(0, "complete")]

@@ -255,6 +255,9 @@ class Tuner:
         score = "-" if value is None else f"{value:.4f}"
         console.print(f"trial {trial.number} {state}: {self.metric} {score} after {result.steps} steps "
                       f"in {time.monotonic() - started:.0f}s ({shown})", highlight=False)
+        if result.stop_requested:  # Ctrl-C during the trial's last step: keep the trial, stop the study
+            self.interrupted = True
+            trial.study.stop()
         if flags["pruned"]:
             raise optuna.TrialPruned()
         return value

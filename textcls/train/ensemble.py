@@ -202,6 +202,8 @@ def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tupl
         steps += result.steps
         examples += result.examples_per_second * result.seconds
         _finish(run_dir, info, name, result.best_metric)
+        if result.stop_requested and (index, name) != pending[-1]:  # Ctrl-C as a member finished
+            raise Interrupted(run_dir)
     return steps, examples
 
 

@@ -70,6 +70,7 @@ class TrainResult:
     seconds: float
     examples_per_second: float
     tokens_per_second: float = 0.0  # padding excluded; 0 where not counted (an ensemble)
+    stop_requested: bool = False  # Ctrl-C/SIGTERM came during the last step: the run is whole, the caller stops
 
 
 def select_device(spec: str, name: str = "`train.device`") -> torch.device:
@@ -418,4 +419,4 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     distributed.barrier()  # return together, after rank 0 has written the final files
     seconds = time.perf_counter() - started
     return TrainResult(run_dir, state["best"], state["step"], seconds, progress.examples_per_second,
-                       progress.tokens_per_second)
+                       progress.tokens_per_second, stop_requested=flag.raised)
