@@ -151,3 +151,26 @@ def test_ctrl_c_in_a_trials_last_step_still_stops_the_search(tmp_path, sst2_file
     tuner.run()
     assert tuner.interrupted
     assert [(r.number, r.state) for r in tuner.records] == [(0, "complete")]
+
+
+def test_ctrl_c_while_a_trial_is_set_up_stops_without_a_traceback(tmp_path, sst2_files, monkeypatch, capfd):
+    """SIGINT outside the training loop's handler raises KeyboardInterrupt inside the objective."""
+    import textcls.train.loop as loop
+    from textcls.tune import Tuner
+
+    train, valid = sst2_files
+    cfg = load_config(_write_config(tmp_path, train, valid, {"train.lr": {"low": 1e-4, "high": 3e-3, "log": True}}))
+    real, calls = loop.train, []
+
+    def train_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train", train_then_interrupt)
+    tuner = Tuner(cfg, tmp_path / "tune", 300, "accuracy", n_trials=5)
+    tuner.run()
+    assert tuner.interrupted and len(calls) == 2
+    assert [(r.number, r.state) for r in tuner.records] == [(0, "complete")]
+    assert "Traceback" not in capfd.readouterr().err

@@ -208,6 +208,16 @@ class Tuner:
     def objective(self, trial) -> float:
         import optuna
 
+        try:
+            return self._objective(trial)
+        except KeyboardInterrupt:  # Ctrl-C outside the training loop (setting a trial up): stop quietly
+            self.interrupted = True
+            trial.study.stop()
+            raise optuna.TrialPruned() from None  # a failed trial would make optuna log the traceback
+
+    def _objective(self, trial) -> float:
+        import optuna
+
         from textcls.train.loop import Interrupted, train
 
         values = {p.key: p.suggest(trial) for p in self.params}
