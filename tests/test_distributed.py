@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import child_env, tiny_config
+from conftest import child_env, metrics_records, tiny_config
 from textcls.config import save_config
 from textcls.data.batching import BucketSampler, lengths_of
 from textcls.data.pipeline import get_tokenizer, prepare_data
@@ -149,10 +149,6 @@ def _assert_same_weights(a: Path, b: Path, atol: float = 1e-6) -> None:
     assert worst <= atol, f"{a} and {b} differ by {worst}"
 
 
-def _records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this python")
 def test_torchrun_two_processes_match_single_process(tmp_path, sst2_files, monkeypatch):
     train_file, valid_file = sst2_files
@@ -211,7 +207,7 @@ def test_torchrun_two_processes_match_single_process(tmp_path, sst2_files, monke
         _assert_same_weights(watched / "adversarial" / "last" / "model.safetensors", single / "last" / "model.safetensors")
 
     # Evaluation reduced across ranks = the single-process numbers.
-    ours, theirs = _records(ddp), _records(single)
+    ours, theirs = metrics_records(ddp), metrics_records(single)
     assert [r["accuracy"] for r in ours] == [r["accuracy"] for r in theirs]
     assert [r["loss"] for r in ours] == pytest.approx([r["loss"] for r in theirs], abs=1e-6)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import metrics_records, tiny_config
 from test_train_resume import interrupt_at, small_config, weights
 from textcls.config import ModelConfig
 from textcls.errors import ConfigError
@@ -84,7 +84,7 @@ def test_training_with_adversarial_eps_differs_learns_and_resumes_exactly(tmp_pa
     assert adv.steps == plain.steps
     a, b = weights(tmp_path / "plain" / "last" / "model.safetensors"), weights(tmp_path / "adv" / "last" / "model.safetensors")
     assert not all(torch.equal(a[k], b[k]) for k in a)
-    losses = [r["loss"] for r in _records(tmp_path / "adv") if r["kind"] == "train"]
+    losses = [r["loss"] for r in metrics_records(tmp_path / "adv") if r["kind"] == "train"]
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4  # it trains
 
     with monkeypatch.context() as m:
@@ -101,12 +101,6 @@ def test_negative_eps_is_a_config_error(tmp_path):
         tiny_config(tmp_path / "t.tsv", None, tmp_path / "out", train={"adversarial_eps": -1.0})
     with pytest.raises(ConfigError, match="train.compile: false"):
         tiny_config(tmp_path / "t.tsv", None, tmp_path / "out", train={"adversarial_eps": 0.5, "compile": True})
-
-
-def _records(run_dir):
-    import json
-
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_frozen_embeddings_still_get_a_perturbation(tmp_path):

@@ -211,8 +211,7 @@ class Tuner:
         try:
             return self._objective(trial)
         except KeyboardInterrupt:  # Ctrl-C outside the training loop (setting a trial up): stop quietly
-            self.interrupted = True
-            trial.study.stop()
+            self._stop_search(trial)
             raise optuna.TrialPruned() from None  # a failed trial would make optuna log the traceback
 
     def _objective(self, trial) -> float:
@@ -250,11 +249,10 @@ class Tuner:
         try:
             result = train(cfg, run_dir, quiet=self.quiet, on_eval=on_eval)
         except Interrupted:  # Ctrl-C: keep what finished, stop the study
-            self.interrupted = True
+            self._stop_search(trial)
             self.records.append(TrialRecord(trial.number, "interrupted", params, evals[-1] if evals else None,
                                             0, round(time.monotonic() - started, 2), str(run_dir)))
             self._write_trials()
-            trial.study.stop()
             raise optuna.TrialPruned() from None
         state = "pruned" if flags["pruned"] else "stopped" if flags["deadline"] else "complete"
         value = result.best_metric if result.best_metric is not None else (evals[-1] if evals else None)
@@ -266,11 +264,15 @@ class Tuner:
         console.print(f"trial {trial.number} {state}: {self.metric} {score} after {result.steps} steps "
                       f"in {time.monotonic() - started:.0f}s ({shown})", highlight=False)
         if result.stop_requested:  # Ctrl-C during the trial's last step: keep the trial, stop the study
-            self.interrupted = True
-            trial.study.stop()
+            self._stop_search(trial)
         if flags["pruned"]:
             raise optuna.TrialPruned()
         return value
+
+    def _stop_search(self, trial) -> None:
+        """Ctrl-C: no further trial starts; the finished ones are kept."""
+        self.interrupted = True
+        trial.study.stop()
 
     def _write_trials(self) -> None:
         with atomic_open(self.output / "trials.jsonl", "w") as handle:
