@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,14 @@ def test_cli_rejects_unknown_precision(tmp_path):
     result = run_cli("predict", str(tmp_path / "no_run"), str(tmp_path / "in.txt"), "--precision", "fp8")
     assert result.returncode == 2
     assert "--precision must be fp32 or bf16" in result.stderr
+
+
+def test_predict_warns_when_bf16_would_be_emulated(monkeypatch, caplog):
+    from textcls.cli import _inference_device
+
+    monkeypatch.setattr("textcls.train.checks.cpu_has_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="textcls"):
+        assert _inference_device("cpu", "fp32").type == "cpu"
+        assert caplog.text == ""
+        _inference_device("cpu", "bf16")
+    assert "--precision: bf16 on this CPU" in caplog.text and "use fp32 here" in caplog.text

@@ -4,6 +4,7 @@ pretrained word vectors, option checks."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from types import SimpleNamespace
@@ -90,6 +91,15 @@ def test_bf16_autocast_on_cpu_trains_and_logs_to_tensorboard(tmp_path, monkeypat
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)  # 3 train records + 1 eval
     tags = {(tag, step) for tag, _, step in FakeSummaryWriter.scalars}
     assert {("train/loss", 1), ("train/lr", 3), ("valid/accuracy", 3), ("valid/loss", 3), ("closed", 0)} <= tags
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bf16_units_warns_once(tmp_path, monkeypatch, caplog, native):
+    monkeypatch.setattr("textcls.train.checks.cpu_has_bf16", lambda: native)
+    with caplog.at_level(logging.WARNING, logger="textcls"):
+        train(small_config(tmp_path, "run", precision="bf16", max_steps=1, device="cpu"), quiet=True)
+    assert caplog.text.count("emulated and usually slower than fp32") == (0 if native else 1)
+    assert ("train.precision" in caplog.text) != native
 
 
 def test_fp16_needs_cuda_and_tensorboard_needs_its_package(tmp_path, monkeypatch):

@@ -91,11 +91,14 @@ DeviceOption = typer.Option("auto", "--device", help="auto (a CUDA GPU when ther
 def _inference_device(device: str, precision: str):
     """The torch device for eval/predict, after checking --precision."""
     from textcls.errors import ConfigError
+    from textcls.train.checks import warn_slow_bf16
     from textcls.train.loop import select_device
 
     if precision not in ("fp32", "bf16"):
         raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
-    return select_device(device, "--device")
+    target = select_device(device, "--device")
+    warn_slow_bf16(target, precision, "--precision")
+    return target
 OutputOption = typer.Option(None, "--output", "-o", help="Run directory (overrides output.dir).")
 ResumeOption = typer.Option(False, "--resume", help="Continue the run in the output directory from last/.")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")

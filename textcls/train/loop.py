@@ -36,7 +36,7 @@ from textcls.train.adversarial import EmbeddingAdversary
 from textcls.train.augment import drop_tokens
 from textcls.train.checkpoint import (keep_step_checkpoint, load_checkpoint, remove_stale_temp, rng_state,
                                       save_best, save_checkpoint)
-from textcls.train.checks import check_device_options, check_label_options
+from textcls.train.checks import check_device_options, check_label_options, warn_slow_bf16
 from textcls.train.ensemble import is_ensemble_dir, train_ensemble
 from textcls.train.ema import WeightAverage
 from textcls.train.evaluate import autocast_context, evaluate
@@ -214,6 +214,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     device = distributed.setup(select_device(t.device))  # cuda:LOCAL_RANK under torchrun
     check_device_options(cfg, device)
     main = distributed.is_main()  # only rank 0 writes files and prints
+    if main:
+        warn_slow_bf16(device, t.precision, "train.precision")
     metrics = MetricsLog(run_dir, cfg.output.tensorboard, enabled=main)  # fails early without tensorboard
     if main:
         remove_stale_temp(run_dir)
