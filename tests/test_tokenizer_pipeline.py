@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 
 from textcls.config import DataConfig, TokenizerConfig
@@ -150,6 +152,36 @@ def test_tokenized_cache_is_reused_without_reading_the_text(tmp_path, monkeypatc
     write_tsv(train, sst2_slice(201))
     with pytest.raises(AssertionError, match="read again"):
         prepare_data(cfg)
+
+
+def test_two_runs_that_tokenize_the_same_file_at_once_share_the_cache_entry(tmp_path, monkeypatch):
+    """Another run publishes the same entry while this one builds it: this run keeps theirs, no error."""
+    train, valid = write_tsv(tmp_path / "t.tsv", sst2_slice(100)), write_tsv(tmp_path / "v.tsv", sst2_slice(20, "dev"))
+    cfg = tiny_config(train, valid, tmp_path / "run")
+    real = pipeline._publish_entry
+    published = []
+
+    def other_run_first(tmp, entry):
+        shutil.copytree(tmp, entry)  # the other run renamed its copy into place a moment earlier
+        (entry / "theirs").touch()
+        published.append(entry)
+        real(tmp, entry)
+
+    monkeypatch.setattr(pipeline, "_publish_entry", other_run_first)
+    data = prepare_data(cfg)
+    assert len(published) == 2 and all((e / "theirs").exists() for e in published)
+    assert len(data.train) == 100 and len(data.valid) == 20
+    monkeypatch.setattr(pipeline, "_publish_entry", real)
+    assert prepare_data(cfg).train["input_ids"] == data.train["input_ids"]  # and later runs reuse it
+    # An entry left without its metadata is replaced.
+    leftover = tmp_path / "entry"
+    leftover.mkdir()
+    (leftover / "data.arrow").write_bytes(b"partial")
+    built = tmp_path / "built"
+    built.mkdir()
+    (built / "meta.json").write_text("{}")
+    real(built, leftover)
+    assert (leftover / "meta.json").exists() and not (leftover / "data.arrow").exists() and not built.exists()
 
 
 def test_label_names_file_maps_indexes(tmp_path):

@@ -198,15 +198,26 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
                 cache_file_name=str(tmp / "data.arrow"), new_fingerprint=entry.name)
         atomic_write_json(tmp / "meta.json", {"rows": len(records), "skipped_lines": skipped,
                                               "labels": labels, "source": ident})
-        if entry.exists():
-            shutil.rmtree(entry, ignore_errors=True)
-        os.replace(tmp, entry)
+        _publish_entry(tmp, entry)
     except OSError as exc:  # pyarrow reports a full disk as an OSError without errno
         raise DataError(_cache_problem(entry.parent, exc)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ds = datasets.Dataset.from_file(str(entry / "data.arrow"))
     return ds, SplitInfo(path, len(records), skipped)
+
+
+def _publish_entry(tmp: Path, entry: Path) -> None:
+    """Rename a built cache entry into place. Entries are named by their inputs, so an entry another run
+    published meanwhile (two trainings started at once) holds the same rows: keep it, since that run may
+    be reading it, and drop ours."""
+    try:
+        os.replace(tmp, entry)
+    except OSError:
+        if (entry / "meta.json").exists():
+            return
+        shutil.rmtree(entry, ignore_errors=True)  # a leftover without metadata: replace it
+        os.replace(tmp, entry)
 
 
 def _check_first_row(path: str, cfg: DataConfig, records: list[Record]) -> None:
