@@ -21,6 +21,7 @@ import numpy as np
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from textcls.data.labels import LabelNamer
     from textcls.data.readers import iter_records
     from textcls.predict import predict_probabilities
     from textcls.rundir import load_run
@@ -35,8 +36,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     top = load_run(args.run_dir)
     records = list(iter_records(args.data_file, top.cfg.data, labelled=True))
+    namer = LabelNamer(top.cfg.data)  # label values that index a label-name file
     texts = [r.text for r in records]
-    gold = np.array([top.labels.index(r.labels[0]) for r in records])
+    gold = np.array([top.labels.index(namer(r.labels[0])) for r in records])
     keep = np.ones(len(records), dtype=bool)
     if args.exclude_texts_of:
         seen = {r.text for r in iter_records(args.exclude_texts_of, top.cfg.data, labelled=True)}
