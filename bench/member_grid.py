@@ -84,11 +84,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.exclude_texts_of:
         seen = {r.text for r in iter_records(args.exclude_texts_of, first.cfg.data, labelled=True)}
         keep = np.array([t not in seen for t in texts])
-    probs, gold = {}, None
-    for name, seed in jobs:
-        run = load_run(args.out / f"{name}_s{seed}")
-        probs[name, seed] = predict_probabilities(run, texts, batch_size=64)
-        gold = np.array([run.labels.index(namer(r.labels[0])) for r in records])
+    gold = np.array([first.labels.index(namer(r.labels[0])) for r in records])  # members share labels.json
+    probs = {(name, seed): predict_probabilities(load_run(args.out / f"{name}_s{seed}"), texts, batch_size=64)
+             for name, seed in jobs}
 
     def accuracy(members: list[tuple[str, int]]) -> float:
         mean = np.mean([probs[m] for m in members], axis=0)
