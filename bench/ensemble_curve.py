@@ -20,9 +20,24 @@ from typing import Optional
 import numpy as np
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def scored_rows(run, data_file: str, exclude_texts_of: Optional[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A labelled file's texts, gold label indexes in the run's label order, and which rows to score
+    (those whose text is not in `exclude_texts_of`, or all)."""
     from textcls.data.labels import LabelNamer
     from textcls.data.readers import iter_records
+
+    records = list(iter_records(data_file, run.cfg.data, labelled=True))
+    namer = LabelNamer(run.cfg.data)  # label values that index a label-name file
+    texts = [r.text for r in records]
+    gold = np.array([run.labels.index(namer(r.labels[0])) for r in records])
+    keep = np.ones(len(records), dtype=bool)
+    if exclude_texts_of:
+        seen = {r.text for r in iter_records(exclude_texts_of, run.cfg.data, labelled=True)}
+        keep = np.array([t not in seen for t in texts])
+    return texts, gold, keep
+
+
+def main(argv: Optional[list[str]] = None) -> int:
     from textcls.predict import predict_probabilities
     from textcls.rundir import load_run
     from textcls.train.ensemble import member_dirs
@@ -34,15 +49,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--max-subsets", type=int, default=200, help="Subsets sampled per size at most.")
     args = parser.parse_args(argv)
 
-    top = load_run(args.run_dir)
-    records = list(iter_records(args.data_file, top.cfg.data, labelled=True))
-    namer = LabelNamer(top.cfg.data)  # label values that index a label-name file
-    texts = [r.text for r in records]
-    gold = np.array([top.labels.index(namer(r.labels[0])) for r in records])
-    keep = np.ones(len(records), dtype=bool)
-    if args.exclude_texts_of:
-        seen = {r.text for r in iter_records(args.exclude_texts_of, top.cfg.data, labelled=True)}
-        keep = np.array([t not in seen for t in texts])
+    texts, gold, keep = scored_rows(load_run(args.run_dir), args.data_file, args.exclude_texts_of)
     probs = []
     for path in member_dirs(args.run_dir):
         probs.append(predict_probabilities(load_run(path), texts))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from ensemble_curve import scored_rows  # bench/ is on sys.path when a script in it runs
 
 
 def parse_variant(spec: str) -> tuple[str, list[str]]:
@@ -47,8 +48,6 @@ def train_member(config: str, run: Path, seed: int, sets: list[str]) -> Optional
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from textcls.data.labels import LabelNamer
-    from textcls.data.readers import iter_records
     from textcls.predict import predict_probabilities
     from textcls.rundir import load_run
 
@@ -76,15 +75,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if errors:
         return 1
 
-    first = load_run(args.out / f"{jobs[0][0]}_s0")
-    records = list(iter_records(args.data_file, first.cfg.data, labelled=True))
-    namer = LabelNamer(first.cfg.data)  # label values that index a label-name file
-    texts = [r.text for r in records]
-    keep = np.ones(len(records), dtype=bool)
-    if args.exclude_texts_of:
-        seen = {r.text for r in iter_records(args.exclude_texts_of, first.cfg.data, labelled=True)}
-        keep = np.array([t not in seen for t in texts])
-    gold = np.array([first.labels.index(namer(r.labels[0])) for r in records])  # members share labels.json
+    texts, gold, keep = scored_rows(load_run(args.out / f"{jobs[0][0]}_s0"), args.data_file, args.exclude_texts_of)
     probs = {(name, seed): predict_probabilities(load_run(args.out / f"{name}_s{seed}"), texts, batch_size=64)
              for name, seed in jobs}
 
