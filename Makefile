@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := test,plot,tune,bench
+EXTRAS := test,plot,tune,bench,zh
 
 .PHONY: install demo test bench clean
 

@@ -71,6 +71,7 @@ class TokenizerConfig:
     nfkc: bool = True
     strip_accents: bool = False
     split_cjk: bool = True  # each CJK character its own piece; false: the tokenizer learns multi-character words
+    segment: Literal["none", "jieba"] = "none"  # jieba: cut Chinese into dictionary words first (data/segment.py)
     path: Optional[str] = None  # load an existing tokenizer.json instead of training one
 
 

@@ -33,6 +33,7 @@ def validate(cfg: Config, problems: list[str]) -> None:
                        "model.adapters.size": m.adapters.size}.items():
         if value is not None and value < 1:
             problems.append(f"`{key}` must be at least 1 when set, got {value}")
+    _check_segmenter(cfg, problems)
     if m.hidden_size > 0 and m.num_heads > 0 and m.hidden_size % m.num_heads:
         problems.append(
             f"`model.hidden_size` ({m.hidden_size}) must be divisible by `model.num_heads` "
@@ -220,3 +221,17 @@ def _validate_train_extras(t: TrainConfig, problems: list[str]) -> None:
         elif key != "hold_steps" and t.lr > 0 and getattr(t, key) > t.lr:
             problems.append(f"`train.{key}` ({getattr(t, key):g}) is above `train.lr` ({t.lr:g}); the schedule moves "
                             "between them and lr is its peak, so lower it")
+
+
+def _check_segmenter(cfg: Config, problems: list[str]) -> None:
+    from textcls.data.segment import INSTALL_HINT, segmenter_available
+
+    tk = cfg.tokenizer
+    if tk.segment == "none" or tk.path:
+        return
+    if tk.split_cjk:
+        problems.append(f"`tokenizer.segment: {tk.segment}` cuts Chinese text into words, and `tokenizer.split_cjk: "
+                        "true` (the default) would split them back into characters; set `tokenizer.split_cjk: false`")
+    if not segmenter_available(tk.segment):
+        problems.append(f"`tokenizer.segment: {tk.segment}` needs the rjieba package, which is not installed; "
+                        f"{INSTALL_HINT}, or remove the key")

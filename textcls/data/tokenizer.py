@@ -3,7 +3,7 @@
 Every type shares one normalizer (optional NFKC, lowercase, accent stripping) and one
 pre-tokenizer: every CJK character becomes its own piece (unless `split_cjk: false`, where the
 subword model learns multi-character pieces from runs of CJK text), then text splits on whitespace
-and punctuation. `[CLS]`/`[SEP]` are added by `encode_batch` in data/pipeline.py, not here, so that
+and punctuation. With `segment: jieba` a word segmenter cuts the text first (data/segment.py). `[CLS]`/`[SEP]` are added by `encode_batch` in data/pipeline.py, not here, so that
 truncation can keep the end of a document.
 """
 
@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from textcls.config import TokenizerConfig
+from textcls.data.segment import SegmentingTokenizer, cutter, marker_rule, with_segmenter
 from textcls.data.subword import BPE_SUFFIX, count_words, learn_merges
 from textcls.errors import CheckpointError, ConfigError
 
@@ -45,20 +46,25 @@ def _normalizer(cfg: TokenizerConfig) -> normalizers.Normalizer:
 
 
 def _pre_tokenizer(cfg: TokenizerConfig) -> pre_tokenizers.PreTokenizer:
-    steps = [pre_tokenizers.Split(Regex(CJK), behavior="isolated")] if cfg.split_cjk else []
+    steps = [marker_rule(cfg.segment)] if cfg.segment != "none" else []
+    if cfg.split_cjk:
+        steps.append(pre_tokenizers.Split(Regex(CJK), behavior="isolated"))
     steps += [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
     if cfg.type == "char":
         steps.append(pre_tokenizers.Split(Regex(r"."), behavior="isolated"))
     return pre_tokenizers.Sequence(steps)
 
 
-def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
+def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer | SegmentingTokenizer:
     """Train a tokenizer of `cfg.type` on `texts`; special tokens get ids 0..4.
 
     Wordpiece and BPE vocabularies come from textcls's own merge learner (data/subword.py), whose
-    ties do not depend on the process; unigram, word and char use the `tokenizers` trainers.
+    ties do not depend on the process; unigram, word and char use the `tokenizers` trainers. With
+    `cfg.segment` the texts are cut into words first, and so is every text the result encodes.
     """
     normalizer, pre_tokenizer = _normalizer(cfg), _pre_tokenizer(cfg)
+    if cfg.segment != "none":
+        texts = map(cutter(cfg.segment), texts)
     if cfg.type in ("wordpiece", "bpe"):
         counts = count_words(texts, normalizer, pre_tokenizer)
         learned = learn_merges(counts, cfg.vocab_size - len(SPECIAL_TOKENS), cfg.min_frequency, cfg.type)
@@ -95,7 +101,7 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
     for i, special in enumerate(SPECIAL_TOKENS):
         if tok.token_to_id(special) != i:
             raise ConfigError(f"tokenizer training put {special} at id {tok.token_to_id(special)}, expected {i}")
-    return tok
+    return with_segmenter(tok)
 
 
 def _canonical_ids(tok: Tokenizer) -> Tokenizer:
@@ -148,7 +154,7 @@ def _batched(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
         yield batch
 
 
-def load_tokenizer(path: Path | str) -> Tokenizer:
+def load_tokenizer(path: Path | str) -> Tokenizer | SegmentingTokenizer:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"tokenizer file {path} does not exist; check the path (a run directory has one)")
@@ -159,7 +165,7 @@ def load_tokenizer(path: Path | str) -> Tokenizer:
     except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON
         raise CheckpointError(f"tokenizer file {path} cannot be loaded ({exc}); it must be a tokenizer.json") from None
     check_special_tokens(tok, str(path))
-    return tok
+    return with_segmenter(tok, f"tokenizer file {path}")
 
 
 def check_special_tokens(tok: Tokenizer, source: str) -> None:

@@ -43,6 +43,7 @@ import torch.distributed as dist
 from tokenizers import Tokenizer
 
 from textcls.data.batching import Batch, BucketSampler, collate
+from textcls.data.segment import with_segmenter
 from textcls.errors import CheckpointError, ConfigError
 from textcls.io import recover_dir
 
@@ -265,7 +266,7 @@ def prepare_once(prepare: Callable[[Optional[Tokenizer]], T], tokenizer: Optiona
     tok_json = broadcast_object(result.tokenizer.to_str() if is_main() else None)
     with main_first():
         if not is_main():
-            result = prepare(Tokenizer.from_str(tok_json))
+            result = prepare(with_segmenter(Tokenizer.from_str(tok_json)))
     return result
 
 
