@@ -17,7 +17,7 @@ hold. `with_segmenter` reads that rule back from a loaded tokenizer.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from tokenizers import Tokenizer, pre_tokenizers
 
@@ -56,11 +56,10 @@ def marker_rule(name: str) -> pre_tokenizers.PreTokenizer:
 def recorded_segmenter(tok: Tokenizer) -> Optional[str]:
     """The segmenter a tokenizer.json records in its first pre-tokenizer rule, if any."""
     pre = json.loads(tok.to_str()).get("pre_tokenizer") or {}
-    first = (pre.get("pretokenizers") or [None])[0] if pre.get("type") == "Sequence" else pre
-    pattern = ((first or {}).get("pattern") or {}).get("String", "") if (first or {}).get("type") == "Split" else ""
-    if pattern.startswith(f"{_MARK}segment=") and pattern.endswith(_MARK):
-        return pattern[len(f"{_MARK}segment="):-1]
-    return None
+    first = pre["pretokenizers"][0] if pre.get("type") == "Sequence" and pre["pretokenizers"] else pre
+    pattern = first.get("pattern", {}).get("String", "") if first.get("type") == "Split" else ""
+    prefix = f"{_MARK}segment="
+    return pattern[len(prefix):-1] if pattern.startswith(prefix) and pattern.endswith(_MARK) else None
 
 
 class SegmentingTokenizer:
@@ -71,14 +70,11 @@ class SegmentingTokenizer:
         self.tokenizer, self.segment = tokenizer, segment
         self.cut = cutter(segment)
 
-    def _cut_input(self, item: Any) -> Any:
-        return self.cut(item) if isinstance(item, str) else type(item)(self.cut(x) for x in item)
+    def encode(self, text: str, *args, **kwargs):
+        return self.tokenizer.encode(self.cut(text), *args, **kwargs)
 
-    def encode(self, sequence: str, pair: Optional[str] = None, *args, **kwargs):
-        return self.tokenizer.encode(self.cut(sequence), None if pair is None else self.cut(pair), *args, **kwargs)
-
-    def encode_batch(self, inputs: list, *args, **kwargs):
-        return self.tokenizer.encode_batch([self._cut_input(x) for x in inputs], *args, **kwargs)
+    def encode_batch(self, texts: list[str], *args, **kwargs):
+        return self.tokenizer.encode_batch([self.cut(t) for t in texts], *args, **kwargs)
 
     def __getattr__(self, name: str):
         return getattr(self.tokenizer, name)
