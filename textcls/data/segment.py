@@ -39,7 +39,7 @@ def segmenter_available(name: str) -> bool:
 def cutter(name: str) -> Callable[[str], str]:
     """A function from a text to the same text with its words separated by spaces (ImportError when
     the segmenter's package is missing)."""
-    if name != "jieba":
+    if name not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {name!r}")
     import rjieba
 

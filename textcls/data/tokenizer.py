@@ -3,8 +3,9 @@
 Every type shares one normalizer (optional NFKC, lowercase, accent stripping) and one
 pre-tokenizer: every CJK character becomes its own piece (unless `split_cjk: false`, where the
 subword model learns multi-character pieces from runs of CJK text), then text splits on whitespace
-and punctuation. With `segment: jieba` a word segmenter cuts the text first (data/segment.py). `[CLS]`/`[SEP]` are added by `encode_batch` in data/pipeline.py, not here, so that
-truncation can keep the end of a document.
+and punctuation. With `segment: jieba` a word segmenter cuts the text first (data/segment.py).
+`[CLS]`/`[SEP]` are added by `encode_batch` in data/pipeline.py, not here, so that truncation can keep
+the end of a document.
 """
 
 from __future__ import annotations
