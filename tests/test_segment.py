@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import unicodedata
 
 import numpy as np
@@ -85,12 +86,12 @@ def test_loading_a_segmenting_tokenizer_without_rjieba_says_what_to_install(tmp_
     tok = train_tokenizer(reviews[:300], TokenizerConfig(vocab_size=2000, split_cjk=False, segment="jieba"))
     path = tmp_path / "tokenizer.json"
     path.write_text(tok.to_str(), encoding="utf-8")
-    monkeypatch.setitem(__import__("sys").modules, "rjieba", None)  # `import rjieba` now raises ImportError
+    monkeypatch.setitem(sys.modules, "rjieba", None)  # `import rjieba` now raises ImportError
     with pytest.raises(CheckpointError, match=r"tokenizer file .*tokenizer\.json.*jieba.*pip install 'textcls\[zh\]'"):
         load_tokenizer(path)
 
 
-def test_config_checks(monkeypatch, tmp_path):
+def test_config_checks(monkeypatch):
     base = {"data": {"train": "x.tsv"}, "tokenizer": {"segment": "jieba"}}
     with pytest.raises(ConfigError, match=r"tokenizer\.split_cjk: false"):
         config_from_dict(base)
