@@ -102,7 +102,7 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer | S
     for i, special in enumerate(SPECIAL_TOKENS):
         if tok.token_to_id(special) != i:
             raise ConfigError(f"tokenizer training put {special} at id {tok.token_to_id(special)}, expected {i}")
-    return with_segmenter(tok)
+    return SegmentingTokenizer(tok, cfg.segment) if cfg.segment != "none" else tok
 
 
 def _canonical_ids(tok: Tokenizer) -> Tokenizer:
