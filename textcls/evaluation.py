@@ -11,13 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from textcls.data.pipeline import tokenize_file
+from textcls.data.pipeline import labelled_texts, tokenize_file
 from textcls.data.tokenizer import PAD
 from textcls.config import DataConfig
 from textcls.errors import ConfigError, DataError, data_error_hint
 from textcls.io import atomic_write_json
 from textcls.rundir import Run
-from textcls.train.evaluate import evaluate_groups
+from textcls.train.evaluate import evaluate_groups, report_from_probabilities
+from textcls.train.metrics import METRICS
 
 
 def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, batch_size: int = 128,
@@ -35,8 +36,16 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
                              "--input-format, --text-column, --label-column, --header or --encoding"):
             ds, info = tokenize_file(data_file, data_cfg, group.tokenizer, labels=run.labels)
         parts.append((group.model, ds, group.tokenizer.token_to_id(PAD), n))
+    mix = None
+    if run.ngram is not None:  # the n-gram model reads the rows as text
+        model, share = run.ngram
+        rows = labelled_texts(data_file, dataclasses.replace(run.cfg.data, **(reading or {})), run.labels)
+        mix = model.probabilities(rows.texts, rows.pairs), share
     report = evaluate_groups(parts, run.labels, batch_size, device, run.cfg.data.task, run.cfg.train.threshold,
-                             precision)
+                             precision, mix)
+    if mix is not None:
+        alone = report_from_probabilities(mix[0], rows.targets, run.labels, run.cfg.data.task, run.cfg.train.threshold)
+        report["ngram"] = {"weight": mix[1], **{k: alone[k] for k in METRICS if k in alone}}
     report["file"] = str(data_file)
     if info.skipped_lines:
         report["skipped_lines"] = info.skipped_lines
@@ -82,6 +91,11 @@ def print_report(report: dict, console: Optional[Console] = None) -> None:
     summary.add_row(*[f"{report[k]:.4f}" for k in ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")
                       if k in report])
     console.print(summary)
+    if "ngram" in report:  # the figures above mix in the n-gram model's share
+        key = "accuracy" if "accuracy" in report else "micro_f1"
+        console.print(f"with the n-gram model, {report['ngram']['weight']:g} of the probabilities; {key} without "
+                      f"it {report['without_ngram'][key]:.4f}, the n-gram model alone {report['ngram'][key]:.4f}",
+                      highlight=False)
     console.print("per class")
     per = Table()
     for col in ("label", "precision", "recall", "f1", "support"):

@@ -64,12 +64,23 @@ def predict_probabilities(run: Run, texts: list[str], pairs: Optional[list[str]]
                           device: torch.device = torch.device("cpu"), precision: str = "fp32") -> np.ndarray:
     """(N, C) probabilities for raw texts (optionally text pairs), in input order."""
     if run.groups:
-        return group_mean(run, lambda g: predict_probabilities(g, texts, pairs, batch_size, device, precision))
-    cfg = run.cfg
-    ids, types = encode_texts(run.tokenizer, texts, pairs, cfg.data.max_length, cfg.data.truncation,
-                              cfg.data.head_tokens)
-    return predict_ids(run.model, ids, types if pairs else None, len(run.labels), batch_size,
-                       run.tokenizer.token_to_id(PAD), device, precision, cfg.data.task)
+        probs = group_mean(run, lambda g: predict_probabilities(g, texts, pairs, batch_size, device, precision))
+    else:
+        cfg = run.cfg
+        ids, types = encode_texts(run.tokenizer, texts, pairs, cfg.data.max_length, cfg.data.truncation,
+                                  cfg.data.head_tokens)
+        probs = predict_ids(run.model, ids, types if pairs else None, len(run.labels), batch_size,
+                            run.tokenizer.token_to_id(PAD), device, precision, cfg.data.task)
+    return with_ngram(run, probs, texts, pairs)
+
+
+def with_ngram(run: Run, probs: np.ndarray, texts: list[str], pairs: Optional[list[str]] = None) -> np.ndarray:
+    """The run's probabilities with its n-gram model's share mixed in (unchanged without one). The group
+    runs of an ensemble have none: the mix happens once, on the ensemble's mean."""
+    if run.ngram is None:
+        return probs
+    model, share = run.ngram
+    return ((1 - share) * probs + share * model.probabilities(texts, pairs)).astype(np.float32)
 
 
 def group_mean(run: Run, probabilities) -> np.ndarray:
@@ -93,7 +104,8 @@ def predict_windowed(run: Run, texts: list[str], stride: Optional[int] = None, b
     max_length tokens (`[CLS] window [SEP]`, starts `stride` tokens apart; default half a window)
     and its windows' probabilities are averaged. Texts that fit are predicted as by predict_probabilities."""
     if run.groups:
-        return group_mean(run, lambda g: predict_windowed(g, texts, stride, batch_size, device, precision))
+        probs = group_mean(run, lambda g: predict_windowed(g, texts, stride, batch_size, device, precision))
+        return with_ngram(run, probs, texts)
     cfg = run.cfg
     size = cfg.data.max_length - 2
     stride = stride or max(1, size // 2)
@@ -116,7 +128,7 @@ def predict_windowed(run: Run, texts: list[str], stride: Optional[int] = None, b
     sums = np.zeros((len(texts), len(run.labels)), dtype=np.float64)
     np.add.at(sums, np.asarray(owner), window_probs)
     counts = np.bincount(owner, minlength=len(texts))[:, None]
-    return (sums / counts).astype(np.float32)
+    return with_ngram(run, (sums / counts).astype(np.float32), texts)  # the n-gram model reads whole texts
 
 
 def _format_row(probs: np.ndarray, labels: list[str], top_k: int, fmt: str, task: str, threshold) -> str:

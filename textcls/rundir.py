@@ -28,6 +28,7 @@ from textcls.errors import CheckpointError
 from textcls.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from textcls.model import TextClassifier
 from textcls.model.ensemble import EnsembleClassifier
+from textcls.model.ngram import NgramModel, has_ngram_model, load_ngram_model
 from textcls.train.ensemble import is_ensemble_dir, member_dirs
 
 log = logging.getLogger("textcls")
@@ -137,6 +138,9 @@ class Run:
     # tokenizer (its members behind an EnsembleClassifier) and its member count. Predict and evaluate
     # tokenize once per group and average the groups' probabilities weighted by member count.
     groups: list[tuple["Run", int]] | None = None
+    # A bag-of-n-grams model trained beside the transformer(s) (`ngram.weight`), and its share of the
+    # probabilities: predict and evaluate mix it into theirs.
+    ngram: tuple[NgramModel, float] | None = None
 
 
 def load_run_config(run_dir: Path) -> Config:
@@ -184,7 +188,11 @@ def load_run(run_dir: Path | str, weights: str = "model.safetensors", device: to
                               f"{head.shape[0]}; restore the run's labels.json")
     load_state(model, state, str(run_dir / weights))
     model.to(device or "cpu").eval()
-    return Run(run_dir, cfg, tokenizer, labels, model)
+    return Run(run_dir, cfg, tokenizer, labels, model, ngram=_ngram(run_dir, labels))
+
+
+def _ngram(run_dir: Path, labels: list[str]) -> tuple[NgramModel, float] | None:
+    return load_ngram_model(run_dir, len(labels)) if has_ngram_model(run_dir) else None
 
 
 def _load_ensemble(run_dir: Path, cfg: Config, weights: str) -> Run:
@@ -203,9 +211,10 @@ def _load_ensemble(run_dir: Path, cfg: Config, weights: str) -> Run:
     groups = [(Run(run_dir, members[0].cfg, members[0].tokenizer, labels,
                    EnsembleClassifier([m.model for m in members], cfg.data.task).eval()), len(members))
               for members in by_tokenizer.values()]
+    ngram = _ngram(run_dir, labels)
     if len(groups) == 1:
-        return Run(run_dir, cfg, tokenizer, labels, groups[0][0].model)
-    return Run(run_dir, cfg, tokenizer, labels, GroupedEnsemble([g.model for g, _ in groups]).eval(), groups)
+        return Run(run_dir, cfg, tokenizer, labels, groups[0][0].model, ngram=ngram)
+    return Run(run_dir, cfg, tokenizer, labels, GroupedEnsemble([g.model for g, _ in groups]).eval(), groups, ngram)
 
 
 class GroupedEnsemble(torch.nn.Module):

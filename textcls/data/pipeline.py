@@ -333,6 +333,46 @@ def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None) -> Prepared
     return PreparedData(tokenizer, labels, train, valid)
 
 
+@dataclass
+class TextSplit:
+    """Rows as raw text (and second texts of pairs) with (N, C) 0/1 label targets."""
+
+    texts: list[str]
+    pairs: Optional[list[str]]
+    targets: np.ndarray
+
+
+def text_splits(cfg: Config, labels: list[str]) -> tuple[TextSplit, Optional[TextSplit]]:
+    """The training and validation rows of a run as text, in the order prepare_data tokenizes them
+    (for models that read text, not token ids: textcls.model.ngram)."""
+    d = cfg.data
+    records = _read_all(d.train, d, labelled=True)
+    if d.valid:
+        train, valid = records, _read_all(d.valid, d, labelled=True)
+    elif d.valid_fraction:
+        split_seed = cfg.train.seed if d.split_seed is None else d.split_seed
+        train, held = _split_records(*records, d.valid_fraction, split_seed)
+        valid = _known_labels(held, labels, d)
+    else:
+        train, valid = records, None
+    return _text_split(train[0], d, labels, d.train), (_text_split(valid[0], d, labels, d.valid or d.train)
+                                                      if valid else None)
+
+
+def labelled_texts(path: str, cfg: DataConfig, labels: list[str]) -> TextSplit:
+    """A labelled file's rows as text, in the order tokenize_file reads them."""
+    return _text_split(_read_all(path, cfg, labelled=True)[0], cfg, labels, path)
+
+
+def _text_split(records: list[Record], cfg: DataConfig, labels: list[str], path: str) -> TextSplit:
+    targets = np.zeros((len(records), len(labels)), dtype=np.float32)
+    columns = _label_columns(path, cfg, labels)(records)
+    for i, ids in enumerate(columns.get("labels") or [[x] for x in columns["label"]]):
+        targets[i, ids] = 1.0
+    pairs = [r.text_pair or "" for r in records] if len(cfg.text_columns) == 2 else None
+    return TextSplit([r.text for r in records], pairs, targets)
+
+
 def _split_records(records: list[Record], skipped: list[int], fraction: float, seed: int) -> tuple[Records, Records]:
     """(training part, held-out part), each in file order; the held-out part is a seeded random sample."""
     order = np.random.default_rng(seed).permutation(len(records))

@@ -95,6 +95,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     from textcls.train import distributed
     from textcls.train.evaluate import evaluate_groups
     from textcls.train.loop import TrainResult, select_device
+    from textcls.train.ngram import mixed_report, ngram_mix
     from textcls.train.run_dir import prepare_run_dir, replace_old_run, resumed_config
     from textcls.train.progress import console
 
@@ -132,6 +133,13 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     runner = _train_parallel if workers > 1 else _train_sequential
     steps, examples = runner(cfg, run_dir, info, pending, resume, quiet, workers)
 
+    ngram_valid, ngram_alone = None, {}
+    if cfg.ngram.weight > 0:
+        from textcls.data.labels import load_labels
+        from textcls.train.ngram import fit_run_ngram
+
+        _, ngram_valid, ngram_alone = fit_run_ngram(cfg, run_dir, load_labels(run_dir / "labels.json"),
+                                                    None if quiet else console)
     run = load_run(run_dir)
     metric = None
     # Each tokenizer group tokenizes the validation rows (the same rows: members share split_seed); the
@@ -147,7 +155,11 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         t = run.cfg.train
         device = select_device(t.device)
         run.model.to(device)
-        report = evaluate_groups(parts, run.labels, t.eval_batch_size, device, run.cfg.data.task, t.threshold)
+        mix = ngram_mix(*run.ngram, ngram_valid) if run.ngram and ngram_valid is not None else None
+        report = evaluate_groups(parts, run.labels, t.eval_batch_size, device, run.cfg.data.task, t.threshold,
+                                 mix=mix)
+        if mix is not None:
+            report = mixed_report(report, run.ngram[1], ngram_alone)
         metric = report[t.metric]
         info["valid"] = {k: report[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1", "micro_f1")
                          if k in report}
@@ -156,7 +168,9 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         best = info.get("member_best", {})
         if not quiet:
             members = ", ".join(f"{v:.4f}" for v in best.values())
-            console.print(f"ensemble of {len(info['members'])}: valid {t.metric} {metric:.4f} "
+            without = report.get("without_ngram", {}).get(t.metric)
+            mixed = f" with the n-gram model, {without:.4f} without" if without is not None else ""
+            console.print(f"ensemble of {len(info['members'])}: valid {t.metric} {metric:.4f}{mixed} "
                           f"(members' best: {members})", highlight=False)
     seconds = time.perf_counter() - started
     return TrainResult(run_dir, metric, steps, seconds, examples / seconds if seconds > 0 else 0.0)

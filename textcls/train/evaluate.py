@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 
 from textcls.data.batching import BucketSampler, collate, lengths_of
 from textcls.train import distributed
 from textcls.train.loss import compute_loss
-from textcls.train.metrics import classification_report, multilabel_report
+from textcls.train.metrics import METRICS, classification_report, multilabel_report
 
 
 def autocast_context(device: torch.device, precision: str):
@@ -48,11 +50,13 @@ def evaluate(model: torch.nn.Module, ds, labels: list[str], batch_size: int, dev
 
 
 def evaluate_groups(parts: list[tuple[torch.nn.Module, object, int, int]], labels: list[str], batch_size: int,
-                    device: torch.device, task: str = "single", threshold=0.5, precision: str = "fp32") -> dict:
+                    device: torch.device, task: str = "single", threshold=0.5, precision: str = "fp32",
+                    mix: Optional[tuple[np.ndarray, float]] = None) -> dict:
     """The report of a model, or of an ensemble with several tokenizers: `parts` = (model, its tokenization
     of the rows, pad id, member count) per tokenizer group; the member-weighted mean probabilities.
-    One part is `evaluate` itself."""
-    if len(parts) == 1:
+    One part is `evaluate` itself. `mix` = ((N, C) probabilities of another model, its share): the report
+    is of the mixture, with the metrics without it under "without_ngram"."""
+    if len(parts) == 1 and mix is None:
         model, ds, pad_id, _ = parts[0]
         return evaluate(model, ds, labels, batch_size, device, task, threshold, precision, pad_id)
     total = sum(n for *_, n in parts)
@@ -61,9 +65,30 @@ def evaluate_groups(parts: list[tuple[torch.nn.Module, object, int, int]], label
         logits = torch.from_numpy(predict_logits(model, ds, batch_size, len(labels), device, precision, pad_id))
         p = (torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, -1)) * (n / total)
         mean = p if mean is None else mean + p
+    report = _report_from_mean(mean, parts[0][1], labels, task, threshold)
+    if mix is None:
+        return report
+    probs, share = mix
+    if probs.shape != tuple(mean.shape):
+        raise ValueError(f"the n-gram model scored {probs.shape[0]} rows, the transformers {mean.shape[0]}")
+    without = {k: report[k] for k in METRICS if k in report}
+    mixed = _report_from_mean((1 - share) * mean + share * torch.from_numpy(probs), parts[0][1], labels, task,
+                              threshold)
+    return {**mixed, "without_ngram": without}
+
+
+def _report_from_mean(mean: torch.Tensor, ds, labels: list[str], task: str, threshold) -> dict:
     mean = mean.clamp(1e-7, 1 - 1e-7)
     logits = torch.log(mean) - torch.log1p(-mean) if task == "multilabel" else torch.log(mean)
-    return report_from_logits(logits.numpy(), parts[0][1], labels, task, threshold)
+    return report_from_logits(logits.numpy(), ds, labels, task, threshold)
+
+
+def report_from_probabilities(probs: np.ndarray, targets: np.ndarray, labels: list[str], task: str = "single",
+                              threshold=0.5) -> dict:
+    """Loss and metrics of (N, C) probabilities against (N, C) 0/1 targets."""
+    rows = {"labels": [list(np.flatnonzero(t)) for t in targets]} if task == "multilabel" else \
+        {"label": targets.argmax(1).tolist()}
+    return _report_from_mean(torch.from_numpy(np.asarray(probs, dtype=np.float32)), rows, labels, task, threshold)
 
 
 def report_from_logits(logits: np.ndarray, ds, labels: list[str], task: str = "single", threshold=0.5) -> dict:

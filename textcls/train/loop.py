@@ -39,7 +39,7 @@ from textcls.train.checkpoint import (keep_step_checkpoint, load_checkpoint, rem
 from textcls.train.checks import check_device_options, check_label_options, warn_slow_bf16
 from textcls.train.ensemble import is_ensemble_dir, train_ensemble
 from textcls.train.ema import WeightAverage
-from textcls.train.evaluate import autocast_context, evaluate
+from textcls.train.evaluate import autocast_context, evaluate, evaluate_groups
 from textcls.train.logs import MetricsLog
 from textcls.train.loss import auto_class_weights, compute_loss
 from textcls.train.metrics import is_better
@@ -188,6 +188,27 @@ def _class_weights(cfg: Config, data: PreparedData, device: torch.device) -> Opt
     if len(spec) != n:
         raise ConfigError(f"`train.class_weights` has {len(spec)} weights but there are {n} labels ({data.labels})")
     return torch.tensor(spec, dtype=torch.float32, device=device)
+
+
+def _with_ngram(cfg: Config, run_dir: Path, data: PreparedData, device: torch.device, best_step: Optional[int],
+                quiet: bool) -> Optional[float]:
+    """Fit the n-gram model (`ngram.weight` > 0) and report the best weights mixed with it; the metric."""
+    from textcls.rundir import load_run, save_eval_report
+    from textcls.train.ngram import fit_run_ngram, mixed_report, ngram_mix
+
+    _, valid, alone = fit_run_ngram(cfg, run_dir, data.labels, None if quiet else console)
+    if valid is None or data.valid is None:
+        return None
+    run = load_run(run_dir, device=device)
+    t = cfg.train
+    report = evaluate_groups([(run.model, data.valid, data.tokenizer.token_to_id(PAD), 1)], data.labels,
+                             t.eval_batch_size, device, cfg.data.task, t.threshold, t.precision,
+                             mix=ngram_mix(*run.ngram, valid))
+    save_eval_report(run_dir, mixed_report(report, run.ngram[1], alone), step=best_step)
+    if not quiet:
+        console.print(f"valid {t.metric} {report[t.metric]:.4f} with the n-gram model, "
+                      f"{report['without_ngram'][t.metric]:.4f} without", highlight=False)
+    return report[t.metric]
 
 
 def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False,
@@ -418,6 +439,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
         finally:
             progress.close()
             metrics.close()
+    if main and on_eval is None and cfg.ngram.weight > 0 and not flag.raised:
+        state["best"] = _with_ngram(cfg, run_dir, data, device, state.get("best_step"), quiet) or state["best"]
     distributed.barrier()  # return together, after rank 0 has written the final files
     seconds = time.perf_counter() - started
     return TrainResult(run_dir, state["best"], state["step"], seconds, progress.examples_per_second,

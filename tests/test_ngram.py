@@ -1,0 +1,184 @@
+"""`ngram:`: the bag-of-n-grams model (NB-weighted logistic regression) fitted beside the transformer(s)
+and mixed into their probabilities in training's report, `eval` and `predict`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import SHARED, run_cli, tiny_config, write_tsv
+from textcls.data.pipeline import prepare_data, text_splits
+from textcls.errors import CheckpointError, ConfigError
+from textcls.evaluation import evaluate_file
+from textcls.model.ngram import (build_vocab, document_ngrams, fit_ngram_model, load_ngram_model, nb_ratios, ngrams,
+                                 save_ngram_model, units, _bags)
+from textcls.predict import predict_probabilities
+from textcls.rundir import load_run
+from textcls.train.ensemble import read_ensemble
+from textcls.train.loop import train
+
+
+def chn_rows(n: int, split: str = "train", offset: int = 0) -> list[tuple[str, str]]:
+    header, *lines = (SHARED / "chnsenticorp" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+    text, label = header.split("\t").index("text_a"), header.split("\t").index("label")
+    return [(f[text], f[label]) for f in (line.split("\t") for line in lines[offset:offset + n])]
+
+
+def one_hot(labels: list[int], num: int) -> np.ndarray:
+    return np.eye(num, dtype=np.float32)[labels]
+
+
+def test_units_split_words_symbols_and_each_cjk_character():
+    assert units("Don't STOP, 很好吃!") == ["don", "'", "t", "stop", ",", "很", "好", "吃", "!"]
+    assert units("Ｆｕｌｌ width", lowercase=False) == ["Full", "width"]  # NFKC first
+    assert ngrams("a b c", 2) == {"a", "b", "c", "a b", "b c"}
+    assert ngrams("很好吃", 3) == {"很", "好", "吃", "很 好", "好 吃", "很 好 吃"}
+    pair = document_ngrams("good", "good", 1, True)
+    assert len(pair) == 2 and "good" in pair  # the second text's n-grams are features of their own
+
+
+def test_vocabulary_keeps_frequent_ngrams_and_breaks_ties_by_string():
+    docs = [{"a", "b", "c"}, {"a", "b", "d"}, {"a", "c"}, {"e"}]
+    assert build_vocab(docs, min_count=2, max_features=10) == ["a", "b", "c"]
+    assert build_vocab(docs, min_count=1, max_features=2) == ["a", "b"]  # a: 3; b, c: 2 -> b by string order
+    assert build_vocab(docs, min_count=1, max_features=10) == ["a", "b", "c", "d", "e"]
+
+
+def test_nb_ratios_are_the_log_count_ratios_of_each_class_against_the_rest():
+    docs = [{"good"}, {"good", "film"}, {"bad", "film"}]
+    index = {g: i for i, g in enumerate(build_vocab(docs, 1, 10))}  # bad, film, good
+    flat, offsets = _bags(docs, index)
+    r = nb_ratios(flat, offsets, torch.tensor(one_hot([1, 1, 0], 2)), len(index))
+    # class 1 (docs 0, 1): p = 1 + (0, 1, 2) = (1, 2, 3), q = 1 + (1, 1, 0) = (2, 2, 1)
+    p, q = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 2.0, 1.0])
+    torch.testing.assert_close(r[:, 1], torch.log(p / p.sum()) - torch.log(q / q.sum()))
+    torch.testing.assert_close(r[:, 0], -r[:, 1])  # two classes: each is the other's rest
+    assert r[index["good"], 1] > 0 > r[index["bad"], 1]
+
+
+def test_fit_reaches_the_optimum_of_its_objective_and_classifies_real_reviews():
+    train_rows, dev_rows = chn_rows(1500), chn_rows(300, "dev")
+    texts, labels = [t for t, _ in train_rows], [int(y) for _, y in train_rows]
+    model = fit_ngram_model(texts, None, one_hot(labels, 2), c=1.0)
+    # At the optimum the objective's gradient vanishes: W = ratios * U, U the trained weights.
+    docs = [document_ngrams(t, None, 3, True) for t in texts]
+    flat, offsets = _bags(docs, model.index)
+    ratios = nb_ratios(flat, offsets, torch.tensor(one_hot(labels, 2)), len(model.vocab))
+    u = torch.where(ratios != 0, model.weight / ratios, 0.0).requires_grad_(True)
+    b = model.bias.clone().requires_grad_(True)
+    z = F.embedding_bag(flat, u * ratios, offsets, mode="sum") + b
+    loss = F.cross_entropy(z, torch.tensor(labels)) + (u * u).sum() / (2 * len(texts))
+    loss.backward()
+    assert u.grad.abs().max() < 1e-3 and b.grad.abs().max() < 1e-3
+    gold = np.array([int(y) for _, y in dev_rows])
+    probs = model.probabilities([t for t, _ in dev_rows])
+    assert probs.shape == (300, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert (probs.argmax(1) == gold).mean() > 0.85  # majority class: about 0.5
+
+
+def test_multiclass_and_multilabel_fits():
+    rng = np.random.default_rng(0)
+    words = ["sun", "rain", "snow"]
+    texts, single, multi = [], [], []
+    for _ in range(120):
+        present = [w for w in words if rng.random() < 0.5] or ["sun"]
+        filler = " ".join(rng.choice(["the", "a", "day", "was", "cold"], 4))
+        texts.append(f"{filler} {' and '.join(present)}")
+        single.append(words.index(present[0]))
+        multi.append([float(w in present) for w in words])
+    model = fit_ngram_model(texts, None, one_hot(single, 3), min_count=1)
+    assert (model.probabilities(texts).argmax(1) == np.array(single)).mean() > 0.95
+    multilabel = fit_ngram_model(texts, None, np.array(multi, dtype=np.float32), task="multilabel", min_count=1)
+    probs = multilabel.probabilities(texts)
+    assert not np.allclose(probs.sum(1), 1) and ((probs > 0.5) == np.array(multi, bool)).all()
+
+
+def test_saved_model_loads_to_the_same_probabilities_and_damage_is_refused(tmp_path):
+    texts = ["great fun", "great film", "dull film", "dull and long"] * 3
+    model = fit_ngram_model(texts, None, one_hot([1, 1, 0, 0] * 3, 2), min_count=1)
+    save_ngram_model(model, tmp_path, 0.25, {"accuracy": 1.0})
+    loaded, share = load_ngram_model(tmp_path, 2)
+    assert share == 0.25 and loaded.vocab == model.vocab
+    np.testing.assert_array_equal(loaded.probabilities(["great", "dull film"]), model.probabilities(["great", "dull film"]))
+    with pytest.raises(CheckpointError, match="labels"):
+        load_ngram_model(tmp_path, 3)
+    weights = tmp_path / "ngram.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_ngram_model(tmp_path, 2)
+    (tmp_path / "ngram.json").write_text("{", encoding="utf-8")
+    with pytest.raises(CheckpointError, match="ngram.json cannot be read"):
+        load_ngram_model(tmp_path, 2)
+
+
+def test_text_rows_line_up_with_the_tokenized_splits(tmp_path):
+    """The n-gram model's rows are the tokenized splits' rows, also for a held-out fraction."""
+    train_file = write_tsv(tmp_path / "train.tsv", chn_rows(300), header=("text_a", "label"))
+    cfg = tiny_config(train_file, None, tmp_path / "out", data={"text_columns": ["text_a"], "valid_fraction": 0.2})
+    data = prepare_data(cfg)
+    train_rows, valid_rows = text_splits(cfg, data.labels)
+    assert len(train_rows.texts) == len(data.train) and len(valid_rows.texts) == len(data.valid) == 60
+    assert list(train_rows.targets.argmax(1)) == list(data.train["label"])
+    assert list(valid_rows.targets.argmax(1)) == list(data.valid["label"])
+
+
+def mixed_by_hand(run, texts) -> np.ndarray:
+    model, share = run.ngram
+    run.ngram = None
+    transformer = predict_probabilities(run, texts)
+    run.ngram = (model, share)
+    return (1 - share) * transformer + share * model.probabilities(texts)
+
+
+def test_a_single_run_mixes_the_ngram_model_into_its_report_eval_and_predict(tmp_path):
+    rows, dev = chn_rows(600), chn_rows(150, "dev")
+    train_file = write_tsv(tmp_path / "train.tsv", rows, header=("text_a", "label"))
+    valid_file = write_tsv(tmp_path / "valid.tsv", dev, header=("text_a", "label"))
+    out = tmp_path / "run"
+    cfg = tiny_config(train_file, valid_file, out, data={"text_columns": ["text_a"], "label_column": "label"},
+                      ngram={"weight": 0.5})
+    result = train(cfg, quiet=True)
+    assert (out / "ngram.safetensors").is_file() and (out / "ngram.json").is_file()
+    report = json.loads((out / "eval_report.json").read_text())
+    assert report["ngram"]["weight"] == 0.5 and "accuracy" in report["without_ngram"]
+    run = load_run(out)
+    texts, gold = [t for t, _ in dev], np.array([int(y) for _, y in dev])
+    want = mixed_by_hand(run, texts)
+    np.testing.assert_allclose(predict_probabilities(run, texts), want, atol=1e-6)
+    accuracy = float((want.argmax(1) == gold).mean())
+    assert report["accuracy"] == pytest.approx(accuracy) == pytest.approx(result.best_metric)
+    assert evaluate_file(run, str(valid_file))["accuracy"] == pytest.approx(accuracy)
+    # the tiny transformer is near chance on 600 reviews; the n-gram model is not, and the mix shows it
+    assert report["accuracy"] > report["without_ngram"]["accuracy"] + 0.05
+
+
+def test_an_ensemble_with_several_tokenizers_mixes_the_ngram_model_once(sst2_files, tmp_path):
+    train_file, valid_file = sst2_files
+    out = tmp_path / "ens"
+    cfg = tiny_config(train_file, valid_file, out, ngram={"weight": 0.3, "min_count": 1},
+                      train={"ensemble": 2, "ensemble_variants": [{}, {"tokenizer.type": "bpe"}]})
+    result = train(cfg, quiet=True)
+    info = read_ensemble(out)
+    run = load_run(out)
+    assert run.groups and all(group.ngram is None for group, _ in run.groups) and run.ngram[1] == 0.3
+    texts = [line.rsplit("\t", 1)[0] for line in valid_file.read_text().splitlines()[1:]]
+    gold = np.array([int(line.rsplit("\t", 1)[1]) for line in valid_file.read_text().splitlines()[1:]])
+    want = mixed_by_hand(run, texts)
+    np.testing.assert_allclose(predict_probabilities(run, texts), want, atol=1e-6)
+    assert info["valid"]["accuracy"] == pytest.approx(float((want.argmax(1) == gold).mean()))
+    assert result.best_metric == pytest.approx(info["valid"]["accuracy"])
+    report = evaluate_file(run, str(valid_file))
+    assert report["accuracy"] == pytest.approx(info["valid"]["accuracy"]) and report["ngram"]["weight"] == 0.3
+
+
+def test_ngram_options_are_checked(tmp_path):
+    for key, value in [("weight", 1.5), ("max_order", 0), ("c", 0.0), ("max_order", 9)]:
+        with pytest.raises(ConfigError, match=f"ngram.{key}"):
+            tiny_config(tmp_path / "t.tsv", None, tmp_path / "o", ngram={key: value})
+    result = run_cli("train", "--set", "ngram.weight=2", "--set", "ngram.min_cout=1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "ngram.weight" in result.stderr and "ngram.min_count" in result.stderr  # the typo's suggestion

@@ -1,0 +1,207 @@
+"""A bag-of-n-grams classifier beside the transformer (`ngram:`), mixed into its probabilities.
+
+NB-weighted logistic regression (Wang & Manning 2012, "NBSVM"): binary n-gram features scaled by
+their naive-Bayes log-count ratios, then a logistic regression with L2 (full batch, L-BFGS). It trains
+in seconds, reads every token of a long document, and errs where a small transformer trained from
+scratch does not, so a share of its probabilities lifts an ensemble.
+
+Text -> units (NFKC, optionally lowercased; each CJK character, each run of letters/digits, each other
+symbol) -> n-grams of 1..max_order units -> the vocabulary's indices. Saved as `ngram.safetensors`
+(weight (F, C) with the ratios folded in, bias (C)) and `ngram.json` (options, vocabulary, sha256).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from textcls.data.tokenizer import CJK
+from textcls.errors import CheckpointError, ConfigError
+
+log = logging.getLogger("textcls")
+
+WEIGHTS, INFO = "ngram.safetensors", "ngram.json"
+FORMAT = 1
+# Python's `re` spells code points above U+FFFF \U000XXXXX; the tokenizer's pattern is Oniguruma's.
+_CJK = CJK.replace(r"\x{20000}-\x{2a6df}", "\U00020000-\U0002a6df").replace(r"\x{2f800}-\x{2fa1f}",
+                                                                          "\U0002f800-\U0002fa1f")
+_UNIT = re.compile(_CJK + r"|\w+|[^\w\s]")
+_PAIR = "\x1f"  # marks n-grams of the second text of a pair: the two texts have their own features
+_MAX_PARAMETERS = 50_000_000  # classes x features; beyond it the vocabulary is cut to fit
+
+
+def units(text: str, lowercase: bool = True) -> list[str]:
+    """The words n-grams are made of: each CJK character, each run of letters/digits, each other symbol."""
+    text = unicodedata.normalize("NFKC", text)
+    return _UNIT.findall(text.lower() if lowercase else text)
+
+
+def ngrams(text: str, max_order: int, lowercase: bool = True, prefix: str = "") -> set[str]:
+    """The distinct n-grams (orders 1..max_order, units joined by spaces) of one text."""
+    u = units(text, lowercase)
+    out = set()
+    for n in range(1, max_order + 1):
+        out.update(prefix + " ".join(u[i:i + n]) for i in range(len(u) - n + 1))
+    return out
+
+
+def document_ngrams(text: str, pair: Optional[str], max_order: int, lowercase: bool) -> set[str]:
+    grams = ngrams(text, max_order, lowercase)
+    if pair is not None:
+        grams |= ngrams(pair, max_order, lowercase, _PAIR)
+    return grams
+
+
+def build_vocab(docs: Iterable[set[str]], min_count: int, max_features: int) -> list[str]:
+    """N-grams in at least `min_count` documents; the `max_features` most frequent (ties in string order)."""
+    counts: collections.Counter = collections.Counter()
+    for grams in docs:
+        counts.update(grams)
+    kept = [(n, g) for g, n in counts.items() if n >= min_count]
+    if len(kept) > max_features:
+        kept.sort(key=lambda x: (-x[0], x[1]))
+        kept = kept[:max_features]
+    return sorted(g for _, g in kept)
+
+
+def _bags(docs: Iterable[set[str]], index: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flat feature indices, offsets): one bag of known n-grams per document, for F.embedding_bag."""
+    flat: list[int] = []
+    offsets: list[int] = []
+    for grams in docs:
+        offsets.append(len(flat))
+        flat.extend(sorted(i for i in map(index.get, grams) if i is not None))
+    return torch.tensor(flat, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
+
+
+def nb_ratios(flat: torch.Tensor, offsets: torch.Tensor, targets: torch.Tensor, num_features: int,
+              alpha: float = 1.0) -> torch.Tensor:
+    """(F, C) log-count ratios, one class against the rest: log(p_c / |p_c|) - log(q_c / |q_c|), where p_c
+    (q_c) counts each n-gram over the documents of class c (of the other classes), plus `alpha`."""
+    doc = torch.repeat_interleave(torch.arange(len(offsets)), torch.diff(offsets, append=torch.tensor([len(flat)])))
+    pos = torch.zeros(num_features, targets.shape[1], dtype=torch.float64).index_add_(0, flat, targets[doc].double())
+    total = torch.bincount(flat, minlength=num_features).double()[:, None]
+    p, q = pos + alpha, total - pos + alpha
+    return (torch.log(p / p.sum(0)) - torch.log(q / q.sum(0))).float()
+
+
+@dataclass
+class NgramModel:
+    """The fitted model: feature index, (F, C) weights (ratios folded in), (C,) bias and its options."""
+
+    vocab: list[str]
+    weight: torch.Tensor
+    bias: torch.Tensor
+    max_order: int
+    lowercase: bool
+    task: str = "single"
+
+    def __post_init__(self):
+        self.index = {g: i for i, g in enumerate(self.vocab)}
+
+    def logits(self, texts: list[str], pairs: Optional[list[str]] = None) -> torch.Tensor:
+        """(N, C) logits of raw texts (and their pairs)."""
+        docs = (document_ngrams(t, pairs[i] if pairs else None, self.max_order, self.lowercase)
+                for i, t in enumerate(texts))
+        flat, offsets = _bags(docs, self.index)
+        return F.embedding_bag(flat, self.weight, offsets, mode="sum") + self.bias
+
+    def probabilities(self, texts: list[str], pairs: Optional[list[str]] = None) -> np.ndarray:
+        """(N, C) probabilities: softmax, or sigmoid per label for multilabel."""
+        with torch.no_grad():
+            z = self.logits(texts, pairs)
+        return (torch.sigmoid(z) if self.task == "multilabel" else torch.softmax(z, -1)).numpy().astype(np.float32)
+
+
+def fit_ngram_model(texts: list[str], pairs: Optional[list[str]], targets: np.ndarray, task: str = "single",
+                    max_order: int = 3, min_count: int = 2, max_features: int = 1_000_000, c: float = 1.0,
+                    lowercase: bool = True, max_iter: int = 300) -> NgramModel:
+    """Fit on N texts with (N, C) 0/1 targets (one 1 per row unless multilabel).
+
+    Minimizes mean loss + |W|^2 / (2 c N), the objective of scikit-learn's LogisticRegression(C=c) divided
+    by c N, over W (F, C) with logits x (W * R) + b, R the NB ratios and x the binary n-gram vector."""
+    docs = [document_ngrams(t, pairs[i] if pairs else None, max_order, lowercase) for i, t in enumerate(texts)]
+    num_classes = targets.shape[1]
+    vocab = build_vocab(docs, min_count, min(max_features, max(1, _MAX_PARAMETERS // num_classes)))
+    if not vocab:
+        raise ConfigError(f"no n-gram occurs in {min_count} or more of the {len(texts)} training texts, so the n-gram "
+                          "model has no features; lower `ngram.min_count` or set `ngram.weight: 0`")
+    index = {g: i for i, g in enumerate(vocab)}
+    flat, offsets = _bags(docs, index)
+    del docs
+    y = torch.from_numpy(np.asarray(targets, dtype=np.float32))
+    ratios = nb_ratios(flat, offsets, y, len(vocab))
+    w = torch.zeros(len(vocab), num_classes, requires_grad=True)
+    b = torch.zeros(num_classes, requires_grad=True)
+    if task == "single":  # start from the class priors
+        b.data = torch.log(y.mean(0).clamp_min(1e-6))
+    penalty = 1.0 / (2.0 * c * len(texts))
+    optimizer = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=10, tolerance_grad=1e-7,
+                                  tolerance_change=1e-10, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        z = F.embedding_bag(flat, w * ratios, offsets, mode="sum") + b  # (N, C)
+        if task == "multilabel":
+            loss = F.binary_cross_entropy_with_logits(z, y)
+        else:
+            loss = F.cross_entropy(z, y.argmax(1))
+        loss = loss + penalty * (w * w).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    log.info("ngram model: %d features, %d L-BFGS iterations", len(vocab), optimizer.state[w].get("n_iter", 0))
+    return NgramModel(vocab, (w * ratios).detach(), b.detach(), max_order, lowercase, task)
+
+
+# --------------------------------------------------------------------------- run directory files
+
+
+def save_ngram_model(model: NgramModel, run_dir: Path, weight: float, report: Optional[dict] = None) -> None:
+    """Write ngram.safetensors, then ngram.json (which records its sha256), each atomically."""
+    from textcls.io import atomic_write_json
+    from textcls.rundir import save_weights
+
+    digest = save_weights({"weight": model.weight, "bias": model.bias}, run_dir / WEIGHTS)
+    atomic_write_json(run_dir / INFO, {"format": FORMAT, "weight": weight, "max_order": model.max_order,
+                                       "lowercase": model.lowercase, "task": model.task, "sha256": digest,
+                                       "valid": report or {}, "vocab": model.vocab})
+
+
+def has_ngram_model(run_dir: Path) -> bool:
+    return (run_dir / INFO).is_file()
+
+
+def load_ngram_model(run_dir: Path, num_labels: int) -> tuple[NgramModel, float]:
+    """(model, its share of the probabilities) from a run directory; CheckpointError when damaged."""
+    from textcls.rundir import load_weights
+
+    path = run_dir / INFO
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        vocab, share = info["vocab"], float(info["weight"])
+        if info.get("format") != FORMAT or not isinstance(vocab, list):
+            raise ValueError(f"format {info.get('format')}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc}); the run directory is damaged: restore the file or "
+                              "train again") from None
+    state = load_weights(run_dir / WEIGHTS, info.get("sha256"))
+    weight, bias = state.get("weight"), state.get("bias")
+    if weight is None or bias is None or tuple(weight.shape) != (len(vocab), num_labels) or bias.shape != (num_labels,):
+        raise CheckpointError(f"{run_dir / WEIGHTS} does not fit {path} and labels.json ({len(vocab)} n-grams, "
+                              f"{num_labels} labels); the run directory was changed by hand: train again")
+    model = NgramModel(vocab, weight.float(), bias.float(), int(info["max_order"]), bool(info["lowercase"]),
+                       info.get("task", "single"))
+    return model, share
+
