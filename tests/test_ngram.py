@@ -165,6 +165,7 @@ def test_an_ensemble_with_several_tokenizers_mixes_the_ngram_model_once(sst2_fil
     info = read_ensemble(out)
     run = load_run(out)
     assert run.groups and all(group.ngram is None for group, _ in run.groups) and run.ngram[1] == 0.3
+    assert not any((out / m / "ngram.json").exists() for m in info["members"])  # fitted once, not per member
     texts = [line.rsplit("\t", 1)[0] for line in valid_file.read_text().splitlines()[1:]]
     gold = np.array([int(line.rsplit("\t", 1)[1]) for line in valid_file.read_text().splitlines()[1:]])
     want = mixed_by_hand(run, texts)

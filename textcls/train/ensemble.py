@@ -73,11 +73,13 @@ def member_variant(cfg: Config, index: int) -> dict:
 
 def member_config(cfg: Config, index: int, tokenizer_path: Path) -> Config:
     """Member `index`: its variant (`train.ensemble_variants`), seed + index, the ensemble's validation
-    split, and the shared tokenizer unless its variant sets tokenizer keys (then it trains its own)."""
+    split, the shared tokenizer unless its variant sets tokenizer keys (then it trains its own), and no
+    n-gram model of its own."""
     variant = member_variant(cfg, index)
     member = config_from_dict(member_raw(cfg, variant), source=f"{cfg.source} (member {index})") if variant \
         else copy.deepcopy(cfg)
     member.train.ensemble, member.train.ensemble_variants = 1, []
+    member.ngram.weight = 0.0  # the n-gram model is the ensemble's, fitted once after the members
     member.train.seed = cfg.train.seed + index
     if member.data.split_seed is None:
         member.data.split_seed = cfg.train.seed  # every member holds out the same rows
