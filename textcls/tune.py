@@ -91,6 +91,10 @@ def parse_space(space: Any, source: str) -> list[Param]:
             problems.append(f"{where} cannot be searched: trials train single models and score --metric "
                             "(the ensemble settings of the config are kept in best.yaml)")
             continue
+        if str(key).startswith("ngram."):
+            problems.append(f"{where} cannot be searched: trials are scored without the n-gram model (the `ngram` "
+                            "settings of the config are kept in best.yaml)")
+            continue
         if not isinstance(spec, dict):
             problems.append(f"{where} must be a mapping with `choices` or `low`/`high`, got {spec!r}")
             continue
