@@ -154,6 +154,12 @@ def test_a_single_run_mixes_the_ngram_model_into_its_report_eval_and_predict(tmp
     assert evaluate_file(run, str(valid_file))["accuracy"] == pytest.approx(accuracy)
     # the tiny transformer is near chance on 600 reviews; the n-gram model is not, and the mix shows it
     assert report["accuracy"] > report["without_ngram"]["accuracy"] + 0.05
+    # a run without one replaces it: no stale n-gram model is left to be mixed into the new run
+    cfg = tiny_config(train_file, valid_file, out, data={"text_columns": ["text_a"], "label_column": "label"},
+                      output={"overwrite": True})
+    train(cfg, quiet=True)
+    assert not (out / "ngram.json").exists() and not (out / "ngram.safetensors").exists()
+    assert load_run(out).ngram is None and "ngram" not in json.loads((out / "eval_report.json").read_text())
 
 
 def test_an_ensemble_with_several_tokenizers_mixes_the_ngram_model_once(sst2_files, tmp_path):

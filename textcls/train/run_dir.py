@@ -21,7 +21,8 @@ from textcls.train.progress import console
 
 # What run directories hold (train, pretrain, ensembles, `textcls plot`): `output.overwrite` removes these only.
 _RUN_ENTRY = re.compile(r"config\.yaml|tokenizer\.json|labels\.json|model\.safetensors|run\.json|eval_report\.json"
-                        r"|metrics\.jsonl|ensemble\.json|curves\.png|last|members|tensorboard|checkpoint-\d+")
+                        r"|metrics\.jsonl|ensemble\.json|ngram\.json|ngram\.safetensors|curves\.png|last|members"
+                        r"|tensorboard|checkpoint-\d+")
 
 
 def is_run_dir(path: Path) -> bool:
