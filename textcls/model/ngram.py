@@ -89,7 +89,8 @@ def nb_ratios(flat: torch.Tensor, offsets: torch.Tensor, targets: torch.Tensor, 
     """(F, C) log-count ratios, one class against the rest: log(p_c / |p_c|) - log(q_c / |q_c|), where p_c
     (q_c) counts each n-gram over the documents of class c (of the other classes), plus `alpha`."""
     doc = torch.repeat_interleave(torch.arange(len(offsets)), torch.diff(offsets, append=torch.tensor([len(flat)])))
-    pos = torch.zeros(num_features, targets.shape[1], dtype=torch.float64).index_add_(0, flat, targets[doc].double())
+    pos = torch.stack([torch.bincount(flat, targets[doc, c].double(), minlength=num_features)
+                       for c in range(targets.shape[1])], 1)  # (F, C), one class at a time: memory stays O(nnz)
     total = torch.bincount(flat, minlength=num_features).double()[:, None]
     p, q = pos + alpha, total - pos + alpha
     return (torch.log(p / p.sum(0)) - torch.log(q / q.sum(0))).float()
@@ -191,6 +192,7 @@ def load_ngram_model(run_dir: Path, num_labels: int) -> tuple[NgramModel, float]
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
         vocab, share = info["vocab"], float(info["weight"])
+        max_order, lowercase, task = int(info["max_order"]), bool(info["lowercase"]), info.get("task", "single")
         if info.get("format") != FORMAT or not isinstance(vocab, list):
             raise ValueError(f"format {info.get('format')}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -201,7 +203,4 @@ def load_ngram_model(run_dir: Path, num_labels: int) -> tuple[NgramModel, float]
     if weight is None or bias is None or tuple(weight.shape) != (len(vocab), num_labels) or bias.shape != (num_labels,):
         raise CheckpointError(f"{run_dir / WEIGHTS} does not fit {path} and labels.json ({len(vocab)} n-grams, "
                               f"{num_labels} labels); the run directory was changed by hand: train again")
-    model = NgramModel(vocab, weight.float(), bias.float(), int(info["max_order"]), bool(info["lowercase"]),
-                       info.get("task", "single"))
-    return model, share
-
+    return NgramModel(vocab, weight.float(), bias.float(), max_order, lowercase, task), share
