@@ -38,6 +38,7 @@ _CJK = CJK.replace(r"\x{20000}-\x{2a6df}", "\U00020000-\U0002a6df").replace(r"\x
 _UNIT = re.compile(_CJK + r"|\w+|[^\w\s]")
 _PAIR = "\x1f"  # marks n-grams of the second text of a pair: the two texts have their own features
 _MAX_PARAMETERS = 50_000_000  # classes x features; beyond it the vocabulary is cut to fit
+_PRUNE_AT = 20_000_000  # distinct n-grams counted before those seen once are dropped (see build_vocab)
 
 
 def units(text: str, lowercase: bool = True) -> list[str]:
@@ -63,10 +64,15 @@ def document_ngrams(text: str, pair: Optional[str], max_order: int, lowercase: b
 
 
 def build_vocab(docs: Iterable[set[str]], min_count: int, max_features: int) -> list[str]:
-    """N-grams in at least `min_count` documents; the `max_features` most frequent (ties in string order)."""
+    """N-grams in at least `min_count` documents; the `max_features` most frequent (ties in string order).
+
+    On a corpus with more than _PRUNE_AT distinct n-grams, those seen once so far are dropped whenever
+    the count reaches it, so memory stays bounded; counts are then exact for all but the rarest n-grams."""
     counts: collections.Counter = collections.Counter()
     for grams in docs:
         counts.update(grams)
+        if len(counts) > _PRUNE_AT:
+            counts = collections.Counter({g: n for g, n in counts.items() if n > 1})
     kept = [(n, g) for g, n in counts.items() if n >= min_count]
     if len(kept) > max_features:
         kept.sort(key=lambda x: (-x[0], x[1]))
@@ -131,15 +137,15 @@ def fit_ngram_model(texts: list[str], pairs: Optional[list[str]], targets: np.nd
 
     Minimizes mean loss + |W|^2 / (2 c N), the objective of scikit-learn's LogisticRegression(C=c) divided
     by c N, over W (F, C) with logits x (W * R) + b, R the NB ratios and x the binary n-gram vector."""
-    docs = [document_ngrams(t, pairs[i] if pairs else None, max_order, lowercase) for i, t in enumerate(texts)]
+    def docs() -> Iterable[set[str]]:  # made twice, for counting and for the bags, not held: memory
+        return (document_ngrams(t, pairs[i] if pairs else None, max_order, lowercase) for i, t in enumerate(texts))
+
     num_classes = targets.shape[1]
-    vocab = build_vocab(docs, min_count, min(max_features, max(1, _MAX_PARAMETERS // num_classes)))
+    vocab = build_vocab(docs(), min_count, min(max_features, max(1, _MAX_PARAMETERS // num_classes)))
     if not vocab:
         raise ConfigError(f"no n-gram occurs in {min_count} or more of the {len(texts)} training texts, so the n-gram "
                           "model has no features; lower `ngram.min_count` or set `ngram.weight: 0`")
-    index = {g: i for i, g in enumerate(vocab)}
-    flat, offsets = _bags(docs, index)
-    del docs
+    flat, offsets = _bags(docs(), {g: i for i, g in enumerate(vocab)})
     y = torch.from_numpy(np.asarray(targets, dtype=np.float32))
     ratios = nb_ratios(flat, offsets, y, len(vocab))
     w = torch.zeros(len(vocab), num_classes, requires_grad=True)
