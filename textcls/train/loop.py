@@ -39,10 +39,10 @@ from textcls.train.checkpoint import (keep_step_checkpoint, load_checkpoint, rem
 from textcls.train.checks import check_device_options, check_label_options, warn_slow_bf16
 from textcls.train.ensemble import is_ensemble_dir, train_ensemble
 from textcls.train.ema import WeightAverage
-from textcls.train.evaluate import autocast_context, evaluate, evaluate_groups
+from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.logs import MetricsLog
 from textcls.train.loss import auto_class_weights, compute_loss
-from textcls.train.metrics import is_better
+from textcls.train.metrics import METRICS, is_better
 from textcls.train.optim import build_optimizer, is_adapter_param, optimizer_step
 from textcls.train.progress import TrainProgress, console
 from textcls.train.run_dir import prepare_run_dir, replace_old_run
@@ -192,19 +192,25 @@ def _class_weights(cfg: Config, data: PreparedData, device: torch.device) -> Opt
 
 def _with_ngram(cfg: Config, run_dir: Path, data: PreparedData, device: torch.device, best_step: Optional[int],
                 quiet: bool) -> Optional[float]:
-    """Fit the n-gram model (`ngram.weight` > 0) and report the best weights mixed with it; the metric."""
+    """Fit the n-gram model (`ngram.weight` > 0) and report the best weights mixed with it; the metric.
+    Rank 0 alone runs this, so the evaluation is a plain loop, not the collective `evaluate`."""
+    from textcls.predict import predict_probabilities
     from textcls.rundir import load_run, save_eval_report
-    from textcls.train.ngram import fit_run_ngram, mixed_report, ngram_mix
+    from textcls.train.evaluate import report_from_probabilities
+    from textcls.train.ngram import fit_run_ngram, mixed_report
 
     _, valid, alone = fit_run_ngram(cfg, run_dir, data.labels, None if quiet else console)
-    if valid is None or data.valid is None:
+    if valid is None:
         return None
     run = load_run(run_dir, device=device)
+    (model, share), run.ngram = run.ngram, None
     t = cfg.train
-    report = evaluate_groups([(run.model, data.valid, data.tokenizer.token_to_id(PAD), 1)], data.labels,
-                             t.eval_batch_size, device, cfg.data.task, t.threshold, t.precision,
-                             mix=ngram_mix(*run.ngram, valid))
-    save_eval_report(run_dir, mixed_report(report, run.ngram[1], alone), step=best_step)
+    probs = predict_probabilities(run, valid.texts, valid.pairs, t.eval_batch_size, device, t.precision)
+    without = report_from_probabilities(probs, valid.targets, data.labels, cfg.data.task, t.threshold)
+    mixed = (1 - share) * probs + share * model.probabilities(valid.texts, valid.pairs)
+    report = report_from_probabilities(mixed, valid.targets, data.labels, cfg.data.task, t.threshold)
+    report["without_ngram"] = {k: without[k] for k in METRICS if k in without}
+    save_eval_report(run_dir, mixed_report(report, share, alone), step=best_step)
     if not quiet:
         console.print(f"valid {t.metric} {report[t.metric]:.4f} with the n-gram model, "
                       f"{report['without_ngram'][t.metric]:.4f} without", highlight=False)
