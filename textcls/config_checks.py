@@ -146,17 +146,18 @@ def validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`train.ema_decay` must be in (0, 1), e.g. 0.999, got {t.ema_decay}")
     if t.ensemble < 1:
         problems.append(f"`train.ensemble` must be at least 1 (the number of members), got {t.ensemble}")
-    _validate_variants(cfg, problems)
     if t.ensemble_workers < 1:
         problems.append(f"`train.ensemble_workers` must be at least 1, got {t.ensemble_workers}")
     if t.trainable == "adapters" and not m.adapters.enabled:
         problems.append("`train.trainable: adapters` needs `model.adapters.enabled: true`")
     _validate_adapters(m, problems)
     _validate_pretrain(cfg, problems)
+    _validate_variants(cfg, problems)  # last: a problem of the config itself is not repeated per variant
 
 
 def _validate_variants(cfg: Config, problems: list[str]) -> None:
     """Each variant names allowed keys, and the member config it gives is valid."""
+    base = set(problems)
     for i, variant in enumerate(cfg.train.ensemble_variants):
         where = f"`train.ensemble_variants[{i}]`"
         if not isinstance(variant, dict):
@@ -178,7 +179,7 @@ def _validate_variants(cfg: Config, problems: list[str]) -> None:
                 validate(member, trial)
             except (TypeError, AttributeError):
                 pass
-        problems.extend(f"{where}: {p}" for p in trial)
+        problems.extend(f"{where}: {p}" for p in trial if p not in base)  # the config's own are said once
 
 
 def _validate_adapters(m: ModelConfig, problems: list[str]) -> None:
