@@ -446,7 +446,8 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
             progress.close()
             metrics.close()
     if main and on_eval is None and cfg.ngram.weight > 0 and not flag.raised:
-        state["best"] = _with_ngram(cfg, run_dir, data, device, state.get("best_step"), quiet) or state["best"]
+        mixed = _with_ngram(cfg, run_dir, data, device, state.get("best_step"), quiet)
+        state["best"] = state["best"] if mixed is None else mixed
     distributed.barrier()  # return together, after rank 0 has written the final files
     seconds = time.perf_counter() - started
     return TrainResult(run_dir, state["best"], state["step"], seconds, progress.examples_per_second,
