@@ -103,7 +103,10 @@ def run_fasttext(ds: Dataset, threads: int, word_ngrams: Optional[int], epoch: i
 # --------------------------------------------------------------------------- textcls
 
 
-def run_textcls(ds: Dataset, overrides: list[str], out: Path, threads: int) -> tuple[list[str], float, float]:
+def run_textcls(ds: Dataset, overrides: list[str], out: Path,
+                threads: int) -> tuple[list[str], float, float, Optional[list[str]]]:
+    """Predictions, train seconds, predict examples/s, and the predictions without the run's n-gram model
+    (`ngram.weight`; None without one)."""
     import torch
 
     from textcls.config import load_config
@@ -130,7 +133,11 @@ def run_textcls(ds: Dataset, overrides: list[str], out: Path, threads: int) -> t
     started = time.perf_counter()
     probs = predict_probabilities(run, ds.dev.texts, batch_size=64)
     per_s = len(ds.dev.texts) / (time.perf_counter() - started)
-    return [run.labels[i] for i in probs.argmax(-1)], train_s, per_s
+    without = None
+    if run.ngram is not None:
+        run.ngram = None
+        without = [run.labels[i] for i in predict_probabilities(run, ds.dev.texts, batch_size=64).argmax(-1)]
+    return [run.labels[i] for i in probs.argmax(-1)], train_s, per_s, without
 
 
 def _rows(path: str) -> int:
@@ -159,25 +166,31 @@ def main(argv: Optional[list[str]] = None) -> int:
         ds = load(name, args.limit)
         seen = set(ds.train.texts)
         unseen = np.array([t not in seen for t in ds.dev.texts])
-        systems = [("fastText", lambda: run_fasttext(ds, args.threads, args.ft_word_ngrams, args.ft_epoch))]
+        systems = [("fastText", lambda: (*run_fasttext(ds, args.threads, args.ft_word_ngrams, args.ft_epoch), None))]
         if not args.skip_textcls:
             systems.append(("textcls", lambda: run_textcls(ds, args.overrides, args.output / name, args.threads)))
         for system, fn in systems:
-            pred, train_s, per_s = fn()
-            row = {"dataset": name, "system": system, **scores(ds.dev.labels, pred), "train_s": train_s,
-                   "predict_per_s": per_s}
-            if ds.chars:
-                row["dedup_accuracy"] = scores(ds.dev.labels, pred, unseen)["accuracy"]
-                row["dedup_rows"] = int(unseen.sum())
-            rows.append(row)
-            print(_format(row), flush=True)
+            pred, train_s, per_s, without = fn()
+            rows.append(_row(ds, name, system, pred, unseen, train_s=train_s, predict_per_s=per_s))
+            print(_format(rows[-1]), flush=True)
+            if without is not None:  # the same members, without the run's n-gram model
+                print(_format(_row(ds, name, "w/o n-gram", without, unseen)), flush=True)
     return 0
+
+
+def _row(ds: Dataset, name: str, system: str, pred: list[str], unseen: np.ndarray, **timing) -> dict:
+    row = {"dataset": name, "system": system, **scores(ds.dev.labels, pred), **timing}
+    if ds.chars:
+        row["dedup_accuracy"] = scores(ds.dev.labels, pred, unseen)["accuracy"]
+        row["dedup_rows"] = int(unseen.sum())
+    return row
 
 
 def _format(row: dict) -> str:
     dedup = f"  dedup acc {row['dedup_accuracy']:.2%} ({row['dedup_rows']} rows)" if "dedup_accuracy" in row else ""
-    return (f"{row['dataset']:<13} {row['system']:<9} acc {row['accuracy']:.2%}  macro-F1 {row['macro_f1']:.4f}  "
-            f"train {row['train_s']:.1f}s  predict {row['predict_per_s']:,.0f} ex/s{dedup}")
+    timing = f"  train {row['train_s']:.1f}s  predict {row['predict_per_s']:,.0f} ex/s" if "train_s" in row else ""
+    return (f"{row['dataset']:<13} {row['system']:<9} acc {row['accuracy']:.2%}  macro-F1 {row['macro_f1']:.4f}"
+            f"{timing}{dedup}")
 
 
 if __name__ == "__main__":
