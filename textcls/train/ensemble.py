@@ -97,7 +97,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     from textcls.train import distributed
     from textcls.train.evaluate import evaluate_groups
     from textcls.train.loop import TrainResult, select_device
-    from textcls.train.ngram import mixed_report, ngram_mix
+    from textcls.train.ngram import mixed_report
     from textcls.train.run_dir import prepare_run_dir, replace_old_run, resumed_config
     from textcls.train.progress import console
 
@@ -135,12 +135,12 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     runner = _train_parallel if workers > 1 else _train_sequential
     steps, examples = runner(cfg, run_dir, info, pending, resume, quiet, workers)
 
-    ngram_valid, ngram_alone = None, {}
+    ngram_probs, ngram_alone = None, {}  # the n-gram model's probabilities on the validation rows
     if cfg.ngram.weight > 0:
         from textcls.data.labels import load_labels
         from textcls.train.ngram import fit_run_ngram
 
-        _, ngram_valid, ngram_alone = fit_run_ngram(cfg, run_dir, load_labels(run_dir / "labels.json"),
+        _, ngram_probs, ngram_alone = fit_run_ngram(cfg, run_dir, load_labels(run_dir / "labels.json"),
                                                     None if quiet else console)
     run = load_run(run_dir)
     metric = None
@@ -157,7 +157,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         t = run.cfg.train
         device = select_device(t.device)
         run.model.to(device)
-        mix = ngram_mix(*run.ngram, ngram_valid) if run.ngram and ngram_valid is not None else None
+        mix = (ngram_probs, run.ngram[1]) if run.ngram and ngram_probs is not None else None
         report = evaluate_groups(parts, run.labels, t.eval_batch_size, device, run.cfg.data.task, t.threshold,
                                  mix=mix)
         if mix is not None:

@@ -199,15 +199,15 @@ def _with_ngram(cfg: Config, run_dir: Path, data: PreparedData, device: torch.de
     from textcls.train.evaluate import report_from_probabilities
     from textcls.train.ngram import fit_run_ngram, mixed_report
 
-    _, valid, alone = fit_run_ngram(cfg, run_dir, data.labels, None if quiet else console)
+    valid, ngram_probs, alone = fit_run_ngram(cfg, run_dir, data.labels, None if quiet else console)
     if valid is None:
         return None
     run = load_run(run_dir, device=device)
-    (model, share), run.ngram = run.ngram, None
+    (_, share), run.ngram = run.ngram, None
     t = cfg.train
     probs = predict_probabilities(run, valid.texts, valid.pairs, t.eval_batch_size, device, t.precision)
     without = report_from_probabilities(probs, valid.targets, data.labels, cfg.data.task, t.threshold)
-    mixed = (1 - share) * probs + share * model.probabilities(valid.texts, valid.pairs)
+    mixed = (1 - share) * probs + share * ngram_probs
     report = report_from_probabilities(mixed, valid.targets, data.labels, cfg.data.task, t.threshold)
     report["without_ngram"] = {k: without[k] for k in METRICS if k in without}
     save_eval_report(run_dir, mixed_report(report, share, alone), step=best_step)

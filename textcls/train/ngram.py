@@ -9,35 +9,31 @@ import numpy as np
 
 from textcls.config import Config
 from textcls.data.pipeline import TextSplit, text_splits
-from textcls.model.ngram import NgramModel, fit_ngram_model, save_ngram_model
+from textcls.model.ngram import fit_ngram_model, save_ngram_model
 from textcls.train.evaluate import report_from_probabilities
 from textcls.train.metrics import METRICS
 
 
 def fit_run_ngram(cfg: Config, run_dir: Path, labels: list[str],
-                  console=None) -> tuple[NgramModel, Optional[TextSplit], dict]:
-    """Fit on the run's training rows, save ngram.safetensors/ngram.json; returns the model, the
-    validation rows as text (None without validation data) and its validation metrics alone."""
+                  console=None) -> tuple[Optional[TextSplit], Optional[np.ndarray], dict]:
+    """Fit on the run's training rows, save ngram.safetensors/ngram.json; returns the validation rows as
+    text, the model's (N, C) probabilities on them (both None without validation data) and its
+    validation metrics alone."""
     n = cfg.ngram
     train, valid = text_splits(cfg, labels)
     model = fit_ngram_model(train.texts, train.pairs, train.targets, cfg.data.task, n.max_order, n.min_count,
                             n.max_features, n.c, n.lowercase)
-    alone = {}
+    probs, alone = None, {}
     if valid is not None:
-        report = report_from_probabilities(model.probabilities(valid.texts, valid.pairs), valid.targets, labels,
-                                           cfg.data.task, cfg.train.threshold)
+        probs = model.probabilities(valid.texts, valid.pairs)
+        report = report_from_probabilities(probs, valid.targets, labels, cfg.data.task, cfg.train.threshold)
         alone = {k: report[k] for k in METRICS if k in report}
     save_ngram_model(model, run_dir, n.weight, alone)
     if console is not None:
         score = f", valid {cfg.train.metric} {alone[cfg.train.metric]:.4f} alone" if cfg.train.metric in alone else ""
         console.print(f"n-gram model: {len(model.vocab):,} n-grams{score}; {n.weight:g} of the probabilities",
                       highlight=False)
-    return model, valid, alone
-
-
-def ngram_mix(model: NgramModel, share: float, split: TextSplit) -> tuple[np.ndarray, float]:
-    """The `mix` argument of evaluate_groups: the model's probabilities on `split` and its share."""
-    return model.probabilities(split.texts, split.pairs), share
+    return valid, probs, alone
 
 
 def mixed_report(report: dict, share: float, alone: dict) -> dict:
