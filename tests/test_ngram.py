@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import SHARED, run_cli, tiny_config, write_tsv
+from conftest import DATA, run_cli, tiny_config, write_tsv
 from textcls.data.pipeline import prepare_data, text_splits
 from textcls.errors import CheckpointError, ConfigError
 from textcls.evaluation import evaluate_file
@@ -23,7 +23,7 @@ from textcls.train.loop import train
 
 
 def chn_rows(n: int, split: str = "train", offset: int = 0) -> list[tuple[str, str]]:
-    header, *lines = (SHARED / "chnsenticorp" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+    header, *lines = (DATA / "chnsenticorp" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
     text, label = header.split("\t").index("text_a"), header.split("\t").index("label")
     return [(f[text], f[label]) for f in (line.split("\t") for line in lines[offset:offset + n])]
 

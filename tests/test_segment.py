@@ -13,7 +13,7 @@ import pytest
 
 rjieba = pytest.importorskip("rjieba")
 
-from conftest import SHARED, run_cli, tiny_config, write_tsv  # noqa: E402
+from conftest import DATA, run_cli, tiny_config, write_tsv  # noqa: E402
 from textcls.config import TokenizerConfig, config_from_dict  # noqa: E402
 from textcls.data import segment  # noqa: E402
 from textcls.data.segment import SegmentingTokenizer, recorded_segmenter  # noqa: E402
@@ -25,8 +25,8 @@ from textcls.train.loop import train  # noqa: E402
 
 
 def chn_rows(n: int, split: str = "train") -> list[tuple[str, str]]:
-    """The first n rows of the shared ChnSentiCorp file as (text, label)."""
-    header, *lines = (SHARED / "chnsenticorp" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[:1 + n]
+    """The first n rows of the ChnSentiCorp slice in tests/data as (text, label)."""
+    header, *lines = (DATA / "chnsenticorp" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[:1 + n]
     text, label = header.split("\t").index("text_a"), header.split("\t").index("label")
     return [(fields[text], fields[label]) for fields in (line.split("\t") for line in lines)]
 

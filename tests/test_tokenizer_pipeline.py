@@ -37,9 +37,9 @@ def test_split_cjk_false_learns_multi_character_words(kind, vocab):
 
     The 1,500 reviews hold ~2,800 distinct characters, which every vocabulary keeps first (wordpiece twice:
     with and without ##), so the vocabularies leave room above that for multi-character pieces."""
-    from conftest import SHARED
+    from conftest import DATA
 
-    lines = (SHARED / "chnsenticorp" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:1500]
+    lines = (DATA / "chnsenticorp" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:1500]
     texts = [line.split("\t")[-1] for line in lines]
     split = train_tokenizer(texts, TokenizerConfig(type=kind, vocab_size=vocab))
     words = train_tokenizer(texts, TokenizerConfig(type=kind, vocab_size=vocab, split_cjk=False))
