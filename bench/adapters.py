@@ -84,7 +84,7 @@ METHODS = {  # name -> (trainable, adapters section, learning-rate attribute)
 def run_method(args, name: str, base: Path, train_file: Path) -> dict:
     from textcls.config import config_from_dict
     from textcls.model.trainable import apply_trainable, count_trainable
-    from textcls.rundir import load_run
+    from textcls.run.load import load_run
     from textcls.train.loop import train
 
     trainable, adapters, lr = METHODS[name]

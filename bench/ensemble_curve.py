@@ -39,8 +39,8 @@ def scored_rows(run, data_file: str, exclude_texts_of: Optional[str]) -> tuple[l
 
 def main(argv: Optional[list[str]] = None) -> int:
     from textcls.predict import predict_probabilities
-    from textcls.rundir import load_run
-    from textcls.train.ensemble import member_dirs
+    from textcls.run.load import load_run
+    from textcls.run.members import member_dirs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="A finished run with train.ensemble > 1.")

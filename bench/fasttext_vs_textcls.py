@@ -111,7 +111,7 @@ def run_textcls(ds: Dataset, overrides: list[str], out: Path,
 
     from textcls.config import load_config
     from textcls.predict import predict_probabilities
-    from textcls.rundir import load_run
+    from textcls.run.load import load_run
     from textcls.train.loop import train
 
     torch.set_num_threads(threads)

@@ -234,7 +234,7 @@ def bench_dataset(name: str, device: torch.device, args) -> None:
 
 def bench_end_to_end(device: torch.device, args) -> None:
     from textcls.predict import predict_file
-    from textcls.rundir import load_run
+    from textcls.run.load import load_run
     from textcls.train.loop import train
 
     train_file, _, _ = DATASETS["sst2"]

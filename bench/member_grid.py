@@ -49,7 +49,7 @@ def train_member(config: str, run: Path, seed: int, sets: list[str]) -> Optional
 
 def main(argv: Optional[list[str]] = None) -> int:
     from textcls.predict import predict_probabilities
-    from textcls.rundir import load_run
+    from textcls.run.load import load_run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")

@@ -27,7 +27,7 @@ from textcls.config import config_from_dict  # noqa: E402
 from textcls.data.pipeline import prepare_data  # noqa: E402
 from textcls.evaluation import evaluate_file  # noqa: E402
 from textcls.info import parameter_counts  # noqa: E402
-from textcls.rundir import load_run  # noqa: E402
+from textcls.run.load import load_run  # noqa: E402
 from textcls.train.loop import train  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "sst2"

@@ -18,7 +18,9 @@ from textcls.errors import CheckpointError, ConfigError
 from textcls.model import TextClassifier
 from textcls.model.adapters import BottleneckAdapter, adapter_modules, bottleneck_size
 from textcls.model.trainable import apply_trainable, count_trainable, trainable_names
-from textcls.rundir import build_model, load_run, load_weights, save_weights, write_run_info
+from textcls.run.info import write_run_info
+from textcls.run.load import build_model, load_run
+from textcls.run.weights import load_weights, save_weights
 from textcls.train.loop import Interrupted, TrainProgress, train
 from textcls.train.optim import param_groups
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from conftest import run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
 from test_train_resume import interrupt_at
 from textcls.predict import predict_probabilities
-from textcls.rundir import load_run
+from textcls.run.load import load_run
 from textcls.train.loop import Interrupted, train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

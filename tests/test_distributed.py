@@ -26,7 +26,7 @@ from textcls.data.batching import BucketSampler, lengths_of
 from textcls.data.pipeline import get_tokenizer, prepare_data
 from textcls.errors import CheckpointError
 from textcls.evaluation import evaluate_file
-from textcls.rundir import load_run
+from textcls.run.load import load_run
 from textcls.train import distributed
 from textcls.train.loop import Interrupted, train
 

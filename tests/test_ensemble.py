@@ -16,9 +16,10 @@ import yaml
 from conftest import child_env, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.errors import CheckpointError, DataError
 from textcls.predict import predict_probabilities
-from textcls.rundir import load_run, load_weights, weights_digest
+from textcls.run.load import load_run, weights_digest
+from textcls.run.weights import load_weights
 from textcls.model.ensemble import EnsembleClassifier
-from textcls.train.ensemble import read_ensemble
+from textcls.run.members import read_ensemble
 from textcls.train.loop import train
 
 

@@ -482,7 +482,7 @@ def test_a_key_twice_in_a_set_value_is_named(tmp_path):
 def test_a_run_without_run_json_loads_with_a_warning(run_dir, tmp_path, caplog):
     run = copy_run(run_dir, tmp_path)
     (run / "run.json").unlink()
-    from textcls.rundir import load_run
+    from textcls.run.load import load_run
 
     with caplog.at_level(logging.WARNING, logger="textcls"):
         load_run(run)

@@ -211,7 +211,7 @@ def test_import_albert_with_a_sentencepiece_tokenizer_gives_hf_probabilities(tmp
 
     conv = import_hf(hf_dir, tmp_path / "run")
     from textcls.predict import predict_probabilities
-    from textcls.rundir import load_run
+    from textcls.run.load import load_run
 
     run = load_run(tmp_path / "run")
     assert [run.tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 1, 2, 3, 4]
@@ -237,7 +237,8 @@ def test_import_bin_needs_allow_pickle_and_train_starts_from_import(tmp_path, ss
     conv = import_hf(hf_dir, tmp_path / "run", allow_pickle=True)
     assert not conv.has_head and conv.model["pooling"] == "cls_tanh"
 
-    from textcls.rundir import load_run, load_weights
+    from textcls.run.load import load_run
+    from textcls.run.weights import load_weights
     from textcls.train.loop import train
 
     imported = load_weights(tmp_path / "run" / "model.safetensors")

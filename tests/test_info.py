@@ -12,7 +12,7 @@ from textcls.cli import app
 from textcls.config import TokenizerConfig, config_from_dict
 from textcls.data.tokenizer import train_tokenizer
 from textcls.info import model_info
-from textcls.rundir import save_run_files
+from textcls.run.info import save_run_files
 
 H, I, E, L, T, V = 32, 64, 16, 4, 20, 300
 

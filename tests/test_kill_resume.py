@@ -23,7 +23,7 @@ from conftest import child_env, python_path, sst2_slice, write_tsv
 from textcls.cli import app
 from textcls.config import load_config
 from textcls.errors import CheckpointError
-from textcls.rundir import save_weights
+from textcls.run.weights import save_weights
 from textcls.train import checkpoint
 from textcls.train.loop import train
 

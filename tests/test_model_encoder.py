@@ -113,7 +113,7 @@ def test_state_dict_keys_and_parameter_counts(sharing, expected, share, tmp_path
 
 
 def test_save_weights_refuses_nothing_for_shared_model(tmp_path):
-    from textcls.rundir import load_weights, save_weights
+    from textcls.run.weights import load_weights, save_weights
 
     model = build(sharing={"strategy": "all"})
     save_weights(model.state_dict(), tmp_path / "model.safetensors")

@@ -13,7 +13,7 @@ import torch
 from conftest import run_cli, sst2_slice, tiny_config, tiny_model
 from textcls.data.tokenizer import train_tokenizer
 from textcls.predict import predict_file, predict_probabilities
-from textcls.rundir import Run, build_model
+from textcls.run.load import Run, build_model
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from textcls.pretrain.loop import pretrain
 from textcls.errors import CheckpointError, ConfigError
 from textcls.plot import run_curves
 from textcls.train.logs import read_metrics
-from textcls.rundir import build_model, load_run, load_weights
+from textcls.run.load import build_model, load_run
+from textcls.run.weights import load_weights
 from textcls.train.loop import Interrupted, _init_from, train
 from textcls.data.tokenizer import load_tokenizer, train_tokenizer
 

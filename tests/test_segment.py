@@ -20,7 +20,7 @@ from textcls.data.segment import SegmentingTokenizer, recorded_segmenter  # noqa
 from textcls.data.tokenizer import load_tokenizer, train_tokenizer  # noqa: E402
 from textcls.errors import CheckpointError, ConfigError  # noqa: E402
 from textcls.predict import predict_probabilities  # noqa: E402
-from textcls.rundir import load_run  # noqa: E402
+from textcls.run.load import load_run  # noqa: E402
 from textcls.train.loop import train  # noqa: E402
 
 

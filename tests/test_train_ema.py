@@ -9,7 +9,7 @@ import torch
 
 from test_train_resume import interrupt_at, small_config, weights
 from textcls.errors import ConfigError
-from textcls.rundir import load_run
+from textcls.run.load import load_run
 from textcls.train.ema import WeightAverage
 from textcls.train.evaluate import evaluate
 from textcls.train.loop import Interrupted, train

@@ -20,7 +20,7 @@ from textcls.cli import app
 from textcls.data.pipeline import get_tokenizer
 from textcls.errors import ConfigError, DataError
 from textcls.model.word_vectors import load_word_vectors
-from textcls.rundir import load_run
+from textcls.run.load import load_run
 from textcls.train.logs import read_metrics
 from textcls.train.loop import _class_weights, train
 from textcls.train.schedules import lr_at

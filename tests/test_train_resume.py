@@ -18,7 +18,7 @@ from conftest import child_env, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.config import load_config
 from textcls.data.tokenizer import load_tokenizer
 from textcls.errors import CheckpointError
-from textcls.rundir import build_model, load_run
+from textcls.run.load import build_model, load_run
 from textcls.train import checkpoint as ckpt
 from textcls.train.loop import Interrupted, TrainProgress, train
 from textcls.train.optim import build_optimizer

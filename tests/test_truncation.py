@@ -15,7 +15,7 @@ from textcls.config import config_from_dict
 from textcls.data.pipeline import encode_texts, truncate
 from textcls.data.tokenizer import CLS, SEP, train_tokenizer
 from textcls.predict import predict_probabilities, predict_windowed, window_starts
-from textcls.rundir import Run, build_model, load_run
+from textcls.run.load import Run, build_model, load_run
 
 IDS = list(range(100, 120))  # 20 tokens
 

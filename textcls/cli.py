@@ -131,13 +131,14 @@ def _run_config(config: Optional[Path], overrides: Optional[list[str]], output: 
     no CONFIG and an --output, the run's own config.yaml; on resume, a change to its plan is refused."""
     from textcls.config import load_config
     from textcls.errors import ConfigError
-    from textcls.train.run_dir import check_resume_config, is_run_dir
+    from textcls.run.layout import CONFIG, TOKENIZER, is_run_dir
+    from textcls.run.prepare import check_resume_config
 
     if resume and config is None and output is not None:
         if not is_run_dir(output):
-            raise ConfigError(f"{output} holds no run to resume (no config.yaml and tokenizer.json); check --output, "
+            raise ConfigError(f"{output} holds no run to resume (no {CONFIG} and {TOKENIZER}); check --output, "
                               "or pass the CONFIG to start the run")
-        config = output / "config.yaml"
+        config = output / CONFIG
     cfg = load_config(config, overrides or [])
     if resume:
         check_resume_config(cfg, Path(output or cfg.output.dir), command)
@@ -188,7 +189,7 @@ def eval_cmd(
 ) -> None:
     """Accuracy, F1, per-class metrics and the confusion matrix on a labelled file."""
     from textcls.evaluation import evaluate_file, print_report, reading_options
-    from textcls.rundir import load_run
+    from textcls.run.load import load_run
 
     _logging()
     target = _inference_device(device, precision)
@@ -220,7 +221,7 @@ def predict(
     """Labels and probabilities for each input line or row, in input order."""
     from textcls.errors import ConfigError
     from textcls.predict import predict_file, window_stride
-    from textcls.rundir import load_run
+    from textcls.run.load import load_run
 
     if output_format not in (None, "jsonl", "tsv"):
         raise ConfigError(f"--format must be jsonl or tsv, got {output_format!r}")
@@ -325,9 +326,10 @@ def plot_cmd(
 ) -> None:
     """Training curves of a run: loss, learning rate and the validation metric against the step."""
     from textcls.plot import plot_run
-    from textcls.rundir import load_run_config
+    from textcls.run.layout import CURVES
+    from textcls.run.info import load_run_config
 
-    path = output or run_dir / "curves.png"
+    path = output or run_dir / CURVES
     plot_run(run_dir, path, load_run_config(run_dir).train.metric)
     err.print(f"wrote {path}", highlight=False, markup=False)
 

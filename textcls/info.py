@@ -15,7 +15,6 @@ Sharing changes none of this: a shared layer costs the same FLOPs at every depth
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -29,6 +28,8 @@ from textcls.config import Config, load_config
 from textcls.data.labels import load_labels, read_label_names
 from textcls.data.tokenizer import load_tokenizer
 from textcls.model import TextClassifier
+from textcls.run.info import load_run_config, read_run_info
+from textcls.run.layout import LABELS, TOKENIZER
 from textcls.train.optim import is_adapter_param
 
 try:  # train.trainable freezing, when this textcls has it
@@ -123,17 +124,15 @@ def _load(path: Path, num_labels: Optional[int]) -> tuple[Config, int, int]:
     """(config, vocab size, label count) of a run directory (its tokenizer and labels) or a config file
     (`num_labels`, else the count in `data.label_names`, else 2)."""
     if path.is_dir():
-        from textcls.rundir import load_run_config
-
         cfg = load_run_config(path)
-        tok = load_tokenizer(path / "tokenizer.json")
-        labels = load_labels(path / "labels.json") if (path / "labels.json").exists() else []
+        tok = load_tokenizer(path / TOKENIZER)
+        labels = load_labels(path / LABELS) if (path / LABELS).exists() else []
         return cfg, tok.get_vocab_size(), len(labels) or num_labels or 2
     cfg = load_config(path)
     if num_labels is None:
         num_labels = len(read_label_names(cfg.data.label_names)) if cfg.data.label_names else 2
     # The vocabulary training will use: init_from's tokenizer, tokenizer.path, else tokenizer.vocab_size.
-    tok_file = Path(cfg.model.init_from) / "tokenizer.json" if cfg.model.init_from else cfg.tokenizer.path
+    tok_file = Path(cfg.model.init_from) / TOKENIZER if cfg.model.init_from else cfg.tokenizer.path
     vocab = load_tokenizer(tok_file).get_vocab_size() if tok_file else cfg.tokenizer.vocab_size
     return cfg, vocab, num_labels
 
@@ -147,8 +146,7 @@ def model_info(path: Path | str, num_labels: Optional[int] = None, seq_len: Opti
         apply_trainable(model, cfg.train.trainable)
     t = seq_len or cfg.data.max_length
     note = ""
-    if path.is_dir() and (path / "run.json").is_file() and \
-            json.loads((path / "run.json").read_text(encoding="utf-8")).get("kind") == "pretrain":
+    if path.is_dir() and read_run_info(path).get("kind") == "pretrain":
         note = (f"a pretraining run: its encoder with the classifier head fine-tuning adds ({labels} labels "
                 "assumed, --num-labels to change); the masked-LM head it trained is not counted")
     return ModelInfo(str(path), cfg, vocab, labels, t, parameter_counts(model),

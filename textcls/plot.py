@@ -12,7 +12,8 @@ from rich.table import Table
 
 from textcls.config import Config
 from textcls.errors import CheckpointError, ConfigError
-from textcls.train.ensemble import is_ensemble_dir
+from textcls.run.layout import METRICS, is_ensemble_dir
+from textcls.run.members import member_name
 from textcls.train.logs import read_metrics
 from textcls.train.schedules import key_steps, lr_multiplier, phase
 
@@ -105,12 +106,12 @@ def run_curves(records: list[dict], metric: str = "accuracy") -> dict[str, list[
 
 def plot_run(run_dir: Path, path: Path, metric: str = "accuracy") -> None:
     """Three panels against the step: train and validation loss, learning rate, validation `metric`."""
-    records = read_metrics(run_dir / "metrics.jsonl")
+    records = read_metrics(run_dir / METRICS)
     if not records and is_ensemble_dir(run_dir):
         raise CheckpointError(f"{run_dir} is an ensemble, whose members each have their own curves; plot one of "
-                              f"them, e.g. `textcls plot {run_dir / 'members' / '0'}`")
+                              f"them, e.g. `textcls plot {run_dir / member_name(0)}`")
     if not records:
-        raise CheckpointError(f"{run_dir / 'metrics.jsonl'} is missing or empty; is {run_dir} a textcls run "
+        raise CheckpointError(f"{run_dir / METRICS} is missing or empty; is {run_dir} a textcls run "
                               "directory that has trained for at least `train.log_every` steps?")
     plt = _pyplot()
     curves = run_curves(records, metric)

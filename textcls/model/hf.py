@@ -270,7 +270,10 @@ def import_hf(hf_dir: Path | str, output: Path | str, allow_pickle: bool = False
     """Write a textcls run directory (config.yaml, tokenizer.json, labels.json, model.safetensors, run.json)."""
     from textcls.config import config_from_dict
     from textcls.model.classifier import TextClassifier
-    from textcls.rundir import load_state, save_run_files, save_weights, write_run_info
+    from textcls.run.info import save_run_files, write_run_info
+    from textcls.run.load import load_state
+    from textcls.run.layout import WEIGHTS
+    from textcls.run.weights import save_weights
 
     hf_dir, output = Path(hf_dir), Path(output)
     if output.exists() and any(output.iterdir()):
@@ -297,8 +300,8 @@ def import_hf(hf_dir: Path | str, output: Path | str, allow_pickle: bool = False
     tmp = make_temp_dir(f".{output.name}.", output.parent)
     try:
         save_run_files(tmp, cfg, tok, conv.labels)
-        digest = save_weights(model.state_dict(), tmp / "model.safetensors")
-        write_run_info(tmp, sha256={"model.safetensors": digest},
+        digest = save_weights(model.state_dict(), tmp / WEIGHTS)
+        write_run_info(tmp, sha256={WEIGHTS: digest},
                        imported_from={"path": str(hf_dir.resolve()), "model_type": hf["model_type"],
                                       "architectures": hf.get("architectures"),
                                       "head": "imported" if conv.has_head else "random"})

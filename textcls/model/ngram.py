@@ -6,19 +6,17 @@ in seconds, reads every token of a long document, and errs where a small transfo
 scratch does not, so a share of its probabilities lifts an ensemble.
 
 Text -> units (NFKC, optionally lowercased; each CJK character, each run of letters/digits, each other
-symbol) -> n-grams of 1..max_order units -> the vocabulary's indices. Saved as `ngram.safetensors`
-(weight (F, C) with the ratios folded in, bias (C)) and `ngram.json` (options, vocabulary, sha256).
+symbol) -> n-grams of 1..max_order units -> the vocabulary's indices. The run layer saves it
+(textcls/run/ngram.py): weight (F, C) with the ratios folded in, bias (C), options and vocabulary.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
@@ -26,12 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from textcls.data.tokenizer import CJK
-from textcls.errors import CheckpointError, ConfigError
+from textcls.errors import ConfigError
 
 log = logging.getLogger("textcls")
 
-WEIGHTS, INFO = "ngram.safetensors", "ngram.json"
-FORMAT = 1
 # Python's `re` spells code points above U+FFFF \U000XXXXX; the tokenizer's pattern is Oniguruma's.
 _CJK = CJK.replace(r"\x{20000}-\x{2a6df}", "\U00020000-\U0002a6df").replace(r"\x{2f800}-\x{2fa1f}",
                                                                           "\U0002f800-\U0002fa1f")
@@ -170,43 +166,3 @@ def fit_ngram_model(texts: list[str], pairs: Optional[list[str]], targets: np.nd
     optimizer.step(closure)
     log.info("ngram model: %d features, %d L-BFGS iterations", len(vocab), optimizer.state[w].get("n_iter", 0))
     return NgramModel(vocab, (w * ratios).detach(), b.detach(), max_order, lowercase, task)
-
-
-# --------------------------------------------------------------------------- run directory files
-
-
-def save_ngram_model(model: NgramModel, run_dir: Path, weight: float, report: Optional[dict] = None) -> None:
-    """Write ngram.safetensors, then ngram.json (which records its sha256), each atomically."""
-    from textcls.io import atomic_write_json
-    from textcls.rundir import save_weights
-
-    digest = save_weights({"weight": model.weight, "bias": model.bias}, run_dir / WEIGHTS)
-    atomic_write_json(run_dir / INFO, {"format": FORMAT, "weight": weight, "max_order": model.max_order,
-                                       "lowercase": model.lowercase, "task": model.task, "sha256": digest,
-                                       "valid": report or {}, "vocab": model.vocab})
-
-
-def has_ngram_model(run_dir: Path) -> bool:
-    return (run_dir / INFO).is_file()
-
-
-def load_ngram_model(run_dir: Path, num_labels: int) -> tuple[NgramModel, float]:
-    """(model, its share of the probabilities) from a run directory; CheckpointError when damaged."""
-    from textcls.rundir import load_weights
-
-    path = run_dir / INFO
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        vocab, share = info["vocab"], float(info["weight"])
-        max_order, lowercase, task = int(info["max_order"]), bool(info["lowercase"]), info.get("task", "single")
-        if info.get("format") != FORMAT or not isinstance(vocab, list):
-            raise ValueError(f"format {info.get('format')}")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path} cannot be read ({exc}); the run directory is damaged: restore the file or "
-                              "train again") from None
-    state = load_weights(run_dir / WEIGHTS, info.get("sha256"))
-    weight, bias = state.get("weight"), state.get("bias")
-    if weight is None or bias is None or tuple(weight.shape) != (len(vocab), num_labels) or bias.shape != (num_labels,):
-        raise CheckpointError(f"{run_dir / WEIGHTS} does not fit {path} and labels.json ({len(vocab)} n-grams, "
-                              f"{num_labels} labels); the run directory was changed by hand: train again")
-    return NgramModel(vocab, weight.float(), bias.float(), max_order, lowercase, task), share

@@ -46,6 +46,7 @@ from textcls.data.batching import Batch, BucketSampler, collate
 from textcls.data.segment import with_segmenter
 from textcls.errors import CheckpointError, ConfigError
 from textcls.io import recover_dir
+from textcls.run.layout import STATE
 
 T = TypeVar("T")
 
@@ -281,7 +282,7 @@ def grad_accum_on_resume(last_dir: Path, grad_accum: int) -> int:
     """
     with main_first():  # rank 0 repairs an interrupted swap before anyone reads
         last_dir = recover_dir(last_dir)
-    state_file = last_dir / "state.json"
+    state_file = last_dir / STATE
     if not state_file.exists():
         return grad_accum  # load_checkpoint reports the missing checkpoint
     try:

@@ -10,7 +10,7 @@ one complete, ordinary run directory per member:
 Every member uses the top-level tokenizer (trained once) and the same validation split, so
 `eval`/`predict` tokenize once and run the members on the same ids. `train.ensemble_variants` gives
 members other settings; a member whose variant sets tokenizer keys trains its own tokenizer, and
-`eval`/`predict` then tokenize once per distinct tokenizer (see rundir.Run.groups). `ensemble.json` records which
+`eval`/`predict` then tokenize once per distinct tokenizer (see textcls.run.load.Run.groups). `ensemble.json` records which
 members have finished; `--resume` skips those and resumes the interrupted one from its `last/`.
 """
 
@@ -33,38 +33,8 @@ import torch
 from textcls.config import Config, config_from_dict, member_raw
 from textcls.errors import CheckpointError, ConfigError, TextclsError
 from textcls.io import atomic_write_json
-
-ENSEMBLE_FILE = "ensemble.json"
-MEMBERS = "members"
-
-
-def is_ensemble_dir(run_dir: Path) -> bool:
-    return (run_dir / ENSEMBLE_FILE).is_file()
-
-
-def read_ensemble(run_dir: Path) -> dict:
-    path = run_dir / ENSEMBLE_FILE
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} cannot be read ({exc}); the run directory is damaged") from None
-    if not isinstance(info, dict) or not isinstance(info.get("members"), list) or \
-            not isinstance(info.get("finished", []), list):
-        raise CheckpointError(f"{path} is not a textcls ensemble file (expected members and finished lists); "
-                              "the run directory is damaged")
-    return info
-
-
-def member_dirs(run_dir: Path) -> list[Path]:
-    """The member run directories of a finished ensemble; a CheckpointError while any is unfinished."""
-    info = read_ensemble(run_dir)
-    members, finished = info["members"], set(info.get("finished", []))
-    if not members or any(m not in finished for m in members):
-        raise CheckpointError(
-            f"{run_dir} is an ensemble whose training has not finished ({len(finished)} of {len(members)} members "
-            f"done); continue it with `textcls train --output {run_dir} --resume`")
-    return [run_dir / m for m in members]
-
+from textcls.run.layout import CONFIG, ENSEMBLE, LABELS, LAST, STATE, TOKENIZER
+from textcls.run.members import is_ensemble_dir, member_dirs, member_name, read_ensemble  # noqa: F401
 
 def member_variant(cfg: Config, index: int) -> dict:
     variants = cfg.train.ensemble_variants
@@ -93,12 +63,13 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     """Train `cfg.train.ensemble` members into OUTPUT/members/k and evaluate their average."""
     from textcls.data.pipeline import prepare_data
     from textcls.data.tokenizer import PAD, load_tokenizer
-    from textcls.rundir import load_run, save_eval_report, save_run_files, write_run_info
+    from textcls.run.info import save_eval_report, save_run_files, write_run_info
+    from textcls.run.load import load_run
     from textcls.train import distributed
     from textcls.train.evaluate import evaluate_groups
     from textcls.train.loop import TrainResult, select_device
     from textcls.train.ngram import mixed_report
-    from textcls.train.run_dir import prepare_run_dir, replace_old_run, resumed_config
+    from textcls.run.prepare import prepare_run_dir, replace_old_run, resumed_config
     from textcls.train.progress import console
 
     if distributed.launched():
@@ -107,13 +78,13 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     run_dir = Path(output or cfg.output.dir)
     valid = None  # (validation split, labels) from the setup, kept for the final evaluation
     if resume and is_ensemble_dir(run_dir):
-        cfg = resumed_config(cfg, run_dir / "config.yaml")
+        cfg = resumed_config(cfg, run_dir / CONFIG)
         info = read_ensemble(run_dir)
     else:
-        if resume and (run_dir / "config.yaml").exists():
+        if resume and (run_dir / CONFIG).exists():
             cfg.output.overwrite = True  # killed before the ensemble file existed: start over
         cfg, _ = prepare_run_dir(cfg, run_dir, resume=False)
-        base = Path(cfg.model.init_from) / "tokenizer.json" if cfg.model.init_from else None
+        base = Path(cfg.model.init_from) / TOKENIZER if cfg.model.init_from else None
         # The shared tokenizer: the base run's when starting from one, else trained (or loaded) once here.
         data = prepare_data(cfg, load_tokenizer(base) if base and base.is_file() else None)
         _check_members(cfg, data.tokenizer)
@@ -122,9 +93,9 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         valid = (data.valid, data.labels)  # the training split is not kept while members train
         del data
         write_run_info(run_dir, kind="ensemble")
-        info = {"members": [f"{MEMBERS}/{k}" for k in range(cfg.train.ensemble)], "finished": [],
+        info = {"members": [member_name(k) for k in range(cfg.train.ensemble)], "finished": [],
                 "seeds": [cfg.train.seed + k for k in range(cfg.train.ensemble)]}
-        atomic_write_json(run_dir / ENSEMBLE_FILE, info)
+        atomic_write_json(run_dir / ENSEMBLE, info)
     cfg.output.dir = str(run_dir)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
@@ -140,7 +111,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         from textcls.data.labels import load_labels
         from textcls.train.ngram import fit_run_ngram
 
-        _, ngram_probs, ngram_alone = fit_run_ngram(cfg, run_dir, load_labels(run_dir / "labels.json"),
+        _, ngram_probs, ngram_alone = fit_run_ngram(cfg, run_dir, load_labels(run_dir / LABELS),
                                                     None if quiet else console)
     run = load_run(run_dir)
     metric = None
@@ -165,7 +136,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         metric = report[t.metric]
         info["valid"] = {k: report[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1", "micro_f1")
                          if k in report}
-        atomic_write_json(run_dir / ENSEMBLE_FILE, info)
+        atomic_write_json(run_dir / ENSEMBLE, info)
         save_eval_report(run_dir, report, members=len(info["members"]))
         best = info.get("member_best", {})
         if not quiet:
@@ -183,7 +154,7 @@ def _check_members(cfg: Config, tokenizer) -> None:
     from textcls.train.loop import check_inputs
 
     with tempfile.TemporaryDirectory() as tmp:
-        shared = Path(tmp) / "tokenizer.json"
+        shared = Path(tmp) / TOKENIZER
         shared.write_text(tokenizer.to_str(), encoding="utf-8")
         for index in range(min(cfg.train.ensemble, max(1, len(cfg.train.ensemble_variants)))):
             check_inputs(member_config(cfg, index, shared))
@@ -195,7 +166,7 @@ def _finish(run_dir: Path, info: dict, name: str, best: Optional[float]) -> None
         info["member_best"] = {m: scores[m] for m in info["members"] if m in scores}  # in member order
     info["finished"].append(name)
     info["finished"].sort(key=info["members"].index)
-    atomic_write_json(run_dir / ENSEMBLE_FILE, info)
+    atomic_write_json(run_dir / ENSEMBLE, info)
 
 
 def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[int, str]], resume: bool,
@@ -210,7 +181,7 @@ def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tupl
         if not quiet:
             console.print(f"ensemble member {index + 1}/{len(info['members'])} (seed {cfg.train.seed + index})",
                           highlight=False)
-        member = member_config(cfg, index, run_dir / "tokenizer.json")
+        member = member_config(cfg, index, run_dir / TOKENIZER)
         try:
             result = train(member, member_dir, resume=resume and member_dir.is_dir(), quiet=quiet)
         except Interrupted:
@@ -246,14 +217,14 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
             while queue and len(running) < workers and not flag.raised and not failed:
                 index, name = queue.pop(0)
                 member_dir = run_dir / name
-                member = member_config(cfg, index, run_dir / "tokenizer.json")
+                member = member_config(cfg, index, run_dir / TOKENIZER)
                 member.train.num_threads = threads
-                config_path = run_dir / MEMBERS / f"{index}.yaml"
+                config_path = run_dir / f"{member_name(index)}.yaml"
                 config_path.parent.mkdir(parents=True, exist_ok=True)
                 save_config(member, config_path)
                 args = [sys.executable, "-m", "textcls", "train", str(config_path), "--output", str(member_dir),
                         "--quiet"] + (["--resume"] if resume and member_dir.is_dir() else [])
-                log = open(run_dir / MEMBERS / f"{index}.log", "w", encoding="utf-8")
+                log = open(run_dir / f"{member_name(index)}.log", "w", encoding="utf-8")
                 env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
                 proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
@@ -280,7 +251,7 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
                                       f"{best}", highlight=False)
                 elif proc.returncode != 130 and not (forwarded and proc.returncode == -signal.SIGTERM):
                     # (a child stopped by our SIGTERM before it set up its handler has saved nothing yet)
-                    failed.append(f"member {index + 1} ({run_dir / MEMBERS / f'{index}.log'}): {_log_tail(log.name)}")
+                    failed.append(f"member {index + 1} ({run_dir / f'{member_name(index)}.log'}): {_log_tail(log.name)}")
     if failed:
         raise TextclsError("ensemble training failed: " + "; ".join(failed))
     if flag.raised or len(info["finished"]) < len(info["members"]):
@@ -319,7 +290,7 @@ def _reaped(running: dict):
 def _member_summary(member_dir: Path) -> dict:
     """Steps and best metric of a finished member, from its metrics.jsonl and last/ state."""
     out: dict = {}
-    state = member_dir / "last" / "state.json"
+    state = member_dir / LAST / STATE
     if state.is_file():
         saved = json.loads(state.read_text(encoding="utf-8"))
         out["steps"], out["best"] = saved.get("step", 0), saved.get("best")

@@ -13,6 +13,7 @@ from typing import Any
 
 from textcls.errors import ConfigError
 from textcls.io import atomic_write_text
+from textcls.run.layout import METRICS
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -43,7 +44,7 @@ class MetricsLog:
     """Appends records to `run_dir/metrics.jsonl` and mirrors numbers to TensorBoard when enabled."""
 
     def __init__(self, run_dir: Path, tensorboard: bool = False, enabled: bool = True):
-        self.path = run_dir / "metrics.jsonl"
+        self.path = run_dir / METRICS
         self.enabled = enabled  # False on the ranks other than 0 of a torchrun run: they write nothing
         self.writer_class = _summary_writer_class() if tensorboard else None  # fails before any work
         self.writer = None  # created at the first record: the run directory is set up by then

@@ -9,7 +9,8 @@ import numpy as np
 
 from textcls.config import Config
 from textcls.data.pipeline import TextSplit, text_splits
-from textcls.model.ngram import fit_ngram_model, save_ngram_model
+from textcls.model.ngram import fit_ngram_model
+from textcls.run.ngram import save_ngram_model
 from textcls.train.evaluate import report_from_probabilities
 from textcls.train.metrics import METRICS
 

@@ -50,10 +50,11 @@ def plan_for_config(cfg: Config) -> StepPlan:
     from textcls.data.batching import lengths_of
     from textcls.data.pipeline import prepare_data
     from textcls.data.tokenizer import load_tokenizer
+    from textcls.run.layout import TOKENIZER
 
     if not cfg.data.train:
         raise DataError("the number of steps comes from the training data, and the config sets no `data.train`; "
                         "set it, or give the total with --steps N")
-    tokenizer = load_tokenizer(Path(cfg.model.init_from) / "tokenizer.json") if cfg.model.init_from else None
+    tokenizer = load_tokenizer(Path(cfg.model.init_from) / TOKENIZER) if cfg.model.init_from else None
     data = prepare_data(cfg, tokenizer)
     return plan_from_lengths(cfg.train, lengths_of(data.train))
