@@ -83,9 +83,9 @@ def build_labels(train_labels: Iterable[list[str]], cfg: DataConfig) -> list[str
         raise DataError(f"{cfg.train}: every training row has the label {next(iter(seen))!r}{held}; a classifier "
                         "needs at least two labels. Check `data.label_column`, or list the labels in "
                         "`data.label_names`")
-    if all(_is_int(s) for s in seen):
-        return sorted(seen, key=int)
-    return sorted(seen)
+    if all(_is_int(s) for s in seen):  # numeric order; "0" and "00" are both 0, so the text breaks the tie
+        return sorted(seen, key=lambda s: (int(s), s))
+    return sorted(seen)  # never set order: it changes with PYTHONHASHSEED, and the label ids with it
 
 
 def save_labels(labels: list[str], path: Path) -> None:
@@ -101,6 +101,10 @@ def load_labels(path: Path) -> list[str]:
         raise CheckpointError(f"{path} cannot be read ({exc}); the run directory is damaged") from None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise CheckpointError(f"{path} must hold a JSON list of label names")
+    if len(set(labels)) != len(labels):
+        twice = next(x for x in labels if labels.count(x) > 1)
+        raise CheckpointError(f"{path} lists the label {twice!r} twice; the run directory is damaged: restore "
+                              f"the run's {path.name} or train again")
     return labels
 
 
