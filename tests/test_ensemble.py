@@ -15,9 +15,9 @@ import yaml
 
 from conftest import child_env, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.errors import CheckpointError, DataError
+from textcls.model.ensemble import EnsembleClassifier
 from textcls.predict import predict_probabilities
 from textcls.rundir import load_run, load_weights, weights_digest
-from textcls.model.ensemble import EnsembleClassifier
 from textcls.train.ensemble import read_ensemble
 from textcls.train.loop import train
 

@@ -14,8 +14,17 @@ from conftest import DATA, run_cli, tiny_config, write_tsv
 from textcls.data.pipeline import prepare_data, text_splits
 from textcls.errors import CheckpointError, ConfigError
 from textcls.evaluation import evaluate_file
-from textcls.model.ngram import (build_vocab, document_ngrams, fit_ngram_model, load_ngram_model, nb_ratios, ngrams,
-                                 save_ngram_model, units, _bags)
+from textcls.model.ngram import (
+    _bags,
+    build_vocab,
+    document_ngrams,
+    fit_ngram_model,
+    load_ngram_model,
+    nb_ratios,
+    ngrams,
+    save_ngram_model,
+    units,
+)
 from textcls.predict import predict_probabilities
 from textcls.rundir import load_run
 from textcls.train.ensemble import read_ensemble

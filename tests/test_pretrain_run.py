@@ -11,14 +11,14 @@ import torch
 
 from conftest import ROOT, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.config import TokenizerConfig, config_from_dict, load_config
-from textcls.pretrain import loop as pretrain_loop
-from textcls.pretrain.loop import pretrain
+from textcls.data.tokenizer import load_tokenizer, train_tokenizer
 from textcls.errors import CheckpointError, ConfigError
 from textcls.plot import run_curves
-from textcls.train.logs import read_metrics
+from textcls.pretrain import loop as pretrain_loop
+from textcls.pretrain.loop import pretrain
 from textcls.rundir import build_model, load_run, load_weights
+from textcls.train.logs import read_metrics
 from textcls.train.loop import Interrupted, _init_from, train
-from textcls.data.tokenizer import load_tokenizer, train_tokenizer
 
 
 def _corpus(tmp_path: Path) -> tuple[Path, Path]:

@@ -17,10 +17,26 @@ from typing import Any, Optional
 import yaml
 
 from textcls.config.checks import validate
-from textcls.config.schema import (VARIANT_FIXED, VARIANT_SECTIONS, AdapterConfig, Config, DataConfig,
-                                   EmbeddingsConfig, ModelConfig, NgramConfig, OutputConfig, PretrainConfig,
-                                   SharingConfig, TokenizerConfig, TrainConfig, build_dataclass, config_to_dict,
-                                   member_raw, set_dotted, short_repr)
+from textcls.config.schema import (
+    VARIANT_FIXED,
+    VARIANT_SECTIONS,
+    AdapterConfig,
+    Config,
+    DataConfig,
+    EmbeddingsConfig,
+    ModelConfig,
+    NgramConfig,
+    OutputConfig,
+    PretrainConfig,
+    SharingConfig,
+    TokenizerConfig,
+    TrainConfig,
+    build_dataclass,
+    config_to_dict,
+    member_raw,
+    set_dotted,
+    short_repr,
+)
 from textcls.errors import ConfigError
 from textcls.io import atomic_write_text
 

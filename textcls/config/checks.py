@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import difflib
 
-from textcls.config.schema import (VARIANT_FIXED, VARIANT_SECTIONS, Config, ModelConfig, TrainConfig, build_dataclass,
-                                   member_raw, short_repr)
+from textcls.config.schema import (
+    VARIANT_FIXED,
+    VARIANT_SECTIONS,
+    Config,
+    ModelConfig,
+    TrainConfig,
+    build_dataclass,
+    member_raw,
+    short_repr,
+)
 from textcls.data import segment
 
 
