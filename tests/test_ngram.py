@@ -112,7 +112,8 @@ def test_saved_model_loads_to_the_same_probabilities_and_damage_is_refused(tmp_p
     save_ngram_model(model, tmp_path, 0.25, {"accuracy": 1.0})
     loaded, share = load_ngram_model(tmp_path, 2)
     assert share == 0.25 and loaded.vocab == model.vocab
-    np.testing.assert_array_equal(loaded.probabilities(["great", "dull film"]), model.probabilities(["great", "dull film"]))
+    texts = ["great", "dull film"]
+    np.testing.assert_array_equal(loaded.probabilities(texts), model.probabilities(texts))
     with pytest.raises(CheckpointError, match="labels"):
         load_ngram_model(tmp_path, 3)
     weights = tmp_path / "ngram.safetensors"

@@ -131,7 +131,8 @@ def test_pretrain_then_train_then_predict_through_the_cli(tmp_path, sst2_files):
         {p.name for p in (tmp_path / "pre").iterdir()}
     # --resume: a changed plan is refused naming the key; no CONFIG means the run's own.
     done = run_cli("pretrain", "pre.yaml", "-o", "pre", "--resume", "--set", "train.lr=0.5", cwd=tmp_path)
-    assert done.returncode == 2 and "`train.lr` is 0.5 here" in done.stderr and "textcls pretrain --output" in done.stderr
+    assert done.returncode == 2
+    assert "`train.lr` is 0.5 here" in done.stderr and "textcls pretrain --output" in done.stderr
     assert run_cli("pretrain", "-o", "pre", "--resume", "--quiet", cwd=tmp_path).returncode == 0
     done = run_cli("info", "pre", cwd=tmp_path)
     assert done.returncode == 0 and "a pretraining run: its encoder with the classifier head" in " ".join(

@@ -134,7 +134,8 @@ def validate(cfg: Config, problems: list[str]) -> None:
             problems.append(f"`model.sharing.{key}` must be between 1 and num_layers ({m.num_layers}), got {value}")
     e = m.embeddings
     if any(n < 2 or n > 8 for n in e.ngram_orders) or len(set(e.ngram_orders)) != len(e.ngram_orders):
-        problems.append(f"`model.embeddings.ngram_orders` must list distinct n-gram sizes from 2 to 8, got {e.ngram_orders}")
+        problems.append(f"`model.embeddings.ngram_orders` must list distinct n-gram sizes from 2 to 8, "
+                        f"got {e.ngram_orders}")
     if e.ngram_orders and e.ngram_buckets < 1:
         problems.append(f"`model.embeddings.ngram_buckets` must be at least 1, got {e.ngram_buckets}")
     if m.pool_layers > m.num_layers:
@@ -145,7 +146,8 @@ def validate(cfg: Config, problems: list[str]) -> None:
             problems.append(f"`model.adapters.layers` has depths outside 0..{m.num_layers - 1}: {bad}")
     _validate_train_extras(t, problems)
     if t.adversarial_eps < 0:
-        problems.append(f"`train.adversarial_eps` must be >= 0 (0 turns adversarial training off), got {t.adversarial_eps}")
+        problems.append(f"`train.adversarial_eps` must be >= 0 (0 turns adversarial training off), "
+                        f"got {t.adversarial_eps}")
     if t.adversarial_eps > 0 and t.compile:
         problems.append("`train.adversarial_eps` needs the embeddings' gradient, which a compiled model does not "
                         "expose; set `train.compile: false` or `train.adversarial_eps: 0`")
