@@ -81,7 +81,8 @@ def _ft_text(text: str, chars: bool) -> str:
     return " ".join(ch for ch in text if not ch.isspace()) if chars else text
 
 
-def run_fasttext(ds: Dataset, threads: int, word_ngrams: Optional[int], epoch: int = 5) -> tuple[list[str], float, float]:
+def run_fasttext(ds: Dataset, threads: int, word_ngrams: Optional[int],
+                 epoch: int = 5) -> tuple[list[str], float, float]:
     import fasttext
 
     with tempfile.TemporaryDirectory() as tmp:

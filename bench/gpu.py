@@ -34,16 +34,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import speed  # noqa: E402
-from speed import DATASETS, SIZE, hf_length_grouped, hf_optimizer, hf_tokenizer, load_corpus, subset  # noqa: E402
+import speed
+from speed import DATASETS, SIZE, hf_length_grouped, hf_optimizer, hf_tokenizer, load_corpus, subset
 
-from textcls.config import TrainConfig, load_config  # noqa: E402
-from textcls.data.batching import BucketSampler, pad_batch  # noqa: E402
-from textcls.model import TextClassifier  # noqa: E402
-from textcls.predict import predict_ids  # noqa: E402
-from textcls.train.evaluate import autocast_context  # noqa: E402
-from textcls.train.loss import compute_loss  # noqa: E402
-from textcls.train.optim import build_optimizer  # noqa: E402
+from textcls.config import TrainConfig, load_config
+from textcls.data.batching import BucketSampler, pad_batch
+from textcls.model import TextClassifier
+from textcls.predict import predict_ids
+from textcls.train.evaluate import autocast_context
+from textcls.train.loss import compute_loss
+from textcls.train.optim import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {  # name: model size (textcls and HF alike), vocabulary of the benchmark tokenizer

@@ -7,7 +7,8 @@ Each row trains the same model (same seed, data order, steps and schedule) with 
 `model.sharing`, then reports unique and effective (unrolled) parameters, training examples/s
 and dev accuracy at the end (training runs without a validation file, so examples/s
 counts training steps only; the dev set is evaluated afterwards). "examples per CPU-s" divides by
-the process CPU time instead of wall time: on a shared, loaded machine it is the steadier figure. Runs on CPU by default; set --device to use a GPU.
+the process CPU time instead of wall time: on a shared, loaded machine it is the steadier figure.
+Runs on CPU by default; set --device to use a GPU.
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ def interleave(runners: list[Runner], rounds: int = 8) -> None:
     """Run every runner's items in `rounds` slices, alternating, so machine load hits all alike."""
     for r in runners:
         r.warmup()
-    for i in range(rounds):
+    for _ in range(rounds):
         for r in runners:
             k = -(-len(r.items) // rounds)
             r.run(k)

@@ -60,8 +60,8 @@ def sst2_files(tmp_path) -> tuple[Path, Path]:
 
 def tiny_config(train_file: Path, valid_file: Path | None, out: Path, **sections) -> Config:
     raw = {
-        "data": {"train": str(train_file), "valid": str(valid_file) if valid_file else None, "text_columns": ["sentence"],
-                 "label_column": "label", "max_length": 48},
+        "data": {"train": str(train_file), "valid": str(valid_file) if valid_file else None,
+                 "text_columns": ["sentence"], "label_column": "label", "max_length": 48},
         "tokenizer": {"vocab_size": 300, "min_frequency": 1},
         "model": tiny_model(),
         "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "seed": 0, "log_every": 1000},

@@ -180,4 +180,5 @@ def test_yaml_anchors_and_merge_keys_work_and_their_keys_may_be_overridden(tmp_p
     path.write_text("model: {num_layers: 2}\ntrain:\n  ensemble: 2\n  ensemble_variants:\n"
                     "    - &base {model.dropout: 0.2, model.pooling: mean}\n    - {<<: *base, model.dropout: 0.0}\n")
     variants = load_config(path).train.ensemble_variants
-    assert variants == [{"model.dropout": 0.2, "model.pooling": "mean"}, {"model.dropout": 0.0, "model.pooling": "mean"}]
+    assert variants == [{"model.dropout": 0.2, "model.pooling": "mean"},
+                        {"model.dropout": 0.0, "model.pooling": "mean"}]

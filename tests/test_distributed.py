@@ -46,7 +46,7 @@ def test_shards_cover_each_example_once(world, start):
     for r in range(world):
         shares = list(distributed.shard(batches, start, r, world))
         steps.add(len(shares))
-        for indices, own, consumed, examples in shares:
+        for indices, own, _consumed, _examples in shares:
             assert own or r > 0  # rank 0 always has a real batch; a stand-in only on later ranks
             if own:
                 seen.extend(indices.tolist())
@@ -207,7 +207,8 @@ def test_torchrun_two_processes_match_single_process(tmp_path, sst2_files, monke
     _assert_same_weights(watched / "adversarial" / "last" / "model.safetensors",
                          tmp_path / "single_adversarial" / "last" / "model.safetensors")
     with pytest.raises(AssertionError):  # and adversarial training did change the weights
-        _assert_same_weights(watched / "adversarial" / "last" / "model.safetensors", single / "last" / "model.safetensors")
+        _assert_same_weights(watched / "adversarial" / "last" / "model.safetensors",
+                             single / "last" / "model.safetensors")
 
     # Evaluation reduced across ranks = the single-process numbers.
     ours, theirs = metrics_records(ddp), metrics_records(single)

@@ -15,11 +15,11 @@ import yaml
 
 from conftest import child_env, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.errors import CheckpointError, DataError
+from textcls.model.ensemble import EnsembleClassifier
 from textcls.predict import predict_probabilities
 from textcls.run.load import load_run, weights_digest
-from textcls.run.weights import load_weights
-from textcls.model.ensemble import EnsembleClassifier
 from textcls.run.members import read_ensemble
+from textcls.run.weights import load_weights
 from textcls.train.loop import train
 
 
@@ -99,7 +99,8 @@ def test_resume_trains_only_unfinished_members_and_unfinished_runs_refuse_to_loa
     mtime = (out / "members/0/model.safetensors").stat().st_mtime_ns
     train(cfg, out, resume=True, quiet=True)
     assert read_ensemble(out)["finished"] == ["members/0", "members/1", "members/2"]
-    assert (out / "members/0/model.safetensors").stat().st_mtime_ns == mtime and weights_digest(out / "members/0") == first
+    assert (out / "members/0/model.safetensors").stat().st_mtime_ns == mtime
+    assert weights_digest(out / "members/0") == first
     assert load_run(out).model.members.__len__() == 3
 
 

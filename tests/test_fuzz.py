@@ -14,8 +14,19 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from textcls.config import (AdapterConfig, Config, DataConfig, EmbeddingsConfig, ModelConfig, OutputConfig,
-                            SharingConfig, TokenizerConfig, TrainConfig, config_from_dict, read_yaml)
+from textcls.config import (
+    AdapterConfig,
+    Config,
+    DataConfig,
+    EmbeddingsConfig,
+    ModelConfig,
+    OutputConfig,
+    SharingConfig,
+    TokenizerConfig,
+    TrainConfig,
+    config_from_dict,
+    read_yaml,
+)
 from textcls.data.readers import FORMATS, iter_records
 from textcls.errors import TextclsError
 

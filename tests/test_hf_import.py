@@ -191,7 +191,8 @@ def write_sentencepiece_tokenizer(path) -> Tokenizer:
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     tok.add_special_tokens(["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"])
     tok.save(str(path))
     return Tokenizer.from_str(tok.to_str())

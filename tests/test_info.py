@@ -14,7 +14,7 @@ from textcls.data.tokenizer import train_tokenizer
 from textcls.info import model_info
 from textcls.run.info import save_run_files
 
-H, I, E, L, T, V = 32, 64, 16, 4, 20, 300
+H, I, E, L, T, V = 32, 64, 16, 4, 20, 300  # noqa: E741 (I: the intermediate size)
 
 
 def write_config(tmp_path, **model) -> str:

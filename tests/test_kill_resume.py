@@ -137,8 +137,8 @@ def test_killed_predict_leaves_the_old_output(setup, tmp_path):
     src.write_text("".join(f"{text}\n" for text, _ in sst2_slice(3000)) * 7)  # 5 chunks of 4096 lines
     out = tmp_path / "out.jsonl"
     out.write_text("old predictions\n")
-    proc = subprocess.Popen([sys.executable, "-m", "textcls", "predict", str(reference), str(src), "-o", str(out)], env=child_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "textcls", "predict", str(reference), str(src), "-o", str(out)],
+                            env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         partial = list(tmp_path.glob(".out.jsonl.*.tmp"))

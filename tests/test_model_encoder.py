@@ -11,7 +11,7 @@ from textcls.config import config_from_dict
 from textcls.model import TextClassifier, block_schedules
 from textcls.model.attention import attention_bias
 
-V, C, H, I, L = 50, 3, 32, 64, 4  # vocab, labels, hidden, intermediate, layers
+V, C, H, I, L = 50, 3, 32, 64, 4  # noqa: E741 (vocab, labels, hidden, intermediate, layers)
 
 
 def model_cfg(**extra):

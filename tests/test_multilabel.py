@@ -6,7 +6,6 @@ import json
 import random
 
 import pytest
-
 from typer.testing import CliRunner
 
 from conftest import tiny_model

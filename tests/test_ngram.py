@@ -14,11 +14,11 @@ from conftest import DATA, run_cli, tiny_config, write_tsv
 from textcls.data.pipeline import prepare_data, text_splits
 from textcls.errors import CheckpointError, ConfigError
 from textcls.evaluation import evaluate_file
-from textcls.run.ngram import load_ngram_model, save_ngram_model
-from textcls.model.ngram import build_vocab, document_ngrams, fit_ngram_model, nb_ratios, ngrams, units, _bags
+from textcls.model.ngram import _bags, build_vocab, document_ngrams, fit_ngram_model, nb_ratios, ngrams, units
 from textcls.predict import predict_probabilities
 from textcls.run.load import load_run
 from textcls.run.members import read_ensemble
+from textcls.run.ngram import load_ngram_model, save_ngram_model
 from textcls.train.loop import train
 
 
@@ -103,7 +103,8 @@ def test_saved_model_loads_to_the_same_probabilities_and_damage_is_refused(tmp_p
     save_ngram_model(model, tmp_path, 0.25, {"accuracy": 1.0})
     loaded, share = load_ngram_model(tmp_path, 2)
     assert share == 0.25 and loaded.vocab == model.vocab
-    np.testing.assert_array_equal(loaded.probabilities(["great", "dull film"]), model.probabilities(["great", "dull film"]))
+    texts = ["great", "dull film"]
+    np.testing.assert_array_equal(loaded.probabilities(texts), model.probabilities(texts))
     with pytest.raises(CheckpointError, match="labels"):
         load_ngram_model(tmp_path, 3)
     weights = tmp_path / "ngram.safetensors"

@@ -11,15 +11,15 @@ import torch
 
 from conftest import ROOT, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.config import TokenizerConfig, config_from_dict, load_config
-from textcls.pretrain import loop as pretrain_loop
-from textcls.pretrain.loop import pretrain
+from textcls.data.tokenizer import load_tokenizer, train_tokenizer
 from textcls.errors import CheckpointError, ConfigError
 from textcls.plot import run_curves
-from textcls.train.logs import read_metrics
+from textcls.pretrain import loop as pretrain_loop
+from textcls.pretrain.loop import pretrain
 from textcls.run.load import build_model, load_run
 from textcls.run.weights import load_weights
+from textcls.train.logs import read_metrics
 from textcls.train.loop import Interrupted, _init_from, train
-from textcls.data.tokenizer import load_tokenizer, train_tokenizer
 
 
 def _corpus(tmp_path: Path) -> tuple[Path, Path]:
@@ -132,7 +132,8 @@ def test_pretrain_then_train_then_predict_through_the_cli(tmp_path, sst2_files):
         {p.name for p in (tmp_path / "pre").iterdir()}
     # --resume: a changed plan is refused naming the key; no CONFIG means the run's own.
     done = run_cli("pretrain", "pre.yaml", "-o", "pre", "--resume", "--set", "train.lr=0.5", cwd=tmp_path)
-    assert done.returncode == 2 and "`train.lr` is 0.5 here" in done.stderr and "textcls pretrain --output" in done.stderr
+    assert done.returncode == 2
+    assert "`train.lr` is 0.5 here" in done.stderr and "textcls pretrain --output" in done.stderr
     assert run_cli("pretrain", "-o", "pre", "--resume", "--quiet", cwd=tmp_path).returncode == 0
     done = run_cli("info", "pre", cwd=tmp_path)
     assert done.returncode == 0 and "a pretraining run: its encoder with the classifier head" in " ".join(

@@ -7,7 +7,6 @@ import re
 
 import pytest
 import torch
-
 from typer.testing import CliRunner
 
 from conftest import sst2_slice, write_tsv

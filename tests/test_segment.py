@@ -95,7 +95,8 @@ def test_config_checks(monkeypatch):
     base = {"data": {"train": "x.tsv"}, "tokenizer": {"segment": "jieba"}}
     with pytest.raises(ConfigError, match=r"tokenizer\.split_cjk: false"):
         config_from_dict(base)
-    assert config_from_dict({**base, "tokenizer": {"segment": "jieba", "split_cjk": False}}).tokenizer.segment == "jieba"
+    cfg = config_from_dict({**base, "tokenizer": {"segment": "jieba", "split_cjk": False}})
+    assert cfg.tokenizer.segment == "jieba"
     with pytest.raises(ConfigError, match=r"tokenizer\.segment"):
         config_from_dict({**base, "tokenizer": {"segment": "pkuseg", "split_cjk": False}})
     monkeypatch.setattr(segment, "segmenter_available", lambda name: False)

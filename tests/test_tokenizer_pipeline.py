@@ -2,13 +2,12 @@ import shutil
 
 import pytest
 
+from conftest import sst2_slice, tiny_config, write_tsv
 from textcls.config import DataConfig, TokenizerConfig
 from textcls.data import pipeline
 from textcls.data.pipeline import encode_texts, prepare_data, tokenize_file, truncate
 from textcls.data.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
 from textcls.errors import ConfigError, DataError
-
-from conftest import sst2_slice, tiny_config, write_tsv
 
 TEXTS = [s for s, _ in sst2_slice(300)] + ["这家酒店的服务很好", "價格不是太好"]
 

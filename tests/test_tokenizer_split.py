@@ -7,5 +7,6 @@ from textcls.data.tokenizer import _pre_tokenizer
 
 
 def test_pre_tokenizer_isolates_cjk_only():
-    pieces = [p for p, _ in _pre_tokenizer(TokenizerConfig()).pre_tokenize_str("a fine day, 2019 dad 中文かな한국 \U00020001x")]
+    text = "a fine day, 2019 dad 中文かな한국 \U00020001x"
+    pieces = [p for p, _ in _pre_tokenizer(TokenizerConfig()).pre_tokenize_str(text)]
     assert pieces == ["a", "fine", "day", ",", "2019", "dad", "中", "文", "か", "な", "한", "국", "\U00020001", "x"]

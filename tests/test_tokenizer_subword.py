@@ -7,11 +7,10 @@ from collections import Counter
 
 import pytest
 
+from conftest import ROOT, python_path, sst2_slice
 from textcls.config import TokenizerConfig
 from textcls.data.subword import count_words, learn_merges
 from textcls.data.tokenizer import _normalizer, _pre_tokenizer, train_tokenizer
-
-from conftest import ROOT, python_path, sst2_slice
 
 
 def reference_merges(word_counts: dict[str, int], budget: int, min_frequency: int, style: str) -> list[str]:

@@ -82,7 +82,7 @@ def test_training_with_adversarial_eps_differs_learns_and_resumes_exactly(tmp_pa
     plain = train(small_config(tmp_path, "plain", epochs=3), quiet=True)
     adv = train(small_config(tmp_path, "adv", epochs=3, adversarial_eps=1.0), quiet=True)
     assert adv.steps == plain.steps
-    a, b = weights(tmp_path / "plain" / "last" / "model.safetensors"), weights(tmp_path / "adv" / "last" / "model.safetensors")
+    a, b = (weights(tmp_path / run / "last" / "model.safetensors") for run in ("plain", "adv"))
     assert not all(torch.equal(a[k], b[k]) for k in a)
     losses = [r["loss"] for r in metrics_records(tmp_path / "adv") if r["kind"] == "train"]
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4  # it trains
@@ -119,6 +119,6 @@ def test_frozen_embeddings_still_get_a_perturbation(tmp_path):
     plain = small_config(tmp_path, "plain", trainable="head")
     adv = small_config(tmp_path, "adv", trainable="head", adversarial_eps=1.0)
     train(plain, quiet=True), train(adv, quiet=True)
-    a, b = weights(tmp_path / "plain" / "last" / "model.safetensors"), weights(tmp_path / "adv" / "last" / "model.safetensors")
+    a, b = (weights(tmp_path / run / "last" / "model.safetensors") for run in ("plain", "adv"))
     assert not all(torch.equal(a[k], b[k]) for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("embeddings."))  # still frozen

@@ -214,7 +214,8 @@ def predict(
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     precision: str = PrecisionOption,
     device: str = DeviceOption,
-    chunk_long: bool = typer.Option(False, "--chunk-long", help="Average over windows of documents longer than max_length."),
+    chunk_long: bool = typer.Option(False, "--chunk-long",
+                                    help="Average over windows of documents longer than max_length."),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="--chunk-long: tokens between window starts "
                                          "(default half a window)."),
 ) -> None:
@@ -244,7 +245,8 @@ def tune(
     budget: str = typer.Option("30m", "--budget", help="Time budget: 90s, 30m, 2h, 1h30m."),
     metric: str = typer.Option("accuracy", "--metric", help="accuracy | macro_f1 | weighted_f1 | micro_f1 | loss."),
     trials: Optional[int] = typer.Option(None, "--trials", min=1, help="At most this many trials."),
-    output: Path = typer.Option(Path("runs/tune"), "--output", "-o", help="Folder for trials, trials.jsonl, best.yaml."),
+    output: Path = typer.Option(Path("runs/tune"), "--output", "-o",
+                                help="Folder for trials, trials.jsonl, best.yaml."),
     overrides: Optional[list[str]] = SetOption,
 ) -> None:
     """Search the `tune:` space with Optuna (TPE, median pruning) within a time budget."""
@@ -326,8 +328,8 @@ def plot_cmd(
 ) -> None:
     """Training curves of a run: loss, learning rate and the validation metric against the step."""
     from textcls.plot import plot_run
-    from textcls.run.layout import CURVES
     from textcls.run.info import load_run_config
+    from textcls.run.layout import CURVES
 
     path = output or run_dir / CURVES
     plot_run(run_dir, path, load_run_config(run_dir).train.metric)

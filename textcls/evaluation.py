@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from textcls.config import DataConfig
 from textcls.data.pipeline import labelled_texts, tokenize_file
 from textcls.data.tokenizer import PAD
-from textcls.config import DataConfig
 from textcls.errors import ConfigError, DataError, data_error_hint
 from textcls.io import atomic_write_json
 from textcls.rundir import Run

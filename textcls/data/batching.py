@@ -187,7 +187,8 @@ def token_table(ds: datasets.Dataset) -> TokenTable:
     if hit is not None and hit[0]() is ds:
         return hit[1]
     table = TokenTable(ds)
-    _TABLES[id(ds)] = (weakref.ref(ds, lambda _, key=id(ds): _TABLES.pop(key, None)), table)
+    key = id(ds)
+    _TABLES[key] = (weakref.ref(ds, lambda _: _TABLES.pop(key, None)), table)
     return table
 
 

@@ -121,7 +121,8 @@ class SplitInfo:
     skipped_lines: list[int]
 
 
-def _records_to_dataset(records: list[Record], labels_of: Optional[Callable[[list[Record]], dict]], has_pairs: bool) -> datasets.Dataset:
+def _records_to_dataset(records: list[Record], labels_of: Optional[Callable[[list[Record]], dict]],
+                        has_pairs: bool) -> datasets.Dataset:
     columns: dict = {"text": [r.text for r in records], "line": [r.line for r in records]}
     if has_pairs:
         columns["text_pair"] = [r.text_pair or "" for r in records]

@@ -55,7 +55,8 @@ def detect_format(path: str, cfg: DataConfig) -> str:
             with open(path, "rb") as handle:
                 head = handle.read(len(FASTTEXT_PREFIX) + 3)
         except FileNotFoundError:
-            raise DataError(f"data file {path} does not exist; check the path in the config or on the command line") from None
+            raise DataError(
+                f"data file {path} does not exist; check the path in the config or on the command line") from None
         except IsADirectoryError:
             raise DataError(f"data file {path} is a directory; pass a file") from None
         except OSError as exc:
@@ -113,8 +114,8 @@ class _StrictLines:
             start = self.offset - pending + max(getattr(exc, "start", 0), 0)
             reason = getattr(exc, "reason", None) or str(exc)
             raise DataError(
-                f"{self.path}: invalid {self.encoding} at byte offset {start} ({reason}); convert the file to UTF-8 or set `data.encoding` to the file's "
-                "encoding (e.g. gbk, latin-1)"
+                f"{self.path}: invalid {self.encoding} at byte offset {start} ({reason}); convert the file to UTF-8 "
+                "or set `data.encoding` to the file's encoding (e.g. gbk, latin-1)"
             ) from None
 
 
@@ -162,7 +163,8 @@ class _Columns:
             hint = _delimiter_hint(header)
             raise DataError(
                 f"{self.path}: column {column!r} not found in the header (columns: "
-                f"{', '.join(repr(h[:40]) for h in header[:20])}{', ...' if len(header) > 20 else ''}); fix `data.text_columns` / `data.label_column`{hint}"
+                f"{', '.join(repr(h[:40]) for h in header[:20])}{', ...' if len(header) > 20 else ''}); "
+                f"fix `data.text_columns` / `data.label_column`{hint}"
             )
         return header.index(column)
 

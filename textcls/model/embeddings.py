@@ -63,8 +63,8 @@ class NgramEmbedding(nn.Module):
 class Embeddings(nn.Module):
     """input ids (B, T) -> hidden states (B, T, H).
 
-    word (V, E) [+ hashed n-grams (N, E)] [+ position (P, E)] [+ segment (S, E)] -> LayerNorm(E) -> dropout -> Linear(E, H)
-    when E != H (ALBERT's factorization), else Identity.
+    word (V, E) [+ hashed n-grams (N, E)] [+ position (P, E)] [+ segment (S, E)] -> LayerNorm(E) -> dropout
+    -> Linear(E, H) when E != H (ALBERT's factorization), else Identity.
     """
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, pad_id: int = 0):

@@ -271,8 +271,8 @@ def import_hf(hf_dir: Path | str, output: Path | str, allow_pickle: bool = False
     from textcls.config import config_from_dict
     from textcls.model.classifier import TextClassifier
     from textcls.run.info import save_run_files, write_run_info
-    from textcls.run.load import load_state
     from textcls.run.layout import WEIGHTS
+    from textcls.run.load import load_state
     from textcls.run.weights import save_weights
 
     hf_dir, output = Path(hf_dir), Path(output)

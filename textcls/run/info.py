@@ -42,7 +42,8 @@ def read_run_info(run_dir: Path) -> dict:
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path} cannot be read ({exc}); the run directory is damaged") from None
     if not isinstance(info, dict) or not isinstance(info.get("sha256", {}), dict):
-        raise CheckpointError(f"{path} is not a textcls {RUN_INFO} (expected a JSON object); the run directory is damaged")
+        raise CheckpointError(f"{path} is not a textcls {RUN_INFO} (expected a JSON object); "
+                              "the run directory is damaged")
     if info.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
         raise CheckpointError(
             f"{run_dir} was written by textcls {info.get('textcls_version')} (run format "

@@ -16,8 +16,16 @@ import torch
 
 from textcls.io import make_temp_dir, recover_dir
 from textcls.run.info import read_run_info, write_run_info
-from textcls.run.layout import (LAST, NEXT_WEIGHTS, STALE_TEMP_DIR, STALE_TEMP_FILE, STATE, STEP_CHECKPOINT_RE,
-                                WEIGHTS, step_checkpoint)
+from textcls.run.layout import (
+    LAST,
+    NEXT_WEIGHTS,
+    STALE_TEMP_DIR,
+    STALE_TEMP_FILE,
+    STATE,
+    STEP_CHECKPOINT_RE,
+    WEIGHTS,
+    step_checkpoint,
+)
 from textcls.run.weights import save_weights
 
 

@@ -58,5 +58,6 @@ def load_weights(path: Path, expected_sha256: str | list[str] | None = None) -> 
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"weights file {path} cannot be read ({exc}); it is truncated or not safetensors") from None
+        raise CheckpointError(f"weights file {path} cannot be read ({exc}); "
+                              "it is truncated or not safetensors") from None
 

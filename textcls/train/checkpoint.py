@@ -20,6 +20,7 @@ from textcls.run.load import load_state
 from textcls.run.store import has_checkpoint, keep_step_checkpoint, remove_stale_temp, save_best  # noqa: F401
 from textcls.run.weights import load_weights, write_weights
 
+
 def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
              "numpy_pos": int(np.random.get_state()[2])}

@@ -1,4 +1,4 @@
-"""Checks of training options that need the data or the device (the rest is in config._validate)."""
+"""Checks of training options that need the data or the device (the rest is in textcls/config/checks.py)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ one complete, ordinary run directory per member:
 Every member uses the top-level tokenizer (trained once) and the same validation split, so
 `eval`/`predict` tokenize once and run the members on the same ids. `train.ensemble_variants` gives
 members other settings; a member whose variant sets tokenizer keys trains its own tokenizer, and
-`eval`/`predict` then tokenize once per distinct tokenizer (see textcls.run.load.Run.groups). `ensemble.json` records which
-members have finished; `--resume` skips those and resumes the interrupted one from its `last/`.
+`eval`/`predict` then tokenize once per distinct tokenizer (see textcls.run.load.Run.groups). `ensemble.json`
+records which members have finished; `--resume` skips those and resumes the interrupted one from its `last/`.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from typing import Optional
 import torch
 
 from textcls.config import Config, config_from_dict, member_raw
-from textcls.errors import CheckpointError, ConfigError, TextclsError
+from textcls.errors import ConfigError, TextclsError
 from textcls.io import atomic_write_json
 from textcls.run.layout import CONFIG, ENSEMBLE, LABELS, LAST, STATE, TOKENIZER
 from textcls.run.members import is_ensemble_dir, member_dirs, member_name, read_ensemble  # noqa: F401
+
 
 def member_variant(cfg: Config, index: int) -> dict:
     variants = cfg.train.ensemble_variants
@@ -65,11 +66,11 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     from textcls.data.tokenizer import PAD, load_tokenizer
     from textcls.run.info import save_eval_report, save_run_files, write_run_info
     from textcls.run.load import load_run
+    from textcls.run.prepare import prepare_run_dir, replace_old_run, resumed_config
     from textcls.train import distributed
     from textcls.train.evaluate import evaluate_groups
     from textcls.train.loop import TrainResult, select_device
     from textcls.train.ngram import mixed_report
-    from textcls.run.prepare import prepare_run_dir, replace_old_run, resumed_config
     from textcls.train.progress import console
 
     if distributed.launched():
@@ -251,7 +252,8 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
                                       f"{best}", highlight=False)
                 elif proc.returncode != 130 and not (forwarded and proc.returncode == -signal.SIGTERM):
                     # (a child stopped by our SIGTERM before it set up its handler has saved nothing yet)
-                    failed.append(f"member {index + 1} ({run_dir / f'{member_name(index)}.log'}): {_log_tail(log.name)}")
+                    log_path = run_dir / f"{member_name(index)}.log"
+                    failed.append(f"member {index + 1} ({log_path}): {_log_tail(log.name)}")
     if failed:
         raise TextclsError("ensemble training failed: " + "; ".join(failed))
     if flag.raised or len(info["finished"]) < len(info["members"]):

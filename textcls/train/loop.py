@@ -29,16 +29,30 @@ from textcls.data.tokenizer import PAD, UNK, load_tokenizer, special_ids
 from textcls.errors import CheckpointError, ConfigError
 from textcls.model.trainable import apply_trainable, count_trainable
 from textcls.model.word_vectors import init_word_embeddings
-from textcls.rundir import (base_keys, base_reference, build_model, load_full_state, load_state, read_run_info,
-                            save_eval_report, save_run_files)
+from textcls.rundir import (
+    base_keys,
+    base_reference,
+    build_model,
+    load_full_state,
+    load_state,
+    read_run_info,
+    save_eval_report,
+    save_run_files,
+)
 from textcls.train import distributed
 from textcls.train.adversarial import EmbeddingAdversary
 from textcls.train.augment import drop_tokens
-from textcls.train.checkpoint import (keep_step_checkpoint, load_checkpoint, remove_stale_temp, rng_state,
-                                      save_best, save_checkpoint)
+from textcls.train.checkpoint import (
+    keep_step_checkpoint,
+    load_checkpoint,
+    remove_stale_temp,
+    rng_state,
+    save_best,
+    save_checkpoint,
+)
 from textcls.train.checks import check_device_options, check_label_options, warn_slow_bf16
-from textcls.train.ensemble import is_ensemble_dir, train_ensemble
 from textcls.train.ema import WeightAverage
+from textcls.train.ensemble import is_ensemble_dir, train_ensemble
 from textcls.train.evaluate import autocast_context, evaluate
 from textcls.train.logs import MetricsLog
 from textcls.train.loss import auto_class_weights, compute_loss

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from textcls.config import Config, TrainConfig
-from textcls.errors import DataError
 from textcls.data.batching import BucketSampler
+from textcls.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import difflib
 
-from textcls.config import (VARIANT_FIXED, VARIANT_SECTIONS, Config, ModelConfig, TrainConfig, _build, _short,
-                            member_raw)
+from textcls.config.schema import (
+    VARIANT_FIXED,
+    VARIANT_SECTIONS,
+    Config,
+    ModelConfig,
+    TrainConfig,
+    build_dataclass,
+    member_raw,
+    short_repr,
+)
+from textcls.data import segment
 
 
 def _check_ngram(cfg: Config, problems: list[str]) -> None:
@@ -84,7 +93,7 @@ def validate(cfg: Config, problems: list[str]) -> None:
     if t.max_grad_norm is not None and t.max_grad_norm <= 0:
         problems.append(f"`train.max_grad_norm` must be positive or null, got {t.max_grad_norm}")
     if isinstance(t.class_weights, str) and t.class_weights != "auto":
-        problems.append(f"`train.class_weights` must be 'auto' or a list of numbers, got {_short(t.class_weights)}")
+        problems.append(f"`train.class_weights` must be 'auto' or a list of numbers, got {short_repr(t.class_weights)}")
     if d.valid_fraction is not None and not 0 < d.valid_fraction < 1:
         problems.append(f"`data.valid_fraction` must be between 0 and 1, got {d.valid_fraction}")
     if d.valid_fraction is not None and d.valid:
@@ -125,7 +134,8 @@ def validate(cfg: Config, problems: list[str]) -> None:
             problems.append(f"`model.sharing.{key}` must be between 1 and num_layers ({m.num_layers}), got {value}")
     e = m.embeddings
     if any(n < 2 or n > 8 for n in e.ngram_orders) or len(set(e.ngram_orders)) != len(e.ngram_orders):
-        problems.append(f"`model.embeddings.ngram_orders` must list distinct n-gram sizes from 2 to 8, got {e.ngram_orders}")
+        problems.append(f"`model.embeddings.ngram_orders` must list distinct n-gram sizes from 2 to 8, "
+                        f"got {e.ngram_orders}")
     if e.ngram_orders and e.ngram_buckets < 1:
         problems.append(f"`model.embeddings.ngram_buckets` must be at least 1, got {e.ngram_buckets}")
     if m.pool_layers > m.num_layers:
@@ -136,7 +146,8 @@ def validate(cfg: Config, problems: list[str]) -> None:
             problems.append(f"`model.adapters.layers` has depths outside 0..{m.num_layers - 1}: {bad}")
     _validate_train_extras(t, problems)
     if t.adversarial_eps < 0:
-        problems.append(f"`train.adversarial_eps` must be >= 0 (0 turns adversarial training off), got {t.adversarial_eps}")
+        problems.append(f"`train.adversarial_eps` must be >= 0 (0 turns adversarial training off), "
+                        f"got {t.adversarial_eps}")
     if t.adversarial_eps > 0 and t.compile:
         problems.append("`train.adversarial_eps` needs the embeddings' gradient, which a compiled model does not "
                         "expose; set `train.compile: false` or `train.adversarial_eps: 0`")
@@ -169,7 +180,7 @@ def _validate_variants(cfg: Config, problems: list[str]) -> None:
                             f"device, num_threads, metric and seed; not {', '.join(map(str, bad))}")
             continue
         trial: list[str] = []
-        member = _build(Config, member_raw(cfg, variant), "", trial)
+        member = build_dataclass(Config, member_raw(cfg, variant), "", trial)
         if not trial and member.model.init_from and any(str(k).startswith("tokenizer.") for k in variant):
             trial.append(f"it sets tokenizer keys, but `model.init_from` ({member.model.init_from}) fixes the "
                          "tokenizer to that run's; drop the tokenizer keys, or start this member from scratch "
@@ -243,14 +254,12 @@ def _validate_train_extras(t: TrainConfig, problems: list[str]) -> None:
 
 
 def _check_segmenter(cfg: Config, problems: list[str]) -> None:
-    from textcls.data.segment import INSTALL_HINT, segmenter_available
-
     tk = cfg.tokenizer
     if tk.segment == "none" or tk.path:
         return
     if tk.split_cjk:
         problems.append(f"`tokenizer.segment: {tk.segment}` cuts Chinese text into words, and `tokenizer.split_cjk: "
                         "true` (the default) would split them back into characters; set `tokenizer.split_cjk: false`")
-    if not segmenter_available(tk.segment):
+    if not segment.segmenter_available(tk.segment):
         problems.append(f"`tokenizer.segment: {tk.segment}` needs the rjieba package, which is not installed; "
-                        f"{INSTALL_HINT}, or remove the key")
+                        f"{segment.INSTALL_HINT}, or remove the key")
