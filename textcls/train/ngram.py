@@ -14,8 +14,8 @@ import numpy as np
 
 from textcls.config import Config
 from textcls.data.pipeline import TextSplit, text_splits
-from textcls.predictor import predictor_report, run_predictor
 from textcls.model.ngram import fit_ngram_model, save_ngram_model
+from textcls.predictor import predictor_report, run_predictor
 from textcls.train.evaluate import report_from_probabilities
 from textcls.train.metrics import METRICS
 
