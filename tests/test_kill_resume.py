@@ -276,7 +276,7 @@ def test_each_rank_resumes_its_own_random_stream(tmp_path):
 
 def test_equal_weights_make_equal_files_in_every_process(tmp_path):
     """safetensors writes its metadata in per-process hash order; the sha256 in run.json must not depend on it."""
-    script = ("import sys, torch; from pathlib import Path; from textcls.rundir import write_weights; "
+    script = ("import sys, torch; from pathlib import Path; from textcls.run.weights import write_weights; "
               "g = torch.Generator().manual_seed(0); "
               "print(write_weights({'b': torch.randn(3, 5, generator=g), 'a': torch.arange(7)}, Path(sys.argv[1])))")
     digests = {subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{seed}.safetensors")], check=True,

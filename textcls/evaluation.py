@@ -12,46 +12,41 @@ from rich.markup import escape
 from rich.table import Table
 
 from textcls.config import DataConfig
-from textcls.data.pipeline import labelled_texts, tokenize_file
-from textcls.data.tokenizer import PAD
+from textcls.data.pipeline import TextSplit, _read_all, _text_split
 from textcls.errors import ConfigError, DataError, data_error_hint
 from textcls.io import atomic_write_json
-from textcls.rundir import Run
-from textcls.train.evaluate import evaluate_groups, report_from_probabilities
-from textcls.train.metrics import METRICS
+from textcls.predictor import predictor_report, run_predictor
+from textcls.run.load import Run
 
 
 def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, batch_size: int = 128,
                   device: torch.device = torch.device("cpu"), precision: str = "fp32",
                   reading: Optional[dict] = None) -> dict:
     """The report of the run on a labelled file read with the run's data options, or with `reading`'s
-    (format, text_columns, label_column, header, encoding) in their place."""
+    (format, text_columns, label_column, header, encoding) in their place: the metrics of the run's
+    predictor's probabilities (with the n-gram model's share mixed in, and its metrics alone, when the
+    run has one)."""
     if not Path(data_file).is_file():
         what = "is a directory; pass a file" if Path(data_file).is_dir() else "does not exist; check the path"
         raise DataError(f"data file {data_file} {what}")
-    parts = []  # one tokenization of the file per tokenizer group (one group unless members differ)
-    for group, n in run.groups or [(run, 1)]:
-        data_cfg = dataclasses.replace(group.cfg.data, **(reading or {}))
-        with data_error_hint("the file is read with the run's data options; for a file laid out otherwise pass "
-                             "--input-format, --text-column, --label-column, --header or --encoding"):
-            ds, info = tokenize_file(data_file, data_cfg, group.tokenizer, labels=run.labels)
-        parts.append((group.model, ds, group.tokenizer.token_to_id(PAD), n))
-    mix = None
-    if run.ngram is not None:  # the n-gram model reads the rows as text
-        model, share = run.ngram
-        rows = labelled_texts(data_file, dataclasses.replace(run.cfg.data, **(reading or {})), run.labels)
-        mix = model.probabilities(rows.texts, rows.pairs), share
-    report = evaluate_groups(parts, run.labels, batch_size, device, run.cfg.data.task, run.cfg.train.threshold,
-                             precision, mix)
-    if mix is not None:
-        alone = report_from_probabilities(mix[0], rows.targets, run.labels, run.cfg.data.task, run.cfg.train.threshold)
-        report["ngram"] = {"weight": mix[1], **{k: alone[k] for k in METRICS if k in alone}}
+    with data_error_hint("the file is read with the run's data options; for a file laid out otherwise pass "
+                         "--input-format, --text-column, --label-column, --header or --encoding"):
+        rows, skipped = labelled_rows(data_file, dataclasses.replace(run.cfg.data, **(reading or {})), run.labels)
+    predictor = run_predictor(run, batch_size, device, precision)  # each tokenizer group tokenizes the rows itself
+    report = predictor_report(predictor, rows.texts, rows.pairs, rows.targets, run.cfg.train.threshold)
     report["file"] = str(data_file)
-    if info.skipped_lines:
-        report["skipped_lines"] = info.skipped_lines
+    if skipped:
+        report["skipped_lines"] = skipped
     if report_path:
         atomic_write_json(report_path, report)
     return report
+
+
+def labelled_rows(path: str, data: DataConfig, labels: list[str]) -> tuple[TextSplit, list[int]]:
+    """A labelled file's rows as text with their (N, C) targets, and the line numbers of the bad lines
+    skipped (`data.on_bad_lines: skip`)."""
+    records, skipped = _read_all(path, data, labelled=True)
+    return _text_split(records, data, labels, path), skipped
 
 
 def reading_options(data: DataConfig, input_format: Optional[str] = None, text_columns: Optional[list[str]] = None,

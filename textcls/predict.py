@@ -1,4 +1,5 @@
-"""Load a run directory and stream predictions: read a chunk, sort it by length, batch, restore order.
+"""Stream a run's predictions over a file: read a chunk, hand it to the run's predictor (textcls.predictor:
+it sorts by length, batches and restores the order), write one line per input.
 
 Memory stays flat on inputs of any size: only one chunk of texts is held at a time, and the output
 goes to a temp file renamed onto the target at the end (a killed predict leaves no half file).
@@ -17,14 +18,11 @@ import numpy as np
 import torch
 
 from textcls.config import DataConfig
-from textcls.data.batching import pad_batch
-from textcls.data.pipeline import encode_texts
 from textcls.data.readers import SUFFIXES, Record, detect_format, has_header, iter_records
-from textcls.data.tokenizer import CLS, PAD, SEP
 from textcls.errors import ConfigError, DataError, data_error_hint
 from textcls.io import atomic_open
-from textcls.rundir import Run
-from textcls.train.evaluate import autocast_context
+from textcls.predictor import predict_ids, run_predictor, window_starts  # noqa: F401 (re-exported: bench/ and tests use them)
+from textcls.run.load import Run
 
 
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
@@ -38,97 +36,19 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-@torch.inference_mode()
-def predict_ids(model: torch.nn.Module, ids: list[list[int]], types: Optional[list[list[int]]], num_labels: int,
-                batch_size: int = 64, pad_id: int = 0, device: torch.device = torch.device("cpu"),
-                precision: str = "fp32", task: str = "single") -> np.ndarray:
-    """(N, C) probabilities (softmax, or sigmoid for multilabel) in input order.
-
-    Rows are sorted by length so each batch pads little, and written back to their input position.
-    """
-    order = np.argsort(np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")
-    probs = np.zeros((len(ids), num_labels), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        input_ids, mask, type_ids = pad_batch([ids[i] for i in rows], [types[i] for i in rows] if types else None,
-                                              pad_id)
-        with autocast_context(device, precision):
-            logits = model(input_ids.to(device), mask.to(device),
-                           None if type_ids is None else type_ids.to(device)).float()
-        p = torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, -1)
-        probs[rows] = p.cpu().numpy()
-    return probs
-
-
 def predict_probabilities(run: Run, texts: list[str], pairs: Optional[list[str]] = None, batch_size: int = 64,
                           device: torch.device = torch.device("cpu"), precision: str = "fp32") -> np.ndarray:
-    """(N, C) probabilities for raw texts (optionally text pairs), in input order."""
-    if run.groups:
-        probs = group_mean(run, lambda g: predict_probabilities(g, texts, pairs, batch_size, device, precision))
-    else:
-        cfg = run.cfg
-        ids, types = encode_texts(run.tokenizer, texts, pairs, cfg.data.max_length, cfg.data.truncation,
-                                  cfg.data.head_tokens)
-        probs = predict_ids(run.model, ids, types if pairs else None, len(run.labels), batch_size,
-                            run.tokenizer.token_to_id(PAD), device, precision, cfg.data.task)
-    return with_ngram(run, probs, texts, pairs)
+    """(N, C) probabilities for raw texts (optionally text pairs), in input order: the run's predictor."""
+    return run_predictor(run, batch_size, device, precision).predict_proba(texts, pairs)
 
 
-def with_ngram(run: Run, probs: np.ndarray, texts: list[str], pairs: Optional[list[str]] = None) -> np.ndarray:
-    """The run's probabilities with its n-gram model's share mixed in (unchanged without one). The group
-    runs of an ensemble have none: the mix happens once, on the ensemble's mean."""
-    if run.ngram is None:
-        return probs
-    model, share = run.ngram
-    return ((1 - share) * probs + share * model.probabilities(texts, pairs)).astype(np.float32)
-
-
-def group_mean(run: Run, probabilities) -> np.ndarray:
-    """An ensemble with several tokenizers: the member-weighted mean of each group's probabilities."""
-    total = sum(n for _, n in run.groups)
-    return sum(probabilities(group) * (n / total) for group, n in run.groups).astype(np.float32)
-
-
-def window_starts(length: int, size: int, stride: int) -> list[int]:
-    """Start offsets of `size`-token windows `stride` apart covering `length` tokens; the last ends at the end."""
-    if length <= size:
-        return [0]
-    starts = list(range(0, length - size, stride))
-    return starts + [length - size]
-
-
-@torch.inference_mode()
 def predict_windowed(run: Run, texts: list[str], stride: Optional[int] = None, batch_size: int = 64,
                      device: torch.device = torch.device("cpu"), precision: str = "fp32") -> np.ndarray:
     """(N, C) probabilities; a text longer than max_length is split into overlapping windows of
     max_length tokens (`[CLS] window [SEP]`, starts `stride` tokens apart; default half a window)
     and its windows' probabilities are averaged. Texts that fit are predicted as by predict_probabilities."""
-    if run.groups:
-        probs = group_mean(run, lambda g: predict_windowed(g, texts, stride, batch_size, device, precision))
-        return with_ngram(run, probs, texts)
-    cfg = run.cfg
-    size = cfg.data.max_length - 2
-    stride = stride or max(1, size // 2)
-    cls_id, sep_id = run.tokenizer.token_to_id(CLS), run.tokenizer.token_to_id(SEP)
-    windows, owner = [], []
-    for i, enc in enumerate(run.tokenizer.encode_batch(texts, add_special_tokens=False)):
-        for start in window_starts(len(enc.ids), size, stride):
-            windows.append([cls_id, *enc.ids[start:start + size], sep_id])
-            owner.append(i)
-    order = np.argsort([len(x) for x in windows], kind="stable")
-    window_probs = np.zeros((len(windows), len(run.labels)), dtype=np.float32)
-    pad_id = run.tokenizer.token_to_id(PAD)
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        input_ids, mask, _ = pad_batch([windows[i] for i in rows], None, pad_id)
-        with autocast_context(device, precision):
-            logits = run.model(input_ids.to(device), mask.to(device), None).float()
-        p = torch.sigmoid(logits) if cfg.data.task == "multilabel" else torch.softmax(logits, -1)
-        window_probs[rows] = p.cpu().numpy()
-    sums = np.zeros((len(texts), len(run.labels)), dtype=np.float64)
-    np.add.at(sums, np.asarray(owner), window_probs)
-    counts = np.bincount(owner, minlength=len(texts))[:, None]
-    return with_ngram(run, (sums / counts).astype(np.float32), texts)  # the n-gram model reads whole texts
+    predictor = run_predictor(run, batch_size, device, precision, chunk_long=True, stride=stride)
+    return predictor.predict_proba(texts)
 
 
 def _format_row(probs: np.ndarray, labels: list[str], top_k: int, fmt: str, task: str, threshold) -> str:
@@ -183,6 +103,8 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
         raise DataError(f"{input_path}: this run classifies text pairs (columns {a!r} and {b!r}), and a plain-text "
                         "input holds one text per line; give a CSV, TSV or JSONL input with both columns")
     records = iter_records(input_path, data_cfg, labelled=False, allow_empty=True)
+    predictor = run_predictor(run, batch_size, device, precision, chunk_long=bool(window_stride),
+                              stride=window_stride)
     count = 0
     with _output(output_path) as out:
         with data_error_hint("predict reads the input with the run's data options; --input-format and --encoding "
@@ -191,10 +113,7 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
                 texts = [r.text for r in chunk]
                 pairs = [r.text_pair or "" for r in chunk] if len(data_cfg.text_columns) == 2 and \
                     chunk[0].text_pair is not None else None
-                if window_stride and pairs is None:
-                    probs = predict_windowed(run, texts, window_stride, batch_size, device, precision)
-                else:
-                    probs = predict_probabilities(run, texts, pairs, batch_size, device, precision)
+                probs = predictor.predict_proba(texts, pairs)  # pairs are not windowed
                 task, threshold = run.cfg.data.task, run.cfg.train.threshold
                 for row in probs:
                     out.write(_format_row(row, run.labels, top_k, fmt, task, threshold) + "\n")

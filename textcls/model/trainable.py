@@ -4,7 +4,7 @@
 - `adapters`: adapters (`encoder.adapters.*`, `side.*`), every LayerNorm, the pooler and the head.
 - `head`: the pooler (`cls_tanh` has weights) and the head.
 
-The same names decide what an adapter run directory stores (see `textcls.rundir`).
+The same names decide what an adapter run directory stores (see `textcls.run.load`).
 """
 
 from __future__ import annotations

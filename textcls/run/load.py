@@ -42,11 +42,12 @@ class Run:
     labels: list[str]
     model: TextClassifier
     # An ensemble whose members use different tokenizers (`train.ensemble_variants`): one Run per
-    # tokenizer (its members behind an EnsembleClassifier) and its member count. Predict and evaluate
-    # tokenize once per group and average the groups' probabilities weighted by member count.
+    # tokenizer (its members behind an EnsembleClassifier) and its member count. The run's predictor
+    # (textcls.predictor.run_predictor) tokenizes once per group and averages the groups' probabilities
+    # weighted by member count.
     groups: list[tuple["Run", int]] | None = None
     # A bag-of-n-grams model trained beside the transformer(s) (`ngram.weight`), and its share of the
-    # probabilities: predict and evaluate mix it into theirs.
+    # probabilities: the run's predictor mixes it into theirs.
     ngram: tuple[NgramModel, float] | None = None
 
 
@@ -117,7 +118,8 @@ def _load_ensemble(run_dir: Path, cfg: Config, weights: str) -> Run:
 
 class GroupedEnsemble(torch.nn.Module):
     """The members of an ensemble with several tokenizers, for .to(device) and parameter counts. It has
-    no forward of its own: one batch of token ids means nothing to members with another tokenizer."""
+    no forward of its own: one batch of token ids means nothing to members with another tokenizer, so
+    the groups are run by the run's predictor (textcls.predictor.run_predictor), and nothing calls it."""
 
     def __init__(self, groups: list[torch.nn.Module]):
         super().__init__()
@@ -125,7 +127,7 @@ class GroupedEnsemble(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         raise TypeError("an ensemble with several tokenizers is run per tokenizer group (Run.groups); "
-                        "use textcls.predict.predict_probabilities or textcls.evaluation.evaluate_file")
+                        "use its predictor: textcls.predictor.run_predictor(run).predict_proba(texts)")
 
 
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, strict: bool = True) -> list[str]:

@@ -55,7 +55,10 @@ def evaluate_groups(parts: list[tuple[torch.nn.Module, object, int, int]], label
     """The report of a model, or of an ensemble with several tokenizers: `parts` = (model, its tokenization
     of the rows, pad id, member count) per tokenizer group; the member-weighted mean probabilities.
     One part is `evaluate` itself. `mix` = ((N, C) probabilities of another model, its share): the report
-    is of the mixture, with the metrics without it under "without_ngram"."""
+    is of the mixture, with the metrics without it under "without_ngram".
+
+    Left for train/ensemble.py until it calls textcls.train.ngram.validation_report, which reports through
+    the run's predictor (textcls.predictor) as eval, predict and the single-run report do; then it goes."""
     if len(parts) == 1 and mix is None:
         model, ds, pad_id, _ = parts[0]
         return evaluate(model, ds, labels, batch_size, device, task, threshold, precision, pad_id)

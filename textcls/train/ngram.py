@@ -1,4 +1,9 @@
-"""`ngram.weight` > 0: fit the bag-of-n-grams model after the transformer(s) and report the mix."""
+"""`ngram.weight` > 0: fit the bag-of-n-grams model after the transformer(s) and report the mix.
+
+The report of a finished run goes through its predictor (textcls.predictor), which mixes the n-gram
+model in: `report_with_ngram` for a single run (train/loop.py), `validation_report` for any run
+(an ensemble's too).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import numpy as np
 from textcls.config import Config
 from textcls.data.pipeline import TextSplit, text_splits
 from textcls.model.ngram import fit_ngram_model
+from textcls.predictor import predictor_report, run_predictor
 from textcls.run.ngram import save_ngram_model
 from textcls.train.evaluate import report_from_probabilities
 from textcls.train.metrics import METRICS
@@ -37,6 +43,47 @@ def fit_run_ngram(cfg: Config, run_dir: Path, labels: list[str],
     return valid, probs, alone
 
 
+def validation_report(cfg: Config, run_dir: Path, labels: list[str], device, console=None,
+                      precision: Optional[str] = None) -> Optional[dict]:
+    """The validation report of the run saved in `run_dir` (its best weights; a single run or an ensemble),
+    from its predictor's probabilities. With `ngram.weight` > 0 the n-gram model is fitted and saved
+    first, and the report is of the mix, with "without_ngram" and "ngram" (see predictor_report). None
+    without validation data. Runs in one process (rank 0 under torchrun): no collective.
+    `precision`: default `train.precision`."""
+    from textcls.run.load import load_run
+
+    ngram_probs = None
+    if cfg.ngram.weight > 0:
+        valid, ngram_probs, _ = fit_run_ngram(cfg, run_dir, labels, console)
+    else:
+        _, valid = text_splits(cfg, labels)
+    if valid is None:
+        return None
+    t = cfg.train
+    run = load_run(run_dir, device=device)
+    predictor = run_predictor(run, t.eval_batch_size, device, precision or t.precision)
+    return predictor_report(predictor, valid.texts, valid.pairs, valid.targets, t.threshold, ngram_probs)
+
+
+def report_with_ngram(cfg: Config, run_dir: Path, labels: list[str], device, best_step: Optional[int] = None,
+                      console=None) -> Optional[float]:
+    """After training a single run with `ngram.weight` > 0: fit the n-gram model, save the validation report
+    of the best weights mixed with it as the run's eval report; returns its `train.metric` (None without
+    validation data)."""
+    from textcls.run.info import save_eval_report
+
+    report = validation_report(cfg, run_dir, labels, device, console)
+    if report is None:
+        return None
+    save_eval_report(run_dir, report, step=best_step)
+    metric = cfg.train.metric
+    if console is not None and "without_ngram" in report:
+        console.print(f"valid {metric} {report[metric]:.4f} with the n-gram model, "
+                      f"{report['without_ngram'][metric]:.4f} without", highlight=False)
+    return report[metric]
+
+
 def mixed_report(report: dict, share: float, alone: dict) -> dict:
-    """An evaluation report of a run with an n-gram model, which names its share and its metrics alone."""
+    """An evaluation report of a run with an n-gram model, which names its share and its metrics alone.
+    (train/ensemble.py's report until it calls `validation_report`, which reports the mix itself.)"""
     return {**report, "ngram": {"weight": share, **alone}}
