@@ -39,9 +39,9 @@ from speed import DATASETS, SIZE, hf_length_grouped, hf_optimizer, hf_tokenizer,
 
 from textcls.config import TrainConfig, load_config
 from textcls.data.batching import BucketSampler, pad_batch
+from textcls.device import autocast_context
 from textcls.model import TextClassifier
 from textcls.predict import predict_ids
-from textcls.train.evaluate import autocast_context
 from textcls.train.loss import compute_loss
 from textcls.train.optim import build_optimizer
 

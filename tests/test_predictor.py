@@ -17,6 +17,7 @@ from textcls.data.labels import load_labels
 from textcls.data.pipeline import encode_texts, text_splits
 from textcls.data.tokenizer import PAD, train_tokenizer
 from textcls.evaluation import evaluate_file
+from textcls.metrics import report_from_probabilities
 from textcls.model.ensemble import EnsembleClassifier
 from textcls.model.ngram import fit_ngram_model
 from textcls.predict import predict_file, predict_probabilities, predict_windowed
@@ -31,7 +32,7 @@ from textcls.predictor import (
     run_predictor,
 )
 from textcls.run.load import GroupedEnsemble, Run, build_model, load_run
-from textcls.train.evaluate import evaluate, report_from_probabilities
+from textcls.train.evaluate import evaluate
 from textcls.train.ngram import report_with_ngram, validation_report
 
 LABELS = ["0", "1"]

@@ -24,9 +24,9 @@ from textcls.config import DataConfig
 from textcls.data.batching import pad_batch
 from textcls.data.pipeline import encode_texts
 from textcls.data.tokenizer import CLS, PAD, SEP
+from textcls.device import autocast_context
+from textcls.metrics import METRICS, report_from_probabilities
 from textcls.model.ensemble import EnsembleClassifier
-from textcls.train.evaluate import autocast_context, report_from_probabilities
-from textcls.train.metrics import METRICS
 
 BatchProbabilities = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 

@@ -235,7 +235,7 @@ def _validate_pretrain(cfg: Config, problems: list[str]) -> None:
 
 def _validate_train_extras(t: TrainConfig, problems: list[str]) -> None:
     """Selection metric, decision thresholds and schedule shape."""
-    metrics = ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")  # train/metrics.py HIGHER_IS_BETTER
+    metrics = ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")  # textcls/metrics.py HIGHER_IS_BETTER
     if t.metric not in metrics:
         hint = difflib.get_close_matches(t.metric, metrics, n=1)
         problems.append(f"`train.metric` must be one of {', '.join(metrics)}, got {t.metric!r}"

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from textcls.config import Config, TrainConfig, save_config
 from textcls.data.tokenizer import MASK, PAD, SPECIAL_TOKENS, load_tokenizer
+from textcls.device import autocast_context
 from textcls.errors import ConfigError
 from textcls.io import atomic_write_text
 from textcls.pretrain.corpus import Corpus, build_corpus
@@ -30,7 +31,6 @@ from textcls.pretrain.packing import IGNORE, Blocks, collate_blocks
 from textcls.rundir import save_weights, write_run_info
 from textcls.train import distributed
 from textcls.train.checkpoint import load_checkpoint, rng_state, save_checkpoint
-from textcls.train.evaluate import autocast_context
 from textcls.train.loop import Interrupted, _StopFlag, seed_everything, select_device
 from textcls.train.optim import build_optimizer, optimizer_step
 from textcls.train.progress import TrainProgress, console

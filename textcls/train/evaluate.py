@@ -8,17 +8,9 @@ import numpy as np
 import torch
 
 from textcls.data.batching import BucketSampler, collate, lengths_of
+from textcls.device import autocast_context
+from textcls.metrics import METRICS, report_from_logits, report_from_mean
 from textcls.train import distributed
-from textcls.train.loss import compute_loss
-from textcls.train.metrics import METRICS, classification_report, multilabel_report
-
-
-def autocast_context(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision == "fp16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return torch.autocast(device.type, enabled=False)
 
 
 @torch.inference_mode()
@@ -68,43 +60,13 @@ def evaluate_groups(parts: list[tuple[torch.nn.Module, object, int, int]], label
         logits = torch.from_numpy(predict_logits(model, ds, batch_size, len(labels), device, precision, pad_id))
         p = (torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, -1)) * (n / total)
         mean = p if mean is None else mean + p
-    report = _report_from_mean(mean, parts[0][1], labels, task, threshold)
+    report = report_from_mean(mean, parts[0][1], labels, task, threshold)
     if mix is None:
         return report
     probs, share = mix
     if probs.shape != tuple(mean.shape):
         raise ValueError(f"the n-gram model scored {probs.shape[0]} rows, the transformers {mean.shape[0]}")
     without = {k: report[k] for k in METRICS if k in report}
-    mixed = _report_from_mean((1 - share) * mean + share * torch.from_numpy(probs), parts[0][1], labels, task,
+    mixed = report_from_mean((1 - share) * mean + share * torch.from_numpy(probs), parts[0][1], labels, task,
                               threshold)
     return {**mixed, "without_ngram": without}
-
-
-def _report_from_mean(mean: torch.Tensor, ds, labels: list[str], task: str, threshold) -> dict:
-    mean = mean.clamp(1e-7, 1 - 1e-7)
-    logits = torch.log(mean) - torch.log1p(-mean) if task == "multilabel" else torch.log(mean)
-    return report_from_logits(logits.numpy(), ds, labels, task, threshold)
-
-
-def report_from_probabilities(probs: np.ndarray, targets: np.ndarray, labels: list[str], task: str = "single",
-                              threshold=0.5) -> dict:
-    """Loss and metrics of (N, C) probabilities against (N, C) 0/1 targets."""
-    rows = {"labels": [list(np.flatnonzero(t)) for t in targets]} if task == "multilabel" else \
-        {"label": targets.argmax(1).tolist()}
-    return _report_from_mean(torch.from_numpy(np.asarray(probs, dtype=np.float32)), rows, labels, task, threshold)
-
-
-def report_from_logits(logits: np.ndarray, ds, labels: list[str], task: str = "single", threshold=0.5) -> dict:
-    """Loss and metrics of (N, C) logits against the labels of `ds`."""
-    t = torch.from_numpy(logits)
-    if task == "multilabel":
-        y_true = np.zeros_like(logits, dtype=np.int64)
-        for i, ids in enumerate(ds["labels"]):
-            y_true[i, ids] = 1
-        loss = compute_loss(t, torch.from_numpy(y_true).float(), task).item()
-        thresholds = np.asarray(threshold, dtype=np.float32)
-        y_pred = (1 / (1 + np.exp(-logits)) >= thresholds).astype(np.int64)
-        return multilabel_report(y_true, y_pred, labels, loss)
-    y_true = np.asarray(ds["label"], dtype=np.int64)
-    loss = compute_loss(t, torch.from_numpy(y_true)).item()
-    return classification_report(y_true, logits.argmax(1), labels, loss)

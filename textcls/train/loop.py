@@ -26,7 +26,9 @@ from textcls.config import Config
 from textcls.data.batching import lengths_of
 from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, UNK, load_tokenizer, special_ids
+from textcls.device import autocast_context
 from textcls.errors import CheckpointError, ConfigError
+from textcls.metrics import METRICS, is_better
 from textcls.model.trainable import apply_trainable, count_trainable
 from textcls.model.word_vectors import init_word_embeddings
 from textcls.rundir import (
@@ -53,10 +55,9 @@ from textcls.train.checkpoint import (
 from textcls.train.checks import check_device_options, check_label_options, warn_slow_bf16
 from textcls.train.ema import WeightAverage
 from textcls.train.ensemble import is_ensemble_dir, train_ensemble
-from textcls.train.evaluate import autocast_context, evaluate
+from textcls.train.evaluate import evaluate
 from textcls.train.logs import MetricsLog
 from textcls.train.loss import auto_class_weights, compute_loss
-from textcls.train.metrics import METRICS, is_better
 from textcls.train.optim import build_optimizer, is_adapter_param, optimizer_step
 from textcls.train.progress import TrainProgress, console
 from textcls.train.run_dir import prepare_run_dir, replace_old_run
@@ -208,9 +209,9 @@ def _with_ngram(cfg: Config, run_dir: Path, data: PreparedData, device: torch.de
                 quiet: bool) -> Optional[float]:
     """Fit the n-gram model (`ngram.weight` > 0) and report the best weights mixed with it; the metric.
     Rank 0 alone runs this, so the evaluation is a plain loop, not the collective `evaluate`."""
+    from textcls.metrics import report_from_probabilities
     from textcls.predict import predict_probabilities
     from textcls.rundir import load_run, save_eval_report
-    from textcls.train.evaluate import report_from_probabilities
     from textcls.train.ngram import fit_run_ngram, mixed_report
 
     valid, ngram_probs, alone = fit_run_ngram(cfg, run_dir, data.labels, None if quiet else console)

@@ -14,11 +14,10 @@ import numpy as np
 
 from textcls.config import Config
 from textcls.data.pipeline import TextSplit, text_splits
+from textcls.metrics import METRICS, report_from_probabilities
 from textcls.model.ngram import fit_ngram_model
 from textcls.predictor import predictor_report, run_predictor
 from textcls.run.ngram import save_ngram_model
-from textcls.train.evaluate import report_from_probabilities
-from textcls.train.metrics import METRICS
 
 
 def fit_run_ngram(cfg: Config, run_dir: Path, labels: list[str],

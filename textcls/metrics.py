@@ -1,8 +1,12 @@
-"""Classification metrics from a confusion matrix: accuracy, macro/weighted F1, per-class P/R/F1."""
+"""Classification metrics: accuracy, macro/weighted F1, per-class P/R/F1 from a confusion matrix, and the
+report (loss and metrics) of logits or probabilities against gold labels. Training, eval and every
+predictor report through here."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> np.ndarray:
@@ -84,3 +88,34 @@ def is_better(metric: str, new: float, best: float | None) -> bool:
     if best is None:
         return True
     return new > best if HIGHER_IS_BETTER.get(metric, True) else new < best
+
+
+def report_from_mean(mean: torch.Tensor, ds, labels: list[str], task: str, threshold) -> dict:
+    """The report of (N, C) probabilities (a mean over models) against the labels of `ds`."""
+    mean = mean.clamp(1e-7, 1 - 1e-7)
+    logits = torch.log(mean) - torch.log1p(-mean) if task == "multilabel" else torch.log(mean)
+    return report_from_logits(logits.numpy(), ds, labels, task, threshold)
+
+
+def report_from_probabilities(probs: np.ndarray, targets: np.ndarray, labels: list[str], task: str = "single",
+                              threshold=0.5) -> dict:
+    """Loss and metrics of (N, C) probabilities against (N, C) 0/1 targets."""
+    rows = {"labels": [list(np.flatnonzero(t)) for t in targets]} if task == "multilabel" else \
+        {"label": targets.argmax(1).tolist()}
+    return report_from_mean(torch.from_numpy(np.asarray(probs, dtype=np.float32)), rows, labels, task, threshold)
+
+
+def report_from_logits(logits: np.ndarray, ds, labels: list[str], task: str = "single", threshold=0.5) -> dict:
+    """Loss and metrics of (N, C) logits against the labels of `ds`."""
+    t = torch.from_numpy(logits)
+    if task == "multilabel":
+        y_true = np.zeros_like(logits, dtype=np.int64)
+        for i, ids in enumerate(ds["labels"]):
+            y_true[i, ids] = 1
+        loss = F.binary_cross_entropy_with_logits(t.float(), torch.from_numpy(y_true).float()).item()
+        thresholds = np.asarray(threshold, dtype=np.float32)
+        y_pred = (1 / (1 + np.exp(-logits)) >= thresholds).astype(np.int64)
+        return multilabel_report(y_true, y_pred, labels, loss)
+    y_true = np.asarray(ds["label"], dtype=np.int64)
+    loss = F.cross_entropy(t.float(), torch.from_numpy(y_true)).item()  # train.loss.compute_loss, unweighted
+    return classification_report(y_true, logits.argmax(1), labels, loss)
