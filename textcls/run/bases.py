@@ -1,0 +1,112 @@
+"""A pretrained base for `--base BASE` / `model.init_from: BASE`, resolved to a textcls run directory.
+
+BASE is one of:
+  - a textcls run directory (a finished `train`, `pretrain` or `import-hf` run): used as it is;
+  - a HuggingFace model folder (`config.json`, `model.safetensors`, `tokenizer.json`), also in the
+    sentence-transformers layout (`modules.json` naming the folder of its Transformer module);
+  - `hf:ORG/NAME[@REVISION]`: a model on the HuggingFace Hub, fetched through `huggingface_hub`'s cache
+    (offline, from the cache alone, when HF_HUB_OFFLINE=1).
+A HuggingFace folder is converted once (as `textcls import-hf` does) into the textcls cache,
+`$TEXTCLS_CACHE/bases/<sha256 of its weights>/`, and later runs reuse that conversion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from textcls.errors import CheckpointError, ConfigError
+from textcls.model.hf import import_hf
+from textcls.run.layout import WEIGHTS, is_run_dir
+
+HUB_PREFIX = "hf:"
+HF_CONFIG = "config.json"  # a HuggingFace folder's own file names (not a run directory's)
+HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+ST_MODULES = "modules.json"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TEXTCLS_CACHE") or Path.home() / ".cache" / "textcls")
+
+
+def is_base_spec(spec: str) -> bool:
+    """Whether `spec` names a base that is not a textcls run directory (a HF folder or `hf:ORG/NAME`)."""
+    if spec.startswith(HUB_PREFIX):
+        return True
+    path = Path(spec)
+    return path.is_dir() and not is_run_dir(path) and (hf_model_dir(path) / HF_CONFIG).is_file()
+
+
+def resolve_base(spec: str, cache: Path | None = None) -> Path:
+    """The textcls run directory of BASE, converting (once) a HuggingFace folder or Hub model."""
+    if not spec.startswith(HUB_PREFIX) and is_run_dir(Path(spec)):
+        return Path(spec)
+    folder = hub_folder(spec[len(HUB_PREFIX):]) if spec.startswith(HUB_PREFIX) else Path(spec)
+    if not folder.is_dir():
+        raise ConfigError(f"base {spec} does not exist; pass a HuggingFace model folder, a textcls run directory "
+                          "or hf:ORG/NAME")
+    model_dir = hf_model_dir(folder)
+    if not (model_dir / HF_CONFIG).is_file():
+        raise ConfigError(f"base {spec} is neither a textcls run directory (no config.yaml and tokenizer.json) nor a "
+                          f"HuggingFace model folder (no {HF_CONFIG}); pass the folder that holds the checkpoint")
+    target = (cache or cache_root()) / "bases" / _weights_digest(model_dir)[:32]
+    if not (target / WEIGHTS).is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():  # a conversion that died half-way: import_hf wants an empty folder
+            shutil.rmtree(target)
+        import_hf(model_dir, target)
+    return target
+
+
+def hf_model_dir(folder: Path) -> Path:
+    """The folder holding the Transformer of a sentence-transformers model (its `modules.json` names it), or
+    `folder` itself."""
+    modules = folder / ST_MODULES
+    if not modules.is_file() or (folder / HF_CONFIG).is_file():
+        return folder
+    try:
+        entries = json.loads(modules.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{modules} cannot be read ({exc})") from None
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and str(entry.get("type", "")).endswith("Transformer"):
+            return folder / str(entry.get("path", ""))
+    return folder
+
+
+def _weights_digest(model_dir: Path) -> str:
+    """sha256 over the config and weights files (names and bytes), so an edited checkpoint converts anew."""
+    digest = hashlib.sha256()
+    for name in (HF_CONFIG, *HF_WEIGHTS, "tokenizer.json"):
+        path = model_dir / name
+        if path.is_file():
+            digest.update(name.encode())
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def hub_folder(name: str) -> Path:
+    """A Hub model's snapshot folder via huggingface_hub's cache; offline when HF_HUB_OFFLINE=1."""
+    repo, _, revision = name.partition("@")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ConfigError(f"base hf:{name} must be hf:ORG/NAME (optionally @REVISION), e.g. "
+                          "hf:sentence-transformers/all-MiniLM-L6-v2")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ConfigError("an hf:ORG/NAME base needs the huggingface_hub package; pip install huggingface_hub, "
+                          "or pass a local model folder") from None
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    try:
+        return Path(snapshot_download(repo, revision=revision or None, local_files_only=offline,
+                                      allow_patterns=["*.json", "*.safetensors", "*.txt", "*/*.json"]))
+    except Exception as exc:  # huggingface_hub raises many kinds: not found, offline, network, auth
+        where = "in the local cache (HF_HUB_OFFLINE=1)" if offline else "on the Hub or in the local cache"
+        raise ConfigError(f"base hf:{name} could not be found {where} ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); check the name, or download it "
+                          "once while online, or pass a local folder") from None
