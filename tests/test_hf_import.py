@@ -129,7 +129,7 @@ def test_refuses_inner_group_num_above_one():
     with pytest.raises(CheckpointError, match="inner_group_num"):
         convert(cfg, hf.state_dict())
     with pytest.raises(CheckpointError, match="model_type"):
-        convert({**cfg, "model_type": "roberta"}, hf.state_dict())
+        convert({**cfg, "model_type": "gpt2"}, hf.state_dict())
 
 
 def test_refuses_unknown_tensors():

@@ -116,10 +116,15 @@ def validate(cfg: Config, problems: list[str]) -> None:
     if d.label_column in d.text_columns:
         problems.append(f"`data.label_column` ({d.label_column!r}) is also in `data.text_columns`; the model would "
                         "read the answer from its input. Name the text and the label columns apart")
-    if d.max_length > m.max_positions and m.position in ("learned", "sinusoidal"):
+    usable = m.max_positions - max(m.position_offset, 0)  # RoBERTa imports start at row 2 of the table
+    offset = f" minus `model.position_offset` {m.position_offset}" if m.position_offset else ""
+    if m.position_offset < 0 or (m.position_offset and m.position_offset >= m.max_positions):
+        problems.append(f"`model.position_offset` must be >= 0 and below `model.max_positions` ({m.max_positions}), "
+                        f"got {m.position_offset}")
+    elif d.max_length > usable and m.position in ("learned", "sinusoidal"):
         problems.append(
             f"`data.max_length` ({d.max_length}) asks for more positions than the model has "
-            f"(`model.max_positions` = {m.max_positions}); lower max_length or raise max_positions"
+            f"(`model.max_positions` = {m.max_positions}{offset}); lower max_length or raise max_positions"
         )
     if d.max_length < 3 and d.max_length >= 1:
         problems.append(f"`data.max_length` must leave room for [CLS] and [SEP], got {d.max_length}")
@@ -226,10 +231,11 @@ def _validate_pretrain(cfg: Config, problems: list[str]) -> None:
     if p.block_size is not None:
         if p.block_size < 8:
             problems.append(f"`pretrain.block_size` must be at least 8, got {p.block_size}")
-        elif p.block_size > m.max_positions and m.position == "learned":
+        elif p.block_size > m.max_positions - max(m.position_offset, 0) and m.position == "learned":
+            offset = f" minus `model.position_offset` {m.position_offset}" if m.position_offset else ""
             problems.append(
                 f"`pretrain.block_size` ({p.block_size}) asks for more positions than the model has "
-                f"(`model.max_positions` = {m.max_positions}); lower block_size or raise max_positions"
+                f"(`model.max_positions` = {m.max_positions}{offset}); lower block_size or raise max_positions"
             )
 
 

@@ -92,6 +92,7 @@ class ModelConfig:
     embedding_size: Optional[int] = None  # None = hidden_size; otherwise factorized
     max_positions: int = 512
     position: Literal["learned", "sinusoidal", "none"] = "learned"
+    position_offset: int = 0  # position t reads table row offset + t (2 for RoBERTa / XLM-R imports)
     scale_embeddings: bool = False
     type_vocab_size: int = 2
     activation: Literal["gelu", "gelu_tanh", "relu", "silu"] = "gelu"
@@ -102,7 +103,7 @@ class ModelConfig:
     classifier_dropout: Optional[float] = None  # None = dropout
     causal: bool = False
     sharing: SharingConfig = field(default_factory=SharingConfig)
-    pooling: Literal["cls", "cls_tanh", "mean", "max", "last"] = "cls"
+    pooling: Literal["cls", "cls_tanh", "cls_relu", "cls_gelu", "mean", "max", "last"] = "cls"
     pool_layers: int = 1
     initializer_range: float = 0.02
     init_from: Optional[str] = None  # a run directory whose encoder weights start training

@@ -65,6 +65,10 @@ class Embeddings(nn.Module):
 
     word (V, E) [+ hashed n-grams (N, E)] [+ position (P, E)] [+ segment (S, E)] -> LayerNorm(E) -> dropout
     -> Linear(E, H) when E != H (ALBERT's factorization), else Identity.
+
+    Position t reads row `position_offset + t` (RoBERTa's positions start after its padding index, at 2).
+    A one-row segment table (RoBERTa's type_vocab_size 1) adds that row to every token, whatever the
+    token types say; with type_vocab_size 0 there are no segment embeddings (DistilBERT).
     """
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, pad_id: int = 0):
@@ -91,18 +95,19 @@ class Embeddings(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.project = nn.Linear(e, cfg.hidden_size) if e != cfg.hidden_size else nn.Identity()
         self.kind = cfg.position
+        self.position_offset = cfg.position_offset
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         x = self.word(input_ids) * self.scale  # (B, T, E)
         if self.ngram is not None:
             x = x + self.ngram(input_ids)
-        t = input_ids.shape[1]
+        o, t = self.position_offset, input_ids.shape[1]
         if self.position is not None:
-            x = x + self.position.weight[:t]
+            x = x + self.position.weight[o:o + t]
         elif self.kind == "sinusoidal":
-            x = x + self.sinusoidal[:t].to(x.dtype)
+            x = x + self.sinusoidal[o:o + t].to(x.dtype)
         if self.segment is not None:
-            if token_type_ids is None:
+            if token_type_ids is None or self.segment.num_embeddings == 1:
                 x = x + self.segment.weight[0]
             else:
                 x = x + self.segment(token_type_ids)

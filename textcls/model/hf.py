@@ -1,20 +1,41 @@
-"""HuggingFace ALBERT / BERT checkpoints -> textcls config + state dict, and `textcls import-hf`.
+"""HuggingFace BERT-family checkpoints -> textcls config + state dict, and `textcls import-hf`.
 
 Works from `config.json` dicts and tensors only: `transformers` is never imported here.
 
-Key map (HF -> textcls), after dropping the `albert.` / `bert.` prefix:
+Imported `model_type`s: bert (MiniLM included), albert, roberta, xlm-roberta, distilbert and electra
+(the discriminator). All are post-norm encoders with learned absolute positions, which is what textcls's
+encoder runs; anything else (gpt2, t5, deberta, relative positions, a decoder, an ELECTRA generator) is
+refused with a CheckpointError that names it.
+
+Key map (HF -> textcls), after dropping the `bert.` / `albert.` / `roberta.` (also XLM-R) / `distilbert.`
+/ `electra.` prefix:
   embeddings.{word,position,token_type}_embeddings  -> embeddings.{word,position,segment}
   embeddings.LayerNorm                              -> embeddings.norm
-  ALBERT encoder.embedding_hidden_mapping_in        -> embeddings.project (E -> H)
-  query/key/value (concatenated in that order)      -> encoder.attention.{u}.attention.qkv
-  attention output dense / LayerNorm                -> encoder.attention.{u}.attention.out / .norm
-  intermediate dense (BERT) / ffn (ALBERT)          -> encoder.ffn.{u}.up
-  output dense / LayerNorm (BERT), ffn_output /
-  full_layer_layer_norm (ALBERT)                    -> encoder.ffn.{u}.down / .norm
-  pooler(.dense)                                    -> pooler.dense (pooling cls_tanh)
-  classifier                                        -> head
+  ALBERT encoder.embedding_hidden_mapping_in,
+  ELECTRA embeddings_project (when E != H)          -> embeddings.project (E -> H)
+  query/key/value, DistilBERT q_lin/k_lin/v_lin
+    (concatenated in that order)                    -> encoder.attention.{u}.attention.qkv
+  attention output dense / LayerNorm (BERT),
+  DistilBERT out_lin / sa_layer_norm                -> encoder.attention.{u}.attention.out / .norm
+  intermediate dense (BERT) / ffn (ALBERT) / ffn.lin1 (DistilBERT)   -> encoder.ffn.{u}.up
+  output dense / LayerNorm (BERT), ffn_output / full_layer_layer_norm (ALBERT),
+  ffn.lin2 / output_layer_norm (DistilBERT)         -> encoder.ffn.{u}.down / .norm
+  pooler(.dense) (BERT, ALBERT, RoBERTa)            -> pooler.dense, pooling cls_tanh
+  RoBERTa/XLM-R classifier.dense                    -> pooler.dense, pooling cls_tanh
+  ELECTRA classifier.dense                          -> pooler.dense, pooling cls_gelu
+  DistilBERT pre_classifier                         -> pooler.dense, pooling cls_relu
+  classifier (BERT, ALBERT, DistilBERT), classifier.out_proj (RoBERTa, ELECTRA)  -> head
+  without any of these pooler tensors               -> pooling cls
+Dropped: pretraining heads (cls.*, predictions.*, sop_classifier.*, lm_head.*, discriminator_predictions.*,
+DistilBERT vocab_*) and position_ids / token_type_ids buffers.
+
 ALBERT's `num_hidden_groups` G becomes sharing `sequence` with group_size L / G (HF runs group
 i // (L / G) at depth i); `inner_group_num` must be 1.
+RoBERTa / XLM-R count positions from padding_idx + 1 (= 2): `model.position_offset` is pad_token_id + 1,
+which reproduces HF on right-padded input (pad positions differ, and nothing reads them). Their
+type_vocab_size is 1: the one row is added to every token (textcls's pair token types are ignored).
+DistilBERT has no token types (`type_vocab_size` 0). Its `sinusoidal_pos_embds` table is stored in the
+checkpoint like a learned one and is imported as learned positions (HF keeps it frozen; textcls trains it).
 """
 
 from __future__ import annotations
@@ -32,7 +53,18 @@ from textcls.io import make_temp_dir
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
-IGNORED = re.compile(r"^(cls\.|predictions\.|sop_classifier\.|.*position_ids$|.*embeddings\.token_type_ids$)")
+# model_type -> the prefix of its encoder's tensors in *For* checkpoints
+PREFIXES = {"bert": "bert", "albert": "albert", "roberta": "roberta", "xlm-roberta": "roberta",
+            "distilbert": "distilbert", "electra": "electra"}
+SUPPORTED = ("bert (MiniLM included), albert, roberta, xlm-roberta, distilbert and electra (the discriminator), "
+             "each as the bare encoder, its pretraining checkpoint or *ForSequenceClassification")
+# The pooling that a checkpoint's dense-on-the-first-token tensors (pooler / classification head) become.
+DENSE_POOLING = {"bert": "cls_tanh", "albert": "cls_tanh", "roberta": "cls_tanh", "xlm-roberta": "cls_tanh",
+                 "distilbert": "cls_relu", "electra": "cls_gelu"}
+IGNORED = re.compile(r"^(cls\.|predictions\.|sop_classifier\.|lm_head\.|discriminator_predictions\.|"
+                     r"vocab_(transform|layer_norm|projector)\.|.*position_ids$|.*embeddings\.token_type_ids$)")
+# Heads that do not classify a whole sequence: their `classifier` is not a textcls head.
+OTHER_HEADS = ("ForTokenClassification", "ForQuestionAnswering", "ForMultipleChoice", "ForCausalLM")
 
 
 @dataclass
@@ -42,6 +74,12 @@ class Converted:
     labels: list[str]
     task: str  # single | multilabel
     has_head: bool
+
+
+def _refused(what: str) -> CheckpointError:
+    return CheckpointError(
+        f"{what}. textcls's encoder is a post-norm transformer with learned absolute positions; it imports "
+        f"{SUPPORTED}")
 
 
 def _sharing(hf: dict) -> dict:
@@ -60,46 +98,69 @@ def _sharing(hf: dict) -> dict:
     return {"strategy": "sequence", "group_size": layers // groups}
 
 
-def model_section(hf: dict, has_pooler: bool) -> dict:
-    """The textcls `model:` section that reproduces an HF ALBERT/BERT config."""
+def _check_supported(hf: dict) -> str:
+    """The model_type, after refusing what textcls cannot express."""
     kind = hf.get("model_type")
-    if kind not in ("albert", "bert"):
-        raise CheckpointError(f"config.json has model_type {kind!r}; textcls imports only 'albert' and 'bert'")
+    if kind not in PREFIXES:
+        raise _refused(f"config.json has model_type {kind!r}, which textcls cannot import")
+    for arch in hf.get("architectures") or []:
+        if kind == "electra" and arch == "ElectraForMaskedLM":
+            raise _refused("this is an ELECTRA generator (ElectraForMaskedLM); import the discriminator instead "
+                           "(ElectraForPreTraining, ElectraModel or ElectraForSequenceClassification, e.g. "
+                           "google/electra-*-discriminator)")
+        if arch.endswith(OTHER_HEADS):
+            raise _refused(f"config.json's architecture {arch} has a head textcls cannot import; only sequence "
+                           "classification heads are imported (or none)")
     if hf.get("position_embedding_type", "absolute") != "absolute":
-        raise CheckpointError(f"position_embedding_type {hf['position_embedding_type']!r} is not supported; "
-                              "textcls imports absolute (learned) positions only")
+        raise _refused(f"{kind} option position_embedding_type {hf['position_embedding_type']!r} (relative "
+                       "positions) is not supported")
     if hf.get("is_decoder") or hf.get("add_cross_attention"):
-        raise CheckpointError("decoder / cross-attention BERT checkpoints cannot be imported; use an encoder")
-    act = hf.get("hidden_act", "gelu")
+        raise _refused(f"this {kind} is a decoder (is_decoder / add_cross_attention); use an encoder checkpoint")
+    return kind
+
+
+def model_section(hf: dict, has_pooler: bool) -> dict:
+    """The textcls `model:` section that reproduces an HF config.json of a supported model_type."""
+    kind = _check_supported(hf)
+    if kind == "distilbert":  # DistilBertConfig's own names; LayerNorm eps is fixed at 1e-12
+        h, act, eps, offset, types = hf["dim"], hf.get("activation", "gelu"), 1e-12, 0, 0
+        layers, heads, inter = hf["n_layers"], hf["n_heads"], hf["hidden_dim"]
+        hidden_dropout, attention_dropout = hf.get("dropout", 0.1), hf.get("attention_dropout", 0.1)
+        head_dropout = hf.get("seq_classif_dropout")
+    else:
+        h, act, eps = hf["hidden_size"], hf.get("hidden_act", "gelu"), hf.get("layer_norm_eps", 1e-12)
+        layers, heads, inter = hf["num_hidden_layers"], hf["num_attention_heads"], hf["intermediate_size"]
+        offset = hf.get("pad_token_id", 1) + 1 if kind in ("roberta", "xlm-roberta") else 0
+        types = hf.get("type_vocab_size", 2)
+        hidden_dropout = hf.get("hidden_dropout_prob", 0.1)
+        attention_dropout = hf.get("attention_probs_dropout_prob", hidden_dropout)
+        head_dropout = hf.get("classifier_dropout_prob" if kind == "albert" else "classifier_dropout")
     if act not in ACTIVATIONS:
-        raise CheckpointError(f"hidden_act {act!r} has no textcls equivalent (known: {', '.join(ACTIVATIONS)})")
-    h = hf["hidden_size"]
-    e = hf.get("embedding_size", h) if kind == "albert" else h
+        raise _refused(f"{kind} option activation {act!r} has no textcls equivalent (known: "
+                       f"{', '.join(ACTIVATIONS)})")
+    e = hf.get("embedding_size", h) if kind in ("albert", "electra") else h
     if kind == "albert" and e == h:
         raise CheckpointError(
             f"this ALBERT has embedding_size == hidden_size ({h}) but still a learned E->H mapping, which "
             "textcls keeps only when they differ; such checkpoints cannot be imported")
-    hidden_dropout = hf.get("hidden_dropout_prob", 0.1)
-    head_dropout = hf.get("classifier_dropout_prob" if kind == "albert" else "classifier_dropout")
     return {
-        "hidden_size": h, "num_layers": hf["num_hidden_layers"], "num_heads": hf["num_attention_heads"],
-        "intermediate_size": hf["intermediate_size"], "embedding_size": e if e != h else None,
-        "max_positions": hf.get("max_position_embeddings", 512), "position": "learned",
-        "type_vocab_size": hf.get("type_vocab_size", 2), "activation": ACTIVATIONS[act], "norm": "post",
-        "layer_norm_eps": hf.get("layer_norm_eps", 1e-12), "dropout": hidden_dropout,
-        "attention_dropout": hf.get("attention_probs_dropout_prob", hidden_dropout),
+        "hidden_size": h, "num_layers": layers, "num_heads": heads,
+        "intermediate_size": inter, "embedding_size": e if e != h else None,
+        "max_positions": hf.get("max_position_embeddings", 512), "position": "learned", "position_offset": offset,
+        "type_vocab_size": types, "activation": ACTIVATIONS[act], "norm": "post",
+        "layer_norm_eps": eps, "dropout": hidden_dropout, "attention_dropout": attention_dropout,
         "classifier_dropout": head_dropout if head_dropout is not None else hidden_dropout,
         "initializer_range": hf.get("initializer_range", 0.02),
         "sharing": _sharing(hf) if kind == "albert" else {"strategy": "none"},
-        "pooling": "cls_tanh" if has_pooler else "cls",
+        "pooling": DENSE_POOLING[kind] if has_pooler else "cls",
     }
 
 
-def _strip(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
-    """Drop the `bert.`/`albert.` prefix, rename old gamma/beta LayerNorm names, drop pretraining heads."""
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Drop the model's prefix, rename old gamma/beta LayerNorm names, drop pretraining heads."""
     out = {}
     for key, value in state.items():
-        key = key[len(kind) + 1:] if key.startswith(kind + ".") else key
+        key = key[len(prefix) + 1:] if key.startswith(prefix + ".") else key
         key = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key))
         if not IGNORED.match(key):
             out[key] = value
@@ -108,41 +169,64 @@ def _strip(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]
 
 def _layer_maps(kind: str, hf: dict) -> list[tuple[str, str, str]]:
     """(HF layer prefix, textcls attention prefix, textcls FFN prefix) per unique layer."""
-    if kind == "bert":
-        return [(f"encoder.layer.{i}.", f"encoder.attention.{i}.", f"encoder.ffn.{i}.")
-                for i in range(hf["num_hidden_layers"])]
-    return [(f"encoder.albert_layer_groups.{g}.albert_layers.0.", f"encoder.attention.{g}.", f"encoder.ffn.{g}.")
-            for g in range(hf.get("num_hidden_groups", 1))]
+    if kind == "albert":
+        return [(f"encoder.albert_layer_groups.{g}.albert_layers.0.", f"encoder.attention.{g}.",
+                 f"encoder.ffn.{g}.") for g in range(hf.get("num_hidden_groups", 1))]
+    if kind == "distilbert":
+        return [(f"transformer.layer.{i}.", f"encoder.attention.{i}.", f"encoder.ffn.{i}.")
+                for i in range(hf["n_layers"])]
+    return [(f"encoder.layer.{i}.", f"encoder.attention.{i}.", f"encoder.ffn.{i}.")
+            for i in range(hf["num_hidden_layers"])]
 
 
 def _names(kind: str) -> dict[str, str]:
-    if kind == "bert":
-        return {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-                "out": "attention.output.dense", "norm1": "attention.output.LayerNorm",
-                "up": "intermediate.dense", "down": "output.dense", "norm2": "output.LayerNorm"}
-    return {"q": "attention.query", "k": "attention.key", "v": "attention.value", "out": "attention.dense",
-            "norm1": "attention.LayerNorm", "up": "ffn", "down": "ffn_output", "norm2": "full_layer_layer_norm"}
+    if kind == "albert":
+        return {"q": "attention.query", "k": "attention.key", "v": "attention.value", "out": "attention.dense",
+                "norm1": "attention.LayerNorm", "up": "ffn", "down": "ffn_output", "norm2": "full_layer_layer_norm"}
+    if kind == "distilbert":
+        return {"q": "attention.q_lin", "k": "attention.k_lin", "v": "attention.v_lin", "out": "attention.out_lin",
+                "norm1": "sa_layer_norm", "up": "ffn.lin1", "down": "ffn.lin2", "norm2": "output_layer_norm"}
+    return {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+            "out": "attention.output.dense", "norm1": "attention.output.LayerNorm",
+            "up": "intermediate.dense", "down": "output.dense", "norm2": "output.LayerNorm"}
+
+
+# Per model_type: (HF pooler tensors, HF head tensors) in the order they are looked for.
+POOLER_HEAD = {"bert": (["pooler.dense"], "classifier"), "albert": (["pooler"], "classifier"),
+               "roberta": (["classifier.dense", "pooler.dense"], "classifier.out_proj"),
+               "xlm-roberta": (["classifier.dense", "pooler.dense"], "classifier.out_proj"),
+               "electra": (["classifier.dense"], "classifier.out_proj"),
+               "distilbert": (["pre_classifier"], "classifier")}
 
 
 def convert_state(hf: dict, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """HF ALBERT/BERT tensors -> textcls tensors. Raises CheckpointError on missing or unknown keys."""
-    kind = hf["model_type"]
-    src = _strip(state, kind)
+    """HF tensors -> textcls tensors. Raises CheckpointError on missing or unknown keys."""
+    kind = _check_supported(hf)
+    prefix = PREFIXES[kind]
+    if kind == "electra" and any(k.startswith(("generator_predictions.", "generator_lm_head."))
+                                 for k in state):
+        raise _refused("this is an ELECTRA generator (it has generator_predictions / generator_lm_head "
+                       "tensors); import the discriminator instead")
+    src = _strip(state, prefix)
     out: dict[str, torch.Tensor] = {}
 
     def take(hf_key: str, key: str) -> None:
         if hf_key not in src:
-            raise CheckpointError(f"the checkpoint has no tensor {hf_key!r} (nor {kind}.{hf_key}); "
+            raise CheckpointError(f"the checkpoint has no tensor {hf_key!r} (nor {prefix}.{hf_key}); "
                                   f"is it really a {kind} checkpoint matching its config.json?")
         out[key] = src.pop(hf_key)
 
-    for name, ours in (("word_embeddings", "word"), ("position_embeddings", "position"),
-                       ("token_type_embeddings", "segment")):
+    names = [("word_embeddings", "word"), ("position_embeddings", "position")]
+    if kind != "distilbert":
+        names.append(("token_type_embeddings", "segment"))
+    for name, ours in names:
         take(f"embeddings.{name}.weight", f"embeddings.{ours}.weight")
     for p in ("weight", "bias"):
         take(f"embeddings.LayerNorm.{p}", f"embeddings.norm.{p}")
         if kind == "albert":
             take(f"encoder.embedding_hidden_mapping_in.{p}", f"embeddings.project.{p}")
+        if kind == "electra" and hf.get("embedding_size", hf["hidden_size"]) != hf["hidden_size"]:
+            take(f"embeddings_project.{p}", f"embeddings.project.{p}")
     n = _names(kind)
     for layer, attn, ffn in _layer_maps(kind, hf):
         for p in ("weight", "bias"):
@@ -156,15 +240,17 @@ def convert_state(hf: dict, state: dict[str, torch.Tensor]) -> dict[str, torch.T
             take(f"{layer}{n['up']}.{p}", f"{ffn}up.{p}")
             take(f"{layer}{n['down']}.{p}", f"{ffn}down.{p}")
             take(f"{layer}{n['norm2']}.{p}", f"{ffn}norm.{p}")
-    pooler = "pooler.dense" if kind == "bert" else "pooler"
+    poolers, head = POOLER_HEAD[kind]
+    pooler = next((name for name in poolers if f"{name}.weight" in src), None)
     for p in ("weight", "bias"):
-        if f"{pooler}.{p}" in src:
-            out[f"pooler.dense.{p}"] = src.pop(f"{pooler}.{p}")
-        if f"classifier.{p}" in src:
-            out[f"head.{p}"] = src.pop(f"classifier.{p}")
+        if pooler is not None:
+            take(f"{pooler}.{p}", f"pooler.dense.{p}")
+        if f"{head}.{p}" in src:
+            out[f"head.{p}"] = src.pop(f"{head}.{p}")
     if src:
-        raise CheckpointError(f"the checkpoint has tensors textcls cannot place: {sorted(src)[:6]}; only "
-                              "AlbertModel/BertModel (optionally *ForSequenceClassification) can be imported")
+        raise CheckpointError(f"the checkpoint has tensors textcls cannot place: {sorted(src)[:6]}; only the "
+                              f"bare {kind} encoder, its pretraining checkpoint or its *ForSequenceClassification "
+                              "can be imported")
     return {k: v.float().contiguous() for k, v in out.items()}
 
 
@@ -221,15 +307,28 @@ def read_hf_dir(hf_dir: Path, allow_pickle: bool = False) -> tuple[dict, dict[st
     raise CheckpointError(f"{hf_dir} has no model.safetensors (or pytorch_model.bin); nothing to import")
 
 
-# SentencePiece names of special tokens (ALBERT's <pad>, <unk>; <mask> elsewhere) -> textcls's names.
-SENTENCEPIECE_SPECIALS = {"<pad>": "[PAD]", "<unk>": "[UNK]", "<mask>": "[MASK]"}
+# SentencePiece / RoBERTa names of special tokens -> textcls's names. ALBERT calls padding `<pad>` and the
+# unknown piece `<unk>`; RoBERTa and XLM-R also call [CLS] `<s>` and [SEP] `</s>`.
+SENTENCEPIECE_SPECIALS = {"<pad>": "[PAD]", "<unk>": "[UNK]", "<mask>": "[MASK]", "<s>": "[CLS]", "</s>": "[SEP]"}
+
+
+def _rename_strings(node, renames: dict[str, str]):
+    """`node` (JSON) with every string (values and mapping keys) found in `renames` renamed."""
+    if isinstance(node, str):
+        return renames.get(node, node)
+    if isinstance(node, list):
+        return [_rename_strings(x, renames) for x in node]
+    if isinstance(node, dict):
+        return {renames.get(k, k): _rename_strings(v, renames) for k, v in node.items()}
+    return node
 
 
 def hf_tokenizer(path: Path):
-    """A checkpoint's tokenizer.json, its SentencePiece-style special tokens renamed to textcls's (ids kept).
+    """A checkpoint's tokenizer.json, its SentencePiece/RoBERTa-style special tokens renamed to textcls's.
 
-    ALBERT's tokenizer calls padding `<pad>` and the unknown piece `<unk>`; textcls looks them up as
-    [PAD] and [UNK]. Only names the tokenizer lacks in textcls's form are renamed.
+    textcls looks up [PAD] [UNK] [CLS] [SEP] [MASK] by name, so `<pad> <unk> <s> </s> <mask>` are renamed
+    (ids kept) in the vocabulary, the added tokens and the post-processor. Only names the tokenizer
+    lacks in textcls's form are renamed: an ALBERT vocabulary with both `<unk>` and [CLS] keeps [CLS].
     """
     from tokenizers import Tokenizer
 
@@ -239,7 +338,7 @@ def hf_tokenizer(path: Path):
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"tokenizer file {path} cannot be read ({exc}); it must be a tokenizer.json") from None
-    vocab = _vocab_names(spec.get("model", {}))
+    vocab = _vocab_names(spec.get("model", {})) | {a.get("content") for a in spec.get("added_tokens", [])}
     renames = {old: new for old, new in SENTENCEPIECE_SPECIALS.items() if old in vocab and new not in vocab}
     if renames:
         model = spec["model"]
@@ -251,6 +350,8 @@ def hf_tokenizer(path: Path):
             model["unk_token"] = renames[model["unk_token"]]
         for added in spec.get("added_tokens", []):
             added["content"] = renames.get(added["content"], added["content"])
+        if spec.get("post_processor"):  # RobertaProcessing / TemplateProcessing name <s> and </s>
+            spec["post_processor"] = _rename_strings(spec["post_processor"], renames)
     try:
         tok = Tokenizer.from_str(json.dumps(spec))
     except Exception as exc:  # tokenizers raises a bare Exception on a malformed spec
@@ -290,7 +391,7 @@ def import_hf(hf_dir: Path | str, output: Path | str, allow_pickle: bool = False
     if vocab > word.shape[0]:
         raise CheckpointError(f"tokenizer.json has {vocab} tokens but the model only {word.shape[0]} embeddings")
     conv.state["embeddings.word.weight"] = word[:vocab].clone()  # rows no token can reach are dropped
-    max_length = min(512, conv.model["max_positions"])
+    max_length = min(512, conv.model["max_positions"] - conv.model["position_offset"])
     cfg = config_from_dict({"model": conv.model, "data": {"text_columns": ["text"], "max_length": max_length,
                                                            "task": conv.task}}, source=str(hf_dir / "config.json"))
     torch.manual_seed(0)  # a checkpoint without classifier gets a reproducible fresh head

@@ -1,11 +1,15 @@
-"""Pooling a (B, T, H) sequence to (B, H): cls, cls_tanh, mean, max, last; all padding-aware."""
+"""Pooling a (B, T, H) sequence to (B, H): cls, cls_tanh, cls_relu, cls_gelu, mean, max, last; all padding-aware."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-POOLINGS = ("cls", "cls_tanh", "mean", "max", "last")
+POOLINGS = ("cls", "cls_tanh", "cls_relu", "cls_gelu", "mean", "max", "last")
+# A Linear(H, H) + activation on the first token: BERT/ALBERT/RoBERTa's pooler (tanh), DistilBERT's
+# pre_classifier (ReLU), ELECTRA's classification head (exact GELU).
+DENSE_ACTIVATIONS = {"cls_tanh": torch.tanh, "cls_relu": F.relu, "cls_gelu": F.gelu}
 
 
 class Pooler(nn.Module):
@@ -14,15 +18,15 @@ class Pooler(nn.Module):
         if kind not in POOLINGS:
             raise ValueError(f"unknown pooling {kind!r}")
         self.kind = kind
-        # BERT/ALBERT pooler: Linear + tanh on the first token. Other kinds have no parameters.
-        self.dense = nn.Linear(hidden_size, hidden_size) if kind == "cls_tanh" else nn.Identity()
+        # The dense kinds have a Linear(H, H); the others have no parameters.
+        self.dense = nn.Linear(hidden_size, hidden_size) if kind in DENSE_ACTIVATIONS else nn.Identity()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, T, H), mask (B, T) bool True on real tokens -> (B, H)."""
         if self.kind == "cls":
             return x[:, 0]
-        if self.kind == "cls_tanh":
-            return torch.tanh(self.dense(x[:, 0]))
+        if self.kind in DENSE_ACTIVATIONS:
+            return DENSE_ACTIVATIONS[self.kind](self.dense(x[:, 0]))
         m = mask.unsqueeze(-1)  # (B, T, 1)
         if self.kind == "mean":
             return (x * m).sum(1) / m.sum(1).clamp(min=1).to(x.dtype)
