@@ -96,7 +96,8 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     from textcls.rundir import load_run, save_eval_report, save_run_files, write_run_info
     from textcls.train import distributed
     from textcls.train.evaluate import evaluate_groups
-    from textcls.train.loop import TrainResult, select_device
+    from textcls.train.classify import TrainResult
+    from textcls.train.engine import select_device
     from textcls.train.ngram import mixed_report
     from textcls.train.run_dir import prepare_run_dir, replace_old_run, resumed_config
     from textcls.train.progress import console
@@ -180,7 +181,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
 
 def _check_members(cfg: Config, tokenizer) -> None:
     """Each distinct member's inputs (its variant's tokenizer, data, vectors, ...), before any member trains."""
-    from textcls.train.loop import check_inputs
+    from textcls.train.classify import check_inputs
 
     with tempfile.TemporaryDirectory() as tmp:
         shared = Path(tmp) / "tokenizer.json"
@@ -201,7 +202,8 @@ def _finish(run_dir: Path, info: dict, name: str, best: Optional[float]) -> None
 def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[int, str]], resume: bool,
                       quiet: bool, workers: int) -> tuple[int, float]:
     """Members one after another in this process; (optimizer steps, training examples) of all members."""
-    from textcls.train.loop import Interrupted, train
+    from textcls.train.classify import train_model
+    from textcls.train.engine import Interrupted
     from textcls.train.progress import console
 
     steps, examples = 0, 0.0
@@ -212,7 +214,7 @@ def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tupl
                           highlight=False)
         member = member_config(cfg, index, run_dir / "tokenizer.json")
         try:
-            result = train(member, member_dir, resume=resume and member_dir.is_dir(), quiet=quiet)
+            result = train_model(member, member_dir, resume=resume and member_dir.is_dir(), quiet=quiet)
         except Interrupted:
             raise Interrupted(run_dir) from None
         steps += result.steps
@@ -231,7 +233,7 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
     SIGTERM to each child: every child saves its `last/` and exits 130, and the ensemble resumes.
     """
     from textcls.config import save_config
-    from textcls.train.loop import Interrupted, _StopFlag
+    from textcls.train.engine import Interrupted, StopFlag
     from textcls.train.progress import console
 
     # Threads per member from the whole ensemble, not from what is left: a member resumed alone keeps the
@@ -240,7 +242,7 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
     threads = max(1, (cfg.train.num_threads or torch.get_num_threads()) // sharing)
     queue, running, steps, examples = list(pending), {}, 0, 0.0
     failed: list[str] = []
-    with _StopFlag() as flag, _reaped(running):
+    with StopFlag() as flag, _reaped(running):
         forwarded = False
         while running or (queue and not flag.raised and not failed):
             while queue and len(running) < workers and not flag.raised and not failed:
