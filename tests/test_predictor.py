@@ -267,6 +267,6 @@ def test_the_predictor_sits_below_the_run_loader_and_training():
             continue
         seen.add(module)
         todo.extend(_imports(path))
-    above = {"textcls.rundir", "textcls.predict", "textcls.evaluation", "textcls.cli", "textcls.train.loop",
+    above = {"textcls.run.load", "textcls.predict", "textcls.evaluation", "textcls.cli", "textcls.train.loop",
              "textcls.train.ngram", "textcls.train.ensemble", "textcls.run"}
     assert not seen & above, sorted(seen & above)

@@ -28,9 +28,9 @@ from textcls.config import Config, load_config
 from textcls.data.labels import load_labels, read_label_names
 from textcls.data.tokenizer import load_tokenizer
 from textcls.model import TextClassifier
+from textcls.model.trainable import is_adapter_param
 from textcls.run.info import load_run_config, read_run_info
 from textcls.run.layout import LABELS, TOKENIZER
-from textcls.train.optim import is_adapter_param
 
 try:  # train.trainable freezing, when this textcls has it
     from textcls.model.trainable import apply_trainable

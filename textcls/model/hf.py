@@ -51,6 +51,9 @@ import torch
 from textcls.errors import CheckpointError
 from textcls.io import make_temp_dir
 
+# A HuggingFace model folder's files (HF's layout, which a textcls run directory's names follow).
+HF_CONFIG, HF_TOKENIZER = "config.json", "tokenizer.json"
+HF_WEIGHTS, HF_WEIGHTS_INDEX, HF_PICKLE = "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
 # model_type -> the prefix of its encoder's tensors in *For* checkpoints
@@ -281,13 +284,12 @@ def read_hf_dir(hf_dir: Path, allow_pickle: bool = False) -> tuple[dict, dict[st
     if not hf_dir.is_dir():
         raise CheckpointError(f"{hf_dir} is not a directory; pass a HuggingFace checkpoint folder")
     try:
-        hf = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+        hf = json.loads((hf_dir / HF_CONFIG).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{hf_dir} has no config.json; is it a HuggingFace checkpoint folder?") from None
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{hf_dir / 'config.json'} cannot be read ({exc})") from None
-    single, index, pickle = hf_dir / "model.safetensors", hf_dir / "model.safetensors.index.json", \
-        hf_dir / "pytorch_model.bin"
+    single, index, pickle = hf_dir / HF_WEIGHTS, hf_dir / HF_WEIGHTS_INDEX, hf_dir / HF_PICKLE
     try:
         if single.exists():
             return hf, load_file(str(single))
@@ -381,10 +383,10 @@ def import_hf(hf_dir: Path | str, output: Path | str, allow_pickle: bool = False
         raise CheckpointError(f"output directory {output} exists and is not empty; pick another --output")
     hf, state = read_hf_dir(hf_dir, allow_pickle)
     conv = convert(hf, state)
-    if not (hf_dir / "tokenizer.json").exists():
+    if not (hf_dir / HF_TOKENIZER).exists():
         raise CheckpointError(f"{hf_dir} has no tokenizer.json; save the checkpoint's fast tokenizer there "
                               "(tokenizer.save_pretrained writes it)")
-    tok = hf_tokenizer(hf_dir / "tokenizer.json")
+    tok = hf_tokenizer(hf_dir / HF_TOKENIZER)
     tok.no_truncation()  # textcls truncates and adds [CLS]/[SEP] itself (data/pipeline.py encode_texts)
     tok.no_padding()
     vocab, word = tok.get_vocab_size(), conv.state["embeddings.word.weight"]
@@ -393,7 +395,7 @@ def import_hf(hf_dir: Path | str, output: Path | str, allow_pickle: bool = False
     conv.state["embeddings.word.weight"] = word[:vocab].clone()  # rows no token can reach are dropped
     max_length = min(512, conv.model["max_positions"] - conv.model["position_offset"])
     cfg = config_from_dict({"model": conv.model, "data": {"text_columns": ["text"], "max_length": max_length,
-                                                           "task": conv.task}}, source=str(hf_dir / "config.json"))
+                                                           "task": conv.task}}, source=str(hf_dir / HF_CONFIG))
     torch.manual_seed(0)  # a checkpoint without classifier gets a reproducible fresh head
     model = TextClassifier(cfg.model, vocab, len(conv.labels))
     load_state(model, conv.state, str(hf_dir), strict=conv.has_head)

@@ -13,9 +13,12 @@ from typing import Callable
 
 from torch import nn
 
-from textcls.train.optim import is_adapter_param
-
 HEAD_PREFIXES = ("head.", "pooler.")
+
+
+def is_adapter_param(name: str) -> bool:
+    """An adapter's parameter, by name: per-depth adapters (`encoder.adapters.*`) or the side network."""
+    return ".adapters." in name or name.startswith("adapters.") or name.startswith("side.")
 
 
 def layer_norm_names(model: nn.Module) -> set[str]:

@@ -19,12 +19,10 @@ import shutil
 from pathlib import Path
 
 from textcls.errors import CheckpointError, ConfigError
-from textcls.model.hf import import_hf
+from textcls.model.hf import HF_CONFIG, HF_PICKLE, HF_TOKENIZER, HF_WEIGHTS, HF_WEIGHTS_INDEX, import_hf
 from textcls.run.layout import WEIGHTS, is_run_dir
 
 HUB_PREFIX = "hf:"
-HF_CONFIG = "config.json"  # a HuggingFace folder's own file names (not a run directory's)
-HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 ST_MODULES = "modules.json"
 
 
@@ -80,7 +78,7 @@ def hf_model_dir(folder: Path) -> Path:
 def _weights_digest(model_dir: Path) -> str:
     """sha256 over the config and weights files (names and bytes), so an edited checkpoint converts anew."""
     digest = hashlib.sha256()
-    for name in (HF_CONFIG, *HF_WEIGHTS, "tokenizer.json"):
+    for name in (HF_CONFIG, HF_WEIGHTS, HF_WEIGHTS_INDEX, HF_PICKLE, HF_TOKENIZER):
         path = model_dir / name
         if path.is_file():
             digest.update(name.encode())

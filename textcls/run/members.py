@@ -12,7 +12,7 @@ from textcls.run.layout import ENSEMBLE, MEMBERS, is_ensemble_dir
 __all__ = ["MEMBERS", "is_ensemble_dir", "member_dirs", "member_name", "read_ensemble"]
 
 
-def member_name(index: int) -> str:
+def member_name(index: int | str) -> str:
     """Member `index`'s folder, relative to the ensemble's run directory (as ensemble.json lists it)."""
     return f"{MEMBERS}/{index}"
 

@@ -30,11 +30,21 @@ from typing import Optional
 
 import torch
 
-from textcls.config import Config, config_from_dict, member_raw
+from textcls.config import Config, config_from_dict, member_raw, save_config
+from textcls.data.labels import load_labels
+from textcls.data.pipeline import prepare_data
+from textcls.data.tokenizer import load_tokenizer
 from textcls.errors import ConfigError, TextclsError
 from textcls.io import atomic_write_json
+from textcls.run.info import save_eval_report, save_run_files, write_run_info
 from textcls.run.layout import CONFIG, ENSEMBLE, LABELS, LAST, STATE, TOKENIZER
-from textcls.run.members import is_ensemble_dir, member_dirs, member_name, read_ensemble  # noqa: F401
+from textcls.run.members import is_ensemble_dir, member_name, read_ensemble
+from textcls.run.prepare import prepare_run_dir, replace_old_run, resumed_config
+from textcls.train import distributed
+from textcls.train.classify import TrainResult, check_inputs, train_model
+from textcls.train.engine import Interrupted, StopFlag, select_device
+from textcls.train.ngram import validation_report
+from textcls.train.progress import console
 
 
 def member_variant(cfg: Config, index: int) -> dict:
@@ -62,22 +72,10 @@ def member_config(cfg: Config, index: int, tokenizer_path: Path) -> Config:
 
 def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False):
     """Train `cfg.train.ensemble` members into OUTPUT/members/k and evaluate their average."""
-    from textcls.data.pipeline import prepare_data
-    from textcls.data.tokenizer import PAD, load_tokenizer
-    from textcls.run.info import save_eval_report, save_run_files, write_run_info
-    from textcls.run.load import load_run
-    from textcls.run.prepare import prepare_run_dir, replace_old_run, resumed_config
-    from textcls.train import distributed
-    from textcls.train.evaluate import evaluate_groups
-    from textcls.train.loop import TrainResult, select_device
-    from textcls.train.ngram import mixed_report
-    from textcls.train.progress import console
-
     if distributed.launched():
         raise ConfigError("`train.ensemble` > 1 does not run under torchrun; train the ensemble in one process "
                           "(or train members separately with different `train.seed`)")
     run_dir = Path(output or cfg.output.dir)
-    valid = None  # (validation split, labels) from the setup, kept for the final evaluation
     if resume and is_ensemble_dir(run_dir):
         cfg = resumed_config(cfg, run_dir / CONFIG)
         info = read_ensemble(run_dir)
@@ -91,8 +89,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         _check_members(cfg, data.tokenizer)
         replace_old_run(run_dir)
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
-        valid = (data.valid, data.labels)  # the training split is not kept while members train
-        del data
+        del data  # the data is not kept while members train
         write_run_info(run_dir, kind="ensemble")
         info = {"members": [member_name(k) for k in range(cfg.train.ensemble)], "finished": [],
                 "seeds": [cfg.train.seed + k for k in range(cfg.train.ensemble)]}
@@ -107,33 +104,12 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     runner = _train_parallel if workers > 1 else _train_sequential
     steps, examples = runner(cfg, run_dir, info, pending, resume, quiet, workers)
 
-    ngram_probs, ngram_alone = None, {}  # the n-gram model's probabilities on the validation rows
-    if cfg.ngram.weight > 0:
-        from textcls.data.labels import load_labels
-        from textcls.train.ngram import fit_run_ngram
-
-        _, ngram_probs, ngram_alone = fit_run_ngram(cfg, run_dir, load_labels(run_dir / LABELS),
-                                                    None if quiet else console)
-    run = load_run(run_dir)
+    t = cfg.train
+    # The members' mean (and the n-gram model's mix) on the validation rows, through the run's predictor.
+    report = validation_report(cfg, run_dir, load_labels(run_dir / LABELS), select_device(t.device),
+                               None if quiet else console, precision="fp32")
     metric = None
-    # Each tokenizer group tokenizes the validation rows (the same rows: members share split_seed); the
-    # split prepared at setup serves the group with the top-level tokenizer.
-    parts = []
-    for group, n in run.groups or [(run, len(info["members"]))]:
-        shared = valid is not None and group.tokenizer.to_str() == run.tokenizer.to_str()
-        ds = valid[0] if shared else prepare_data(group.cfg, group.tokenizer).valid
-        if ds is None:  # no validation data
-            break
-        parts.append((group.model, ds, group.tokenizer.token_to_id(PAD), n))
-    if parts:
-        t = run.cfg.train
-        device = select_device(t.device)
-        run.model.to(device)
-        mix = (ngram_probs, run.ngram[1]) if run.ngram and ngram_probs is not None else None
-        report = evaluate_groups(parts, run.labels, t.eval_batch_size, device, run.cfg.data.task, t.threshold,
-                                 mix=mix)
-        if mix is not None:
-            report = mixed_report(report, run.ngram[1], ngram_alone)
+    if report is not None:
         metric = report[t.metric]
         info["valid"] = {k: report[k] for k in ("loss", "accuracy", "macro_f1", "weighted_f1", "micro_f1")
                          if k in report}
@@ -152,8 +128,6 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
 
 def _check_members(cfg: Config, tokenizer) -> None:
     """Each distinct member's inputs (its variant's tokenizer, data, vectors, ...), before any member trains."""
-    from textcls.train.loop import check_inputs
-
     with tempfile.TemporaryDirectory() as tmp:
         shared = Path(tmp) / TOKENIZER
         shared.write_text(tokenizer.to_str(), encoding="utf-8")
@@ -173,9 +147,6 @@ def _finish(run_dir: Path, info: dict, name: str, best: Optional[float]) -> None
 def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[int, str]], resume: bool,
                       quiet: bool, workers: int) -> tuple[int, float]:
     """Members one after another in this process; (optimizer steps, training examples) of all members."""
-    from textcls.train.loop import Interrupted, train
-    from textcls.train.progress import console
-
     steps, examples = 0, 0.0
     for index, name in pending:
         member_dir = run_dir / name
@@ -184,7 +155,7 @@ def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tupl
                           highlight=False)
         member = member_config(cfg, index, run_dir / TOKENIZER)
         try:
-            result = train(member, member_dir, resume=resume and member_dir.is_dir(), quiet=quiet)
+            result = train_model(member, member_dir, resume=resume and member_dir.is_dir(), quiet=quiet)
         except Interrupted:
             raise Interrupted(run_dir) from None
         steps += result.steps
@@ -202,17 +173,13 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
     Children run in their own session, so a Ctrl-C reaches only this process, which forwards one
     SIGTERM to each child: every child saves its `last/` and exits 130, and the ensemble resumes.
     """
-    from textcls.config import save_config
-    from textcls.train.loop import Interrupted, _StopFlag
-    from textcls.train.progress import console
-
     # Threads per member from the whole ensemble, not from what is left: a member resumed alone keeps the
     # thread count it started with (CPU kernels sum in thread-dependent order, so resume stays exact).
     sharing = min(cfg.train.ensemble_workers, len(info["members"]))
     threads = max(1, (cfg.train.num_threads or torch.get_num_threads()) // sharing)
     queue, running, steps, examples = list(pending), {}, 0, 0.0
     failed: list[str] = []
-    with _StopFlag() as flag, _reaped(running):
+    with StopFlag() as flag, _reaped(running):
         forwarded = False
         while running or (queue and not flag.raised and not failed):
             while queue and len(running) < workers and not flag.raised and not failed:

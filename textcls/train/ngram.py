@@ -80,9 +80,3 @@ def report_with_ngram(cfg: Config, run_dir: Path, labels: list[str], device, bes
         console.print(f"valid {metric} {report[metric]:.4f} with the n-gram model, "
                       f"{report['without_ngram'][metric]:.4f} without", highlight=False)
     return report[metric]
-
-
-def mixed_report(report: dict, share: float, alone: dict) -> dict:
-    """An evaluation report of a run with an n-gram model, which names its share and its metrics alone.
-    (train/ensemble.py's report until it calls `validation_report`, which reports the mix itself.)"""
-    return {**report, "ngram": {"weight": share, **alone}}

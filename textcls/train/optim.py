@@ -6,10 +6,7 @@ import torch
 from torch import nn
 
 from textcls.config import TrainConfig
-
-
-def is_adapter_param(name: str) -> bool:
-    return ".adapters." in name or name.startswith("adapters.") or name.startswith("side.")
+from textcls.model.trainable import is_adapter_param
 
 
 def no_decay_names(model: nn.Module) -> set[str]:

@@ -11,6 +11,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 console = Console(stderr=True)
 
 
+def announcer(enabled: bool):
+    """A function that prints a one-line message on the console, or None when `enabled` is False (the
+    ranks other than 0 under torchrun print nothing)."""
+    return (lambda message: console.print(message, highlight=False, soft_wrap=True)) if enabled else None
+
+
 class TrainProgress:
     def __init__(self, total_steps: int, start_step: int, log_every: int, enabled: bool = True):
         self.total, self.log_every, self.enabled = total_steps, log_every, enabled
