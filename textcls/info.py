@@ -29,6 +29,7 @@ from textcls.data.labels import load_labels, read_label_names
 from textcls.data.tokenizer import load_tokenizer
 from textcls.model import TextClassifier
 from textcls.model.trainable import is_adapter_param
+from textcls.run.bases import with_base
 from textcls.run.info import load_run_config, read_run_info
 from textcls.run.layout import LABELS, TOKENIZER
 
@@ -128,7 +129,7 @@ def _load(path: Path, num_labels: Optional[int]) -> tuple[Config, int, int]:
         tok = load_tokenizer(path / TOKENIZER)
         labels = load_labels(path / LABELS) if (path / LABELS).exists() else []
         return cfg, tok.get_vocab_size(), len(labels) or num_labels or 2
-    cfg = load_config(path)
+    cfg = with_base(load_config(path))  # a HuggingFace base gives the architecture
     if num_labels is None:
         num_labels = len(read_label_names(cfg.data.label_names)) if cfg.data.label_names else 2
     # The vocabulary training will use: init_from's tokenizer, tokenizer.path, else tokenizer.vocab_size.

@@ -12,14 +12,18 @@ A HuggingFace folder is converted once (as `textcls import-hf` does) into the te
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
+from textcls.config import Config, ModelConfig
 from textcls.errors import CheckpointError, ConfigError
 from textcls.model.hf import HF_CONFIG, HF_PICKLE, HF_TOKENIZER, HF_WEIGHTS, HF_WEIGHTS_INDEX, import_hf
+from textcls.run.info import load_run_config
 from textcls.run.layout import WEIGHTS, is_run_dir
 
 HUB_PREFIX = "hf:"
@@ -101,10 +105,53 @@ def hub_folder(name: str) -> Path:
                           "or pass a local model folder") from None
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     try:
+        # HF_HUB_CACHE is read here, not when huggingface_hub was imported (it may have been, by transformers)
         return Path(snapshot_download(repo, revision=revision or None, local_files_only=offline,
+                                      cache_dir=os.environ.get("HF_HUB_CACHE") or None,
                                       allow_patterns=["*.json", "*.safetensors", "*.txt", "*/*.json"]))
     except Exception as exc:  # huggingface_hub raises many kinds: not found, offline, network, auth
         where = "in the local cache (HF_HUB_OFFLINE=1)" if offline else "on the Hub or in the local cache"
         raise ConfigError(f"base hf:{name} could not be found {where} ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); check the name, or download it "
                           "once while online, or pass a local folder") from None
+
+
+# The keys that describe a base's architecture: they come from the checkpoint, and a config that sets one
+# to another value contradicts it.
+ARCHITECTURE_KEYS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "embedding_size",
+                     "max_positions", "position", "position_offset", "scale_embeddings", "type_vocab_size",
+                     "activation", "norm", "layer_norm_eps", "causal", "sharing")
+# Keys the checkpoint suggests (its pooler, its dropout) and a config may change.
+SUGGESTED_KEYS = ("pooling", "dropout", "attention_dropout", "classifier_dropout", "initializer_range")
+
+
+def with_base(cfg: Config) -> Config:
+    """`cfg` with a HuggingFace base (`model.init_from` a HF folder or hf:ORG/NAME) resolved: `init_from`
+    becomes the converted run directory and the `model` section takes the base's architecture. A key the
+    config sets to a value other than both its default and the base's is an error naming both values.
+    A textcls run directory as `init_from` is left as it is (its `model` section must match, as before)."""
+    spec = cfg.model.init_from
+    if not spec or not is_base_spec(spec):
+        return cfg
+    base_dir = resolve_base(spec)
+    ours, theirs, default = cfg.model, load_run_config(base_dir).model, ModelConfig()
+    clashes = [f"`model.{k}` is {_show(getattr(ours, k))} here but {_show(getattr(theirs, k))} in the base"
+               for k in ARCHITECTURE_KEYS
+               if getattr(ours, k) != getattr(default, k) and getattr(ours, k) != getattr(theirs, k)]
+    if clashes:
+        raise ConfigError(f"{'; '.join(clashes)} ({spec}). The architecture comes from the base: remove "
+                          f"{'that key' if len(clashes) == 1 else 'those keys'} from the `model` section, or train "
+                          "from scratch without `model.init_from`")
+    merged = copy.deepcopy(theirs)
+    for key in SUGGESTED_KEYS:
+        if getattr(ours, key) != getattr(default, key):
+            setattr(merged, key, getattr(ours, key))
+    merged.embeddings, merged.adapters, merged.pool_layers = ours.embeddings, ours.adapters, ours.pool_layers
+    merged.init_from = str(base_dir)
+    cfg = copy.deepcopy(cfg)
+    cfg.model = merged
+    return cfg
+
+
+def _show(value) -> str:
+    return repr(dataclasses.asdict(value)) if dataclasses.is_dataclass(value) else repr(value)

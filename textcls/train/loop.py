@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from textcls.config import Config
+from textcls.run.bases import with_base
 from textcls.run.layout import is_ensemble_dir
 from textcls.train.classify import TrainResult, _class_weights, _init_from, check_inputs, train_model
 from textcls.train.engine import Interrupted, StopFlag, seed_everything, select_device
@@ -32,6 +33,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     (with `on_eval`) trains single models and keeps the ensemble size for its best config.
     """
     run_dir = Path(output or cfg.output.dir)
+    cfg = with_base(cfg)  # a HuggingFace base: converted once, its architecture taken as the model section
     if on_eval is None and (cfg.train.ensemble > 1 or (resume and is_ensemble_dir(run_dir))):
         return train_ensemble(cfg, run_dir, resume=resume, quiet=quiet)
     return train_model(cfg, run_dir, resume=resume, quiet=quiet, on_eval=on_eval)

@@ -50,11 +50,13 @@ def plan_for_config(cfg: Config) -> StepPlan:
     from textcls.data.batching import lengths_of
     from textcls.data.pipeline import prepare_data
     from textcls.data.tokenizer import load_tokenizer
+    from textcls.run.bases import with_base
     from textcls.run.layout import TOKENIZER
 
     if not cfg.data.train:
         raise DataError("the number of steps comes from the training data, and the config sets no `data.train`; "
                         "set it, or give the total with --steps N")
+    cfg = with_base(cfg)
     tokenizer = load_tokenizer(Path(cfg.model.init_from) / TOKENIZER) if cfg.model.init_from else None
     data = prepare_data(cfg, tokenizer)
     return plan_from_lengths(cfg.train, lengths_of(data.train))

@@ -1,0 +1,93 @@
+"""A HuggingFace base (`model.init_from` / `--base`): a folder, the sentence-transformers layout or hf:ORG/NAME,
+converted once into the cache, its architecture taken as the model section; contradictions refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from test_hf_import import bert, write_tokenizer
+from textcls.errors import ConfigError
+from textcls.run.bases import resolve_base, with_base
+from textcls.run.load import load_run
+from textcls.run.weights import load_weights
+from textcls.train.loop import train
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture
+def hf_dir(tmp_path):
+    """A tiny random BERT saved as HuggingFace does (safetensors), with a WordPiece tokenizer.json."""
+    folder = tmp_path / "hf-bert"
+    bert().save_pretrained(folder)
+    write_tokenizer(folder / "tokenizer.json")
+    return folder
+
+
+def test_a_hf_folder_base_gives_the_architecture_and_the_weights(tmp_path, sst2_files, hf_dir):
+    cfg = tiny_config(*sst2_files, tmp_path / "run", model={"init_from": str(hf_dir)}, data={"max_length": 20})
+    cfg.model = type(cfg.model)(init_from=str(hf_dir))  # nothing but the base: the architecture comes from it
+    cfg.train.max_steps, cfg.train.lr, cfg.train.warmup = 2, 1e-7, 0
+    train(cfg, quiet=True)
+    run = load_run(tmp_path / "run")
+    assert (run.cfg.model.hidden_size, run.cfg.model.num_layers, run.cfg.model.intermediate_size) == (32, 2, 48)
+    assert run.cfg.model.layer_norm_eps == 1e-7 and run.cfg.model.pooling == "cls_tanh"
+    assert run.tokenizer.get_vocab_size() == 25  # the base's tokenizer, not one trained on the data
+    converted = load_weights(resolve_base(str(hf_dir)) / "model.safetensors")
+    torch.testing.assert_close(run.model.state_dict()["encoder.ffn.1.up.weight"], converted["encoder.ffn.1.up.weight"],
+                               rtol=0, atol=1e-4)  # started from the base (lr 1e-7: barely moved)
+
+
+def test_the_conversion_is_made_once_and_redone_for_a_changed_checkpoint(tmp_path, hf_dir):
+    first = resolve_base(str(hf_dir), tmp_path / "cache")
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert resolve_base(str(hf_dir), tmp_path / "cache") == first
+    assert (first / "model.safetensors").stat().st_mtime_ns == stamp
+    config = json.loads((hf_dir / "config.json").read_text())
+    (hf_dir / "config.json").write_text(json.dumps({**config, "layer_norm_eps": 1e-5}))
+    assert resolve_base(str(hf_dir), tmp_path / "cache") != first
+
+
+def test_a_model_key_that_contradicts_the_base_names_both_values(tmp_path, sst2_files, hf_dir):
+    cfg = tiny_config(*sst2_files, tmp_path / "run")
+    cfg.model = type(cfg.model)(init_from=str(hf_dir), hidden_size=64)
+    with pytest.raises(ConfigError, match=r"`model.hidden_size` is 64 here but 32 in the base"):
+        with_base(cfg)
+    cfg.model.hidden_size = 32  # the base's own value is no contradiction
+    assert with_base(cfg).model.num_layers == 2
+
+
+def test_sentence_transformers_layout(tmp_path, hf_dir):
+    st = tmp_path / "st-model"
+    shutil.copytree(hf_dir, st / "0_Transformer")
+    (st / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    run_dir = resolve_base(str(st), tmp_path / "cache")
+    assert load_run(run_dir).cfg.model.hidden_size == 32
+
+
+def test_hub_base_comes_from_the_cache_offline(tmp_path, hf_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ConfigError, match=r"hf:acme/tiny-bert could not be found in the local cache"):
+        resolve_base("hf:acme/tiny-bert", tmp_path / "cache")
+    # huggingface_hub's cache layout: models--ORG--NAME/{refs/main, snapshots/REVISION/...}
+    repo = tmp_path / "hub" / "models--acme--tiny-bert"
+    shutil.copytree(hf_dir, repo / "snapshots" / "0123abcd")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    assert load_run(resolve_base("hf:acme/tiny-bert", tmp_path / "cache")).cfg.model.num_layers == 2
+    with pytest.raises(ConfigError, match=r"must be hf:ORG/NAME"):
+        resolve_base("hf:no-org", tmp_path / "cache")
+
+
+def test_a_folder_that_is_neither_a_run_nor_a_checkpoint_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"neither a textcls run directory .* nor a HuggingFace model folder"):
+        resolve_base(str(tmp_path / "empty"), tmp_path / "cache")
