@@ -106,8 +106,8 @@ def run_fasttext(ds: Dataset, threads: int, word_ngrams: Optional[int],
 
 def run_textcls(ds: Dataset, overrides: list[str], out: Path,
                 threads: int) -> tuple[list[str], float, float, Optional[list[str]]]:
-    """Predictions, train seconds, predict examples/s, and the predictions without the run's n-gram model
-    (`ngram.weight`; None without one)."""
+    """Predictions, train seconds, predict examples/s, and the predictions without the run's NB-LR model
+    (`nblr.weight`; None without one)."""
     import torch
 
     from textcls.config import load_config
@@ -135,8 +135,8 @@ def run_textcls(ds: Dataset, overrides: list[str], out: Path,
     probs = predict_probabilities(run, ds.dev.texts, batch_size=64)
     per_s = len(ds.dev.texts) / (time.perf_counter() - started)
     without = None
-    if run.ngram is not None:
-        run.ngram = None
+    if run.nblr is not None:
+        run.nblr = None
         without = [run.labels[i] for i in predict_probabilities(run, ds.dev.texts, batch_size=64).argmax(-1)]
     return [run.labels[i] for i in probs.argmax(-1)], train_s, per_s, without
 
@@ -174,7 +174,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             pred, train_s, per_s, without = fn()
             rows.append(_row(ds, name, system, pred, unseen, train_s=train_s, predict_per_s=per_s))
             print(_format(rows[-1]), flush=True)
-            if without is not None:  # the same members, without the run's n-gram model
+            if without is not None:  # the same members, without the run's NB-LR model
                 print(_format(_row(ds, name, "w/o n-gram", without, unseen)), flush=True)
     return 0
 

@@ -290,8 +290,8 @@ def test_variants_are_validated(sst2_files, tmp_path):
         "ensemble": 2, "ensemble_variants": [{"tokenizer.type": "bpe", "model.init_from": None}, {}]})
     assert cfg.train.ensemble_variants[0]["model.init_from"] is None
     # A problem of the config itself is said once, not again for every variant that inherits it.
-    with pytest.raises(ConfigError, match=r"1 problem\(s\) in the config: `ngram.weight`") as caught:
-        tiny_config(train_file, valid_file, tmp_path / "x", ngram={"weight": 2.0},
+    with pytest.raises(ConfigError, match=r"1 problem\(s\) in the config: `nblr.weight`") as caught:
+        tiny_config(train_file, valid_file, tmp_path / "x", nblr={"weight": 2.0},
                     train={"ensemble": 2, "ensemble_variants": [{}, {"model.dropout": 0.2}]})
     assert "ensemble_variants" not in str(caught.value)
 

@@ -19,13 +19,13 @@ from textcls.data.tokenizer import PAD, train_tokenizer
 from textcls.evaluation import evaluate_file
 from textcls.metrics import report_from_probabilities
 from textcls.model.ensemble import EnsembleClassifier
-from textcls.model.ngram import fit_ngram_model
+from textcls.model.nblr import fit_nblr_model
 from textcls.predict import predict_file, predict_probabilities, predict_windowed
 from textcls.predictor import (
     EnsemblePredictor,
     ModelPredictor,
-    NgramMix,
-    NgramPredictor,
+    NblrMix,
+    NblrPredictor,
     WeightedMean,
     predict_ids,
     predictor_report,
@@ -33,7 +33,7 @@ from textcls.predictor import (
 )
 from textcls.run.load import GroupedEnsemble, Run, build_model, load_run
 from textcls.train.evaluate import evaluate
-from textcls.train.ngram import report_with_ngram, validation_report
+from textcls.train.nblr import report_with_nblr, validation_report
 
 LABELS = ["0", "1"]
 
@@ -47,10 +47,10 @@ def _model(cfg, tokenizer, seed: int) -> torch.nn.Module:
     return build_model(cfg, tokenizer, len(LABELS)).eval()
 
 
-def _ngram():
+def _nblr_model():
     rows = sst2_slice(200)
     targets = np.eye(2, dtype=np.float32)[[int(y) for _, y in rows]]
-    return fit_ngram_model([t for t, _ in rows], None, targets, min_count=1)
+    return fit_nblr_model([t for t, _ in rows], None, targets, min_count=1)
 
 
 @pytest.fixture(scope="module")
@@ -83,24 +83,24 @@ def test_a_weighted_mean_is_the_weighted_mean_of_its_predictors(parts):
     np.testing.assert_allclose(nested.predict_proba(texts), pa / 3 + 2 * pb / 3, atol=1e-6)
 
 
-def test_the_ngram_mix_takes_its_share_and_reports_its_parts(parts):
+def test_the_nblr_mix_takes_its_share_and_reports_its_parts(parts):
     base, texts = _single(parts), parts["texts"]
-    ngram = NgramPredictor(_ngram(), LABELS)
-    mix = NgramMix(base, ngram, 0.3)
-    want = 0.7 * base.predict_proba(texts) + 0.3 * ngram.predict_proba(texts)
+    nblr = NblrPredictor(_nblr_model(), LABELS)
+    mix = NblrMix(base, nblr, 0.3)
+    want = 0.7 * base.predict_proba(texts) + 0.3 * nblr.predict_proba(texts)
     np.testing.assert_allclose(mix.predict_proba(texts), want, atol=1e-6)
     gold = np.eye(2, dtype=np.float32)[[int(y) for _, y in sst2_slice(30, "dev")]]
     report = predictor_report(mix, texts, None, gold)
     assert report["accuracy"] == pytest.approx(float((want.argmax(1) == gold.argmax(1)).mean()))
-    assert report["ngram"]["weight"] == 0.3
-    assert report["ngram"]["accuracy"] == pytest.approx(report_from_probabilities(ngram.predict_proba(texts), gold,
+    assert report["nblr"]["weight"] == 0.3
+    assert report["nblr"]["accuracy"] == pytest.approx(report_from_probabilities(nblr.predict_proba(texts), gold,
                                                                                   LABELS)["accuracy"])
-    assert report["without_ngram"]["accuracy"] == pytest.approx(
+    assert report["without_nblr"]["accuracy"] == pytest.approx(
         report_from_probabilities(base.predict_proba(texts), gold, LABELS)["accuracy"])
     with pytest.raises(ValueError, match="share"):
-        NgramMix(base, ngram, 1.5)
+        NblrMix(base, nblr, 1.5)
     with pytest.raises(ValueError, match="label set"):
-        WeightedMean([base, NgramPredictor(_ngram(), ["a", "b"])], [1, 1])
+        WeightedMean([base, NblrPredictor(_nblr_model(), ["a", "b"])], [1, 1])
 
 
 def test_an_ensemble_predictor_is_the_mean_of_its_members(parts):
@@ -120,14 +120,14 @@ def test_an_ensemble_predictor_is_the_mean_of_its_members(parts):
         EnsemblePredictor(parts["members"][0], parts["wordpiece"], cfg.data, LABELS)
 
 
-def _grouped_run(parts, ngram_share=None) -> Run:
+def _grouped_run(parts, nblr_share=None) -> Run:
     """A run whose members use two tokenizers, as run.load._load_ensemble builds it."""
     cfg, word_cfg = parts["cfg"], parts["word_cfg"]
     groups = [(Run(parts["tmp"], cfg, parts["wordpiece"], LABELS, EnsembleClassifier(parts["members"]).eval()), 2),
               (Run(parts["tmp"], word_cfg, parts["word"], LABELS, EnsembleClassifier([parts["other"]]).eval()), 1)]
-    ngram = (_ngram(), ngram_share) if ngram_share is not None else None
+    nblr = (_nblr_model(), nblr_share) if nblr_share is not None else None
     return Run(parts["tmp"], cfg, parts["wordpiece"], LABELS, GroupedEnsemble([g.model for g, _ in groups]).eval(),
-               groups, ngram)
+               groups, nblr)
 
 
 def _by_hand(model, tokenizer, data, texts) -> np.ndarray:
@@ -147,13 +147,13 @@ def test_tokenizer_variant_groups_give_the_member_weighted_mean(parts):
     np.testing.assert_allclose(predict_probabilities(run, texts), want, atol=1e-5)
     with pytest.raises(TypeError, match="per tokenizer group"):  # nothing above called it
         run.model(torch.zeros(1, 3, dtype=torch.long))
-    # the n-gram model is mixed in once, into the groups' mean
+    # the NB-LR model is mixed in once, into the groups' mean
     mixed = _grouped_run(parts, 0.4)
-    ngram = mixed.ngram[0].probabilities(texts)
-    np.testing.assert_allclose(predict_probabilities(mixed, texts), 0.6 * want + 0.4 * ngram, atol=1e-5)
+    nblr = mixed.nblr[0].probabilities(texts)
+    np.testing.assert_allclose(predict_probabilities(mixed, texts), 0.6 * want + 0.4 * nblr, atol=1e-5)
     windows = [predict_windowed(g, texts, stride=4) for g, _ in mixed.groups]
     np.testing.assert_allclose(predict_windowed(mixed, texts, stride=4),
-                               0.6 * (2 * windows[0] + windows[1]) / 3 + 0.4 * ngram, atol=1e-5)
+                               0.6 * (2 * windows[0] + windows[1]) / 3 + 0.4 * nblr, atol=1e-5)
 
 
 def test_predict_file_writes_the_predictors_probabilities(parts, tmp_path):
@@ -180,7 +180,7 @@ def test_eval_reports_the_predictors_probabilities(parts, tmp_path):
     assert report == {**want, "file": str(valid), "skipped_lines": [42]}
     probs = predict_probabilities(run, texts)
     assert report["accuracy"] == pytest.approx(float((probs.argmax(1) == gold.argmax(1)).mean()))
-    assert report["ngram"]["weight"] == 0.4 and {"accuracy", "macro_f1"} <= report["without_ngram"].keys()
+    assert report["nblr"]["weight"] == 0.4 and {"accuracy", "macro_f1"} <= report["without_nblr"].keys()
     assert report["loss"] == pytest.approx(float(-np.log(probs[gold == 1]).mean()), rel=1e-4)
 
 
@@ -200,23 +200,23 @@ def test_eval_loss_from_probabilities_matches_the_loss_of_the_logits(parts, tmp_
 
 
 def test_the_training_report_goes_through_the_predictor(sst2_files, tmp_path):
-    """report_with_ngram (what train/loop.py calls) and validation_report (train/ensemble.py) give the
+    """report_with_nblr (what train/loop.py calls) and validation_report (train/ensemble.py) give the
     report training saved."""
     from textcls.train.loop import train
 
     train_file, valid_file = sst2_files
     out = tmp_path / "run"
-    cfg = tiny_config(train_file, valid_file, out, ngram={"weight": 0.5, "min_count": 1}, train={"max_steps": 10})
+    cfg = tiny_config(train_file, valid_file, out, nblr={"weight": 0.5, "min_count": 1}, train={"max_steps": 10})
     train(cfg, quiet=True)
     saved = json.loads((out / "eval_report.json").read_text())
     labels = load_labels(out / "labels.json")
-    metric = report_with_ngram(cfg, out, labels, torch.device("cpu"), saved.get("step"))
+    metric = report_with_nblr(cfg, out, labels, torch.device("cpu"), saved.get("step"))
     again = json.loads((out / "eval_report.json").read_text())
     assert metric == pytest.approx(saved["accuracy"]) == pytest.approx(again["accuracy"])
-    assert again.keys() == saved.keys() and again["ngram"] == pytest.approx(saved["ngram"])
-    assert again["without_ngram"] == pytest.approx(saved["without_ngram"])
+    assert again.keys() == saved.keys() and again["nblr"] == pytest.approx(saved["nblr"])
+    assert again["without_nblr"] == pytest.approx(saved["without_nblr"])
     assert again["confusion_matrix"] == saved["confusion_matrix"]
-    # without validation data there is nothing to report (the n-gram model is still fitted)
+    # without validation data there is nothing to report (the NB-LR model is still fitted)
     alone = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, valid=None))
     assert validation_report(alone, out, labels, torch.device("cpu")) is None
 
@@ -226,14 +226,14 @@ def test_an_ensembles_validation_report_goes_through_the_predictor(sst2_files, t
 
     train_file, valid_file = sst2_files
     out = tmp_path / "ens"
-    cfg = tiny_config(train_file, valid_file, out, ngram={"weight": 0.3, "min_count": 1},
+    cfg = tiny_config(train_file, valid_file, out, nblr={"weight": 0.3, "min_count": 1},
                       train={"max_steps": 6, "ensemble": 2, "ensemble_variants": [{}, {"tokenizer.type": "word"}]})
     train(cfg, quiet=True)
     saved = json.loads((out / "eval_report.json").read_text())
     run = load_run(out)
     report = validation_report(run.cfg, out, run.labels, torch.device("cpu"), precision="fp32")
-    assert report["accuracy"] == pytest.approx(saved["accuracy"]) and report["ngram"]["weight"] == 0.3
-    assert report["without_ngram"] == pytest.approx(saved["without_ngram"])
+    assert report["accuracy"] == pytest.approx(saved["accuracy"]) and report["nblr"]["weight"] == 0.3
+    assert report["without_nblr"] == pytest.approx(saved["without_nblr"])
     assert report["confusion_matrix"] == saved["confusion_matrix"]
     assert report["loss"] == pytest.approx(saved["loss"], rel=1e-4)
     valid = text_splits(run.cfg, run.labels)[1]
@@ -268,5 +268,5 @@ def test_the_predictor_sits_below_the_run_loader_and_training():
         seen.add(module)
         todo.extend(_imports(path))
     above = {"textcls.run.load", "textcls.predict", "textcls.evaluation", "textcls.cli", "textcls.train.loop",
-             "textcls.train.ngram", "textcls.train.ensemble", "textcls.run"}
+             "textcls.train.nblr", "textcls.train.ensemble", "textcls.run"}
     assert not seen & above, sorted(seen & above)

@@ -134,11 +134,11 @@ def test_ctrl_c_keeps_the_finished_trials_and_writes_best(tmp_path, sst2_files):
     assert trials[0]["state"] in ("complete", "pruned") and (out / "best.yaml").is_file()
 
 
-def test_ensemble_and_ngram_keys_cannot_be_searched():
+def test_ensemble_and_nblr_keys_cannot_be_searched():
     with pytest.raises(ConfigError, match=r"`tune.train.ensemble` cannot be searched"):
         parse_space({"train.ensemble": {"choices": [1, 3]}}, "x.yaml")
-    with pytest.raises(ConfigError, match=r"`tune.ngram.weight` cannot be searched: trials are scored without"):
-        parse_space({"ngram.weight": {"low": 0.1, "high": 0.5}, "train.lr": {"low": 1e-4, "high": 1e-3}}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"`tune.nblr.weight` cannot be searched: trials are scored without"):
+        parse_space({"nblr.weight": {"low": 0.1, "high": 0.5}, "train.lr": {"low": 1e-4, "high": 1e-3}}, "x.yaml")
 
 
 def test_ctrl_c_in_a_trials_last_step_still_stops_the_search(tmp_path, sst2_files, monkeypatch):

@@ -24,7 +24,7 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
                   reading: Optional[dict] = None) -> dict:
     """The report of the run on a labelled file read with the run's data options, or with `reading`'s
     (format, text_columns, label_column, header, encoding) in their place: the metrics of the run's
-    predictor's probabilities (with the n-gram model's share mixed in, and its metrics alone, when the
+    predictor's probabilities (with the NB-LR model's share mixed in, and its metrics alone, when the
     run has one)."""
     if not Path(data_file).is_file():
         what = "is a directory; pass a file" if Path(data_file).is_dir() else "does not exist; check the path"
@@ -86,10 +86,10 @@ def print_report(report: dict, console: Optional[Console] = None) -> None:
     summary.add_row(*[f"{report[k]:.4f}" for k in ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")
                       if k in report])
     console.print(summary)
-    if "ngram" in report:  # the figures above mix in the n-gram model's share
+    if "nblr" in report:  # the figures above mix in the NB-LR model's share
         key = "accuracy" if "accuracy" in report else "micro_f1"
-        console.print(f"with the n-gram model, {report['ngram']['weight']:g} of the probabilities; {key} without "
-                      f"it {report['without_ngram'][key]:.4f}, the n-gram model alone {report['ngram'][key]:.4f}",
+        console.print(f"with the NB-LR model, {report['nblr']['weight']:g} of the probabilities; {key} without "
+                      f"it {report['without_nblr'][key]:.4f}, the NB-LR model alone {report['nblr'][key]:.4f}",
                       highlight=False)
     console.print("per class")
     per = Table()

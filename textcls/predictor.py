@@ -8,7 +8,7 @@ probabilities are computed in one place, `WeightedMean.combine`. `eval`, `predic
 report go through `run_predictor(run)` and `predictor_report`.
 
 Runtime knobs (batch size, device, precision, long-text windows) are held by the model predictors.
-The module reads a run duck-typed (`labels`, `cfg`, `tokenizer`, `model`, `groups`, `ngram`) and does
+The module reads a run duck-typed (`labels`, `cfg`, `tokenizer`, `model`, `groups`, `nblr`) and does
 not import the run directory's loader, so it sits below both it and the training code.
 """
 
@@ -41,7 +41,7 @@ class Predictor(Protocol):
 
 
 class ProbabilityModel(Protocol):
-    """A model that reads raw text: textcls.model.ngram.NgramModel."""
+    """A model that reads raw text: textcls.model.nblr.NblrModel."""
 
     task: str
 
@@ -155,8 +155,8 @@ class EnsemblePredictor(ModelPredictor):
 
 
 @dataclass
-class NgramPredictor:
-    """The bag-of-n-grams model (textcls.model.ngram), which reads the whole text."""
+class NblrPredictor:
+    """The bag-of-n-grams model (textcls.model.nblr), which reads the whole text."""
 
     model: ProbabilityModel
     labels: list[str]
@@ -171,7 +171,7 @@ class NgramPredictor:
 
 class WeightedMean:
     """A predictor of predictors: the weighted mean of their probabilities (weights normalized to sum
-    to 1). Tokenizer-variant groups are weighted by member count; see also NgramMix."""
+    to 1). Tokenizer-variant groups are weighted by member count; see also NblrMix."""
 
     def __init__(self, predictors: Sequence[Predictor], weights: Sequence[float]):
         if not predictors or len(predictors) != len(weights):
@@ -201,52 +201,52 @@ class WeightedMean:
         return self.combine(self.predict_parts(texts, pairs))
 
 
-class NgramMix(WeightedMean):
+class NblrMix(WeightedMean):
     """A predictor with the bag-of-n-grams model mixed in: (1 - share) of `base`'s probabilities and
-    `share` of the n-gram model's."""
+    `share` of the NB-LR model's."""
 
-    def __init__(self, base: Predictor, ngram: NgramPredictor, share: float):
+    def __init__(self, base: Predictor, nblr: NblrPredictor, share: float):
         if not 0 <= share <= 1:
-            raise ValueError(f"the n-gram model's share must be in [0, 1], got {share}")
-        super().__init__([base, ngram], [1 - share, share])
-        self.base, self.ngram, self.share = base, ngram, share
+            raise ValueError(f"the NB-LR model's share must be in [0, 1], got {share}")
+        super().__init__([base, nblr], [1 - share, share])
+        self.base, self.nblr, self.share = base, nblr, share
 
 
 def run_predictor(run, batch_size: int = 64, device: torch.device = torch.device("cpu"), precision: str = "fp32",
-                  chunk_long: bool = False, stride: Optional[int] = None, ngram: bool = True) -> Predictor:
+                  chunk_long: bool = False, stride: Optional[int] = None, nblr: bool = True) -> Predictor:
     """The predictor of a loaded run (textcls.run.load.Run): its model, or its ensemble (soft voting), or its
-    tokenizer groups' member-weighted mean; with its n-gram model's share mixed in (`ngram=False`: without).
+    tokenizer groups' member-weighted mean; with its NB-LR model's share mixed in (`nblr=False`: without).
     The model(s) must already be on `device` (load_run(..., device=) puts them there)."""
     options = dict(batch_size=batch_size, device=device, precision=precision, chunk_long=chunk_long, stride=stride)
     if run.groups:
-        base: Predictor = WeightedMean([run_predictor(group, ngram=False, **options) for group, _ in run.groups],
+        base: Predictor = WeightedMean([run_predictor(group, nblr=False, **options) for group, _ in run.groups],
                                        [n for _, n in run.groups])
     else:
         kind = EnsemblePredictor if isinstance(run.model, EnsembleClassifier) else ModelPredictor
         base = kind(run.model, run.tokenizer, run.cfg.data, run.labels, **options)
-    if ngram and run.ngram is not None:
-        model, share = run.ngram
-        return NgramMix(base, NgramPredictor(model, run.labels), share)
+    if nblr and run.nblr is not None:
+        model, share = run.nblr
+        return NblrMix(base, NblrPredictor(model, run.labels), share)
     return base
 
 
 def predictor_report(predictor: Predictor, texts: list[str], pairs: Optional[list[str]], targets: np.ndarray,
-                     threshold=0.5, ngram_probs: Optional[np.ndarray] = None) -> dict:
+                     threshold=0.5, nblr_probs: Optional[np.ndarray] = None) -> dict:
     """Loss and metrics of a predictor's probabilities on labelled rows ((N, C) 0/1 `targets`).
 
-    An NgramMix reports the mix, with "without_ngram" (the metrics of its base alone) and "ngram" (its
-    share and the n-gram model's metrics alone). `ngram_probs`: the n-gram model's probabilities on these
+    An NblrMix reports the mix, with "without_nblr" (the metrics of its base alone) and "nblr" (its
+    share and the NB-LR model's metrics alone). `nblr_probs`: the NB-LR model's probabilities on these
     rows when already computed (training has them from fitting it)."""
     task, labels = predictor.task, predictor.labels
-    if not isinstance(predictor, NgramMix):
+    if not isinstance(predictor, NblrMix):
         return report_from_probabilities(predictor.predict_proba(texts, pairs), targets, labels, task, threshold)
     base = predictor.base.predict_proba(texts, pairs)
-    alone = predictor.ngram.predict_proba(texts, pairs) if ngram_probs is None else ngram_probs
+    alone = predictor.nblr.predict_proba(texts, pairs) if nblr_probs is None else nblr_probs
     report = report_from_probabilities(predictor.combine([base, alone]), targets, labels, task, threshold)
     without = report_from_probabilities(base, targets, labels, task, threshold)
     alone_report = report_from_probabilities(alone, targets, labels, task, threshold)
-    return {**report, "without_ngram": _metrics(without),
-            "ngram": {"weight": predictor.share, **_metrics(alone_report)}}
+    return {**report, "without_nblr": _metrics(without),
+            "nblr": {"weight": predictor.share, **_metrics(alone_report)}}
 
 
 def _metrics(report: dict) -> dict:

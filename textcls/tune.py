@@ -91,8 +91,8 @@ def parse_space(space: Any, source: str) -> list[Param]:
             problems.append(f"{where} cannot be searched: trials train single models and score --metric "
                             "(the ensemble settings of the config are kept in best.yaml)")
             continue
-        if str(key).startswith("ngram."):
-            problems.append(f"{where} cannot be searched: trials are scored without the n-gram model (the `ngram` "
+        if str(key).startswith("nblr."):
+            problems.append(f"{where} cannot be searched: trials are scored without the NB-LR model (the `nblr` "
                             "settings of the config are kept in best.yaml)")
             continue
         if not isinstance(spec, dict):

@@ -25,7 +25,7 @@ from textcls.config.schema import (
     DataConfig,
     EmbeddingsConfig,
     ModelConfig,
-    NgramConfig,
+    NblrConfig,
     OutputConfig,
     PretrainConfig,
     SharingConfig,
@@ -42,7 +42,7 @@ from textcls.io import atomic_write_text
 
 __all__ = [
     # the schema (textcls/config/schema.py)
-    "AdapterConfig", "Config", "DataConfig", "EmbeddingsConfig", "ModelConfig", "NgramConfig", "OutputConfig",
+    "AdapterConfig", "Config", "DataConfig", "EmbeddingsConfig", "ModelConfig", "NblrConfig", "OutputConfig",
     "PretrainConfig", "SharingConfig", "TokenizerConfig", "TrainConfig", "VARIANT_FIXED", "VARIANT_SECTIONS",
     "build_dataclass", "config_to_dict", "member_raw", "set_dotted", "short_repr",
     # the checks (textcls/config/checks.py)
@@ -97,6 +97,18 @@ def apply_override(raw: dict, assignment: str) -> None:
 # --------------------------------------------------------------------------- public API
 
 
+RENAMED_SECTIONS = {"ngram": "nblr"}  # old section -> its name now
+
+
+def _renamed_sections(raw: dict, problems: list[str]) -> None:
+    """A section under its old name: say what it is called now (strict loading would only call it unknown)."""
+    for old, new in RENAMED_SECTIONS.items():
+        if old in raw:
+            problems.append(f"the `{old}:` section (the bag-of-n-grams model) is now called `{new}:`; rename it "
+                            f"(its keys are unchanged, e.g. `{new}.weight`)")
+            raw.pop(old)
+
+
 def config_from_dict(raw: Any, source: str = "<config>", overrides: tuple[str, ...] = (),
                      base_dir: Optional[Path] = None) -> Config:
     """Build and validate a Config from a raw mapping (e.g. parsed YAML). Raises ConfigError.
@@ -115,6 +127,7 @@ def config_from_dict(raw: Any, source: str = "<config>", overrides: tuple[str, .
         apply_override(raw, assignment)
     _resolve_paths(raw, Path.cwd())
     problems: list[str] = []
+    _renamed_sections(raw, problems)
     _pooling_mapping(raw, problems)
     cfg = build_dataclass(Config, raw, "", problems)
     given = {a.split("=", 1)[0].strip() for a in overrides}  # name the command line for its unknown keys

@@ -21,20 +21,20 @@ from textcls.config.schema import (
 from textcls.data import segment
 
 
-def _check_ngram(cfg: Config, problems: list[str]) -> None:
-    n = cfg.ngram
+def _check_nblr(cfg: Config, problems: list[str]) -> None:
+    n = cfg.nblr
     if not 0.0 <= n.weight <= 1.0:
-        problems.append(f"`ngram.weight` is the n-gram model's share of the probabilities, in [0, 1]; got {n.weight}")
-    for key, value in {"ngram.max_order": n.max_order, "ngram.min_count": n.min_count,
-                       "ngram.max_features": n.max_features}.items():
+        problems.append(f"`nblr.weight` is the NB-LR model's share of the probabilities, in [0, 1]; got {n.weight}")
+    for key, value in {"nblr.max_order": n.max_order, "nblr.min_count": n.min_count,
+                       "nblr.max_features": n.max_features}.items():
         if value < 1:
             problems.append(f"`{key}` must be at least 1, got {value}")
     if n.max_order > 5:
-        problems.append(f"`ngram.max_order` {n.max_order} makes most n-grams unique to one text; use at most 5")
+        problems.append(f"`nblr.max_order` {n.max_order} makes most n-grams unique to one text; use at most 5")
     if n.c <= 0:
-        problems.append(f"`ngram.c` (inverse L2 strength) must be positive, got {n.c}")
+        problems.append(f"`nblr.c` (inverse L2 strength) must be positive, got {n.c}")
     if n.weight == 1.0 and cfg.train.ensemble > 1:
-        problems.append("`ngram.weight: 1` ignores the transformers; lower it (e.g. 0.3) or drop `train.ensemble`")
+        problems.append("`nblr.weight: 1` ignores the transformers; lower it (e.g. 0.3) or drop `train.ensemble`")
 
 
 def validate(cfg: Config, problems: list[str]) -> None:
@@ -60,7 +60,7 @@ def validate(cfg: Config, problems: list[str]) -> None:
         if value is not None and value < 1:
             problems.append(f"`{key}` must be at least 1 when set, got {value}")
     _check_segmenter(cfg, problems)
-    _check_ngram(cfg, problems)
+    _check_nblr(cfg, problems)
     if m.hidden_size > 0 and m.num_heads > 0 and m.hidden_size % m.num_heads:
         problems.append(
             f"`model.hidden_size` ({m.hidden_size}) must be divisible by `model.num_heads` "

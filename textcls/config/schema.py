@@ -182,11 +182,11 @@ class PretrainConfig:
 
 
 @dataclass
-class NgramConfig:
+class NblrConfig:
     """A bag-of-n-grams classifier (NB-weighted logistic regression) trained beside the transformer;
-    `weight` > 0 mixes that share of its probabilities into the run's (see textcls/model/ngram.py)."""
+    `weight` > 0 mixes that share of its probabilities into the run's (see textcls/model/nblr.py)."""
 
-    weight: float = 0.0  # 0 = no n-gram model; 0.3 = 30% of the final probabilities
+    weight: float = 0.0  # 0 = no NB-LR model; 0.3 = 30% of the final probabilities
     max_order: int = 3  # n-grams of 1..max_order units (words; each CJK character is one)
     min_count: int = 2  # n-grams in fewer training texts are left out
     max_features: int = 1000000  # the most frequent n-grams kept
@@ -202,7 +202,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    ngram: NgramConfig = field(default_factory=NgramConfig)
+    nblr: NblrConfig = field(default_factory=NblrConfig)
     tune: Optional[dict[str, Any]] = None  # search space for `textcls tune`
     source: Optional[str] = field(default=None, metadata={"internal": True})
 

@@ -345,7 +345,7 @@ class TextSplit:
 
 def text_splits(cfg: Config, labels: list[str]) -> tuple[TextSplit, Optional[TextSplit]]:
     """The training and validation rows of a run as text, in the order prepare_data tokenizes them
-    (for models that read text, not token ids: textcls.model.ngram)."""
+    (for models that read text, not token ids: textcls.model.nblr)."""
     d = cfg.data
     records = _read_all(d.train, d, labelled=True)
     if d.valid:

@@ -5,7 +5,7 @@
     RUN/metrics.jsonl  curves.png  tensorboard/    the training log and its pictures
     RUN/last/  checkpoint-{step}/    resumable checkpoints (state.json, model and trainer state)
     RUN/ensemble.json  members/K/    an ensemble: its bookkeeping and one ordinary run per member
-    RUN/ngram.json  ngram.safetensors    the bag-of-n-grams model mixed into the probabilities
+    RUN/nblr.json  nblr.safetensors    the bag-of-n-grams model mixed into the probabilities
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ CURVES = "curves.png"
 TENSORBOARD = "tensorboard"
 ENSEMBLE = "ensemble.json"
 MEMBERS = "members"
-NGRAM_WEIGHTS = "ngram.safetensors"
-NGRAM_INFO = "ngram.json"
+NBLR_WEIGHTS = "nblr.safetensors"
+NBLR_INFO = "nblr.json"
+LEGACY_NBLR = {NBLR_INFO: "ngram.json", NBLR_WEIGHTS: "ngram.safetensors"}  # their names before the rename
 
 LAST = "last"  # the newest resumable checkpoint; step checkpoints are copies of it
 STEP_CHECKPOINT = "checkpoint-{step}"
@@ -37,8 +38,8 @@ EMA_WEIGHTS = "ema.safetensors"
 
 # What run directories hold (train, pretrain, ensembles, `textcls plot`): `output.overwrite` removes these only.
 RUN_ENTRY = re.compile("|".join(re.escape(name) for name in (
-    CONFIG, TOKENIZER, LABELS, WEIGHTS, RUN_INFO, EVAL_REPORT, METRICS, ENSEMBLE, NGRAM_INFO, NGRAM_WEIGHTS, CURVES,
-    LAST, MEMBERS, TENSORBOARD)) + "|" + STEP_CHECKPOINT_RE.pattern)
+    CONFIG, TOKENIZER, LABELS, WEIGHTS, RUN_INFO, EVAL_REPORT, METRICS, ENSEMBLE, NBLR_INFO, NBLR_WEIGHTS, CURVES,
+    LAST, MEMBERS, TENSORBOARD, *LEGACY_NBLR.values())) + "|" + STEP_CHECKPOINT_RE.pattern)
 # Temp names a killed run can leave: `.last.*`/`.checkpoint-N.*` folders, `.model.safetensors.*` and `.NAME.*.tmp`.
 STALE_TEMP_DIR = re.compile(rf"\.({re.escape(LAST)}|{STEP_CHECKPOINT_RE.pattern})\..+")
 STALE_TEMP_FILE = re.compile(rf"\.{re.escape(WEIGHTS)}\..+|\..+\.tmp")

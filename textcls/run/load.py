@@ -22,11 +22,11 @@ from textcls.errors import CheckpointError
 from textcls.io import sha256_file
 from textcls.model import TextClassifier
 from textcls.model.ensemble import EnsembleClassifier
-from textcls.model.ngram import NgramModel
+from textcls.model.nblr import NblrModel
 from textcls.run.info import expected_checksums, load_run_config, read_run_info
 from textcls.run.layout import LABELS, LAST, RUN_INFO, TOKENIZER, WEIGHTS, is_ensemble_dir
 from textcls.run.members import member_dirs
-from textcls.run.ngram import has_ngram_model, load_ngram_model
+from textcls.run.nblr import has_nblr_model, load_nblr_model
 from textcls.run.weights import load_weights
 
 log = logging.getLogger("textcls")
@@ -46,9 +46,9 @@ class Run:
     # (textcls.predictor.run_predictor) tokenizes once per group and averages the groups' probabilities
     # weighted by member count.
     groups: list[tuple["Run", int]] | None = None
-    # A bag-of-n-grams model trained beside the transformer(s) (`ngram.weight`), and its share of the
+    # A bag-of-n-grams model trained beside the transformer(s) (`nblr.weight`), and its share of the
     # probabilities: the run's predictor mixes it into theirs.
-    ngram: tuple[NgramModel, float] | None = None
+    nblr: tuple[NblrModel, float] | None = None
 
 
 def build_model(cfg: Config, tokenizer: Tokenizer, num_labels: int) -> TextClassifier:
@@ -87,11 +87,11 @@ def load_run(run_dir: Path | str, weights: str = WEIGHTS, device: torch.device |
                               f"{head.shape[0]}; restore the run's {LABELS}")
     load_state(model, state, str(run_dir / weights))
     model.to(device or "cpu").eval()
-    return Run(run_dir, cfg, tokenizer, labels, model, ngram=_ngram(run_dir, labels))
+    return Run(run_dir, cfg, tokenizer, labels, model, nblr=_ngram(run_dir, labels))
 
 
-def _ngram(run_dir: Path, labels: list[str]) -> tuple[NgramModel, float] | None:
-    return load_ngram_model(run_dir, len(labels)) if has_ngram_model(run_dir) else None
+def _ngram(run_dir: Path, labels: list[str]) -> tuple[NblrModel, float] | None:
+    return load_nblr_model(run_dir, len(labels)) if has_nblr_model(run_dir) else None
 
 
 def _load_ensemble(run_dir: Path, cfg: Config, weights: str) -> Run:
@@ -110,10 +110,10 @@ def _load_ensemble(run_dir: Path, cfg: Config, weights: str) -> Run:
     groups = [(Run(run_dir, members[0].cfg, members[0].tokenizer, labels,
                    EnsembleClassifier([m.model for m in members], cfg.data.task).eval()), len(members))
               for members in by_tokenizer.values()]
-    ngram = _ngram(run_dir, labels)
+    nblr = _ngram(run_dir, labels)
     if len(groups) == 1:
-        return Run(run_dir, cfg, tokenizer, labels, groups[0][0].model, ngram=ngram)
-    return Run(run_dir, cfg, tokenizer, labels, GroupedEnsemble([g.model for g, _ in groups]).eval(), groups, ngram)
+        return Run(run_dir, cfg, tokenizer, labels, groups[0][0].model, nblr=nblr)
+    return Run(run_dir, cfg, tokenizer, labels, GroupedEnsemble([g.model for g, _ in groups]).eval(), groups, nblr)
 
 
 class GroupedEnsemble(torch.nn.Module):

@@ -2,7 +2,7 @@
 
 `train_model` prepares the run directory, the data, the model (init_from, word vectors, trainable
 parts with the adapter-base bookkeeping, EMA, adversary) and hands them to `engine.Trainer`; after
-training it mixes in the n-gram model when `ngram.weight` > 0. `ClassifyTask` is what the loop asks
+training it mixes in the NB-LR model when `nblr.weight` > 0. `ClassifyTask` is what the loop asks
 for: length-bucketed batches (with token dropout), the configured loss, and the validation report,
 whose best weights go to `model.safetensors`.
 """
@@ -39,7 +39,7 @@ from textcls.train.engine import Evaluation, Trainer, seed_everything, select_de
 from textcls.train.evaluate import evaluate
 from textcls.train.logs import MetricsLog
 from textcls.train.loss import auto_class_weights, compute_loss
-from textcls.train.ngram import report_with_ngram
+from textcls.train.nblr import report_with_nblr
 from textcls.train.progress import announcer, console
 from textcls.train.steps import train_sampler
 
@@ -124,9 +124,9 @@ def train_model(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = 
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
     state = trainer.fit()
     best = state.best
-    if main and on_eval is None and cfg.ngram.weight > 0 and not trainer.stop_requested:
+    if main and on_eval is None and cfg.nblr.weight > 0 and not trainer.stop_requested:
         # rank 0 alone: the run's predictor, no collective evaluation
-        mixed = report_with_ngram(cfg, run_dir, data.labels, device, state.best_step, None if quiet else console)
+        mixed = report_with_nblr(cfg, run_dir, data.labels, device, state.best_step, None if quiet else console)
         best = best if mixed is None else mixed
     distributed.barrier()  # return together, after rank 0 has written the final files
     seconds = time.perf_counter() - trainer.started

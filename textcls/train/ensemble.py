@@ -43,7 +43,7 @@ from textcls.run.prepare import prepare_run_dir, replace_old_run, resumed_config
 from textcls.train import distributed
 from textcls.train.classify import TrainResult, check_inputs, train_model
 from textcls.train.engine import Interrupted, StopFlag, select_device
-from textcls.train.ngram import validation_report
+from textcls.train.nblr import validation_report
 from textcls.train.progress import console
 
 
@@ -55,12 +55,12 @@ def member_variant(cfg: Config, index: int) -> dict:
 def member_config(cfg: Config, index: int, tokenizer_path: Path) -> Config:
     """Member `index`: its variant (`train.ensemble_variants`), seed + index, the ensemble's validation
     split, the shared tokenizer unless its variant sets tokenizer keys (then it trains its own), and no
-    n-gram model of its own."""
+    NB-LR model of its own."""
     variant = member_variant(cfg, index)
     member = config_from_dict(member_raw(cfg, variant), source=f"{cfg.source} (member {index})") if variant \
         else copy.deepcopy(cfg)
     member.train.ensemble, member.train.ensemble_variants = 1, []
-    member.ngram.weight = 0.0  # the n-gram model is the ensemble's, fitted once after the members
+    member.nblr.weight = 0.0  # the NB-LR model is the ensemble's, fitted once after the members
     member.train.seed = cfg.train.seed + index
     if member.data.split_seed is None:
         member.data.split_seed = cfg.train.seed  # every member holds out the same rows
@@ -105,7 +105,7 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     steps, examples = runner(cfg, run_dir, info, pending, resume, quiet, workers)
 
     t = cfg.train
-    # The members' mean (and the n-gram model's mix) on the validation rows, through the run's predictor.
+    # The members' mean (and the NB-LR model's mix) on the validation rows, through the run's predictor.
     report = validation_report(cfg, run_dir, load_labels(run_dir / LABELS), select_device(t.device),
                                None if quiet else console, precision="fp32")
     metric = None
@@ -118,8 +118,8 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         best = info.get("member_best", {})
         if not quiet:
             members = ", ".join(f"{v:.4f}" for v in best.values())
-            without = report.get("without_ngram", {}).get(t.metric)
-            mixed = f" with the n-gram model, {without:.4f} without" if without is not None else ""
+            without = report.get("without_nblr", {}).get(t.metric)
+            mixed = f" with the NB-LR model, {without:.4f} without" if without is not None else ""
             console.print(f"ensemble of {len(info['members'])}: valid {t.metric} {metric:.4f}{mixed} "
                           f"(members' best: {members})", highlight=False)
     seconds = time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""A bag-of-n-grams classifier beside the transformer (`ngram:`), mixed into its probabilities.
+"""A bag-of-n-grams classifier beside the transformer (`nblr:`), mixed into its probabilities.
 
 NB-weighted logistic regression (Wang & Manning 2012, "NBSVM"): binary n-gram features scaled by
 their naive-Bayes log-count ratios, then a logistic regression with L2 (full batch, L-BFGS). It trains
@@ -7,7 +7,7 @@ scratch does not, so a share of its probabilities lifts an ensemble.
 
 Text -> units (NFKC, optionally lowercased; each CJK character, each run of letters/digits, each other
 symbol) -> n-grams of 1..max_order units -> the vocabulary's indices. The run layer saves it
-(textcls/run/ngram.py): weight (F, C) with the ratios folded in, bias (C), options and vocabulary.
+(textcls/run/nblr.py): weight (F, C) with the ratios folded in, bias (C), options and vocabulary.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def nb_ratios(flat: torch.Tensor, offsets: torch.Tensor, targets: torch.Tensor, 
 
 
 @dataclass
-class NgramModel:
+class NblrModel:
     """The fitted model: feature index, (F, C) weights (ratios folded in), (C,) bias and its options."""
 
     vocab: list[str]
@@ -126,9 +126,9 @@ class NgramModel:
         return (torch.sigmoid(z) if self.task == "multilabel" else torch.softmax(z, -1)).numpy().astype(np.float32)
 
 
-def fit_ngram_model(texts: list[str], pairs: Optional[list[str]], targets: np.ndarray, task: str = "single",
+def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.ndarray, task: str = "single",
                     max_order: int = 3, min_count: int = 2, max_features: int = 1_000_000, c: float = 1.0,
-                    lowercase: bool = True, max_iter: int = 300) -> NgramModel:
+                    lowercase: bool = True, max_iter: int = 300) -> NblrModel:
     """Fit on N texts with (N, C) 0/1 targets (one 1 per row unless multilabel).
 
     Minimizes mean loss + |W|^2 / (2 c N), the objective of scikit-learn's LogisticRegression(C=c) divided
@@ -140,7 +140,7 @@ def fit_ngram_model(texts: list[str], pairs: Optional[list[str]], targets: np.nd
     vocab = build_vocab(docs(), min_count, min(max_features, max(1, _MAX_PARAMETERS // num_classes)))
     if not vocab:
         raise ConfigError(f"no n-gram occurs in {min_count} or more of the {len(texts)} training texts, so the n-gram "
-                          "model has no features; lower `ngram.min_count` or set `ngram.weight: 0`")
+                          "model has no features; lower `nblr.min_count` or set `nblr.weight: 0`")
     flat, offsets = _bags(docs(), {g: i for i, g in enumerate(vocab)})
     y = torch.from_numpy(np.asarray(targets, dtype=np.float32))
     ratios = nb_ratios(flat, offsets, y, len(vocab))
@@ -164,5 +164,5 @@ def fit_ngram_model(texts: list[str], pairs: Optional[list[str]], targets: np.nd
         return loss
 
     optimizer.step(closure)
-    log.info("ngram model: %d features, %d L-BFGS iterations", len(vocab), optimizer.state[w].get("n_iter", 0))
-    return NgramModel(vocab, (w * ratios).detach(), b.detach(), max_order, lowercase, task)
+    log.info("nblr model: %d features, %d L-BFGS iterations", len(vocab), optimizer.state[w].get("n_iter", 0))
+    return NblrModel(vocab, (w * ratios).detach(), b.detach(), max_order, lowercase, task)

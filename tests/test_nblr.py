@@ -1,4 +1,4 @@
-"""`ngram:`: the bag-of-n-grams model (NB-weighted logistic regression) fitted beside the transformer(s)
+"""`nblr:`: the bag-of-n-grams model (NB-weighted logistic regression) fitted beside the transformer(s)
 and mixed into their probabilities in training's report, `eval` and `predict`."""
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DATA, run_cli, tiny_config, write_tsv
+from textcls.config import config_from_dict
 from textcls.data.pipeline import prepare_data, text_splits
 from textcls.errors import CheckpointError, ConfigError
 from textcls.evaluation import evaluate_file
-from textcls.model.ngram import _bags, build_vocab, document_ngrams, fit_ngram_model, nb_ratios, ngrams, units
+from textcls.model.nblr import _bags, build_vocab, document_ngrams, fit_nblr_model, nb_ratios, ngrams, units
 from textcls.predict import predict_probabilities
 from textcls.run.load import load_run
 from textcls.run.members import read_ensemble
-from textcls.run.ngram import load_ngram_model, save_ngram_model
+from textcls.run.nblr import load_nblr_model, save_nblr_model
 from textcls.train.loop import train
 
 
@@ -63,7 +64,7 @@ def test_nb_ratios_are_the_log_count_ratios_of_each_class_against_the_rest():
 def test_fit_reaches_the_optimum_of_its_objective_and_classifies_real_reviews():
     train_rows, dev_rows = chn_rows(1500), chn_rows(300, "dev")
     texts, labels = [t for t, _ in train_rows], [int(y) for _, y in train_rows]
-    model = fit_ngram_model(texts, None, one_hot(labels, 2), c=1.0)
+    model = fit_nblr_model(texts, None, one_hot(labels, 2), c=1.0)
     # At the optimum the objective's gradient vanishes: W = ratios * U, U the trained weights.
     docs = [document_ngrams(t, None, 3, True) for t in texts]
     flat, offsets = _bags(docs, model.index)
@@ -90,34 +91,34 @@ def test_multiclass_and_multilabel_fits():
         texts.append(f"{filler} {' and '.join(present)}")
         single.append(words.index(present[0]))
         multi.append([float(w in present) for w in words])
-    model = fit_ngram_model(texts, None, one_hot(single, 3), min_count=1)
+    model = fit_nblr_model(texts, None, one_hot(single, 3), min_count=1)
     assert (model.probabilities(texts).argmax(1) == np.array(single)).mean() > 0.95
-    multilabel = fit_ngram_model(texts, None, np.array(multi, dtype=np.float32), task="multilabel", min_count=1)
+    multilabel = fit_nblr_model(texts, None, np.array(multi, dtype=np.float32), task="multilabel", min_count=1)
     probs = multilabel.probabilities(texts)
     assert not np.allclose(probs.sum(1), 1) and ((probs > 0.5) == np.array(multi, bool)).all()
 
 
 def test_saved_model_loads_to_the_same_probabilities_and_damage_is_refused(tmp_path):
     texts = ["great fun", "great film", "dull film", "dull and long"] * 3
-    model = fit_ngram_model(texts, None, one_hot([1, 1, 0, 0] * 3, 2), min_count=1)
-    save_ngram_model(model, tmp_path, 0.25, {"accuracy": 1.0})
-    loaded, share = load_ngram_model(tmp_path, 2)
+    model = fit_nblr_model(texts, None, one_hot([1, 1, 0, 0] * 3, 2), min_count=1)
+    save_nblr_model(model, tmp_path, 0.25, {"accuracy": 1.0})
+    loaded, share = load_nblr_model(tmp_path, 2)
     assert share == 0.25 and loaded.vocab == model.vocab
     texts = ["great", "dull film"]
     np.testing.assert_array_equal(loaded.probabilities(texts), model.probabilities(texts))
     with pytest.raises(CheckpointError, match="labels"):
-        load_ngram_model(tmp_path, 3)
-    weights = tmp_path / "ngram.safetensors"
+        load_nblr_model(tmp_path, 3)
+    weights = tmp_path / "nblr.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(CheckpointError, match="checksum"):
-        load_ngram_model(tmp_path, 2)
-    (tmp_path / "ngram.json").write_text("{", encoding="utf-8")
-    with pytest.raises(CheckpointError, match="ngram.json cannot be read"):
-        load_ngram_model(tmp_path, 2)
+        load_nblr_model(tmp_path, 2)
+    (tmp_path / "nblr.json").write_text("{", encoding="utf-8")
+    with pytest.raises(CheckpointError, match="nblr.json cannot be read"):
+        load_nblr_model(tmp_path, 2)
 
 
 def test_text_rows_line_up_with_the_tokenized_splits(tmp_path):
-    """The n-gram model's rows are the tokenized splits' rows, also for a held-out fraction."""
+    """The NB-LR model's rows are the tokenized splits' rows, also for a held-out fraction."""
     train_file = write_tsv(tmp_path / "train.tsv", chn_rows(300), header=("text_a", "label"))
     cfg = tiny_config(train_file, None, tmp_path / "out", data={"text_columns": ["text_a"], "valid_fraction": 0.2})
     data = prepare_data(cfg)
@@ -128,24 +129,24 @@ def test_text_rows_line_up_with_the_tokenized_splits(tmp_path):
 
 
 def mixed_by_hand(run, texts) -> np.ndarray:
-    model, share = run.ngram
-    run.ngram = None
+    model, share = run.nblr
+    run.nblr = None
     transformer = predict_probabilities(run, texts)
-    run.ngram = (model, share)
+    run.nblr = (model, share)
     return (1 - share) * transformer + share * model.probabilities(texts)
 
 
-def test_a_single_run_mixes_the_ngram_model_into_its_report_eval_and_predict(tmp_path):
+def test_a_single_run_mixes_the_nblr_model_into_its_report_eval_and_predict(tmp_path):
     rows, dev = chn_rows(600), chn_rows(150, "dev")
     train_file = write_tsv(tmp_path / "train.tsv", rows, header=("text_a", "label"))
     valid_file = write_tsv(tmp_path / "valid.tsv", dev, header=("text_a", "label"))
     out = tmp_path / "run"
     cfg = tiny_config(train_file, valid_file, out, data={"text_columns": ["text_a"], "label_column": "label"},
-                      ngram={"weight": 0.5})
+                      nblr={"weight": 0.5})
     result = train(cfg, quiet=True)
-    assert (out / "ngram.safetensors").is_file() and (out / "ngram.json").is_file()
+    assert (out / "nblr.safetensors").is_file() and (out / "nblr.json").is_file()
     report = json.loads((out / "eval_report.json").read_text())
-    assert report["ngram"]["weight"] == 0.5 and "accuracy" in report["without_ngram"]
+    assert report["nblr"]["weight"] == 0.5 and "accuracy" in report["without_nblr"]
     run = load_run(out)
     texts, gold = [t for t, _ in dev], np.array([int(y) for _, y in dev])
     want = mixed_by_hand(run, texts)
@@ -153,26 +154,26 @@ def test_a_single_run_mixes_the_ngram_model_into_its_report_eval_and_predict(tmp
     accuracy = float((want.argmax(1) == gold).mean())
     assert report["accuracy"] == pytest.approx(accuracy) == pytest.approx(result.best_metric)
     assert evaluate_file(run, str(valid_file))["accuracy"] == pytest.approx(accuracy)
-    # the tiny transformer is near chance on 600 reviews; the n-gram model is not, and the mix shows it
-    assert report["accuracy"] > report["without_ngram"]["accuracy"] + 0.05
-    # a run without one replaces it: no stale n-gram model is left to be mixed into the new run
+    # the tiny transformer is near chance on 600 reviews; the NB-LR model is not, and the mix shows it
+    assert report["accuracy"] > report["without_nblr"]["accuracy"] + 0.05
+    # a run without one replaces it: no stale NB-LR model is left to be mixed into the new run
     cfg = tiny_config(train_file, valid_file, out, data={"text_columns": ["text_a"], "label_column": "label"},
                       output={"overwrite": True})
     train(cfg, quiet=True)
-    assert not (out / "ngram.json").exists() and not (out / "ngram.safetensors").exists()
-    assert load_run(out).ngram is None and "ngram" not in json.loads((out / "eval_report.json").read_text())
+    assert not (out / "nblr.json").exists() and not (out / "nblr.safetensors").exists()
+    assert load_run(out).nblr is None and "nblr" not in json.loads((out / "eval_report.json").read_text())
 
 
-def test_an_ensemble_with_several_tokenizers_mixes_the_ngram_model_once(sst2_files, tmp_path):
+def test_an_ensemble_with_several_tokenizers_mixes_the_nblr_model_once(sst2_files, tmp_path):
     train_file, valid_file = sst2_files
     out = tmp_path / "ens"
-    cfg = tiny_config(train_file, valid_file, out, ngram={"weight": 0.3, "min_count": 1},
+    cfg = tiny_config(train_file, valid_file, out, nblr={"weight": 0.3, "min_count": 1},
                       train={"ensemble": 2, "ensemble_variants": [{}, {"tokenizer.type": "bpe"}]})
     result = train(cfg, quiet=True)
     info = read_ensemble(out)
     run = load_run(out)
-    assert run.groups and all(group.ngram is None for group, _ in run.groups) and run.ngram[1] == 0.3
-    assert not any((out / m / "ngram.json").exists() for m in info["members"])  # fitted once, not per member
+    assert run.groups and all(group.nblr is None for group, _ in run.groups) and run.nblr[1] == 0.3
+    assert not any((out / m / "nblr.json").exists() for m in info["members"])  # fitted once, not per member
     texts = [line.rsplit("\t", 1)[0] for line in valid_file.read_text().splitlines()[1:]]
     gold = np.array([int(line.rsplit("\t", 1)[1]) for line in valid_file.read_text().splitlines()[1:]])
     want = mixed_by_hand(run, texts)
@@ -180,13 +181,29 @@ def test_an_ensemble_with_several_tokenizers_mixes_the_ngram_model_once(sst2_fil
     assert info["valid"]["accuracy"] == pytest.approx(float((want.argmax(1) == gold).mean()))
     assert result.best_metric == pytest.approx(info["valid"]["accuracy"])
     report = evaluate_file(run, str(valid_file))
-    assert report["accuracy"] == pytest.approx(info["valid"]["accuracy"]) and report["ngram"]["weight"] == 0.3
+    assert report["accuracy"] == pytest.approx(info["valid"]["accuracy"]) and report["nblr"]["weight"] == 0.3
 
 
-def test_ngram_options_are_checked(tmp_path):
+def test_nblr_options_are_checked(tmp_path):
     for key, value in [("weight", 1.5), ("max_order", 0), ("c", 0.0), ("max_order", 9)]:
-        with pytest.raises(ConfigError, match=f"ngram.{key}"):
-            tiny_config(tmp_path / "t.tsv", None, tmp_path / "o", ngram={key: value})
-    result = run_cli("train", "--set", "ngram.weight=2", "--set", "ngram.min_cout=1")
+        with pytest.raises(ConfigError, match=f"nblr.{key}"):
+            tiny_config(tmp_path / "t.tsv", None, tmp_path / "o", nblr={key: value})
+    result = run_cli("train", "--set", "nblr.weight=2", "--set", "nblr.min_cout=1")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "ngram.weight" in result.stderr and "ngram.min_count" in result.stderr  # the typo's suggestion
+    assert "nblr.weight" in result.stderr and "nblr.min_count" in result.stderr  # the typo's suggestion
+
+
+def test_the_old_section_name_says_what_it_is_called_now(tmp_path):
+    with pytest.raises(ConfigError, match=r"the `ngram:` section \(the bag-of-n-grams model\) is now called `nblr:`"):
+        config_from_dict({"ngram": {"weight": 0.3}})
+
+
+def test_a_run_written_before_the_rename_still_loads_its_nblr_model(tmp_path):
+    rows = chn_rows(300)
+    model = fit_nblr_model([t for t, _ in rows], None, one_hot([int(y) for _, y in rows], 2))
+    save_nblr_model(model, tmp_path, 0.3)
+    for new, old in (("nblr.json", "ngram.json"), ("nblr.safetensors", "ngram.safetensors")):
+        (tmp_path / new).rename(tmp_path / old)
+    loaded, share = load_nblr_model(tmp_path, 2)
+    assert share == 0.3 and loaded.vocab == model.vocab
+    torch.testing.assert_close(loaded.weight, model.weight)
