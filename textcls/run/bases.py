@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 from textcls.config import Config, ModelConfig
@@ -57,9 +56,11 @@ def resolve_base(spec: str, cache: Path | None = None) -> Path:
     target = (cache or cache_root()) / "bases" / _weights_digest(model_dir)[:32]
     if not (target / WEIGHTS).is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():  # a conversion that died half-way: import_hf wants an empty folder
-            shutil.rmtree(target)
-        import_hf(model_dir, target)
+        try:  # import_hf writes a temp folder and renames it: `target` is whole or absent
+            import_hf(model_dir, target)
+        except (CheckpointError, OSError):
+            if not (target / WEIGHTS).is_file():  # not a conversion another process finished first
+                raise
     return target
 
 
