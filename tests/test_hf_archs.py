@@ -24,7 +24,8 @@ from textcls.data.batching import pad_batch
 from textcls.data.pipeline import encode_texts
 from textcls.errors import CheckpointError, ConfigError
 from textcls.model import TextClassifier
-from textcls.model.hf import convert, import_hf, read_hf_dir
+from textcls.model.hf import convert, read_hf_dir
+from textcls.run.bases import import_hf
 
 transformers = pytest.importorskip("transformers")
 

@@ -17,7 +17,8 @@ from textcls.cli import app
 from textcls.config import config_from_dict
 from textcls.errors import CheckpointError
 from textcls.model import TextClassifier
-from textcls.model.hf import convert, import_hf
+from textcls.model.hf import convert
+from textcls.run.bases import import_hf
 
 transformers = pytest.importorskip("transformers")
 

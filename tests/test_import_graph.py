@@ -186,3 +186,34 @@ def test_an_import_through_a_package_init_closes_a_circle(tmp_path):
     assert cycle == ["pkg.config", "pkg.data", "pkg.data.pipeline", "pkg.config"]
     (tmp_path / "pkg" / "data" / "__init__.py").write_text("", encoding="utf-8")  # an empty __init__: no circle
     assert find_cycle(import_graph(tmp_path, "pkg")) is None
+
+
+# The layers, lowest first (docs/architecture.md): a module imports only from its own layer and those below.
+LAYERS = [
+    ("textcls.errors", "textcls.io", "textcls.device", "textcls.metrics", "textcls"),
+    ("textcls.config",),
+    ("textcls.data",),
+    ("textcls.model",),
+    ("textcls.run",),
+    ("textcls.predictor",),
+    ("textcls.train", "textcls.pretrain"),
+    ("textcls.tune", "textcls.info", "textcls.plot", "textcls.evaluation", "textcls.predict"),
+    ("textcls.cli", "textcls.__main__"),
+]
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of the longest prefix naming `module` (`textcls` alone: the package __init__)."""
+    best, found = -1, None
+    for index, names in enumerate(LAYERS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and len(name) > best:
+                best, found = len(name), index
+    assert found is not None, f"{module} belongs to no layer: add it to LAYERS and docs/architecture.md"
+    return found
+
+
+def test_imports_only_go_down_the_layers():
+    graph = import_graph(ROOT, "textcls")
+    upward = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets if layer_of(b) > layer_of(a))
+    assert not upward, "imports from a higher layer (move the thing down, or pass it in):\n" + "\n".join(upward)

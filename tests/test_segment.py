@@ -14,8 +14,7 @@ import pytest
 rjieba = pytest.importorskip("rjieba")
 
 from conftest import DATA, run_cli, tiny_config, write_tsv  # noqa: E402
-from textcls.config import TokenizerConfig, config_from_dict  # noqa: E402
-from textcls.data import segment  # noqa: E402
+from textcls.config import TokenizerConfig, config_from_dict, optional  # noqa: E402
 from textcls.data.segment import SegmentingTokenizer, recorded_segmenter  # noqa: E402
 from textcls.data.tokenizer import load_tokenizer, train_tokenizer  # noqa: E402
 from textcls.errors import CheckpointError, ConfigError  # noqa: E402
@@ -99,7 +98,7 @@ def test_config_checks(monkeypatch):
     assert cfg.tokenizer.segment == "jieba"
     with pytest.raises(ConfigError, match=r"tokenizer\.segment"):
         config_from_dict({**base, "tokenizer": {"segment": "pkuseg", "split_cjk": False}})
-    monkeypatch.setattr(segment, "segmenter_available", lambda name: False)
+    monkeypatch.setattr(optional, "segmenter_available", lambda name: False)
     with pytest.raises(ConfigError, match=r"needs the rjieba package.*pip install 'textcls\[zh\]'"):
         config_from_dict({**base, "tokenizer": {"segment": "jieba", "split_cjk": False}})
 

@@ -290,7 +290,7 @@ def import_hf(
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Read pytorch_model.bin (tensors only)."),
 ) -> None:
     """Convert a local HuggingFace ALBERT or BERT checkpoint into a textcls run directory."""
-    from textcls.model.hf import import_hf as convert
+    from textcls.run.bases import import_hf as convert
 
     conv = convert(hf_dir, output, allow_pickle)
     head = "with its classifier" if conv.has_head else "with a fresh head (fine-tune it with model.init_from)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 
+from textcls.config import optional
 from textcls.config.schema import (
     VARIANT_FIXED,
     VARIANT_SECTIONS,
@@ -18,7 +19,6 @@ from textcls.config.schema import (
     member_raw,
     short_repr,
 )
-from textcls.data import segment
 
 
 def _check_nblr(cfg: Config, problems: list[str]) -> None:
@@ -266,6 +266,6 @@ def _check_segmenter(cfg: Config, problems: list[str]) -> None:
     if tk.split_cjk:
         problems.append(f"`tokenizer.segment: {tk.segment}` cuts Chinese text into words, and `tokenizer.split_cjk: "
                         "true` (the default) would split them back into characters; set `tokenizer.split_cjk: false`")
-    if not segment.segmenter_available(tk.segment):
+    if not optional.segmenter_available(tk.segment):
         problems.append(f"`tokenizer.segment: {tk.segment}` needs the rjieba package, which is not installed; "
-                        f"{segment.INSTALL_HINT}, or remove the key")
+                        f"{optional.INSTALL_HINT}, or remove the key")

@@ -21,21 +21,10 @@ from typing import Callable, Optional
 
 from tokenizers import Tokenizer, pre_tokenizers
 
+from textcls.config.optional import INSTALL_HINT, SEGMENTERS
 from textcls.errors import CheckpointError
 
-SEGMENTERS = ("jieba",)
 _MARK = "\ufdd0"  # a Unicode noncharacter: never in text that means anything
-INSTALL_HINT = "pip install 'textcls[zh]' (or pip install rjieba)"
-
-
-def segmenter_available(name: str) -> bool:
-    try:
-        cutter(name)
-    except ImportError:
-        return False
-    return True
-
-
 def cutter(name: str) -> Callable[[str], str]:
     """A function from a text to the same text with its words separated by spaces (ImportError when
     the segmenter's package is missing)."""

@@ -42,14 +42,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from textcls.errors import CheckpointError
-from textcls.io import make_temp_dir
 
 # A HuggingFace model folder's files (HF's layout, which a textcls run directory's names follow).
 HF_CONFIG, HF_TOKENIZER = "config.json", "tokenizer.json"
@@ -367,50 +365,3 @@ def _vocab_names(model: dict) -> set:
     if isinstance(vocab, list):
         return {entry[0] for entry in vocab if entry}
     return set(vocab) if isinstance(vocab, dict) else set()
-
-
-def import_hf(hf_dir: Path | str, output: Path | str, allow_pickle: bool = False) -> Converted:
-    """Write a textcls run directory (config.yaml, tokenizer.json, labels.json, model.safetensors, run.json)."""
-    from textcls.config import config_from_dict
-    from textcls.model.classifier import TextClassifier
-    from textcls.run.info import save_run_files, write_run_info
-    from textcls.run.layout import WEIGHTS
-    from textcls.run.load import load_state
-    from textcls.run.weights import save_weights
-
-    hf_dir, output = Path(hf_dir), Path(output)
-    if output.exists() and any(output.iterdir()):
-        raise CheckpointError(f"output directory {output} exists and is not empty; pick another --output")
-    hf, state = read_hf_dir(hf_dir, allow_pickle)
-    conv = convert(hf, state)
-    if not (hf_dir / HF_TOKENIZER).exists():
-        raise CheckpointError(f"{hf_dir} has no tokenizer.json; save the checkpoint's fast tokenizer there "
-                              "(tokenizer.save_pretrained writes it)")
-    tok = hf_tokenizer(hf_dir / HF_TOKENIZER)
-    tok.no_truncation()  # textcls truncates and adds [CLS]/[SEP] itself (data/pipeline.py encode_texts)
-    tok.no_padding()
-    vocab, word = tok.get_vocab_size(), conv.state["embeddings.word.weight"]
-    if vocab > word.shape[0]:
-        raise CheckpointError(f"tokenizer.json has {vocab} tokens but the model only {word.shape[0]} embeddings")
-    conv.state["embeddings.word.weight"] = word[:vocab].clone()  # rows no token can reach are dropped
-    max_length = min(512, conv.model["max_positions"] - conv.model["position_offset"])
-    cfg = config_from_dict({"model": conv.model, "data": {"text_columns": ["text"], "max_length": max_length,
-                                                           "task": conv.task}}, source=str(hf_dir / HF_CONFIG))
-    torch.manual_seed(0)  # a checkpoint without classifier gets a reproducible fresh head
-    model = TextClassifier(cfg.model, vocab, len(conv.labels))
-    load_state(model, conv.state, str(hf_dir), strict=conv.has_head)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(f".{output.name}.", output.parent)
-    try:
-        save_run_files(tmp, cfg, tok, conv.labels)
-        digest = save_weights(model.state_dict(), tmp / WEIGHTS)
-        write_run_info(tmp, sha256={WEIGHTS: digest},
-                       imported_from={"path": str(hf_dir.resolve()), "model_type": hf["model_type"],
-                                      "architectures": hf.get("architectures"),
-                                      "head": "imported" if conv.has_head else "random"})
-        if output.exists():
-            output.rmdir()
-        tmp.rename(output)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return conv

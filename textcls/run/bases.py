@@ -17,13 +17,30 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
-from textcls.config import Config, ModelConfig
+import torch
+
+from textcls.config import Config, ModelConfig, config_from_dict
 from textcls.errors import CheckpointError, ConfigError
-from textcls.model.hf import HF_CONFIG, HF_PICKLE, HF_TOKENIZER, HF_WEIGHTS, HF_WEIGHTS_INDEX, import_hf
-from textcls.run.info import load_run_config
+from textcls.io import make_temp_dir
+from textcls.model import TextClassifier
+from textcls.model.hf import (
+    HF_CONFIG,
+    HF_PICKLE,
+    HF_TOKENIZER,
+    HF_WEIGHTS,
+    HF_WEIGHTS_INDEX,
+    Converted,
+    convert,
+    hf_tokenizer,
+    read_hf_dir,
+)
+from textcls.run.info import load_run_config, save_run_files, write_run_info
 from textcls.run.layout import WEIGHTS, is_run_dir
+from textcls.run.load import load_state
+from textcls.run.weights import save_weights
 
 HUB_PREFIX = "hf:"
 ST_MODULES = "modules.json"
@@ -156,3 +173,47 @@ def with_base(cfg: Config) -> Config:
 
 def _show(value) -> str:
     return repr(dataclasses.asdict(value)) if dataclasses.is_dataclass(value) else repr(value)
+
+
+def import_hf(hf_dir: Path | str, output: Path | str, allow_pickle: bool = False) -> Converted:
+    """`textcls import-hf`: a HuggingFace checkpoint folder written as a textcls run directory (whole or not at
+    all: a temp folder renamed at the end)."""
+    hf_dir, output = Path(hf_dir), Path(output)
+    if output.exists() and any(output.iterdir()):
+        raise CheckpointError(f"output directory {output} exists and is not empty; pick another --output")
+    hf, state = read_hf_dir(hf_dir, allow_pickle)
+    conv = convert(hf, state)
+    if not (hf_dir / HF_TOKENIZER).exists():
+        raise CheckpointError(f"{hf_dir} has no tokenizer.json; save the checkpoint's fast tokenizer there "
+                              "(tokenizer.save_pretrained writes it)")
+    tok = hf_tokenizer(hf_dir / HF_TOKENIZER)
+    tok.no_truncation()  # textcls truncates and adds [CLS]/[SEP] itself (data/pipeline.py encode_texts)
+    tok.no_padding()
+    vocab, word = tok.get_vocab_size(), conv.state["embeddings.word.weight"]
+    if vocab > word.shape[0]:
+        raise CheckpointError(f"tokenizer.json has {vocab} tokens but the model only {word.shape[0]} embeddings")
+    conv.state["embeddings.word.weight"] = word[:vocab].clone()  # rows no token can reach are dropped
+    max_length = min(512, conv.model["max_positions"] - conv.model["position_offset"])
+    # The checkpoint's tokenizer, as it is: the tokenizer section records its kind and size, nothing to train.
+    kind = {"WordPiece": "wordpiece", "BPE": "bpe", "Unigram": "unigram"}.get(type(tok.model).__name__, "wordpiece")
+    cfg = config_from_dict({"model": conv.model, "tokenizer": {"type": kind, "vocab_size": vocab},
+                            "data": {"text_columns": ["text"], "max_length": max_length, "task": conv.task}},
+                           source=str(hf_dir / HF_CONFIG))
+    torch.manual_seed(0)  # a checkpoint without classifier gets a reproducible fresh head
+    model = TextClassifier(cfg.model, vocab, len(conv.labels))
+    load_state(model, conv.state, str(hf_dir), strict=conv.has_head)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp_dir(f".{output.name}.", output.parent)
+    try:
+        save_run_files(tmp, cfg, tok, conv.labels)
+        digest = save_weights(model.state_dict(), tmp / WEIGHTS)
+        write_run_info(tmp, sha256={WEIGHTS: digest},
+                       imported_from={"path": str(hf_dir.resolve()), "model_type": hf["model_type"],
+                                      "architectures": hf.get("architectures"),
+                                      "head": "imported" if conv.has_head else "random"})
+        if output.exists():
+            output.rmdir()
+        tmp.rename(output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return conv
