@@ -203,3 +203,14 @@ def test_a_signal_in_the_last_step_finishes_the_run_and_says_so(tmp_path, monkey
     assert late.stop_requested and late.steps == reference.steps
     a, b = weights(tmp_path / "full" / "model.safetensors"), weights(tmp_path / "late" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)  # the run is whole
+
+
+def test_resume_refuses_a_label_order_other_than_the_runs(tmp_path):
+    """The label list is part of what the checkpoint was trained on: a resume that would map the labels to
+    other ids (the data changed, or labels.json was edited) is refused, not trained silently."""
+    train(small_config(tmp_path, "run", epochs=1, n_valid=0), quiet=True)
+    labels = tmp_path / "run" / "labels.json"
+    labels.write_text(json.dumps(list(reversed(json.loads(labels.read_text())))))
+    with pytest.raises(CheckpointError, match=r"its labels.json lists the labels \['1', '0'\] but the training data "
+                                              r"now gives \['0', '1'\]"):
+        train(small_config(tmp_path, "run", epochs=1, n_valid=0), resume=True, quiet=True)

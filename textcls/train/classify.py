@@ -19,13 +19,14 @@ import torch
 
 from textcls.config import Config
 from textcls.data.batching import lengths_of
+from textcls.data.labels import load_labels
 from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, UNK, load_tokenizer, special_ids
 from textcls.errors import CheckpointError, ConfigError
 from textcls.model.trainable import apply_trainable, count_trainable, is_adapter_param
 from textcls.model.word_vectors import init_word_embeddings
 from textcls.run.info import read_run_info, save_eval_report, save_run_files
-from textcls.run.layout import CONFIG, TOKENIZER, WEIGHTS, is_ensemble_dir
+from textcls.run.layout import CONFIG, LABELS, TOKENIZER, WEIGHTS, is_ensemble_dir
 from textcls.run.load import base_keys, base_reference, build_model, load_full_state, load_state
 from textcls.run.members import member_name
 from textcls.run.prepare import prepare_run_dir, replace_old_run
@@ -112,6 +113,8 @@ def train_model(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = 
     tokenizer = load_tokenizer(run_dir / TOKENIZER) if resume else _init_from_tokenizer(cfg)
     data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok), tokenizer)
     check_label_options(cfg, data.labels)
+    if resume:
+        _check_resumed_labels(run_dir, data.labels)
     model, saved, base_info = _build_model(cfg, run_dir, data, resume, quiet)
     model.to(device)
     average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
@@ -132,6 +135,15 @@ def train_model(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = 
     seconds = time.perf_counter() - trainer.started
     return TrainResult(run_dir, best, state.step, seconds, trainer.progress.examples_per_second,
                        trainer.progress.tokens_per_second, stop_requested=trainer.stop_requested)
+
+
+def _check_resumed_labels(run_dir: Path, labels: list[str]) -> None:
+    """A resumed run trains on the label order its checkpoint was trained on, or not at all."""
+    stored = load_labels(run_dir / LABELS)
+    if stored != labels:
+        raise CheckpointError(f"cannot resume {run_dir}: its {LABELS} lists the labels {stored[:8]} but the "
+                              f"training data now gives {labels[:8]}; the data or `data.label_names` changed since "
+                              "the run started. Restore them, or train without --resume")
 
 
 def _start_run(cfg: Config, run_dir: Path, resume: bool):
