@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -50,11 +51,26 @@ def handle_errors(fn: Callable) -> Callable:
             raise typer.Exit(141) from None
         except OSError as exc:
             if exc.errno not in USER_ERRNOS or exc.filename is None:
-                raise  # not about a file the user named or a full disk: a bug, keep the traceback
+                return _unexpected(exc)  # not about a file the user named or a full disk: a bug
             err.print(f"[bold red]error:[/] {escape(f'cannot use {exc.filename}: {exc.strerror}')}; "
                       f"{USER_ERRNOS[exc.errno]}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, click.ClickException):
+            raise
+        except Exception as exc:  # the last line of defence: a bug, said in one paragraph
+            return _unexpected(exc)
     return wrapper
+
+
+def _unexpected(exc: BaseException):
+    """An error textcls did not foresee: one paragraph and exit 1; the traceback with --debug or TEXTCLS_DEBUG=1."""
+    if os.environ.get("TEXTCLS_DEBUG", "").lower() in ("1", "true", "yes"):
+        raise exc
+    what = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    err.print(f"[bold red]internal error[/] (a bug in textcls {__version__}, not in your input): {escape(what)}. "
+              "Run the command again with --debug (or TEXTCLS_DEBUG=1) to see the traceback, and report it with "
+              "that traceback and the command.", highlight=False, soft_wrap=True)
+    raise typer.Exit(1) from None
 
 
 # OS errors about files and disks that the user can fix, with what to do.
@@ -340,6 +356,20 @@ def plot_cmd(
 def version() -> None:
     """Print the textcls version."""
     out.print(__version__)
+
+
+@app.callback(invoke_without_command=True)
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an internal error.",
+                               envvar="TEXTCLS_DEBUG"),
+    show_version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    """Train, evaluate and use text classifiers."""
+    if show_version:
+        out.print(__version__)
+        raise typer.Exit(0)
+    if debug:
+        os.environ["TEXTCLS_DEBUG"] = "1"
 
 
 def main() -> None:
