@@ -357,20 +357,25 @@ def test_resume_with_damaged_state(run_dir, tmp_path):
 # --------------------------------------------------------------------------- bugs stay loud
 
 
-def test_a_genuine_bug_still_exits_1_with_the_exception(run_dir, tmp_path, monkeypatch):
+def test_a_genuine_bug_exits_1_in_one_paragraph_and_keeps_its_exception_for_debug(run_dir, tmp_path, monkeypatch):
+    """A bug is exit 1 with one paragraph (issue 29: no traceback unless --debug / TEXTCLS_DEBUG=1), never a
+    user error's exit 2; with TEXTCLS_DEBUG=1 the exception itself comes out."""
     import textcls.evaluation
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
-    monkeypatch.setattr(textcls.evaluation, "evaluate_file", broken)
-    result = cli("eval", run_dir, tmp_path / "x.tsv")
-    assert result.exit_code == 1 and isinstance(result.exception, ZeroDivisionError)
 
     def os_bug(*args, **kwargs):
         raise OSError("no file involved")
-    monkeypatch.setattr(textcls.evaluation, "evaluate_file", os_bug)
-    result = cli("eval", run_dir, tmp_path / "x.tsv")
-    assert result.exit_code == 1 and isinstance(result.exception, OSError)
+    for bug, kind in ((broken, ZeroDivisionError), (os_bug, OSError)):
+        monkeypatch.setattr(textcls.evaluation, "evaluate_file", bug)
+        monkeypatch.delenv("TEXTCLS_DEBUG", raising=False)
+        result = cli("eval", run_dir, tmp_path / "x.tsv")
+        assert result.exit_code == 1 and not isinstance(result.exception, kind)
+        assert "internal error" in result.output and kind.__name__ in result.output
+        monkeypatch.setenv("TEXTCLS_DEBUG", "1")
+        result = cli("eval", run_dir, tmp_path / "x.tsv")
+        assert result.exit_code == 1 and isinstance(result.exception, kind)
 
 
 def test_real_process_prints_one_paragraph_without_traceback(tmp_path):
@@ -430,11 +435,13 @@ def test_overwrite_removes_a_symlinked_folder_without_following_it(tmp_path):
 def test_a_replacing_run_that_fails_on_its_input_keeps_the_old_run(tmp_path):
     cfg = _tiny_run(tmp_path)
     train(cfg, quiet=True)
-    old = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()}
+    def run_files() -> dict:  # the run's files (not .lock, which each writer stamps with its pid)
+        return {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir() if p.name != ".lock"}
+    old = run_files()
     cfg_file = _save(cfg, tmp_path)
     res = cli("train", cfg_file, "--set", "output.overwrite=true", "--set", "data.text_columns=[txt]")
     assert res.exit_code == 2 and "'txt' not found" in res.output
-    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()} == old
+    assert run_files() == old
     # With valid input the old run is replaced.
     res = cli("train", cfg_file, "--set", "output.overwrite=true", "--set", "train.seed=5")
     assert res.exit_code == 0, res.output

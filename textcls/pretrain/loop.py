@@ -9,6 +9,7 @@ encoder and the pretraining heads), which `model.init_from` of a classifier star
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from textcls.pretrain.corpus import Corpus, build_corpus
 from textcls.pretrain.heads import PretrainModel
 from textcls.pretrain.mlm import MaskedLMTask, Masker
 from textcls.run.layout import CONFIG, TOKENIZER
+from textcls.run.lock import run_lock
 from textcls.run.prepare import prepare_run_dir, replace_old_run
 from textcls.train import distributed
 from textcls.train.engine import StopFlag as _StopFlag  # looked up per run: tests stand in for the signal here
@@ -65,6 +67,11 @@ def _check_classifier_keys(cfg: Config) -> None:
 def pretrain(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False) -> PretrainResult:
     """Pretrain the configured encoder; writes a run directory that `model.init_from` starts from."""
     run_dir = Path(output or cfg.output.dir)
+    with run_lock(run_dir, enabled=os.environ.get("RANK", "0") == "0"):  # one writer; torchrun's rank 0 holds it
+        return _pretrain(cfg, run_dir, resume, quiet)
+
+
+def _pretrain(cfg: Config, run_dir: Path, resume: bool, quiet: bool) -> PretrainResult:
     if cfg.model.init_from:
         raise ConfigError("`model.init_from` starts a classifier from a run; pretraining starts from random weights, "
                           "so remove it from the pretraining config (keep it in the classifier's)")

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 from textcls.config import Config, config_from_dict, config_to_dict, read_yaml
 from textcls.errors import CheckpointError, ConfigError
 from textcls.run.info import read_run_info
-from textcls.run.layout import CONFIG, LAST, RUN_ENTRY, TOKENIZER, is_run_dir
+from textcls.run.layout import CONFIG, LAST, LOCK, RUN_ENTRY, TOKENIZER, is_run_dir
 from textcls.run.store import has_checkpoint, remove_stale_temp
 
 
@@ -44,7 +44,7 @@ def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool,
             cfg.output.overwrite = True  # only the files of the interrupted run are there
         if announce is not None:
             announce(f"{run_dir} has no checkpoint to resume yet; starting the run from step 0")
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(c.name != LOCK for c in run_dir.iterdir()):
         if not is_run:
             raise ConfigError(f"output directory {run_dir} exists and is not empty; pick another --output")
         if not cfg.output.overwrite:
@@ -52,7 +52,7 @@ def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool,
                 f"output directory {run_dir} already holds a run; continue it with --resume, pick another "
                 "--output, or pass --set output.overwrite=true to replace it"
             )
-        foreign = sorted(c.name for c in run_dir.iterdir() if not RUN_ENTRY.fullmatch(c.name))
+        foreign = sorted(c.name for c in run_dir.iterdir() if not RUN_ENTRY.fullmatch(c.name) and c.name != LOCK)
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise ConfigError(

@@ -7,12 +7,14 @@ The names other code imports from here are re-exported: `check_inputs`, `TrainRe
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Optional
 
 from textcls.config import Config
 from textcls.run.bases import with_base
 from textcls.run.layout import is_ensemble_dir
+from textcls.run.lock import run_lock
 from textcls.train.classify import TrainResult, _class_weights, _init_from, check_inputs, train_model
 from textcls.train.engine import Interrupted, StopFlag, seed_everything, select_device
 from textcls.train.ensemble import train_ensemble
@@ -34,6 +36,7 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     """
     run_dir = Path(output or cfg.output.dir)
     cfg = with_base(cfg)  # a HuggingFace base: converted once, its architecture taken as the model section
-    if on_eval is None and (cfg.train.ensemble > 1 or (resume and is_ensemble_dir(run_dir))):
-        return train_ensemble(cfg, run_dir, resume=resume, quiet=quiet)
-    return train_model(cfg, run_dir, resume=resume, quiet=quiet, on_eval=on_eval)
+    with run_lock(run_dir, enabled=os.environ.get("RANK", "0") == "0"):  # one writer; torchrun's rank 0 holds it
+        if on_eval is None and (cfg.train.ensemble > 1 or (resume and is_ensemble_dir(run_dir))):
+            return train_ensemble(cfg, run_dir, resume=resume, quiet=quiet)
+        return train_model(cfg, run_dir, resume=resume, quiet=quiet, on_eval=on_eval)
