@@ -28,6 +28,7 @@ from textcls.config.schema import (
     NgramConfig,
     OutputConfig,
     PretrainConfig,
+    RecipeConfig,
     SharingConfig,
     TokenizerConfig,
     TrainConfig,
@@ -43,7 +44,7 @@ from textcls.io import atomic_write_text
 __all__ = [
     # the schema (textcls/config/schema.py)
     "AdapterConfig", "Config", "DataConfig", "EmbeddingsConfig", "ModelConfig", "NgramConfig", "OutputConfig",
-    "PretrainConfig", "SharingConfig", "TokenizerConfig", "TrainConfig", "VARIANT_FIXED", "VARIANT_SECTIONS",
+    "PretrainConfig", "RecipeConfig", "SharingConfig", "TokenizerConfig", "TrainConfig", "VARIANT_FIXED", "VARIANT_SECTIONS",
     "build_dataclass", "config_to_dict", "member_raw", "set_dotted", "short_repr",
     # the checks (textcls/config/checks.py)
     "validate",

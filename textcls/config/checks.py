@@ -33,6 +33,9 @@ def _check_ngram(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`ngram.max_order` {n.max_order} makes most n-grams unique to one text; use at most 5")
     if n.c <= 0:
         problems.append(f"`ngram.c` (inverse L2 strength) must be positive, got {n.c}")
+    if n.choose_weight and n.weight <= 0:
+        problems.append("`ngram.choose_weight: true` needs the n-gram model on: set `ngram.weight` above 0 (e.g. 0.5, "
+                        "the share used when there are no validation rows to choose by)")
     if n.weight == 1.0 and cfg.train.ensemble > 1:
         problems.append("`ngram.weight: 1` ignores the transformers; lower it (e.g. 0.3) or drop `train.ensemble`")
 
@@ -77,6 +80,8 @@ def validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`train.epochs` must be positive, got {t.epochs}")
     if t.warmup is not None and t.warmup < 0:
         problems.append(f"`train.warmup` must be >= 0 (a ratio below 1 or a step count), got {t.warmup}")
+    if t.time_budget_seconds is not None and t.time_budget_seconds <= 0:
+        problems.append(f"`train.time_budget_seconds` must be positive when set, got {t.time_budget_seconds}")
     if t.weight_decay < 0:
         problems.append(f"`train.weight_decay` must be >= 0, got {t.weight_decay}")
     for key, value in {"train.seed": t.seed, "data.split_seed": d.split_seed, "data.head_tokens": d.head_tokens,
