@@ -44,7 +44,8 @@ from textcls.io import atomic_write_text
 __all__ = [
     # the schema (textcls/config/schema.py)
     "AdapterConfig", "Config", "DataConfig", "EmbeddingsConfig", "ModelConfig", "NgramConfig", "OutputConfig",
-    "PretrainConfig", "RecipeConfig", "SharingConfig", "TokenizerConfig", "TrainConfig", "VARIANT_FIXED", "VARIANT_SECTIONS",
+    "PretrainConfig", "RecipeConfig", "SharingConfig", "TokenizerConfig", "TrainConfig", "VARIANT_FIXED",
+    "VARIANT_SECTIONS",
     "build_dataclass", "config_to_dict", "member_raw", "set_dotted", "short_repr",
     # the checks (textcls/config/checks.py)
     "validate",

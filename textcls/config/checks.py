@@ -33,9 +33,6 @@ def _check_ngram(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`ngram.max_order` {n.max_order} makes most n-grams unique to one text; use at most 5")
     if n.c <= 0:
         problems.append(f"`ngram.c` (inverse L2 strength) must be positive, got {n.c}")
-    if n.choose_weight and n.weight <= 0:
-        problems.append("`ngram.choose_weight: true` needs the n-gram model on: set `ngram.weight` above 0 (e.g. 0.5, "
-                        "the share used when there are no validation rows to choose by)")
     if n.weight == 1.0 and cfg.train.ensemble > 1:
         problems.append("`ngram.weight: 1` ignores the transformers; lower it (e.g. 0.3) or drop `train.ensemble`")
 

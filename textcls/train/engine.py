@@ -20,8 +20,8 @@ recorded position on, so it produces the same weights as an uninterrupted one.
 
 Evaluation runs every `eval_every` steps and/or at each epoch end, and always after the last step;
 `checkpoint_every` adds checkpoints between evaluations. With `time_budget_seconds` the loop ends at the
-first step boundary past that many seconds of `fit()`, evaluating and saving as after the last step. The step count comes from
-`steps.plan_steps`, which `textcls schedule` uses too.
+first step boundary past that many seconds of `fit()`, evaluating and saving as after the last step.
+The step count comes from `steps.plan_steps`, which `textcls schedule` uses too.
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ def fit_run_ngram(cfg: Config, run_dir: Path, labels: list[str],
     save_ngram_model(model, run_dir, n.weight, alone)
     if console is not None:
         score = f", valid {cfg.train.metric} {alone[cfg.train.metric]:.4f} alone" if cfg.train.metric in alone else ""
-        share = "its share chosen next" if n.choose_weight and valid is not None else f"{n.weight:g} of the probabilities"
+        chosen = n.choose_weight and valid is not None
+        share = "its share chosen next" if chosen else f"{n.weight:g} of the probabilities"
         console.print(f"n-gram model: {len(model.vocab):,} n-grams{score}; {share}", highlight=False)
     return valid, probs, alone, model
 
