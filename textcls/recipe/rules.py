@@ -117,7 +117,7 @@ class Recipe:
 
 
 def round_up(value: float, multiple: int) -> int:
-    return int(math.ceil(value / multiple) * multiple)
+    return int(math.ceil(value / multiple - 1e-9) * multiple)  # 110.00000000000001 + 2 is 112
 
 
 def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds: Callable[[Candidate], float],
