@@ -197,7 +197,7 @@ LAYERS = [
     ("textcls.run",),
     ("textcls.predictor",),
     ("textcls.train", "textcls.pretrain"),
-    ("textcls.tune", "textcls.info", "textcls.plot", "textcls.evaluation", "textcls.predict"),
+    ("textcls.tune", "textcls.info", "textcls.plot", "textcls.evaluation", "textcls.predict", "textcls.recipe"),
     ("textcls.cli", "textcls.__main__"),
 ]
 

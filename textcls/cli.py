@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -120,25 +122,133 @@ ResumeOption = typer.Option(False, "--resume", help="Continue the run in the out
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
 
 
+TextColumnOption = typer.Option(None, "--text-column", help="The text column: a header name or JSON key, or a "
+                                "0-based index (twice for a text pair); default: detected.")
+LabelColumnOption = typer.Option(None, "--label-column", help="The label column (name or index); default: detected.")
+ValidOption = typer.Option(None, "--valid", help="A validation file in the training file's format (default: a "
+                           "stratified, seeded share of the training rows is held out).")
+BudgetOption = typer.Option(None, "--budget", help="Time budget for a data file's whole run: 90s, 10m, 1h (default "
+                            "10m); with a CONFIG, the seconds of each model's training loop.")
+BaseOption = typer.Option(None, "--base", help="Fine-tune a pretrained base: a HuggingFace model folder, a textcls run "
+                          "directory or hf:ORG/NAME.")
+
+
 @app.command()
 @handle_errors
 def train(
-    config: Optional[Path] = typer.Argument(None, help="YAML config; none = the demo config."),
+    config: Optional[Path] = typer.Argument(None, help="A data file (CSV, TSV, JSONL, fastText: trains with the "
+                                            "automatic recipe) or a YAML config; none = the demo config."),
     overrides: Optional[list[str]] = SetOption,
     output: Optional[Path] = OutputOption,
     resume: bool = ResumeOption,
     quiet: bool = QuietOption,
+    text_columns: Optional[list[str]] = TextColumnOption,
+    label_column: Optional[str] = LabelColumnOption,
+    valid: Optional[Path] = ValidOption,
+    budget: Optional[str] = BudgetOption,
+    base: Optional[str] = BaseOption,
 ) -> None:
     """Train a tokenizer and classifier; writes a run directory."""
     from textcls.train.loop import train as run_training
 
+    started = time.perf_counter()
     _logging()
-    cfg = _run_config(config, overrides, output, resume)
+    data_file = _data_file(config, overrides)
+    if data_file is not None:
+        cfg = _data_run_config(data_file, overrides, output, resume, text_columns, label_column, valid, budget, base,
+                               quiet, started)
+    else:
+        flags = _data_flags(config, text_columns, label_column, valid, budget, base)
+        cfg = _run_config(config, [*flags, *(overrides or [])], output, resume)
     result = run_training(cfg, output, resume=resume, quiet=quiet)
     best = f", best {cfg.train.metric} {result.best_metric:.4f}" if result.best_metric is not None else ""
     tokens = f"{result.tokens_per_second:,.0f} tokens/s, " if result.tokens_per_second else ""
     rate = f"{tokens}{result.examples_per_second:,.0f} examples/s"
-    _done(f"{result.steps} steps in {result.seconds:.1f}s ({rate}){best}; run directory {result.run_dir}")
+    total = f"; {time.perf_counter() - started:.0f}s in all" if data_file is not None else ""
+    _done(f"{result.steps} steps in {result.seconds:.1f}s ({rate}){best}; run directory {result.run_dir}{total}")
+
+
+def _data_file(config: Optional[Path], overrides: Optional[list[str]]) -> Optional[str]:
+    """The data file of `textcls train DATA_FILE` (an argument with a data suffix), or of `textcls train --set
+    data.train=FILE` without a CONFIG, which must not inherit the demo's data settings; None: a config run."""
+    from textcls.data.readers import SUFFIXES
+
+    if config is not None:
+        return str(config) if config.suffix.lower() in SUFFIXES else None
+    given = [o.split("=", 1)[1].strip() for o in overrides or [] if o.split("=", 1)[0].strip() == "data.train"]
+    return given[-1] if given and given[-1] else None
+
+
+def _data_flags(config: Optional[Path], text_columns, label_column, valid, budget, base) -> list[str]:
+    """`--set` assignments for the data flags given with a CONFIG (they set `data.*`, `train.*`, `model.*` keys)."""
+    from textcls.errors import ConfigError
+    from textcls.recipe import parse_budget
+
+    if config is None and (text_columns or label_column is not None or valid or base):
+        raise ConfigError("--text-column, --label-column, --valid and --base describe your data and model, and the "
+                          "demo config has its own; pass the data file (`textcls train reviews.csv --label-column "
+                          "stars`) or a CONFIG")
+    column = lambda c: int(c) if c.isdigit() else c  # noqa: E731
+    flags = []
+    if text_columns:
+        flags.append(f"data.text_columns={json.dumps([column(c) for c in text_columns])}")
+    if label_column is not None:
+        flags.append(f"data.label_column={json.dumps(column(label_column))}")
+    if valid:
+        flags.append(f"data.valid={json.dumps(str(valid))}")
+    if budget:
+        flags.append(f"train.time_budget_seconds={parse_budget(budget)}")
+    if base:
+        flags.append(f"model.init_from={json.dumps(base)}")
+    return flags
+
+
+def _data_run_config(data_file: str, overrides, output, resume: bool, text_columns, label_column, valid, budget, base,
+                     quiet: bool, started: float):
+    """`textcls train DATA_FILE`: the automatic recipe's config (printed, one choice a line), or on --resume
+    the run's own config.yaml."""
+    from textcls.recipe import DEFAULT_BUDGET, parse_budget, plan_data_run
+
+    seconds = parse_budget(budget) if budget else DEFAULT_BUDGET
+    if resume and output is not None:
+        return _run_config(None, overrides, output, resume)
+    plan = plan_data_run(data_file, str(valid) if valid else None, text_columns, label_column, seconds, base,
+                         str(output) if output else None, tuple(overrides or []), started)
+    if not quiet:
+        for line in plan.lines():
+            err.print(escape(line), highlight=False, soft_wrap=True)
+    return plan.cfg
+
+
+@app.command()
+@handle_errors
+def init(
+    data_file: Path = typer.Argument(..., help="A labelled data file: CSV, TSV, JSONL or fastText."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The YAML file to write (default: the data "
+                                          "file's name with .yaml, in the current folder)."),
+    text_columns: Optional[list[str]] = TextColumnOption,
+    label_column: Optional[str] = LabelColumnOption,
+    valid: Optional[Path] = ValidOption,
+    budget: Optional[str] = BudgetOption,
+    base: Optional[str] = BaseOption,
+) -> None:
+    """Write a complete, commented config for a data file: the automatic recipe's choices and their reasons."""
+    from textcls.errors import ConfigError
+    from textcls.io import atomic_write_text
+    from textcls.recipe import DEFAULT_BUDGET, parse_budget, plan_data_run, render_yaml
+
+    started = time.perf_counter()
+    path = output or Path(f"{data_file.stem}.yaml")
+    if path.exists():
+        raise ConfigError(f"{path} exists; pass another --output, or remove it first")
+    seconds = parse_budget(budget) if budget else DEFAULT_BUDGET
+    folder = path.resolve().parent  # paths in the YAML are relative to its folder, as load_config reads them
+    relative = lambda p: os.path.relpath(Path(p).resolve(), folder) if p else None  # noqa: E731
+    plan = plan_data_run(str(data_file), str(valid) if valid else None, text_columns, label_column, seconds, base,
+                         None, (), started)
+    plan.cfg.data.train, plan.cfg.data.valid = relative(plan.cfg.data.train), relative(plan.cfg.data.valid)
+    atomic_write_text(path, render_yaml(plan))
+    err.print(f"wrote {path}: train with `textcls train {path}`", highlight=False, markup=False)
 
 
 def _run_config(config: Optional[Path], overrides: Optional[list[str]], output: Optional[Path], resume: bool,

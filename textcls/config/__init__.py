@@ -28,6 +28,7 @@ from textcls.config.schema import (
     NblrConfig,
     OutputConfig,
     PretrainConfig,
+    RecipeConfig,
     SharingConfig,
     TokenizerConfig,
     TrainConfig,
@@ -43,7 +44,8 @@ from textcls.io import atomic_write_text
 __all__ = [
     # the schema (textcls/config/schema.py)
     "AdapterConfig", "Config", "DataConfig", "EmbeddingsConfig", "ModelConfig", "NblrConfig", "OutputConfig",
-    "PretrainConfig", "SharingConfig", "TokenizerConfig", "TrainConfig", "VARIANT_FIXED", "VARIANT_SECTIONS",
+    "PretrainConfig", "RecipeConfig", "SharingConfig", "TokenizerConfig", "TrainConfig", "VARIANT_FIXED",
+    "VARIANT_SECTIONS",
     "build_dataclass", "config_to_dict", "member_raw", "set_dotted", "short_repr",
     # the checks (textcls/config/checks.py)
     "validate",
@@ -97,7 +99,7 @@ def apply_override(raw: dict, assignment: str) -> None:
 # --------------------------------------------------------------------------- public API
 
 
-RENAMED_SECTIONS = {"ngram": "nblr"}  # old section -> its name now
+RENAMED_SECTIONS = {"nblr": "nblr"}  # old section -> its name now
 
 
 def _renamed_sections(raw: dict, problems: list[str]) -> None:

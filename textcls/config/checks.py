@@ -77,6 +77,8 @@ def validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`train.epochs` must be positive, got {t.epochs}")
     if t.warmup is not None and t.warmup < 0:
         problems.append(f"`train.warmup` must be >= 0 (a ratio below 1 or a step count), got {t.warmup}")
+    if t.time_budget_seconds is not None and t.time_budget_seconds <= 0:
+        problems.append(f"`train.time_budget_seconds` must be positive when set, got {t.time_budget_seconds}")
     if t.weight_decay < 0:
         problems.append(f"`train.weight_decay` must be >= 0, got {t.weight_decay}")
     for key, value in {"train.seed": t.seed, "data.split_seed": d.split_seed, "data.head_tokens": d.head_tokens,

@@ -155,6 +155,9 @@ class TrainConfig:
     # [{}, {tokenizer.type: bpe}] alternates the config as written with a BPE-tokenized member.
     ensemble_variants: list[dict[str, Any]] = field(default_factory=list)
     compile: bool = False
+    # Seconds of one model's training loop: past them it stops at the next step and evaluates and saves as
+    # at the end (each ensemble member counts its own). None = no limit. The automatic recipe sets it.
+    time_budget_seconds: Optional[float] = None
     log_every: int = 50
     checkpoint_every: Optional[int] = None  # steps between resumable `last/` saves; None = each eval
 
@@ -192,6 +195,20 @@ class NblrConfig:
     max_features: int = 1000000  # the most frequent n-grams kept
     c: float = 1.0  # inverse L2 strength, as scikit-learn's LogisticRegression(C)
     lowercase: bool = True
+    # true: after training, the share is chosen on the validation rows among 0, 0.3, 0.5, 0.7 and 1; `weight`
+    # (> 0 to fit the model at all) is the share where there are no validation rows. nblr.json records it.
+    choose_weight: bool = False
+
+
+@dataclass
+class RecipeConfig:
+    """What the automatic recipe (`textcls train DATA_FILE`, `textcls init`) saw and chose, as a record:
+    training reads none of it. Each choice is {key, value, reason}."""
+
+    name: Optional[Literal["auto"]] = None  # auto: the settings came from textcls/recipe
+    budget_seconds: Optional[float] = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    choices: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -203,6 +220,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     nblr: NblrConfig = field(default_factory=NblrConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     tune: Optional[dict[str, Any]] = None  # search space for `textcls tune`
     source: Optional[str] = field(default=None, metadata={"internal": True})
 
@@ -346,6 +364,8 @@ def config_to_dict(cfg: Config) -> dict:
     out.pop("source", None)
     if out.get("tune") is None:
         out.pop("tune", None)
+    if out.get("recipe", {}).get("name") is None:
+        out.pop("recipe", None)  # no record: configs written by hand stay as they were
     return out
 
 

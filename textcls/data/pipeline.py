@@ -312,7 +312,7 @@ def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None) -> Prepared
     held_out = None
     if d.valid_fraction and not d.valid:
         split_seed = cfg.train.seed if d.split_seed is None else d.split_seed
-        part = {"valid_fraction": d.valid_fraction, "split_seed": split_seed}
+        part = {"valid_fraction": d.valid_fraction, "split_seed": split_seed, "split": "stratified"}
         split = functools.lru_cache(maxsize=1)(lambda: _split_records(*read_once(), d.valid_fraction, split_seed))
         read_train, held_out = (lambda: split()[0]), (part, lambda: split()[1])
         part = {**part, "rows": "train"}
@@ -375,10 +375,22 @@ def _text_split(records: list[Record], cfg: DataConfig, labels: list[str], path:
 
 
 def _split_records(records: list[Record], skipped: list[int], fraction: float, seed: int) -> tuple[Records, Records]:
-    """(training part, held-out part), each in file order; the held-out part is a seeded random sample."""
-    order = np.random.default_rng(seed).permutation(len(records))
+    """(training part, held-out part), each in file order; the held-out part is a seeded random sample,
+    stratified: `fraction` of each label set's rows (rounded; at least one of a label set with two or more
+    rows), so that rare classes are evaluated and still trained on."""
+    rng = np.random.default_rng(seed)
+    groups: dict[tuple, list[int]] = collections.defaultdict(list)
+    for i, r in enumerate(records):
+        groups[tuple(sorted(r.labels))].append(i)
     held = np.zeros(len(records), dtype=bool)
-    held[order[:max(1, int(round(fraction * len(records))))]] = True
+    for key in sorted(groups):
+        rows = np.asarray(groups[key])
+        take = int(round(fraction * len(rows)))
+        if take == 0 and len(rows) >= 2 and fraction > 0:
+            take = 1
+        held[rng.permutation(rows)[:take]] = True
+    if not held.any():
+        held[rng.integers(len(records))] = True
     if held.all():
         raise DataError(f"data.valid_fraction {fraction} holds out all {len(records)} rows, leaving none to train on; "
                         "lower it (e.g. 0.1) or add rows")

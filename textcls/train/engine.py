@@ -19,8 +19,9 @@ scheduler and RNG states. A resumed run restores them and asks the task for the 
 recorded position on, so it produces the same weights as an uninterrupted one.
 
 Evaluation runs every `eval_every` steps and/or at each epoch end, and always after the last step;
-`checkpoint_every` adds checkpoints between evaluations. The step count comes from
-`steps.plan_steps`, which `textcls schedule` uses too.
+`checkpoint_every` adds checkpoints between evaluations. With `time_budget_seconds` the loop ends at the
+first step boundary past that many seconds of `fit()`, evaluating and saving as after the last step.
+The step count comes from `steps.plan_steps`, which `textcls schedule` uses too.
 """
 
 from __future__ import annotations
@@ -228,7 +229,8 @@ class Trainer:
             micro, loss_sum, examples, tokens = 0, 0.0, 0, 0
             if epoch_done:
                 s.epoch, s.position = epoch + 1, 0
-            finished = s.step >= s.total_steps
+            out_of_time = not (s.step >= s.total_steps) and self._out_of_time()
+            finished = s.step >= s.total_steps or out_of_time  # out of time: end here as after the last step
             eval_due = bool(t.eval_every) and s.step % t.eval_every == 0
             stop = False
             if (epoch_done and t.eval_each_epoch) or finished or eval_due:
@@ -240,8 +242,19 @@ class Trainer:
                     self.checkpoint()
                 raise Interrupted(self.run_dir)
             if stop or finished or epoch_done:
-                return stop
+                return stop or out_of_time
         return False
+
+    def _out_of_time(self) -> bool:
+        """`train.time_budget_seconds` has passed since fit() started (on any rank: all stop together)."""
+        budget = self.cfg.time_budget_seconds
+        if budget is None:
+            return False
+        late = distributed.any_true(time.perf_counter() - self.started >= budget)
+        if late:
+            self.progress.message(f"time budget of {budget:g}s spent: training stops at step {self.state.step} of "
+                                  f"{self.state.total_steps}")
+        return late
 
     def _forward_backward(self, mb, sync: bool) -> torch.Tensor:
         """A micro-batch's loss, its gradient added to the parameters' (all-reduced when `sync`). With

@@ -2,7 +2,8 @@
 
 The report of a finished run goes through its predictor (textcls.predictor), which mixes the n-gram
 model in: `report_with_nblr` for a single run (train/loop.py), `validation_report` for any run
-(an ensemble's too).
+(an ensemble's too). With `nblr.choose_weight` the share is chosen on the validation rows
+(`choose_share`) and nblr.json records it.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ import numpy as np
 from textcls.config import Config
 from textcls.data.pipeline import TextSplit, text_splits
 from textcls.metrics import METRICS, report_from_probabilities
-from textcls.model.nblr import fit_nblr_model
-from textcls.predictor import predictor_report, run_predictor
+from textcls.model.nblr import NblrModel, fit_nblr_model
+from textcls.predictor import NblrMix, predictor_report, run_predictor
 from textcls.run.nblr import save_nblr_model
+
+SHARES = (0.0, 0.3, 0.5, 0.7, 1.0)  # `nblr.choose_weight`: the shares tried (textcls/recipe/rules.py NBLR_GRID)
 
 
 def fit_run_nblr(cfg: Config, run_dir: Path, labels: list[str],
-                  console=None) -> tuple[Optional[TextSplit], Optional[np.ndarray], dict]:
+                  console=None) -> tuple[Optional[TextSplit], Optional[np.ndarray], dict, NblrModel]:
     """Fit on the run's training rows, save nblr.safetensors/nblr.json; returns the validation rows as
-    text, the model's (N, C) probabilities on them (both None without validation data) and its
-    validation metrics alone."""
+    text, the model's (N, C) probabilities on them (both None without validation data), its
+    validation metrics alone and the model."""
     n = cfg.nblr
     train, valid = text_splits(cfg, labels)
     model = fit_nblr_model(train.texts, train.pairs, train.targets, cfg.data.task, n.max_order, n.min_count,
@@ -37,9 +40,10 @@ def fit_run_nblr(cfg: Config, run_dir: Path, labels: list[str],
     save_nblr_model(model, run_dir, n.weight, alone)
     if console is not None:
         score = f", valid {cfg.train.metric} {alone[cfg.train.metric]:.4f} alone" if cfg.train.metric in alone else ""
-        console.print(f"NB-LR model: {len(model.vocab):,} n-grams{score}; {n.weight:g} of the probabilities",
-                      highlight=False)
-    return valid, probs, alone
+        chosen = n.choose_weight and valid is not None
+        share = "its share chosen next" if chosen else f"{n.weight:g} of the probabilities"
+        console.print(f"NB-LR model: {len(model.vocab):,} n-grams{score}; {share}", highlight=False)
+    return valid, probs, alone, model
 
 
 def validation_report(cfg: Config, run_dir: Path, labels: list[str], device, console=None,
@@ -53,7 +57,7 @@ def validation_report(cfg: Config, run_dir: Path, labels: list[str], device, con
 
     nblr_probs = None
     if cfg.nblr.weight > 0:
-        valid, nblr_probs, _ = fit_run_nblr(cfg, run_dir, labels, console)
+        valid, nblr_probs, alone, model = fit_run_nblr(cfg, run_dir, labels, console)
     else:
         _, valid = text_splits(cfg, labels)
     if valid is None:
@@ -61,7 +65,40 @@ def validation_report(cfg: Config, run_dir: Path, labels: list[str], device, con
     t = cfg.train
     run = load_run(run_dir, device=device)
     predictor = run_predictor(run, t.eval_batch_size, device, precision or t.precision)
+    if cfg.nblr.weight > 0 and cfg.nblr.choose_weight and isinstance(predictor, NblrMix):
+        base = predictor.base.predict_proba(valid.texts, valid.pairs)
+        share = choose_share(base, nblr_probs, valid.targets, labels, cfg.data.task, t.threshold, t.metric)
+        save_nblr_model(model, run_dir, share, alone)
+        if console is not None:
+            console.print(f"n-gram share {share:g}, chosen on the validation rows by {t.metric}", highlight=False)
+        predictor = NblrMix(_Known(base, predictor.base), predictor.nblr, share)
     return predictor_report(predictor, valid.texts, valid.pairs, valid.targets, t.threshold, nblr_probs)
+
+
+def choose_share(base: np.ndarray, nblr: np.ndarray, targets: np.ndarray, labels: list[str], task: str,
+                 threshold, metric: str, grid: tuple[float, ...] = SHARES) -> float:
+    """The NB-LR model's share of the mix that scores best by `metric` on labelled rows, from `grid`; ties go
+    to the share nearest 0.5 (a mix is rarely worse than either part on rows not seen)."""
+    def score(share: float) -> float:
+        report = report_from_probabilities((1 - share) * base + share * nblr, targets, labels, task, threshold)
+        return -report[metric] if metric == "loss" else report[metric]
+
+    scores = {share: score(share) for share in grid}
+    best = max(scores.values())
+    return min((s for s in grid if scores[s] >= best - 1e-12), key=lambda s: abs(s - 0.5))
+
+
+class _Known:
+    """A predictor whose probabilities on the validation rows are already computed (they are not predicted
+    twice); it answers only for those rows."""
+
+    def __init__(self, probs: np.ndarray, like):
+        self.probs, self.labels, self.task = probs, like.labels, like.task
+
+    def predict_proba(self, texts: list[str], pairs: Optional[list[str]] = None) -> np.ndarray:
+        if len(texts) != len(self.probs):
+            raise ValueError(f"probabilities are known for {len(self.probs)} rows, not {len(texts)}")
+        return self.probs
 
 
 def report_with_nblr(cfg: Config, run_dir: Path, labels: list[str], device, best_step: Optional[int] = None,

@@ -1,0 +1,348 @@
+"""The automatic recipe's rules: a pure function from the data's statistics, the time budget, the machine
+and (optionally) a pretrained base to config keys, each with the reason it was chosen.
+
+`auto_recipe` asks `step_seconds(candidate)` how long one training step of a candidate model takes
+(textcls/recipe/speed.py measures it; tests pass a formula), and plans with that. The rules name no
+dataset; docs/recipe.md explains where their constants come from.
+
+Without a base:
+- Validation: without a validation file, 10% of the rows (at most 2,000) are held out, stratified by
+  label and seeded; choices that need data (the n-gram share) are made on them.
+- Tokenizer: wordpiece; with a CJK share of 30% or more every CJK character is one token. Vocabulary by
+  corpus size in tokens: under 300k 4,000; under 3M 8,000; else 16,000 (CJK: 8,000).
+- `max_length`: the 95th percentile of token lengths plus 10% for sub-words and the special tokens,
+  rounded up to a multiple of 16, within [32, 256] on a CPU and [32, 512] on a GPU. Documents (median
+  over 64 tokens) keep their head and tail (a third of the budget from the start), sentences the head.
+- Model: a 2-layer encoder (hidden 256, 4 heads, factorized 128-wide embeddings, mean pooling, no
+  sharing: at 2 layers it saves parameters, not time), 128 wide under 2,000 rows; texts with a median
+  of at most 16 tokens read no positions but hashed word-bigram embeddings. When the preferred size
+  cannot train its epochs in the budget, the next smaller size is tried (down to hidden 64, 1 layer).
+- Optimisation: AdamW, lr 1e-3, linear decay, warmup 10% (6% from 20,000 rows), batch 32 (64 from
+  20,000 rows), weight decay 0.01, bf16 where the device computes in it.
+- Epochs: 30,000 / training rows, rounded, within [1, 8]; fewer when the budget allows fewer. A budget
+  that cannot train one epoch of the smallest model is refused.
+- Members: when the preferred model trains all its epochs with time to spare, the budget is filled with
+  ensemble members (at most 10; on a CPU as many at once as there are cores, one thread each), whose
+  tokenizers alternate two views: the vocabulary doubled, or for CJK text BPE words of several characters.
+- The bag-of-n-grams model is fitted after the transformer(s) and its share of the mix is chosen on the
+  validation rows; it is left out when fitting it would take over a quarter of the budget.
+
+With a base (`model.init_from`, the base's tokenizer and architecture):
+- lr by the base's hidden size: up to 384 1e-4, up to 640 5e-5, larger 2e-5; warmup 10% under 20,000
+  rows, else 6%; epochs 3 under 20,000 rows, 2 under 100,000, else 1, fewer (down to a tenth of an
+  epoch) when the budget allows fewer; batch 32; `max_length` from the base tokenizer's 95th percentile
+  (+ special tokens, a multiple of 16, at most the base's positions); one member.
+
+Time: the planned training fits 85% of what is left of the budget after the time already spent and
+a reserve for tokenizing, the NB-LR model and the final evaluation; `train.time_budget_seconds` stops
+each model's training loop at 100% of its share.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from textcls.errors import ConfigError
+from textcls.recipe.stats import DataStats
+from textcls.train.nblr import SHARES as NBLR_GRID
+
+MAX_HELD_OUT = 2000
+MAX_MEMBERS = 10
+PLAN_SHARE = 0.85  # the plan fills this share of the time left; the rest absorbs a slower machine
+MEMBER_OVERHEAD = 6.0  # seconds per model outside its steps: process start, model, cached data
+EPOCH_OVERHEAD = 0.5  # seconds per epoch end: evaluation set-up, the best weights and last/ saved
+STEP_FACTOR = 1.2  # a real step (batching, uneven lengths) against a measured one on fixed random batches
+PARALLEL_FACTOR = 1.25  # members trained side by side share caches and memory bandwidth
+THREAD_GAIN = 0.6  # each core beyond the first speeds a lone model's steps up by this much
+
+LADDER = {  # model sizes, largest first
+    "base": {"hidden_size": 256, "num_layers": 2, "num_heads": 4, "intermediate_size": 1024, "embedding_size": 128},
+    "small": {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "intermediate_size": 512, "embedding_size": None},
+    "tiny": {"hidden_size": 64, "num_layers": 1, "num_heads": 2, "intermediate_size": 256, "embedding_size": None},
+}
+
+
+@dataclass(frozen=True)
+class Machine:
+    device: str  # "cpu" or "cuda"
+    cores: int
+    bf16: bool  # computes in bf16 natively
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A pretrained base: its spec (`model.init_from`), size and the data's lengths in its tokens."""
+
+    spec: str
+    hidden_size: int
+    num_layers: int
+    max_positions: int
+    length_p95: float
+    length_mean: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model to time: `model` keys (None: the base's), batch size and padded length of a typical batch."""
+
+    name: str
+    model: Optional[dict]
+    batch_size: int
+    length: int
+    precision: str
+
+
+@dataclass
+class Choice:
+    key: str
+    value: Any
+    reason: str
+
+
+@dataclass
+class Recipe:
+    raw: dict = field(default_factory=dict)  # nested config keys
+    choices: list[Choice] = field(default_factory=list)
+    estimate: dict = field(default_factory=dict)  # planned seconds by phase
+
+    def set(self, key: str, value: Any, reason: str) -> None:
+        node = self.raw
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+        self.choices.append(Choice(key, value, reason))
+
+
+def round_up(value: float, multiple: int) -> int:
+    return int(math.ceil(value / multiple - 1e-9) * multiple)  # 110.00000000000001 + 2 is 112
+
+
+def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds: Callable[[Candidate], float],
+                valid_rows: Optional[int] = None, base: Optional[BaseModel] = None, elapsed: float = 0.0) -> Recipe:
+    """The config keys (and reasons) for training on data with `stats` within `budget` seconds.
+
+    `valid_rows`: rows of a separate validation file (None: rows are held out). `step_seconds`: seconds per
+    optimizer step of a candidate, on one thread of a CPU or on the GPU. `elapsed`: seconds already spent.
+    Raises ConfigError when the data or the budget cannot make a run."""
+    check_data(stats)
+    r = Recipe()
+    if valid_rows is None:
+        held = min(MAX_HELD_OUT, max(stats.num_classes, math.ceil(0.1 * stats.rows)))
+        fraction = round(held / stats.rows, 4)
+        r.set("data.valid_fraction", fraction, f"no validation file: {held:,} of {stats.rows:,} rows held out "
+              "(10%, at most 2,000), stratified by label, to evaluate and choose the n-gram share")
+        train_rows, valid_rows = stats.rows - held, held
+    else:
+        train_rows = stats.rows
+    big = train_rows >= 20_000
+    precision = "bf16" if machine.bf16 else "fp32"
+    if base is not None:
+        return _with_base(r, stats, budget, machine, step_seconds, train_rows, valid_rows, base, precision, elapsed)
+
+    tokens = stats.length_mean * stats.rows
+    if stats.cjk:
+        vocab = 8000
+        r.set("tokenizer.type", "wordpiece", f"CJK text ({stats.cjk_share:.0%} of characters): every CJK character "
+              "is a token, other words wordpieces")
+        r.set("tokenizer.split_cjk", True, "each CJK character its own token")
+    else:
+        vocab = 4000 if tokens < 300_000 else 8000 if tokens < 3_000_000 else 16_000
+        r.set("tokenizer.type", "wordpiece", "sub-words learned from the training rows")
+    r.set("tokenizer.vocab_size", vocab, "CJK characters and their common words" if stats.cjk else
+          f"{tokens:,.0f} training tokens (under 300k: 4,000; under 3M: 8,000; else 16,000)")
+
+    cap = 512 if machine.device == "cuda" else 256
+    extra = 3 if stats.pairs else 2
+    max_length = min(cap, max(32, round_up(stats.length_p95 * 1.1 + extra, 16)))
+    r.set("data.max_length", max_length, f"95% of training texts fit in {stats.length_p95:.0f} tokens (+10% for "
+          f"sub-words, + special tokens; within 32..{cap})")
+    if stats.length_p50 > 64:
+        r.set("data.truncation", "head+tail", f"documents (median {stats.length_p50:.0f} tokens): keep the start "
+              "and the end")
+        r.set("data.head_tokens", max_length // 3, "a third of max_length from the start")
+    else:
+        r.set("data.truncation", "head", f"sentences (median {stats.length_p50:.0f} tokens): keep the start")
+
+    batch = 64 if big else 32
+    length = min(max_length, round_up(stats.length_mean * 1.25 + extra, 8))  # length-bucketed batches pad little
+    preferred = "base" if train_rows >= 2000 else "small"
+    ladder = list(LADDER)[list(LADDER).index(preferred):]
+    wanted = int(min(8, max(1, round(30_000 / train_rows))))
+    cost = _Cost(stats, machine, train_rows, valid_rows, batch)
+    time_left = budget - elapsed
+    nblr_fit = cost.nblr_seconds()
+    use_nblr = nblr_fit <= 0.25 * budget
+    extras: dict = {}
+    if stats.length_p50 <= 16:  # short texts: hashed word-bigram embeddings instead of positions
+        buckets = int(min(100_000, max(4000, round_up(2 * tokens, 1000))))
+        extras = {"position": "none", "embeddings": {"ngram_orders": [2], "ngram_buckets": buckets}}
+    candidates = {name: Candidate(name, {**LADDER[name], **extras}, batch, length, precision) for name in ladder}
+    timed = {name: step_seconds(c) for name, c in candidates.items()}
+
+    # One model first: the largest size that trains the wanted epochs, else the smallest with what fits.
+    def fits(name: str, epochs: float, members: int = 1, workers: int = 1) -> tuple[bool, float]:
+        plan = cost.loop_seconds(timed[name], epochs, members, workers)
+        reserve = cost.reserve_seconds(timed[name], members, use_nblr, views=min(members, 2))
+        return plan <= PLAN_SHARE * (time_left - reserve), time_left - reserve
+
+    chosen, epochs = None, wanted
+    for name in ladder:
+        if fits(name, wanted)[0]:
+            chosen = name
+            break
+    if chosen is None:
+        chosen = ladder[-1]
+        _, avail = fits(chosen, 1)
+        per_epoch = cost.loop_seconds(timed[chosen], 1) - MEMBER_OVERHEAD
+        epochs = int((PLAN_SHARE * avail - MEMBER_OVERHEAD) // per_epoch) if per_epoch > 0 else 0
+        if epochs < 1:
+            need = elapsed + (cost.loop_seconds(timed[chosen], 1) / PLAN_SHARE) + (time_left - avail)
+            raise ConfigError(f"a budget of {budget:.0f}s is too small to train one epoch of the smallest model on "
+                              f"{train_rows:,} rows here (about {need:.0f}s needed); raise --budget to at least "
+                              f"{math.ceil(need * 1.2 / 10) * 10:.0f}s, or train on fewer rows")
+    members, workers = 1, 1
+    if chosen == preferred and epochs == wanted:
+        workers = machine.cores if machine.device == "cpu" else 1
+        for m in range(MAX_MEMBERS, 1, -1):
+            if fits(chosen, wanted, m, min(workers, m))[0]:
+                members = m
+                break
+        workers = min(workers, members)
+    model = dict(LADDER[chosen])
+    reason_size = {"base": "2,000 rows or more", "small": "fewer than 2,000 rows", "tiny": "the smallest size"}[chosen]
+    if chosen != preferred:
+        reason_size = f"the larger sizes cannot train {wanted} epoch(s) in the budget"
+    for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "embedding_size"):
+        r.set(f"model.{key}", model[key], f"{chosen} size: {reason_size}" if key == "hidden_size" else f"{chosen} size")
+    r.set("model.max_positions", max_length, "= max_length")
+    r.set("model.pooling", "mean", "the mean of the token vectors")
+    r.set("model.sharing.strategy", "none", "at 2 layers sharing saves parameters, not time")
+    if extras:
+        r.set("model.position", "none", f"short texts (median {stats.length_p50:.0f} tokens): order comes from "
+              "word-pair embeddings")
+        r.set("model.embeddings.ngram_orders", [2], "hashed word-bigram embeddings added to the word vectors")
+        r.set("model.embeddings.ngram_buckets", extras["embeddings"]["ngram_buckets"],
+              "rows of the hashed table: twice the training tokens, within 4,000..100,000")
+    r.set("train.epochs", epochs, f"30,000 / {train_rows:,} training rows, within 1..8" if epochs == wanted else
+          f"what the budget allows ({wanted} wanted)")
+    r.set("train.batch_size", batch, "20,000 training rows or more" if big else "fewer than 20,000 training rows")
+    r.set("train.lr", 1.0e-3, "small encoders trained from scratch")
+    r.set("train.schedule", "linear", "linear decay to zero")
+    r.set("train.warmup", 0.06 if big else 0.1, "share of the steps")
+    r.set("train.weight_decay", 0.01, "AdamW")
+    r.set("train.precision", precision, "the device computes in bf16" if precision == "bf16" else
+          "no native bf16 on this device")
+    r.set("train.device", "auto", "a GPU when there is one")
+    if machine.device == "cpu":
+        r.set("train.num_threads", machine.cores, f"{machine.cores} cores")
+    if members > 1:
+        r.set("train.ensemble", members, f"the budget holds {members} members; their average errs less")
+        r.set("train.ensemble_workers", workers, "one per core, one thread each" if machine.device == "cpu"
+              else "one at a time on the GPU")
+        view = ({"tokenizer.type": "bpe", "tokenizer.split_cjk": False, "tokenizer.vocab_size": 16_000}
+                if stats.cjk else {"tokenizer.vocab_size": vocab * 2})
+        r.set("train.ensemble_variants", [{}, view], "members alternate two views of the text, which err apart: "
+              + ("BPE words of several characters" if stats.cjk else "a doubled vocabulary"))
+    r.set("nblr.weight", 0.5 if use_nblr else 0.0, "bag-of-n-grams model beside the transformer(s)" if use_nblr
+          else f"fitting the NB-LR model (about {nblr_fit:.0f}s) would take over a quarter of the budget")
+    if use_nblr:
+        r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}")
+    _, avail = fits(chosen, epochs, members, workers)
+    rounds = math.ceil(members / workers)
+    r.set("train.time_budget_seconds", round(max(1.0, avail / rounds - MEMBER_OVERHEAD), 1),
+          f"each model's training stops here: the budget less the time spent ({elapsed:.0f}s) and a reserve for "
+          f"tokenizing, the NB-LR model and evaluation" + (f", over {rounds} rounds of members" if rounds > 1 else ""))
+    r.estimate = {"loop": round(cost.loop_seconds(timed[chosen], epochs, members, workers), 1),
+                  "reserve": round(time_left - avail, 1), "step_seconds": round(timed[chosen], 4)}
+    return r
+
+
+def check_data(stats: DataStats) -> None:
+    """A single class, or fewer rows than twice the classes, cannot make a classifier."""
+    if stats.num_classes < 2:
+        only = next(iter(stats.classes), "?")
+        raise ConfigError(f"the training data has a single class ({only!r} on all {stats.rows:,} rows); a classifier "
+                          "needs rows of at least two classes: check the label column (--label-column) or add rows")
+    if stats.rows < 2 * stats.num_classes:
+        raise ConfigError(f"the training data has {stats.rows} rows for {stats.num_classes} classes; it needs at "
+                          f"least two rows per class ({2 * stats.num_classes}): add rows, or check the label column")
+
+
+class _Cost:
+    """Seconds of the phases of a run, from the measured seconds per step (one thread / the GPU)."""
+
+    def __init__(self, stats: DataStats, machine: Machine, train_rows: int, valid_rows: int, batch: int):
+        self.stats, self.machine, self.batch = stats, machine, batch
+        self.steps = math.ceil(train_rows / batch)
+        self.eval_batches = math.ceil(valid_rows / batch)
+
+    def speedup(self, threads: int) -> float:
+        return 1.0 if self.machine.device == "cuda" else 1 + THREAD_GAIN * (max(1, threads) - 1)
+
+    def loop_seconds(self, step: float, epochs: float, members: int = 1, workers: int = 1) -> float:
+        """Training (and per-epoch evaluation: a forward pass costs about a third of a step) of all members."""
+        threads = max(1, self.machine.cores // workers) if self.machine.device == "cpu" else 1
+        step = step * STEP_FACTOR * (PARALLEL_FACTOR if workers > 1 else 1.0) / self.speedup(threads)
+        per_member = epochs * ((self.steps + self.eval_batches / 3) * step + EPOCH_OVERHEAD) + MEMBER_OVERHEAD
+        return math.ceil(members / workers) * per_member
+
+    def nblr_seconds(self) -> float:
+        per_char = 25e-6 if self.stats.cjk else 6e-6  # CJK characters make many more distinct n-grams
+        return 2.0 + per_char * self.stats.chars
+
+    def reserve_seconds(self, step: float, members: int, nblr: bool, views: int) -> float:
+        """Tokenizers and tokenizing, the NB-LR model, the final evaluation of all members, files."""
+        tokenize = views * (2.0 + 3e-6 * self.stats.chars)
+        final = members * self.eval_batches * step / 3 / self.speedup(self.machine.cores)
+        return tokenize + (self.nblr_seconds() if nblr else 0.0) + final + 3.0
+
+
+def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, step_seconds, train_rows: int,
+               valid_rows: int, base: BaseModel, precision: str, elapsed: float) -> Recipe:
+    extra = 3 if stats.pairs else 2
+    max_length = min(base.max_positions, 512, max(32, round_up(base.length_p95 + extra, 16)))
+    r.set("model.init_from", base.spec, "the pretrained base: its tokenizer and architecture")
+    r.set("data.max_length", max_length, f"95% of training texts fit in {base.length_p95:.0f} of the base's tokens "
+          f"(+ special tokens; at most the base's {base.max_positions} positions)")
+    r.set("data.truncation", "head", "keep the start")
+    lr = 1e-4 if base.hidden_size <= 384 else 5e-5 if base.hidden_size <= 640 else 2e-5
+    r.set("train.lr", lr, f"hidden size {base.hidden_size} (up to 384: 1e-4; up to 640: 5e-5; larger: 2e-5)")
+    wanted = 3 if train_rows < 20_000 else 2 if train_rows < 100_000 else 1
+    batch = 32
+    length = min(max_length, round_up(base.length_mean * 1.25 + extra, 8))
+    step = step_seconds(Candidate("base-model", None, batch, length, precision))
+    cost = _Cost(stats, machine, train_rows, valid_rows, batch)
+    nblr = cost.nblr_seconds() <= 0.25 * budget
+    reserve = cost.reserve_seconds(step, 1, nblr, views=0) + base.num_layers * 0.5  # loading the base
+    avail = budget - elapsed - reserve
+    per_epoch = cost.loop_seconds(step, 1) - MEMBER_OVERHEAD
+    fit = (PLAN_SHARE * avail - MEMBER_OVERHEAD) / per_epoch if per_epoch > 0 else wanted
+    epochs = wanted if fit >= wanted else math.floor(fit * 10) / 10
+    if epochs < 0.1 or epochs * cost.steps < 20:
+        raise ConfigError(f"a budget of {budget:.0f}s is too small to fine-tune {base.spec} here (one epoch of "
+                          f"{train_rows:,} rows takes about {per_epoch:.0f}s); raise --budget, train on fewer rows, or "
+                          "train without --base")
+    r.set("train.epochs", epochs, "by training rows (under 20,000: 3; under 100,000: 2; else 1)" if epochs == wanted
+          else f"what the budget allows ({wanted} wanted)")
+    r.set("train.batch_size", batch, "fine-tuning")
+    r.set("train.warmup", 0.06 if train_rows >= 20_000 else 0.1, "share of the steps")
+    r.set("train.schedule", "linear", "linear decay to zero")
+    r.set("train.weight_decay", 0.01, "AdamW")
+    r.set("train.precision", precision, "the device computes in bf16" if precision == "bf16" else
+          "no native bf16 on this device")
+    r.set("train.device", "auto", "a GPU when there is one")
+    if machine.device == "cpu":
+        r.set("train.num_threads", machine.cores, f"{machine.cores} cores")
+    r.set("nblr.weight", 0.5 if nblr else 0.0, "bag-of-n-grams model beside the fine-tuned base" if nblr else
+          "fitting the NB-LR model would take over a quarter of the budget")
+    if nblr:
+        r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}")
+    r.set("train.time_budget_seconds", round(max(1.0, avail - MEMBER_OVERHEAD), 1),
+          f"training stops here: the budget less the time spent ({elapsed:.0f}s) and a reserve for the NB-LR model "
+          "and evaluation")
+    r.estimate = {"loop": round(cost.loop_seconds(step, epochs), 1), "reserve": round(reserve, 1),
+                  "step_seconds": round(step, 4)}
+    return r
