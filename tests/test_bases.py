@@ -91,3 +91,18 @@ def test_a_folder_that_is_neither_a_run_nor_a_checkpoint_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"neither a textcls run directory .* nor a HuggingFace model folder"):
         resolve_base(str(tmp_path / "empty"), tmp_path / "cache")
+
+
+def test_train_a_data_file_on_a_base_in_one_command(tmp_path, hf_dir):
+    """`textcls train FILE --base DIR`: the recipe's fine-tuning choices, the base's architecture and tokenizer,
+    a run that eval and predict use."""
+    from conftest import run_cli, sst2_slice, write_tsv
+
+    data = write_tsv(tmp_path / "data.tsv", sst2_slice(200))
+    result = run_cli("train", str(data), "--base", str(hf_dir), "--budget", "40s", "--output", str(tmp_path / "run"),
+                     env={"TEXTCLS_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert "train.lr: 0.0001" in result.stderr and "hidden size 32" in result.stderr
+    run = load_run(tmp_path / "run")
+    assert run.cfg.model.hidden_size == 32 and run.tokenizer.get_vocab_size() == 25
+    assert run_cli("eval", str(tmp_path / "run"), str(data)).returncode == 0

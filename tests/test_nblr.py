@@ -194,15 +194,15 @@ def test_nblr_options_are_checked(tmp_path):
 
 
 def test_the_old_section_name_says_what_it_is_called_now(tmp_path):
-    with pytest.raises(ConfigError, match=r"the `nblr:` section \(the bag-of-n-grams model\) is now called `nblr:`"):
-        config_from_dict({"nblr": {"weight": 0.3}})
+    with pytest.raises(ConfigError, match=r"the `ngram:` section \(the bag-of-n-grams model\) is now called `nblr:`"):
+        config_from_dict({"ngram": {"weight": 0.3}})
 
 
 def test_a_run_written_before_the_rename_still_loads_its_nblr_model(tmp_path):
     rows = chn_rows(300)
     model = fit_nblr_model([t for t, _ in rows], None, one_hot([int(y) for _, y in rows], 2))
     save_nblr_model(model, tmp_path, 0.3)
-    for new, old in (("nblr.json", "nblr.json"), ("nblr.safetensors", "nblr.safetensors")):
+    for new, old in (("nblr.json", "ngram.json"), ("nblr.safetensors", "ngram.safetensors")):
         (tmp_path / new).rename(tmp_path / old)
     loaded, share = load_nblr_model(tmp_path, 2)
     assert share == 0.3 and loaded.vocab == model.vocab

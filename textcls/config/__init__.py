@@ -99,7 +99,7 @@ def apply_override(raw: dict, assignment: str) -> None:
 # --------------------------------------------------------------------------- public API
 
 
-RENAMED_SECTIONS = {"nblr": "nblr"}  # old section -> its name now
+RENAMED_SECTIONS = {"ngram": "nblr"}  # old section -> its name now
 
 
 def _renamed_sections(raw: dict, problems: list[str]) -> None:

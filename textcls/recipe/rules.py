@@ -321,7 +321,7 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
     per_epoch = cost.loop_seconds(step, 1) - MEMBER_OVERHEAD
     fit = (PLAN_SHARE * avail - MEMBER_OVERHEAD) / per_epoch if per_epoch > 0 else wanted
     epochs = wanted if fit >= wanted else math.floor(fit * 10) / 10
-    if epochs < 0.1 or epochs * cost.steps < 20:
+    if epochs < wanted and (epochs < 0.1 or epochs * cost.steps < 20):  # cut by the budget below a useful run
         raise ConfigError(f"a budget of {budget:.0f}s is too small to fine-tune {base.spec} here (one epoch of "
                           f"{train_rows:,} rows takes about {per_epoch:.0f}s); raise --budget, train on fewer rows, or "
                           "train without --base")

@@ -70,7 +70,7 @@ def validation_report(cfg: Config, run_dir: Path, labels: list[str], device, con
         share = choose_share(base, nblr_probs, valid.targets, labels, cfg.data.task, t.threshold, t.metric)
         save_nblr_model(model, run_dir, share, alone)
         if console is not None:
-            console.print(f"n-gram share {share:g}, chosen on the validation rows by {t.metric}", highlight=False)
+            console.print(f"NB-LR share {share:g}, chosen on the validation rows by {t.metric}", highlight=False)
         predictor = NblrMix(_Known(base, predictor.base), predictor.nblr, share)
     return predictor_report(predictor, valid.texts, valid.pairs, valid.targets, t.threshold, nblr_probs)
 
