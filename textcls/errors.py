@@ -20,6 +20,10 @@ class CheckpointError(TextclsError):
     """A run directory or checkpoint is missing, incompatible or corrupted."""
 
 
+class DivergedError(TextclsError):
+    """Training produced a non-finite loss or weights (a learning rate too high, most often)."""
+
+
 @contextlib.contextmanager
 def data_error_hint(hint: str) -> Iterator[None]:
     """Re-raise a DataError from the body with `hint` appended, e.g. the command's options that change how

@@ -53,6 +53,9 @@ def read_word_vectors(path: str | Path, vocab: dict[str, int], dim: int) -> dict
             except ValueError:
                 raise DataError(f"{path}, line {line_no}: the vector of {parts[0]!r} holds a value that is not a "
                                 "number; the file must be GloVe text format (`word v1 v2 ...`)") from None
+            if not torch.isfinite(rows[idx]).all():
+                raise DataError(f"{path}, line {line_no}: the vector of {parts[0]!r} holds nan or inf; fix or drop "
+                                "that line (training on it would make every loss nan)")
     return rows
 
 

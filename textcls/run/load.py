@@ -81,6 +81,10 @@ def load_run(run_dir: Path | str, weights: str = WEIGHTS, device: torch.device |
         own = model.state_dict()
         base = load_base_state(run_dir, info["base"])
         state = {**{k: v for k, v in base.items() if k in own and k not in state}, **state}
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{run_dir / weights}: tensor {bad} holds nan or inf, so every prediction would be "
+                              "nan; the run diverged: train it again with a lower `train.lr`")
     head = state.get("head.bias")
     if head is not None and head.shape[0] != len(labels):
         raise CheckpointError(f"{run_dir / LABELS} lists {len(labels)} labels but the weights classify "

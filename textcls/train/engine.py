@@ -26,6 +26,7 @@ The step count comes from `steps.plan_steps`, which `textcls schedule` uses too.
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ import torch
 
 from textcls.config import TrainConfig
 from textcls.device import autocast_context
-from textcls.errors import CheckpointError, ConfigError
+from textcls.errors import CheckpointError, ConfigError, DivergedError
 from textcls.metrics import is_better
 from textcls.run.layout import LAST, is_ensemble_dir
 from textcls.run.members import member_name
@@ -300,15 +301,26 @@ class Trainer:
                                 "lr": lr_used})
 
     def _take_loss(self) -> float:
-        """The mean step loss (over ranks) since it was last taken; a collective."""
+        """The mean step loss (over ranks) since it was last taken; a collective. Not finite: DivergedError."""
         total, n = self.state.loss_window
         self.state.loss_window = [0.0, 0]
-        return distributed.mean(float(total) / max(n, 1))
+        loss = distributed.mean(float(total) / max(n, 1))
+        if not math.isfinite(loss):
+            self._diverged(f"the training loss is {loss}")
+        return loss
+
+    def _diverged(self, what: str) -> None:
+        """Stop before anything of the diverged weights is saved (the best weights and `last/` stay as they were)."""
+        raise DivergedError(f"training diverged by step {self.state.step}: {what}; nothing from this point on was "
+                            f"saved. Train again with a lower `train.lr` (now {self.cfg.lr:g}), keep "
+                            "`train.max_grad_norm` set, or check the input for extreme values")
 
     def evaluate(self, kind: str) -> bool:
         """Evaluate, log, keep the best, checkpoint; returns True when early stopping (or `on_eval`) says stop."""
         s, t = self.state, self.cfg
         train_loss = {} if self.log_train_loss else {"train_loss": self._take_loss()}
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):  # one check per evaluation
+            self._diverged("the weights are no longer finite numbers")
         evaluation = self.task.evaluate()
         if evaluation is None:  # nothing to evaluate here: the task keeps the latest weights
             self.task.save(s.step, None, improved=False)
