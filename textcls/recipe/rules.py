@@ -230,14 +230,8 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
           f"what the budget allows ({wanted} wanted)")
     r.set("train.batch_size", batch, "20,000 training rows or more" if big else "fewer than 20,000 training rows")
     r.set("train.lr", 1.0e-3, "small encoders trained from scratch")
-    r.set("train.schedule", "linear", "linear decay to zero")
     r.set("train.warmup", 0.06 if big else 0.1, "share of the steps")
-    r.set("train.weight_decay", 0.01, "AdamW")
-    r.set("train.precision", precision, "the device computes in bf16" if precision == "bf16" else
-          "no native bf16 on this device")
-    r.set("train.device", "auto", "a GPU when there is one")
-    if machine.device == "cpu":
-        r.set("train.num_threads", machine.cores, f"{machine.cores} cores")
+    _machine_choices(r, machine, precision)
     if members > 1:
         r.set("train.ensemble", members, f"the budget holds {members} members; their average errs less")
         r.set("train.ensemble_workers", workers, "one per core, one thread each" if machine.device == "cpu"
@@ -329,13 +323,7 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
           else f"what the budget allows ({wanted} wanted)")
     r.set("train.batch_size", batch, "fine-tuning")
     r.set("train.warmup", 0.06 if train_rows >= 20_000 else 0.1, "share of the steps")
-    r.set("train.schedule", "linear", "linear decay to zero")
-    r.set("train.weight_decay", 0.01, "AdamW")
-    r.set("train.precision", precision, "the device computes in bf16" if precision == "bf16" else
-          "no native bf16 on this device")
-    r.set("train.device", "auto", "a GPU when there is one")
-    if machine.device == "cpu":
-        r.set("train.num_threads", machine.cores, f"{machine.cores} cores")
+    _machine_choices(r, machine, precision)
     r.set("nblr.weight", 0.5 if nblr else 0.0, "bag-of-n-grams model beside the fine-tuned base" if nblr else
           "fitting the NB-LR model would take over a quarter of the budget")
     if nblr:
@@ -346,3 +334,14 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
     r.estimate = {"loop": round(cost.loop_seconds(step, epochs), 1), "reserve": round(reserve, 1),
                   "step_seconds": round(step, 4)}
     return r
+
+
+def _machine_choices(r, machine, precision: str) -> None:
+    """What every recipe sets the same way: the schedule, AdamW's decay, precision, device and threads."""
+    r.set("train.schedule", "linear", "linear decay to zero")
+    r.set("train.weight_decay", 0.01, "AdamW")
+    r.set("train.precision", precision, "the device computes in bf16" if precision == "bf16" else
+          "no native bf16 on this device")
+    r.set("train.device", "auto", "a GPU when there is one")
+    if machine.device == "cpu":
+        r.set("train.num_threads", machine.cores, f"{machine.cores} cores")
