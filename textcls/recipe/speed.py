@@ -45,7 +45,8 @@ def _model_config(candidate: Candidate) -> ModelConfig:
     from textcls.config import config_from_dict
 
     model = {**candidate.model, "max_positions": max(candidate.length, 32), "pooling": "mean", "dropout": 0.1}
-    return config_from_dict({"model": model}, source="the automatic recipe's candidate").model
+    data = {"max_length": model["max_positions"]}  # a timing model: its own length, not the default's
+    return config_from_dict({"model": model, "data": data}, source="the automatic recipe's candidate").model
 
 
 def _measure(model_cfg: ModelConfig, vocab_size: int, num_labels: int, c: Candidate, machine: Machine) -> float:

@@ -28,7 +28,7 @@ NBLR_WEIGHTS = "nblr.safetensors"
 NBLR_INFO = "nblr.json"
 LEGACY_NBLR = {NBLR_INFO: "ngram.json", NBLR_WEIGHTS: "ngram.safetensors"}  # their names before the rename
 
-LOCK = ".lock"  # held by the one process writing the run (run/lock.py); kept, unless the run wrote nothing
+LOCK = ".lock"  # held by the one process writing the run (run/lock.py), removed when it is done
 LAST = "last"  # the newest resumable checkpoint; step checkpoints are copies of it
 STEP_CHECKPOINT = "checkpoint-{step}"
 STEP_CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
