@@ -24,7 +24,8 @@ from textcls import __version__
 from textcls.errors import TextclsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train, evaluate and use text classifiers from a YAML config.")
+                  help="Train a text classifier on your own labelled file (or a YAML config), evaluate it, predict "
+                       "with it.")
 err = Console(stderr=True)
 out = Console() if sys.stdout.isatty() else Console(width=160)  # no wrapping mid-table in pipes and logs
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from textcls.config import DataConfig
-from textcls.data.pipeline import TextSplit, _read_all, _text_split
+from textcls.data.pipeline import labelled_rows
 from textcls.errors import ConfigError, DataError, data_error_hint
 from textcls.io import atomic_write_json
 from textcls.predictor import predictor_report, run_predictor
@@ -40,13 +40,6 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
     if report_path:
         atomic_write_json(report_path, report)
     return report
-
-
-def labelled_rows(path: str, data: DataConfig, labels: list[str]) -> tuple[TextSplit, list[int]]:
-    """A labelled file's rows as text with their (N, C) targets, and the line numbers of the bad lines
-    skipped (`data.on_bad_lines: skip`)."""
-    records, skipped = _read_all(path, data, labelled=True)
-    return _text_split(records, data, labels, path), skipped
 
 
 def reading_options(data: DataConfig, input_format: Optional[str] = None, text_columns: Optional[list[str]] = None,

@@ -360,9 +360,11 @@ def text_splits(cfg: Config, labels: list[str]) -> tuple[TextSplit, Optional[Tex
                                                       if valid else None)
 
 
-def labelled_texts(path: str, cfg: DataConfig, labels: list[str]) -> TextSplit:
-    """A labelled file's rows as text, in the order tokenize_file reads them."""
-    return _text_split(_read_all(path, cfg, labelled=True)[0], cfg, labels, path)
+def labelled_rows(path: str, cfg: DataConfig, labels: list[str]) -> tuple[TextSplit, list[int]]:
+    """A labelled file's rows as text with their (N, C) targets, in the order tokenize_file reads them, and the
+    line numbers of the bad lines skipped (`data.on_bad_lines: skip`)."""
+    records, skipped = _read_all(path, cfg, labelled=True)
+    return _text_split(records, cfg, labels, path), skipped
 
 
 def _text_split(records: list[Record], cfg: DataConfig, labels: list[str], path: str) -> TextSplit:

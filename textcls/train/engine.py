@@ -319,7 +319,8 @@ class Trainer:
         """Evaluate, log, keep the best, checkpoint; returns True when early stopping (or `on_eval`) says stop."""
         s, t = self.state, self.cfg
         train_loss = {} if self.log_train_loss else {"train_loss": self._take_loss()}
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):  # one check per evaluation
+        finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()
+        if not finite.item():  # one host sync per evaluation, not one per tensor
             self._diverged("the weights are no longer finite numbers")
         evaluation = self.task.evaluate()
         if evaluation is None:  # nothing to evaluate here: the task keeps the latest weights
