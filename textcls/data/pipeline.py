@@ -40,8 +40,9 @@ _DATA_KEYS = ("format", "header", "delimiter", "text_columns", "label_column", "
               "encoding", "on_bad_lines")
 
 
-def cache_root(cfg: DataConfig) -> Path:
-    root = cfg.cache_dir or os.environ.get("TEXTCLS_CACHE") or Path.home() / ".cache" / "textcls"
+def cache_root(cfg: DataConfig | None = None) -> Path:
+    """textcls's cache: `data.cache_dir`, else TEXTCLS_CACHE, else ~/.cache/textcls."""
+    root = (cfg and cfg.cache_dir) or os.environ.get("TEXTCLS_CACHE") or Path.home() / ".cache" / "textcls"
     return Path(root)
 
 

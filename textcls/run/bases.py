@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from textcls.config import Config, ModelConfig, config_from_dict
+from textcls.data.pipeline import cache_root
 from textcls.errors import CheckpointError, ConfigError
 from textcls.io import make_temp_dir
 from textcls.model import TextClassifier
@@ -44,10 +45,6 @@ from textcls.run.weights import save_weights
 
 HUB_PREFIX = "hf:"
 ST_MODULES = "modules.json"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TEXTCLS_CACHE") or Path.home() / ".cache" / "textcls")
 
 
 def is_base_spec(spec: str) -> bool:
