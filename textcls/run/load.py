@@ -23,6 +23,7 @@ from textcls.io import sha256_file
 from textcls.model import TextClassifier
 from textcls.model.ensemble import EnsembleClassifier
 from textcls.model.nblr import NblrModel
+from textcls.model.quantize import METHOD, load_int8
 from textcls.run.info import expected_checksums, load_run_config, read_run_info
 from textcls.run.layout import LABELS, LAST, RUN_INFO, TOKENIZER, WEIGHTS, is_ensemble_dir
 from textcls.run.members import member_dirs
@@ -89,9 +90,24 @@ def load_run(run_dir: Path | str, weights: str = WEIGHTS, device: torch.device |
     if head is not None and head.shape[0] != len(labels):
         raise CheckpointError(f"{run_dir / LABELS} lists {len(labels)} labels but the weights classify "
                               f"{head.shape[0]}; restore the run's {LABELS}")
-    load_state(model, state, str(run_dir / weights))
+    if info.get("quantized"):  # `textcls quantize`: int8 Linear layers, CPU only
+        model = _int8_model(run_dir, info["quantized"], model, state, device, str(run_dir / weights))
+    else:
+        load_state(model, state, str(run_dir / weights))
     model.to(device or "cpu").eval()
     return Run(run_dir, cfg, tokenizer, labels, model, nblr=_ngram(run_dir, labels))
+
+
+def _int8_model(run_dir: Path, quantized: dict, model: TextClassifier, state: dict[str, torch.Tensor],
+                device: torch.device | None, source: str) -> torch.nn.Module:
+    method = quantized.get("method") if isinstance(quantized, dict) else None
+    if method != METHOD:
+        raise CheckpointError(f"{run_dir / RUN_INFO} says the weights are quantized with {method!r}, which this "
+                              f"textcls does not know (it writes {METHOD!r}); quantize the float run again")
+    if device is not None and torch.device(device).type != "cpu":
+        raise CheckpointError(f"{run_dir} holds int8 weights (`textcls quantize`), which run on the CPU only; "
+                              "pass --device cpu, or use the float run it was made from on a GPU")
+    return load_int8(model, state, source)
 
 
 def _ngram(run_dir: Path, labels: list[str]) -> tuple[NblrModel, float] | None:
