@@ -426,6 +426,55 @@ def import_hf(
 
 @app.command()
 @handle_errors
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
+    output: Path = typer.Option(..., "--output", "-o", help="hf: the folder to write; onnx: the .onnx file (the "
+                                "tokenizer, labels and textcls_onnx.json go beside it)."),
+    fmt: str = typer.Option("hf", "--format", "-f", help="hf (a folder transformers loads) or onnx."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+) -> None:
+    """Write a run for other tools: an HF BERT/ALBERT classifier folder, or ONNX checked with onnxruntime."""
+    from textcls.errors import ConfigError
+    from textcls.run.load import load_run
+
+    _logging()
+    if fmt not in ("hf", "onnx"):
+        raise ConfigError(f"--format must be hf or onnx, got {fmt!r}")
+    run = load_run(run_dir)
+    if fmt == "hf":
+        from textcls.export.hf import export_hf
+
+        done = export_hf(run, output, overwrite)
+        err.print(f"[green]exported[/] {escape(f'{run_dir} to {output} as {done.architecture}')}", highlight=False)
+        return
+    from textcls.export.onnx import TOLERANCE, export_onnx
+
+    done = export_onnx(run, output, overwrite)
+    check = (f"{run_dir} to {output} (inputs {', '.join(done.inputs)}); onnxruntime matches PyTorch on {done.samples} "
+             f"{done.source}: largest probability difference {done.max_difference:.1e} (allowed {TOLERANCE:g})")
+    err.print(f"[green]exported[/] {escape(check)}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def quantize(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
+    output: Path = typer.Option(..., "--output", "-o", help="The int8 run directory to write."),
+    data: Optional[str] = typer.Option(None, "--data", help="A labelled file to compare on (default: the run's "
+                                       "validation rows)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory at --output."),
+) -> None:
+    """Int8 weights for CPU inference (dynamic quantization of the Linear layers), as a run directory."""
+    from textcls.export.quantize import describe, quantize_run
+
+    _logging()
+    report = quantize_run(run_dir, output, data, overwrite)
+    for line in describe(report):
+        out.print(escape(line), highlight=False)
+
+
+@app.command()
+@handle_errors
 def schedule(
     config: Optional[Path] = typer.Argument(None, help="YAML config; none = the demo config."),
     overrides: Optional[list[str]] = SetOption,

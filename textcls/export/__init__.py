@@ -1,0 +1,1 @@
+"""`textcls export` (an HF model folder or ONNX) and `textcls quantize` (an int8 run directory)."""
