@@ -1,0 +1,257 @@
+"""`textcls export --format hf|onnx` and `textcls quantize`.
+
+HF: the exported folder, loaded by `transformers` (AutoTokenizer + AutoModelForSequenceClassification), gives
+textcls's probabilities to 1e-4: on models built here for each layout that maps (BERT, ALBERT's sharing and
+factorized embeddings), on a run trained through the CLI, and on a run fine-tuned from the real
+all-MiniLM-L6-v2. ONNX: onnxruntime, fed by the exported tokenizer.json alone, gives `predict`'s
+probabilities. Quantize: the int8 run loads in predict and eval and agrees with the float run.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from conftest import tiny_config, tiny_model
+from textcls.cli import app
+from textcls.config import config_from_dict
+from textcls.errors import CheckpointError
+from textcls.model import TextClassifier
+from textcls.model.hf_export import to_hf
+from textcls.predict import predict_probabilities
+from textcls.run.load import load_run
+from textcls.train.loop import train
+
+transformers = pytest.importorskip("transformers")
+
+TEXTS = ["a gripping , funny and moving film", "the plot is thin and the acting is worse",
+         "not bad at all", "it", "one of the year 's best movies , and a very long sentence about nothing much"]
+LABELS = ["neg", "pos", "neutral"]
+
+
+def build(**model) -> TextClassifier:
+    cfg = config_from_dict({"model": {**tiny_model(max_positions=24), **model}, "data": {"max_length": 24}}).model
+    torch.manual_seed(0)
+    m = TextClassifier(cfg, 40, len(LABELS)).eval()
+    with torch.no_grad():  # far from the 0.02 init, so a wrong activation, eps or mapping would show
+        for p in m.parameters():
+            p.normal_(0.0, 0.3)
+    return m
+
+
+def hf_model(exported):
+    config_class = {"bert": transformers.BertConfig, "albert": transformers.AlbertConfig}[exported.config["model_type"]]
+    model_class = getattr(transformers, exported.architecture)
+    hf = model_class(config_class(**exported.config)).eval()
+    missing, unexpected = hf.load_state_dict(exported.state, strict=False)
+    assert not unexpected and not [k for k in missing if not k.endswith("position_ids")]
+    return hf
+
+
+@pytest.mark.parametrize("model,architecture", [
+    ({"pooling": "cls_tanh"}, "BertForSequenceClassification"),
+    ({"pooling": "cls_tanh", "activation": "gelu_tanh", "type_vocab_size": 0}, "BertForSequenceClassification"),
+    ({"pooling": "cls_tanh", "embedding_size": 16, "sharing": {"strategy": "all"}}, "AlbertForSequenceClassification"),
+    ({"pooling": "cls_tanh", "num_layers": 4, "activation": "relu",  # E == H: an identity embedding mapping
+      "sharing": {"strategy": "sequence", "group_size": 2}}, "AlbertForSequenceClassification"),
+    ({"pooling": "cls_tanh", "embedding_size": 16}, "AlbertForSequenceClassification"),  # one group per layer
+])
+def test_mapped_models_give_transformers_the_same_logits(model, architecture):
+    ours = build(**model)
+    exported = to_hf(ours.cfg, ours.state_dict(), LABELS, "single", pad_id=0)
+    assert exported.architecture == architecture
+    hf = hf_model(exported)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 40, (3, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    mask[2, 3:] = 0
+    ids = ids.masked_fill(mask == 0, 0)
+    types = torch.zeros_like(ids)
+    types[0, 6:] = 1 if ours.cfg.type_vocab_size > 1 else 0
+    with torch.no_grad():
+        want = ours(ids, mask.bool(), types)
+        got = hf(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    assert want.softmax(-1).max() < 0.999  # not saturated: the comparison says something
+
+
+@pytest.mark.parametrize("model,reason", [
+    ({"pooling": "mean"}, "pooling is 'mean'"),
+    ({"pooling": "cls"}, "`cls_tanh` only"),
+    ({"pooling": "cls_tanh", "norm": "pre"}, "pre-norm"),
+    ({"pooling": "cls_tanh", "position": "sinusoidal"}, "'sinusoidal'"),
+    ({"pooling": "cls_tanh", "num_layers": 4, "sharing": {"strategy": "cycle", "num_unique": 2}}, "ALBERT's equal"),
+    ({"pooling": "cls_tanh", "sharing": {"strategy": "all", "share": "attention"}}, "shares only the attention"),
+    ({"pooling": "cls_tanh", "adapters": {"enabled": True, "size": 4}}, "houlsby adapters"),
+    ({"pooling": "cls_tanh", "embeddings": {"ngram_orders": [2], "ngram_buckets": 50}}, "n-gram"),
+])
+def test_models_that_do_not_map_are_refused_with_the_reason(model, reason):
+    ours = build(**model)
+    with pytest.raises(CheckpointError, match=reason):
+        to_hf(ours.cfg, ours.state_dict(), LABELS, "single", pad_id=0)
+
+
+# --------------------------------------------------------------------------- runs through the CLI
+
+
+def trained(sst2_files, out, steps: int = 3, **sections):
+    cfg = tiny_config(*sst2_files, out, **sections)
+    cfg.train.max_steps, cfg.train.batch_size = steps, 16
+    train(cfg, quiet=True)
+    return out
+
+
+def cli_probabilities(run_dir, tmp_path, texts=TEXTS) -> np.ndarray:
+    labels = json.loads((run_dir / "labels.json").read_text())
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    result = CliRunner().invoke(app, ["predict", str(run_dir), str(tmp_path / "in.txt"), "--top-k", str(len(labels))])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return np.array([[{r["label"]: r["probability"] for r in row["top_k"]}[n] for n in labels] for row in rows])
+
+
+def transformers_probabilities(folder, texts=TEXTS) -> np.ndarray:
+    tok = transformers.AutoTokenizer.from_pretrained(folder)
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    enc = tok(texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        return hf(**enc).logits.softmax(-1).numpy()
+
+
+def test_export_hf_of_a_trained_run_loads_in_transformers(sst2_files, tmp_path):
+    run_dir = trained(sst2_files, tmp_path / "run", model=tiny_model(pooling="cls_tanh", initializer_range=0.3))
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(run_dir), "--format", "hf", "--output", str(tmp_path / "hf")])
+    assert result.exit_code == 0, result.output
+    assert "BertForSequenceClassification" in result.output
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["id2label"] == {"0": "0", "1": "1"} and config["architectures"] == ["BertForSequenceClassification"]
+    want = cli_probabilities(run_dir, tmp_path)
+    got = transformers_probabilities(tmp_path / "hf")
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    assert want.max() < 0.999 and np.ptp(want[:, 0]) > 1e-3  # the texts get different, unsaturated answers
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    run = load_run(run_dir)
+    from textcls.data.pipeline import encode_texts
+    assert tok(TEXTS)["input_ids"] == encode_texts(run.tokenizer, TEXTS, None, 48)[0]
+
+    again = runner.invoke(app, ["export", str(run_dir), "--format", "hf", "--output", str(tmp_path / "hf")])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+@pytest.mark.slow
+def test_fine_tuned_minilm_run_predicts_what_transformers_does(sst2_files, tmp_path):
+    """Issue 23's target: `predict` on a MiniLM run fine-tuned through textcls gives transformers' probabilities
+    on the same weights, to 1e-4 (via `export --format hf`: BertForSequenceClassification)."""
+    from test_hf_archs import minilm_zip
+
+    folder = tmp_path / "minilm"
+    with zipfile.ZipFile(minilm_zip()) as zf:
+        zf.extractall(folder)
+    cfg = config_from_dict({
+        "data": {"train": str(sst2_files[0]), "valid": str(sst2_files[1]), "text_columns": ["sentence"],
+                 "label_column": "label", "max_length": 32},
+        "model": {"init_from": str(folder)},
+        "train": {"max_steps": 3, "batch_size": 8, "lr": 1e-4, "warmup": 0, "log_every": 1000},
+        "output": {"dir": str(tmp_path / "run")}})
+    train(cfg, quiet=True)
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--output", str(tmp_path / "hf")])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["hidden_size"] == 384 and config["num_hidden_layers"] == 6
+    want = cli_probabilities(tmp_path / "run", tmp_path)
+    got = transformers_probabilities(tmp_path / "hf")
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    assert np.ptp(want[:, 0]) > 1e-4  # the texts get different answers
+
+
+@pytest.fixture
+def default_run(sst2_files, tmp_path):
+    """A tiny run with textcls's defaults (pooling cls), trained enough that its labels mean something."""
+    cfg = tiny_config(*sst2_files, tmp_path / "run", train={"epochs": 3, "lr": 3e-3})
+    train(cfg, quiet=True)
+    return tmp_path / "run"
+
+
+def test_onnx_export_matches_predict_through_onnxruntime(default_run, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from tokenizers import Tokenizer
+
+    runner = CliRunner()
+    hf = runner.invoke(app, ["export", str(default_run), "--format", "hf", "--output", str(tmp_path / "hf")])
+    assert hf.exit_code == 2 and "pooling is 'cls'" in hf.output and not (tmp_path / "hf").exists()
+
+    target = tmp_path / "onnx" / "model.onnx"
+    result = runner.invoke(app, ["export", str(default_run), "--format", "onnx", "--output", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "matches PyTorch" in result.output and "validation rows" in result.output
+    info = json.loads((target.parent / "textcls_onnx.json").read_text())
+    assert info["check"]["max_difference"] <= 1e-4 and info["check"]["rows"] == 64
+    assert json.loads((target.parent / "labels.json").read_text()) == ["0", "1"]
+
+    # What a user without textcls does: the tokenizer file and onnxruntime, one text, then a padded batch.
+    tok = Tokenizer.from_file(str(target.parent / "tokenizer.json"))
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    want = cli_probabilities(default_run, tmp_path)
+    single = tok.encode(TEXTS[0]).ids
+    got = session.run(None, {k: v for k, v in {"input_ids": np.array([single]), "attention_mask": np.ones((1, len(
+        single)), dtype=np.int64), "token_type_ids": np.zeros((1, len(single)), dtype=np.int64)}.items() if k in names})
+    np.testing.assert_allclose(got[0][0], want[0], rtol=0, atol=1e-4)
+    tok.enable_padding(pad_id=info["pad_id"])
+    enc = tok.encode_batch(TEXTS)
+    feed = {"input_ids": np.array([e.ids for e in enc]), "attention_mask": np.array([e.attention_mask for e in enc]),
+            "token_type_ids": np.array([e.type_ids for e in enc])}
+    got = session.run(["probabilities"], {k: v.astype(np.int64) for k, v in feed.items() if k in names})[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    assert len({int(i) for i in want.argmax(1)}) == 2 or np.ptp(want[:, 0]) > 1e-3
+
+
+def test_onnx_check_failure_is_an_error_and_writes_nothing(default_run, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import textcls.export.onnx as onnx_export
+
+    monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # no difference can pass
+    target = tmp_path / "onnx" / "model.onnx"
+    result = CliRunner().invoke(app, ["export", str(default_run), "--format", "onnx", "--output", str(target)])
+    assert result.exit_code == 2 and "differ from PyTorch's" in result.output
+    assert not target.parent.exists() or not any(target.parent.iterdir())
+
+
+def test_quantized_run_loads_in_predict_and_eval_and_agrees(default_run, tmp_path, sst2_files):
+    runner = CliRunner()
+    out = tmp_path / "int8"
+    result = runner.invoke(app, ["quantize", str(default_run), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    for words in ("Linear layers to int8", "accuracy on 100 the run's validation rows", "predict on 100 texts"):
+        assert words in result.output
+    info = json.loads((out / "run.json").read_text())
+    assert info["quantized"]["method"] == "dynamic_int8"
+    tensors = load_file(str(out / "model.safetensors"))
+    assert tensors["encoder.ffn.0.up.weight_int8"].dtype == torch.int8 and "encoder.ffn.0.up.weight" not in tensors
+
+    texts = [line.split("\t")[0] for line in sst2_files[1].read_text().splitlines()[1:]]
+    float_probs = predict_probabilities(load_run(default_run), texts)
+    int8_probs = predict_probabilities(load_run(out), texts)
+    assert np.mean(float_probs.argmax(1) == int8_probs.argmax(1)) >= 0.9
+    assert np.ptp(float_probs[:, 0]) > 0.1  # a model that tells texts apart, not a constant answer
+    assert np.abs(float_probs - int8_probs).max() > 0  # it is really another model
+    np.testing.assert_array_equal(predict_probabilities(load_run(out), texts), int8_probs)  # loads the same way
+    # Activations are quantized per batch, so the same batches give the same numbers (6 decimals printed).
+    np.testing.assert_allclose(cli_probabilities(out, tmp_path, texts), int8_probs, rtol=0, atol=1e-6)
+    evaluated = runner.invoke(app, ["eval", str(out), str(sst2_files[1]), "--device", "cpu"])
+    assert evaluated.exit_code == 0, evaluated.output and "accuracy" in evaluated.output
+
+    again = runner.invoke(app, ["quantize", str(out), "--output", str(tmp_path / "int8-again")])
+    assert again.exit_code == 2 and "already quantized" in again.output
+    onnx = runner.invoke(app, ["export", str(out), "--format", "onnx", "--output", str(tmp_path / "q.onnx")])
+    assert onnx.exit_code == 2 and "int8" in onnx.output
+    with pytest.raises(CheckpointError, match="CPU only"):
+        load_run(out, device=torch.device("cuda"))
