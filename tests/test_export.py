@@ -255,3 +255,30 @@ def test_quantized_run_loads_in_predict_and_eval_and_agrees(default_run, tmp_pat
     assert onnx.exit_code == 2 and "int8" in onnx.output
     with pytest.raises(CheckpointError, match="CPU only"):
         load_run(out, device=torch.device("cuda"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [
+    {"pooling": "mean", "norm": "pre", "position": "sinusoidal"},
+    {"pooling": "max", "embeddings": {"ngram_orders": [2, 3], "ngram_buckets": 50}, "type_vocab_size": 0},
+    {"pooling": "last", "adapters": {"enabled": True, "style": "side"}, "pool_layers": 2},
+])
+def test_onnx_exports_layouts_that_hf_cannot_hold(model, tmp_path):
+    """What HF refuses still exports to ONNX: the graph is traced from textcls's own forward."""
+    ort = pytest.importorskip("onnxruntime")
+    from textcls.export.onnx import _export, _Probabilities
+
+    wrapper = _Probabilities(build(**model), "multilabel").eval()
+    _export(wrapper, tmp_path / "m.onnx", 24)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask", "token_type_ids"]
+    for batch, length in ((1, 5), (4, 17)):
+        ids = torch.randint(5, 40, (batch, length), generator=torch.Generator().manual_seed(batch))
+        mask = torch.ones_like(ids)
+        mask[-1, length // 2:] = 0 if batch > 1 else 1
+        ids, types = ids.masked_fill(mask == 0, 0), torch.zeros_like(ids)
+        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
+                                 "token_type_ids": types.numpy()})[0]
+        with torch.no_grad():
+            want = wrapper(ids, mask, types).numpy()
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
