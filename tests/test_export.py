@@ -255,6 +255,9 @@ def test_quantized_run_loads_in_predict_and_eval_and_agrees(default_run, tmp_pat
     assert onnx.exit_code == 2 and "int8" in onnx.output
     with pytest.raises(CheckpointError, match="CPU only"):
         load_run(out, device=torch.device("cuda"))
+    from textcls.run.load import load_full_state
+    with pytest.raises(CheckpointError, match="float run it was made from"):  # model.init_from, adapter bases
+        load_full_state(out)
 
 
 @pytest.mark.slow

@@ -209,6 +209,9 @@ def load_full_state(run_dir: Path | str, depth: int = 0) -> dict[str, torch.Tens
     """All tensors of a run: its own file, merged over its base's (recursively) for adapter runs."""
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
+    if info.get("quantized"):
+        raise CheckpointError(f"{run_dir} holds int8 weights (`textcls quantize`), which only predict and eval use; "
+                              "start from the float run it was made from (`quantized.from` in its run.json)")
     state = load_weights(run_dir / WEIGHTS, expected_checksums(info, WEIGHTS))
     if info.get("base"):
         state = {**load_base_state(run_dir, info["base"], depth), **state}
