@@ -46,12 +46,22 @@ def build(**model) -> TextClassifier:
 
 
 def hf_model(exported):
-    config_class = {"bert": transformers.BertConfig, "albert": transformers.AlbertConfig}[exported.config["model_type"]]
-    model_class = getattr(transformers, exported.architecture)
-    hf = model_class(config_class(**exported.config)).eval()
+    config = transformers.AutoConfig.for_model(**exported.config)
+    hf = getattr(transformers, exported.architecture)(config).eval()
     missing, unexpected = hf.load_state_dict(exported.state, strict=False)
     assert not unexpected and not [k for k in missing if not k.endswith("position_ids")]
     return hf
+
+
+def padded_batch(types: bool = True):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 40, (3, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    mask[2, 3:] = 0
+    token_types = torch.zeros_like(ids)
+    token_types[0, 6:] = 1 if types else 0
+    return ids.masked_fill(mask == 0, 0), mask, token_types
 
 
 @pytest.mark.parametrize("model,architecture", [
@@ -61,30 +71,72 @@ def hf_model(exported):
     ({"pooling": "cls_tanh", "num_layers": 4, "activation": "relu",  # E == H: an identity embedding mapping
       "sharing": {"strategy": "sequence", "group_size": 2}}, "AlbertForSequenceClassification"),
     ({"pooling": "cls_tanh", "embedding_size": 16}, "AlbertForSequenceClassification"),  # one group per layer
+    ({"pooling": "cls_gelu", "embedding_size": 16}, "ElectraForSequenceClassification"),
+    ({"pooling": "cls_gelu", "activation": "silu"}, "ElectraForSequenceClassification"),
+    ({"pooling": "cls_relu", "type_vocab_size": 1}, "DistilBertForSequenceClassification"),  # row 0 into positions
 ])
 def test_mapped_models_give_transformers_the_same_logits(model, architecture):
     ours = build(**model)
     exported = to_hf(ours.cfg, ours.state_dict(), LABELS, "single", pad_id=0)
     assert exported.architecture == architecture
     hf = hf_model(exported)
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(5, 40, (3, 12), generator=g)
-    mask = torch.ones_like(ids)
-    mask[1, 8:] = 0
-    mask[2, 3:] = 0
-    ids = ids.masked_fill(mask == 0, 0)
-    types = torch.zeros_like(ids)
-    types[0, 6:] = 1 if ours.cfg.type_vocab_size > 1 else 0
+    ids, mask, types = padded_batch(ours.cfg.type_vocab_size > 1)
     with torch.no_grad():
         want = ours(ids, mask.bool(), types)
-        got = hf(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+        extra = {} if exported.config["model_type"] == "distilbert" else {"token_type_ids": types}
+        got = hf(input_ids=ids, attention_mask=mask, **extra).logits
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
     assert want.softmax(-1).max() < 0.999  # not saturated: the comparison says something
 
 
+@pytest.mark.parametrize("kind,extra", [
+    ("bert", {}), ("albert", {"embedding_size": 16, "num_hidden_groups": 2}),
+    ("roberta", {"type_vocab_size": 1, "pad_token_id": 1, "max_position_embeddings": 26}),
+    ("electra", {"embedding_size": 16}), ("distilbert", {}),
+])
+def test_an_imported_hf_classifier_exports_back_to_the_same_model(kind, extra):
+    """HF -> textcls (import) -> HF (export): the same family, the same tensors, the same logits."""
+    from textcls.model.hf import convert
+
+    if kind == "distilbert":
+        base = {"vocab_size": 40, "dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 48, "dropout": 0.0,
+                "attention_dropout": 0.0, "max_position_embeddings": 24}
+    else:
+        base = {"vocab_size": 40, "hidden_size": 32, "num_hidden_layers": 4 if kind == "albert" else 2,
+                "num_attention_heads": 2, "intermediate_size": 48, "max_position_embeddings": 24,
+                "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "layer_norm_eps": 1e-7}
+    config = transformers.AutoConfig.for_model(kind, **{**base, **extra}, num_labels=3)
+    original = randomize(transformers.AutoModelForSequenceClassification.from_config(config))
+    conv = convert(original.config.to_dict(), original.state_dict())
+    cfg = config_from_dict({"model": conv.model, "data": {"max_length": 20}}).model
+    ours = TextClassifier(cfg, 40, 3, pad_id=original.config.pad_token_id or 0)
+    ours.load_state_dict(conv.state)
+    exported = to_hf(cfg, ours.state_dict(), LABELS, "single", pad_id=original.config.pad_token_id or 0)
+    assert exported.config["model_type"] == kind
+    assert set(exported.state) == {k for k in original.state_dict() if not k.endswith("position_ids")}
+    again = hf_model(exported)
+    ids, mask, types = padded_batch(types=kind in ("bert", "albert", "electra"))
+    extra_input = {} if kind == "distilbert" else {"token_type_ids": types}
+    with torch.no_grad():
+        want = original(input_ids=ids, attention_mask=mask, **extra_input).logits
+        got = again(input_ids=ids, attention_mask=mask, **extra_input).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def randomize(model: torch.nn.Module) -> torch.nn.Module:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    return model.eval()
+
+
 @pytest.mark.parametrize("model,reason", [
     ({"pooling": "mean"}, "pooling is 'mean'"),
-    ({"pooling": "cls"}, "`cls_tanh` only"),
+    ({"pooling": "cls"}, "pooling is 'cls'.*textcls's `cls_tanh`"),
+    ({"pooling": "cls_gelu", "sharing": {"strategy": "all"}}, "only ALBERT's layout"),
+    ({"pooling": "cls_relu", "layer_norm_eps": 1e-5}, "DistilBERT's is fixed"),
+    ({"pooling": "cls_tanh", "position_offset": 2, "max_positions": 26}, "RoBERTa: padding id 1"),
     ({"pooling": "cls_tanh", "norm": "pre"}, "pre-norm"),
     ({"pooling": "cls_tanh", "position": "sinusoidal"}, "'sinusoidal'"),
     ({"pooling": "cls_tanh", "num_layers": 4, "sharing": {"strategy": "cycle", "num_unique": 2}}, "ALBERT's equal"),

@@ -1,6 +1,7 @@
-"""`textcls export RUN --format hf`: a folder that `transformers` loads as BertForSequenceClassification or
-AlbertForSequenceClassification (config.json with id2label, model.safetensors, tokenizer.json,
-tokenizer_config.json), written whole or not at all (a temp folder swapped into place)."""
+"""`textcls export RUN --format hf`: a folder that `transformers` loads as a BERT, ALBERT, RoBERTa, ELECTRA or
+DistilBERT sequence classifier (textcls.model.hf_export says which model maps onto which): config.json with
+id2label, model.safetensors, tokenizer.json, tokenizer_config.json; written whole or not at all (a temp
+folder swapped into place)."""
 
 from __future__ import annotations
 
@@ -40,9 +41,11 @@ def export_hf(run: Run, output: Path | str, overwrite: bool = False) -> Exported
         specials = {"pad_token": PAD, "unk_token": UNK, "cls_token": CLS, "sep_token": SEP}
         if tok.token_to_id(MASK) is not None:
             specials["mask_token"] = MASK
+        inputs = ["input_ids", "attention_mask"] + ([] if exported.config["model_type"] == "distilbert"
+                                                    else ["token_type_ids"])  # DistilBERT takes no token types
         atomic_write_json(tmp / HF_TOKENIZER_CONFIG, {
             "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": run.cfg.data.max_length,
-            "padding_side": "right", "truncation_side": "right", **specials})
+            "padding_side": "right", "truncation_side": "right", "model_input_names": inputs, **specials})
         replace_dir(tmp, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
