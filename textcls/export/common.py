@@ -38,11 +38,12 @@ def run_samples(run: Run, data_file: Optional[str] = None, limit: Optional[int] 
     if data_file:
         rows, _ = labelled_rows(data_file, run.cfg.data, run.labels)
         return _cut(Samples(rows.texts, rows.pairs, rows.targets, data_file), limit)
+    valid = None
     try:
-        _, valid = text_splits(run.cfg, run.labels)
+        if run.cfg.data.train:  # an imported checkpoint has no data files
+            _, valid = text_splits(run.cfg, run.labels)
     except (TextclsError, OSError) as exc:  # the training data moved or changed since: build texts instead
         log.info("the run's validation rows cannot be read (%s); using built texts", exc)
-        valid = None
     if valid is not None and valid.texts:
         return _cut(Samples(valid.texts, valid.pairs, valid.targets, "the run's validation rows"), limit)
     return built_samples(run, limit or 32)
