@@ -433,7 +433,8 @@ def export(
     fmt: str = typer.Option("hf", "--format", "-f", help="hf (a folder transformers loads) or onnx."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
 ) -> None:
-    """Write a run for other tools: an HF BERT/ALBERT classifier folder, or ONNX checked with onnxruntime."""
+    """Write a run for other tools: a folder transformers loads (BERT-family classifiers), or ONNX checked with
+    onnxruntime."""
     from textcls.errors import ConfigError
     from textcls.run.load import load_run
 
