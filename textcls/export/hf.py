@@ -14,6 +14,7 @@ from textcls.export.common import single_model, standalone_tokenizer
 from textcls.io import atomic_write_json, atomic_write_text, make_temp_dir, replace_dir
 from textcls.model.hf import HF_CONFIG, HF_TOKENIZER, HF_WEIGHTS
 from textcls.model.hf_export import Exported, to_hf
+from textcls.run.layout import CONFIG
 from textcls.run.load import Run
 from textcls.run.weights import save_weights
 
@@ -28,7 +29,10 @@ def export_hf(run: Run, output: Path | str, overwrite: bool = False) -> Exported
         raise CheckpointError(f"task {run.cfg.data.task!r} has no HF sequence-classification equivalent")
     tok = standalone_tokenizer(run, "an HF export")
     pad_id = run.tokenizer.token_to_id(PAD)
-    exported = to_hf(run.cfg.model, model.state_dict(), run.labels, run.cfg.data.task, pad_id)
+    try:
+        exported = to_hf(run.cfg.model, model.state_dict(), run.labels, run.cfg.data.task, pad_id)
+    except CheckpointError as exc:  # name the run's config, whose `model` section says what the model is
+        raise CheckpointError(f"{run.path / CONFIG}: {exc}") from None
     exported.config.update(transformers_version=None, textcls_run=str(run.path.resolve()))
     exported.config = {k: v for k, v in exported.config.items() if v is not None}
     _check_output(output, overwrite)
