@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import tiny_config, tiny_model
+from conftest import sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.cli import app
 from textcls.config import config_from_dict
 from textcls.errors import CheckpointError
@@ -224,12 +224,15 @@ def test_fine_tuned_minilm_run_predicts_what_transformers_does(sst2_files, tmp_p
     assert np.ptp(want[:, 0]) > 1e-4  # the texts get different answers
 
 
-@pytest.fixture
-def default_run(sst2_files, tmp_path):
-    """A tiny run with textcls's defaults (pooling cls), trained enough that its labels mean something."""
-    cfg = tiny_config(*sst2_files, tmp_path / "run", train={"epochs": 3, "lr": 3e-3})
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """A tiny run with textcls's defaults (pooling cls), trained enough that its labels mean something; trained
+    once for the tests that only read it (its cache is its own: the per-test TEXTCLS_CACHE is not set yet)."""
+    base = tmp_path_factory.mktemp("default_run")
+    files = write_tsv(base / "train.tsv", sst2_slice(400)), write_tsv(base / "valid.tsv", sst2_slice(100, "dev"))
+    cfg = tiny_config(*files, base / "run", train={"epochs": 3, "lr": 3e-3}, data={"cache_dir": str(base / "cache")})
     train(cfg, quiet=True)
-    return tmp_path / "run"
+    return base / "run"
 
 
 def test_onnx_export_matches_predict_through_onnxruntime(default_run, tmp_path):
