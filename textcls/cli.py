@@ -102,8 +102,8 @@ def _done(summary: str) -> None:
 
 
 SetOption = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
-PrecisionOption = typer.Option("fp32", "--precision", help="fp32, or bf16 (autocast: faster on GPUs and on CPUs "
-                               "with bf16 units).")
+PrecisionOption = typer.Option("fp32", "--precision", help="fp32, bf16 (autocast: faster on GPUs and on CPUs "
+                               "with bf16 units), or auto (bf16 where the device has bf16 units).")
 DeviceOption = typer.Option("auto", "--device", help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N.")
 
 
@@ -113,8 +113,8 @@ def _inference_device(device: str, precision: str):
     from textcls.train.checks import warn_slow_bf16
     from textcls.train.loop import select_device
 
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
+    if precision not in ("fp32", "bf16", "auto"):
+        raise ConfigError(f"--precision must be fp32, bf16 or auto, got {precision!r}")
     target = select_device(device, "--device")
     warn_slow_bf16(target, precision, "--precision")
     return target

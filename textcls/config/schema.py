@@ -134,7 +134,7 @@ class TrainConfig:
     eps: float = 1.0e-8
     max_grad_norm: Optional[float] = 1.0
     seed: int = 0
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: Optional[int] = None
     eval_every: Optional[int] = None  # steps; None = only at epoch ends
