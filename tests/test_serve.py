@@ -21,18 +21,18 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")  # FastAPI's TestClient
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from conftest import ROOT, child_env, sst2_slice, tiny_config, write_tsv  # noqa: E402
-from textcls.errors import ConfigError  # noqa: E402
-from textcls.io import sha256_file  # noqa: E402
-from textcls.predict import predict_file  # noqa: E402
-from textcls.predictor import run_predictor  # noqa: E402
-from textcls.run.load import load_run  # noqa: E402
-from textcls.serve.app import build_app  # noqa: E402
-from textcls.serve.batcher import MicroBatcher  # noqa: E402
-from textcls.serve.options import ServeOptions, check_options  # noqa: E402
-from textcls.train.loop import train  # noqa: E402
+from conftest import ROOT, child_env, sst2_slice, tiny_config, write_tsv
+from textcls.errors import ConfigError
+from textcls.io import sha256_file
+from textcls.predict import predict_file
+from textcls.predictor import run_predictor
+from textcls.run.load import load_run
+from textcls.serve.app import build_app
+from textcls.serve.batcher import MicroBatcher
+from textcls.serve.options import ServeOptions, check_options
+from textcls.train.loop import train
 
 KEY = "s3cret-key"
 
@@ -309,3 +309,61 @@ def test_real_server_answers_then_drains_on_sigterm(run_dir):
             proc.kill()
             proc.wait()
     assert len(answers) == 2 and all(len(a["predictions"]) == 5 for a in answers)
+
+
+@pytest.fixture(scope="module")
+def pair_run_dir(tmp_path_factory) -> Path:
+    """A run directory on text pairs with random weights (what is tested is how pairs reach the model)."""
+    import torch
+
+    from textcls.data.tokenizer import train_tokenizer
+    from textcls.run.info import save_run_files, write_run_info
+    from textcls.run.load import build_model
+    from textcls.run.weights import save_weights
+
+    tmp = tmp_path_factory.mktemp("pairs")
+    cfg = tiny_config(tmp / "unused.tsv", None, tmp / "run", data={"text_columns": ["premise", "hypothesis"]})
+    tokenizer = train_tokenizer([t for t, _ in sst2_slice(300)], cfg.tokenizer)
+    labels = ["entailment", "neutral", "contradiction"]
+    torch.manual_seed(0)
+    model = build_model(cfg, tokenizer, len(labels))
+    save_run_files(tmp / "run", cfg, tokenizer, labels)
+    digest = save_weights(model.state_dict(), tmp / "run" / "model.safetensors")
+    write_run_info(tmp / "run", sha256={"model.safetensors": digest})
+    return tmp / "run"
+
+
+def test_a_pair_run_reads_pairs(pair_run_dir):
+    run = load_run(pair_run_dir)
+    firsts, seconds = TEXTS[:6], TEXTS[6:12]
+    expected = run_predictor(run).predict_proba(firsts, seconds)
+    alone = run_predictor(run).predict_proba(firsts)
+    with _client(run) as c:
+        response = c.post("/predict", json={"texts": firsts, "pairs": seconds, "top_k": 3})
+        assert response.status_code == 200
+        got = np.array([[{t["label"]: t["probability"] for t in p["top_k"]}[label] for label in run.labels]
+                        for p in response.json()["predictions"]])
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        assert not np.allclose(got, alone, atol=1e-4)  # the second texts were used
+        missing = c.post("/predict", json={"texts": firsts})
+        uneven = c.post("/predict", json={"texts": firsts, "pairs": seconds[:2]})
+        info = c.get("/info").json()
+    assert missing.status_code == uneven.status_code == 400 and "pairs" in missing.json()["error"]
+    assert info["pairs"] is True and info["text_columns"] == ["premise", "hypothesis"]
+
+
+def test_cli_refuses_bad_options_and_a_busy_port(run_dir):
+    from typer.testing import CliRunner
+
+    from textcls.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["serve", str(run_dir), "--max-batch", "0", "--max-texts", "0"])
+    assert bad.exit_code == 2 and "--max-batch" in bad.output and "--max-texts" in bad.output
+    missing = runner.invoke(app, ["serve", str(run_dir.parent / "nope")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = runner.invoke(app, ["serve", str(run_dir), "--port", str(busy.getsockname()[1])])
+    assert taken.exit_code == 2 and "--port" in taken.output
