@@ -387,7 +387,7 @@ def serve(
     _logging()
     options = ServeOptions(max_batch, max_wait_ms, max_texts, max_body, api_key)
     serve_run(run_dir, host, port, options, _inference_device(device, precision), precision,
-              announce=lambda line: err.print(line, highlight=False, markup=False))
+              announce=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
 
 
 @app.command()
