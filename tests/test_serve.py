@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("httpx")  # FastAPI's TestClient
+pytest.importorskip("fastapi.testclient")  # the serve extra, and the HTTP client its TestClient needs (test extra)
 
 from fastapi.testclient import TestClient
 
@@ -210,6 +209,15 @@ def test_bad_requests_answer_4xx_json(client, case):
     payload = response.json()
     assert set(payload) == {"error"} and isinstance(payload["error"], str) and payload["error"]
     assert "Traceback" not in response.text
+
+
+def test_unusual_but_valid_texts_are_predicted(client):
+    texts = ["", "   ", "\u0000\u0001", "\U0001F600\U0001F44D\U0001F3FD", "\u0645\u0631\u062d\u0628\u0627", "x" * 10000,
+             "\ufeffbom", "a\nb\tc\r\n", "\U0010FFFF"]
+    response = client.post("/predict", json={"texts": texts})
+    assert response.status_code == 200 and len(response.json()["predictions"]) == len(texts)
+    bom = client.post("/predict", content='\ufeff{"texts": ["a"]}'.encode(), headers=JSON)  # a UTF-8 BOM is allowed
+    assert bom.status_code == 200
 
 
 def test_the_server_still_answers_after_the_bad_requests(client):
