@@ -54,7 +54,7 @@ def weights_checksums(run_dir: Path) -> dict[str, str]:
 
 def run_description(run: Run) -> dict:
     """What GET /info says about the model (computed once, when the app is built)."""
-    info = read_run_info(run.path) if not is_ensemble_dir(run.path) else {}
+    info = read_run_info(run.path)  # {} where there is none
     return {"run": run.path.name, "labels": run.labels, "task": run.cfg.data.task,
             "text_columns": [str(c) for c in run.cfg.data.text_columns],
             "pairs": len(run.cfg.data.text_columns) == 2, "max_length": run.cfg.data.max_length,
