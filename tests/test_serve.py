@@ -319,9 +319,8 @@ def test_real_server_answers_then_drains_on_sigterm(run_dir):
     assert len(answers) == 2 and all(len(a["predictions"]) == 5 for a in answers)
 
 
-@pytest.fixture(scope="module")
-def pair_run_dir(tmp_path_factory) -> Path:
-    """A run directory on text pairs with random weights (what is tested is how pairs reach the model)."""
+def _random_run(tmp: Path, labels: list[str], **data) -> Path:
+    """A run directory with random weights (what is tested is how inputs reach the model and answers leave it)."""
     import torch
 
     from textcls.data.tokenizer import train_tokenizer
@@ -329,16 +328,30 @@ def pair_run_dir(tmp_path_factory) -> Path:
     from textcls.run.load import build_model
     from textcls.run.weights import save_weights
 
-    tmp = tmp_path_factory.mktemp("pairs")
-    cfg = tiny_config(tmp / "unused.tsv", None, tmp / "run", data={"text_columns": ["premise", "hypothesis"]})
+    cfg = tiny_config(tmp / "unused.tsv", None, tmp / "run", data=data)
     tokenizer = train_tokenizer([t for t, _ in sst2_slice(300)], cfg.tokenizer)
-    labels = ["entailment", "neutral", "contradiction"]
     torch.manual_seed(0)
     model = build_model(cfg, tokenizer, len(labels))
     save_run_files(tmp / "run", cfg, tokenizer, labels)
     digest = save_weights(model.state_dict(), tmp / "run" / "model.safetensors")
     write_run_info(tmp / "run", sha256={"model.safetensors": digest})
     return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def pair_run_dir(tmp_path_factory) -> Path:
+    return _random_run(tmp_path_factory.mktemp("pairs"), ["entailment", "neutral", "contradiction"],
+                       text_columns=["premise", "hypothesis"])
+
+
+def test_a_multilabel_run_lists_the_labels_over_the_threshold(tmp_path):
+    run = load_run(_random_run(tmp_path, ["a", "b", "c", "d"], task="multilabel"))
+    expected = run_predictor(run).predict_proba(TEXTS[:8])
+    with _client(run) as c:
+        got = c.post("/predict", json={"texts": TEXTS[:8], "top_k": 4}).json()["predictions"]
+    for row, prediction in zip(expected, got):
+        assert prediction["labels"] == [run.labels[i] for i in np.argsort(-row, kind="stable") if row[i] >= 0.5]
+        assert [t["probability"] for t in prediction["top_k"]] == pytest.approx(sorted(row, reverse=True), abs=1e-6)
 
 
 def test_a_pair_run_reads_pairs(pair_run_dir):
