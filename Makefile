@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := test,plot,tune,bench,zh
+EXTRAS := test,plot,tune,bench,zh,serve
 
 .PHONY: install demo test lint bench clean
 

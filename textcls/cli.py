@@ -367,6 +367,31 @@ def predict(
 
 @app.command()
 @handle_errors
+def serve(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    max_batch: int = typer.Option(64, "--max-batch", help="Texts of concurrent requests predicted together."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request waits for others to batch with."),
+    max_texts: int = typer.Option(1000, "--max-texts", help="Most texts one request may send."),
+    max_body: int = typer.Option(1 << 20, "--max-body", help="Largest request body in bytes."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TEXTCLS_API_KEY", show_envvar=True,
+                                          help="Require `Authorization: Bearer KEY` on /predict and /info."),
+    precision: str = PrecisionOption,
+    device: str = DeviceOption,
+) -> None:
+    """An HTTP JSON API (POST /predict, GET /health, /info, /docs) and a page at / for a trained run."""
+    from textcls.serve import ServeOptions
+    from textcls.serve import serve as serve_run
+
+    _logging()
+    options = ServeOptions(max_batch, max_wait_ms, max_texts, max_body, api_key)
+    serve_run(run_dir, host, port, options, _inference_device(device, precision), precision,
+              announce=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
+
+
+@app.command()
+@handle_errors
 def tune(
     config: Path = typer.Argument(..., help="YAML config with a `tune:` search space."),
     budget: str = typer.Option("30m", "--budget", help="Time budget: 90s, 30m, 2h, 1h30m."),
