@@ -1,0 +1,132 @@
+"""The teacher of a distillation: a finished run directory (one model, an ensemble, a fine-tuned pretrained base,
+with or without its NB-LR model), its weights' sha256, and its probabilities cached in the student's run.
+
+The probabilities come from the run's predictor (textcls.predictor.run_predictor), as `eval` and `predict`
+compute them, once: `teacher_probs.safetensors` in the student's run directory holds them with the sha256 of
+the texts they are for, the teacher's weights sha256 and the label order, and a run (or a resumed run) whose
+texts and teacher are the same reads them back instead of running the teacher again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from textcls.data.tokenizer import MASK, UNK
+from textcls.errors import CheckpointError, ConfigError
+from textcls.io import atomic_write_bytes, sha256_file
+from textcls.predictor import run_predictor
+from textcls.run.layout import LAST, STEP_CHECKPOINT_RE, TEACHER_PROBS, WEIGHTS, is_ensemble_dir, is_run_dir
+from textcls.run.load import Run, load_run, weights_digest
+
+PROBS_TENSOR = "probabilities"
+
+
+@dataclass
+class Teacher:
+    path: Path
+    run: Run
+    sha256: str  # of model.safetensors; of all the run's weights files together for an ensemble or an NB-LR mix
+
+    @property
+    def labels(self) -> list[str]:
+        return self.run.labels
+
+    def reference(self) -> dict:
+        """What the student's run.json records: `teacher: {path, sha256}`."""
+        return {"path": str(self.path.resolve()), "sha256": self.sha256}
+
+    def mask_token(self) -> str:
+        """The word that masks a word of an augmented text: the teacher tokenizer's mask token, else its unknown
+        token (both read as one token by the tokenizer that has them)."""
+        vocab = self.run.tokenizer.get_vocab()
+        return next((t for t in (MASK, "<mask>", UNK, "<unk>") if t in vocab), MASK)
+
+    def probabilities(self, texts: list[str], device: torch.device, batch_size: int = 64) -> np.ndarray:
+        """(N, C) float32 probabilities of `texts` in the teacher's label order."""
+        self.run.model.to(device)
+        return run_predictor(self.run, batch_size=batch_size, device=device).predict_proba(texts)
+
+
+def load_teacher(path: Path | str) -> Teacher:
+    """The teacher run at `path`, loaded on the CPU; ConfigError/CheckpointError say what is wrong with it."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"teacher run {path} does not exist; pass the run directory of a `textcls train` run")
+    if not path.is_dir():
+        raise ConfigError(f"teacher run {path} is a file; pass the run's folder (the one with config.yaml)")
+    if not is_run_dir(path):
+        raise ConfigError(f"teacher run {path} is not a textcls run directory (no config.yaml and tokenizer.json); "
+                          "pass the --output folder of a `textcls train` run")
+    run = load_run(path)  # refuses a pretraining run, an unfinished one, weights that fail their checksum
+    data = run.cfg.data
+    if data.task != "single":
+        raise ConfigError(f"teacher run {path} is multilabel; `textcls distill` trains single-label students")
+    if len(data.text_columns) != 1:
+        raise ConfigError(f"teacher run {path} classifies text pairs; `textcls distill` takes single-text teachers")
+    return Teacher(path, run, teacher_digest(path))
+
+
+def teacher_digest(path: Path) -> str:
+    """sha256 of a run's weights: model.safetensors' for one model; for an ensemble or a run with an NB-LR model,
+    the sha256 of the list of every weights file's relative path and sha256 (checkpoints left out)."""
+    files = sorted(p for p in path.rglob("*.safetensors")
+                   if not any(part == LAST or STEP_CHECKPOINT_RE.fullmatch(part) or part.startswith(".")
+                              for part in p.relative_to(path).parts[:-1]))
+    if [p.relative_to(path).as_posix() for p in files] == [WEIGHTS] and not is_ensemble_dir(path):
+        return weights_digest(path)
+    listing = "".join(f"{p.relative_to(path).as_posix()} {sha256_file(p)}\n" for p in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def cache_key(texts: Sequence[str], teacher: Teacher) -> dict[str, str]:
+    return {"rows": str(len(texts)), "texts_sha256": texts_digest(texts), "teacher_sha256": teacher.sha256,
+            "labels": json.dumps(teacher.labels, ensure_ascii=False)}
+
+
+def read_cache(run_dir: Path, key: dict[str, str]) -> tuple[Optional[np.ndarray], Optional[str]]:
+    """(probabilities, None) when the cache holds this key's; (None, why) otherwise: no file, a damaged file, or
+    one for other texts or another teacher."""
+    path = run_dir / TEACHER_PROBS
+    if not path.exists():
+        return None, "no cache"
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            probs = handle.get_tensor(PROBS_TENSOR).numpy()
+    except (SafetensorError, OSError, ValueError, KeyError):
+        return None, "damaged"
+    if meta.get("teacher_sha256") != key["teacher_sha256"]:
+        return None, "another teacher"
+    if any(meta.get(k) != v for k, v in key.items()):
+        return None, "other texts"
+    n, c = int(key["rows"]), len(json.loads(key["labels"]))
+    if probs.shape != (n, c) or probs.dtype != np.float32 or not np.isfinite(probs).all():
+        return None, "damaged"
+    return probs, None
+
+
+def write_cache(run_dir: Path, probs: np.ndarray, key: dict[str, str]) -> None:
+    blob = save({PROBS_TENSOR: torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))},
+                metadata={"format": "pt", **key})
+    try:
+        atomic_write_bytes(run_dir / TEACHER_PROBS, blob)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {run_dir / TEACHER_PROBS} ({exc.strerror or exc}); free disk space or "
+                              "fix the folder's permissions and run again") from None
