@@ -270,3 +270,27 @@ def test_the_cli_distils_without_a_config_and_the_student_evaluates(teacher_run,
     assert run_cli("info", str(out)).returncode == 0
     predicted = run_cli("predict", str(out), str(test))
     assert predicted.returncode == 0 and len(predicted.stdout.strip().splitlines()) >= 40
+
+
+def test_a_data_file_given_with_set_replaces_the_teachers(teacher_run, tmp_path):
+    fewer = write_tsv(tmp_path / "fewer.tsv", sst2_slice(100, offset=500))
+    result = distill(teacher_run, student_yaml(tmp_path / "s.yaml", max_steps=2), [f"data.train={fewer}"],
+                     output=tmp_path / "student", quiet=True)
+    assert result.rows["labelled"] == 80  # the teacher's valid_fraction (0.2) and split seed, on this file
+    cfg = load_config(tmp_path / "student" / "config.yaml")
+    assert cfg.data.train == str(fewer) and cfg.data.split_seed == 5
+
+
+def test_the_teacher_digest_covers_every_weights_file_but_checkpoints(tmp_path):
+    run = tmp_path / "ensemble"
+    for rel in ("members/0/model.safetensors", "members/1/model.safetensors", "nblr.safetensors",
+                "last/model.safetensors", "members/0/last/model.safetensors"):
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_bytes(rel.encode())
+    (run / "ensemble.json").write_text("{}")
+    first = teacher_digest(run)
+    (run / "last" / "model.safetensors").write_bytes(b"changed")  # a checkpoint is not the teacher
+    (run / "members/0/last/model.safetensors").write_bytes(b"changed")
+    assert teacher_digest(run) == first
+    (run / "members/1/model.safetensors").write_bytes(b"retrained")
+    assert teacher_digest(run) != first

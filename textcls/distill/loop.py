@@ -6,9 +6,10 @@ engine (train/engine.py) with distill/task.py's DistillTask.
     -> the student's config (a CONFIG, or the automatic recipe: distill/student.py) -> train -> a run directory
 
 The training file, its reading options and the validation split (`valid_fraction` and the split seed, or the
-validation file) are the teacher's unless a CONFIG sets `data.train`, so the student is chosen on the rows the
-teacher was chosen on and never on a test file. The result is an ordinary run directory (eval, predict, info);
-its run.json names the teacher (`teacher: {path, sha256}`) and its config.yaml has a `distill` section.
+validation file) are the teacher's, under the data keys a CONFIG (or `--set`) gives, so the student is chosen
+on the rows the teacher was chosen on and never on a test file. The result is an ordinary run directory (eval,
+predict, info); its run.json names the teacher (`teacher: {path, sha256}`) and its config.yaml has a `distill`
+section.
 """
 
 from __future__ import annotations
@@ -91,8 +92,11 @@ def _config(teacher: Teacher, config: Optional[Path], overrides: list[str], outp
         if not isinstance(raw, dict):
             raise ConfigError(f"{config}: the config must be a YAML mapping of sections")
         data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
-        if "train" not in data and not any(o.split("=", 1)[0].strip() == "data.train" for o in overrides):
-            raw["data"] = {**teacher_data(teacher), **data}  # the CONFIG's own data keys (max_length) win
+        given = {*data, *(o.split("=", 1)[0].strip().removeprefix("data.") for o in overrides)}
+        base = teacher_data(teacher)
+        if given & {"valid", "valid_fraction"}:  # the CONFIG's own validation rows replace the teacher's
+            base.pop("valid"), base.pop("valid_fraction")
+        raw["data"] = {**base, **data}  # the CONFIG's own data keys (a file, max_length) win
         raw.setdefault("distill", {})
         cfg = config_from_dict(raw, source=str(config), overrides=(*flags, *overrides),
                                base_dir=Path(config).resolve().parent)
