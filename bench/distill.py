@@ -58,14 +58,22 @@ def measure(run: Path, test: Path, threads: int) -> dict:
     accuracy = json.loads(report.read_text())["accuracy"]
     loaded = load_run(run)
     params = sum(p.numel() for p in loaded.model.parameters())  # parameters() counts a shared tensor once
-    weights = sum(p.stat().st_size for p in run.rglob("*.safetensors")
-                  if p.name != "teacher_probs.safetensors" and "last" not in p.relative_to(run).parts
-                  and not p.relative_to(run).parts[0].startswith("checkpoint-"))
+    weights = weights_bytes(run)
     rows = sum(1 for _ in open(test, encoding="utf-8")) - 1  # the header
     _, seconds = cli("predict", str(run), str(test), "--output", str(run / "test_predictions.jsonl"),
                      threads=threads)
     return {"test_accuracy": accuracy, "unique_parameters": params, "weights_bytes": weights,
             "predict_examples_per_second": rows / seconds, "predict_seconds": seconds}
+
+
+def weights_bytes(run: Path) -> int:
+    """The bytes of a run's weights files (checkpoints and the teacher cache left out), with its base's for an
+    adapter run, which stores only what it trained."""
+    total = sum(p.stat().st_size for p in run.rglob("*.safetensors")
+                if p.name != "teacher_probs.safetensors" and "last" not in p.relative_to(run).parts
+                and not p.relative_to(run).parts[0].startswith("checkpoint-"))
+    info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+    return total + (weights_bytes(Path(info["base"]["path"])) if info.get("base") else 0)
 
 
 def teacher_for(name: str, train_file: Path, base: Path | None, teacher_dir: Path | None, out: Path, budget: str,
