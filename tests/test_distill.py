@@ -99,6 +99,8 @@ def test_the_distill_section_is_checked_and_absent_elsewhere():
     for part in ("unknown key `distill.alpah`", "did you mean `distill.alpha`", "`distill.alpha`",
                  "`distill.temperature`", "`distill.mask_probability`"):
         assert part in msg
+    with pytest.raises(ConfigError, match="hidden_weight"):
+        config_from_dict({"distill": {"match_hidden": True, "hidden_weight": -1}})
     with pytest.raises(ConfigError, match="NB-LR"):
         config_from_dict({"distill": {}, "nblr": {"weight": 0.3}})
     with pytest.raises(ConfigError, match="class_weights"):
@@ -199,8 +201,14 @@ def interrupt_at(monkeypatch, step: int) -> None:
     monkeypatch.setattr(TrainProgress, "update", update)
 
 
-def test_resume_after_sigterm_gives_identical_weights_without_the_teacher(teacher_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("match_hidden", [False, True])
+def test_resume_after_sigterm_gives_identical_weights_without_the_teacher(teacher_run, tmp_path, monkeypatch,
+                                                                          match_hidden):
     config = student_yaml(tmp_path / "s.yaml", epochs=2, eval_every=5, batch_size=32, grad_accum=2)
+    if match_hidden:  # the projection is trained and checkpointed too, but not part of the student's weights
+        raw = yaml.safe_load(config.read_text())
+        raw["distill"].update(match_hidden=True, hidden_weight=0.5)
+        config.write_text(yaml.safe_dump(raw))
     full = distill(teacher_run, config, output=tmp_path / "full", quiet=True)
     with monkeypatch.context() as m:
         interrupt_at(m, 4)
@@ -209,6 +217,7 @@ def test_resume_after_sigterm_gives_identical_weights_without_the_teacher(teache
     state = json.loads((tmp_path / "cut" / "last" / "state.json").read_text())
     assert state["step"] == 4
     monkeypatch.setattr(Teacher, "probabilities", lambda *a, **k: pytest.fail("the cache should answer"))
+    monkeypatch.setattr(Teacher, "pooled", lambda *a, **k: pytest.fail("the cache should answer"))
     resumed = distill(teacher_run, None, output=tmp_path / "cut", resume=True, quiet=True)
     assert resumed.steps == full.steps and resumed.best_metric == full.best_metric
     for name in ("last/model.safetensors", "model.safetensors"):
@@ -216,6 +225,14 @@ def test_resume_after_sigterm_gives_identical_weights_without_the_teacher(teache
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log = lambda run: (tmp_path / run / "metrics.jsonl").read_text().splitlines()  # noqa: E731
     assert log("cut") == log("full")
+    best, last = (load_file(str(tmp_path / "cut" / name)) for name in ("model.safetensors", "last/model.safetensors"))
+    assert not any(k.startswith(("student.", "project.")) for k in best)  # an ordinary classifier's keys
+    assert any(k.startswith("project.") for k in last) == match_hidden
+    if match_hidden:
+        assert {k.removeprefix("student.") for k in last if k.startswith("student.")} == set(best)
+        cached = load_file(str(tmp_path / "cut" / "teacher_probs.safetensors"))
+        assert cached["pooled"].shape == (384, 48)  # 192 rows + 192 copies, the teacher's hidden size
+        assert load_run(tmp_path / "cut").model is not None
 
 
 # --------------------------------------------------------------------------- bad input

@@ -252,6 +252,8 @@ def _validate_distill(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`distill.temperature` must be positive (e.g. 2), got {k.temperature}")
     if k.augment_copies < 0:
         problems.append(f"`distill.augment_copies` must be >= 0 (0: no augmented copies), got {k.augment_copies}")
+    if k.hidden_weight < 0:
+        problems.append(f"`distill.hidden_weight` must be >= 0, got {k.hidden_weight}")
     if not 0.0 <= k.mask_probability < 1.0:
         problems.append(f"`distill.mask_probability` must be in [0, 1), got {k.mask_probability}")
     if k.augment_copies > 0 and k.mask_probability == 0:

@@ -30,8 +30,16 @@ from textcls.data.readers import iter_records
 from textcls.data.tokenizer import load_tokenizer
 from textcls.distill.augment import augment_texts, training_vocabulary
 from textcls.distill.student import plan_student
-from textcls.distill.task import NO_LABEL, DistillTask
-from textcls.distill.teacher import Teacher, cache_key, load_teacher, read_cache, write_cache
+from textcls.distill.task import NO_LABEL, DistillTask, ProjectedStudent
+from textcls.distill.teacher import (
+    POOLED_TENSOR,
+    PROBS_TENSOR,
+    Teacher,
+    cache_key,
+    load_teacher,
+    read_cache,
+    write_cache,
+)
 from textcls.errors import CheckpointError, ConfigError, DataError
 from textcls.recipe import DEFAULT_BUDGET
 from textcls.run.info import save_run_files
@@ -127,18 +135,21 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     extra = unlabelled_texts(k.unlabelled, cfg)
     texts = [*train_rows.texts, *augmented, *extra]
     rows = {"labelled": len(train_rows.texts), "augmented": len(augmented), "unlabelled": len(extra)}
-    key = cache_key(texts, teacher)
-    probs, why = read_cache(run_dir, key)
+    key = cache_key(texts, teacher, pooled=k.match_hidden)
+    cached, why = read_cache(run_dir, key)
     if resume and why in ("another teacher", "other texts"):
         raise CheckpointError(f"cannot resume {run_dir}: its {TEACHER_PROBS} was computed for {why} (the teacher's "
                               "weights or the training texts changed since the run started); restore them, or "
                               "distil again without --resume")
     teacher_seconds = 0.0
-    if probs is None:
+    if cached is None:
         say(f"teacher {teacher.path}: probabilities of {len(texts):,} texts ({rows['labelled']:,} training rows, "
             f"{rows['augmented']:,} augmented copies, {rows['unlabelled']:,} unlabelled)")
         began = time.perf_counter()
-        probs = teacher.probabilities(texts, select_device(cfg.train.device))
+        device = select_device(cfg.train.device)
+        cached = {PROBS_TENSOR: teacher.probabilities(texts, device)}
+        if k.match_hidden:
+            cached[POOLED_TENSOR] = teacher.pooled(texts, device)
         teacher_seconds = time.perf_counter() - began
     else:
         say(f"teacher {teacher.path}: probabilities of {len(texts):,} texts read from {run_dir / TEACHER_PROBS}")
@@ -159,23 +170,27 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     order = _label_order(teacher.labels, data.labels, cfg)
     labels = np.full(len(texts), NO_LABEL, dtype=np.int64)
     labels[:rows["labelled"]] = np.asarray(order)[train_rows.targets.argmax(1)]
-    student_probs = np.ascontiguousarray(probs[:, np.argsort(order)])  # columns in the student's label order
+    # columns in the student's label order
+    student_probs = np.ascontiguousarray(cached[PROBS_TENSOR][:, np.argsort(order)])
     prepared = PreparedData(data.tokenizer, data.labels, distill_dataset(data.tokenizer, texts, labels, cfg),
                             data.valid)
-    model, _, _ = _build_model(cfg, run_dir, prepared, resume, quiet)
+    student, _, _ = _build_model(cfg, run_dir, prepared, resume, quiet)
+    pooled = cached.get(POOLED_TENSOR)
+    model = student if pooled is None else ProjectedStudent(student, pooled.shape[1])  # what the engine trains
     model.to(device)
     t = cfg.train
     average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
-    adversary = EmbeddingAdversary(model.embeddings.norm, t.adversarial_eps) if t.adversarial_eps > 0 else None
-    task = DistillTask(cfg, run_dir, prepared, device, average.model if average else model, student_probs,
-                       teacher.reference())
+    evaluated = average.model if average else model
+    evaluated = evaluated.student if isinstance(evaluated, ProjectedStudent) else evaluated  # saved: the student
+    adversary = EmbeddingAdversary(student.embeddings.norm, t.adversarial_eps) if t.adversarial_eps > 0 else None
+    task = DistillTask(cfg, run_dir, prepared, device, evaluated, student_probs, teacher.reference(), pooled)
     trainer = Trainer(task, model, t, run_dir, device, metrics, resume=resume, quiet=quiet, average=average,
                       adversary=adversary, compile=t.compile)
     if not resume:  # every input has passed its checks: the run's first files
         replace_old_run(run_dir)
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
     if not resume or why is not None:
-        write_cache(run_dir, probs, key)
+        write_cache(run_dir, cached, key)
     state = trainer.fit()
     return DistillResult(run_dir, state.best, state.step, time.perf_counter() - trainer.started,
                          trainer.progress.examples_per_second, rows, teacher_seconds, trainer.stop_requested)

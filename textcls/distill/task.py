@@ -40,22 +40,47 @@ def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tens
     return torch.where(labelled, (1 - alpha) * ce + alpha * kl, kl).mean()
 
 
+class ProjectedStudent(torch.nn.Module):
+    """The student with a learned projection of its pooled vector to the teacher's width, for
+    `distill.match_hidden`: forward returns ((B, C) logits, (B, H_teacher) projected pooled vectors). The engine
+    trains and checkpoints both; the run's best weights are the student's alone (`student.state_dict()`)."""
+
+    def __init__(self, student: torch.nn.Module, teacher_width: int):
+        super().__init__()
+        self.student = student
+        self.project = torch.nn.Linear(student.cfg.hidden_size, teacher_width)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                token_type_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.student.features(input_ids, attention_mask, token_type_ids)  # (B, H)
+        return self.student.head(self.student.head_dropout(pooled)), self.project(pooled)
+
+
 class DistillTask(ClassifyTask):
     """ClassifyTask on the distillation set (`data.train`: labelled rows, augmented copies, unlabelled texts),
-    with `distill_loss` against `teacher_probs` ((N, C), one row per row of `data.train`, in `data.labels` order).
+    with `distill_loss` against `teacher_probs` ((N, C), one row per row of `data.train`, in `data.labels` order),
+    plus `hidden_weight` x the MSE of the projected pooled vectors against `teacher_pooled` ((N, H)) when given
+    (the engine's model is then a ProjectedStudent).
     The best weights' run.json records the teacher (`teacher: {path, sha256}`)."""
 
     def __init__(self, cfg: Config, run_dir: Path, data: PreparedData, device: torch.device,
-                 eval_model: torch.nn.Module, teacher_probs: np.ndarray, teacher: dict):
+                 eval_model: torch.nn.Module, teacher_probs: np.ndarray, teacher: dict,
+                 teacher_pooled: Optional[np.ndarray] = None):
         super().__init__(cfg, run_dir, data, device, eval_model, None, {"teacher": teacher})
         if teacher_probs.shape != (len(data.train), len(data.labels)):
             raise ValueError(f"teacher probabilities {teacher_probs.shape} for {len(data.train)} rows and "
                              f"{len(data.labels)} labels")
         self.teacher_probs = torch.from_numpy(teacher_probs).to(device)
-        self.alpha, self.temperature = cfg.distill.alpha, cfg.distill.temperature
+        self.teacher_pooled = None if teacher_pooled is None else torch.from_numpy(teacher_pooled).to(device)
+        k = cfg.distill
+        self.alpha, self.temperature, self.hidden_weight = k.alpha, k.temperature, k.hidden_weight
 
     def loss(self, forward: Callable, batch) -> torch.Tensor:
-        logits = forward(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        out = forward(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        logits, projected = out if self.teacher_pooled is not None else (out, None)
         rows = torch.from_numpy(np.asarray(batch.indices, dtype=np.int64)).to(self.teacher_probs.device)
-        return distill_loss(logits, self.teacher_probs[rows], batch.labels, self.alpha, self.temperature,
+        loss = distill_loss(logits, self.teacher_probs[rows], batch.labels, self.alpha, self.temperature,
                             self.class_weights, self.t.label_smoothing)
+        if projected is not None:  # (B, H_teacher) against the teacher's pooled vectors
+            loss = loss + self.hidden_weight * F.mse_loss(projected.float(), self.teacher_pooled[rows])
+        return loss

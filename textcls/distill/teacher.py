@@ -2,8 +2,9 @@
 with or without its NB-LR model), its weights' sha256, and its probabilities cached in the student's run.
 
 The probabilities come from the run's predictor (textcls.predictor.run_predictor), as `eval` and `predict`
-compute them, once: `teacher_probs.safetensors` in the student's run directory holds them with the sha256 of
-the texts they are for, the teacher's weights sha256 and the label order, and a run (or a resumed run) whose
+compute them, once: `teacher_probs.safetensors` in the student's run directory holds them (and the teacher's
+pooled vectors with `distill.match_hidden`) with the sha256 of the texts they are for, the teacher's weights
+sha256 and the label order, and a run (or a resumed run) whose
 texts and teacher are the same reads them back instead of running the teacher again.
 """
 
@@ -20,14 +21,17 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from textcls.data.tokenizer import MASK, UNK
+from textcls.data.pipeline import encode_texts
+from textcls.data.tokenizer import MASK, PAD, UNK
 from textcls.errors import CheckpointError, ConfigError
 from textcls.io import atomic_write_bytes, sha256_file
-from textcls.predictor import run_predictor
+from textcls.model import TextClassifier
+from textcls.predictor import batched_outputs, run_predictor
 from textcls.run.layout import LAST, STEP_CHECKPOINT_RE, TEACHER_PROBS, WEIGHTS, is_ensemble_dir, is_run_dir
 from textcls.run.load import Run, load_run, weights_digest
 
 PROBS_TENSOR = "probabilities"
+POOLED_TENSOR = "pooled"
 
 
 @dataclass
@@ -54,6 +58,18 @@ class Teacher:
         """(N, C) float32 probabilities of `texts` in the teacher's label order."""
         self.run.model.to(device)
         return run_predictor(self.run, batch_size=batch_size, device=device).predict_proba(texts)
+
+    def pooled(self, texts: list[str], device: torch.device, batch_size: int = 64) -> np.ndarray:
+        """(N, H) float32 pooled vectors of `texts` (the vector the teacher's head reads), for a single model."""
+        model = self.run.model
+        if not isinstance(model, TextClassifier):
+            raise ConfigError(f"`distill.match_hidden` matches the pooled vector of one model, and the teacher "
+                              f"{self.path} is an ensemble; set `distill.match_hidden: false` or distil a member")
+        model.to(device)
+        d, tok = self.run.cfg.data, self.run.tokenizer
+        ids, _ = encode_texts(tok, texts, None, d.max_length, d.truncation, d.head_tokens)
+        return batched_outputs(model.features, ids, None, model.cfg.hidden_size, batch_size,
+                               tok.token_to_id(PAD) or 0, device, "fp32")
 
 
 def load_teacher(path: Path | str) -> Teacher:
@@ -95,36 +111,41 @@ def texts_digest(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def cache_key(texts: Sequence[str], teacher: Teacher) -> dict[str, str]:
+def cache_key(texts: Sequence[str], teacher: Teacher, pooled: bool = False) -> dict[str, str]:
     return {"rows": str(len(texts)), "texts_sha256": texts_digest(texts), "teacher_sha256": teacher.sha256,
-            "labels": json.dumps(teacher.labels, ensure_ascii=False)}
+            "labels": json.dumps(teacher.labels, ensure_ascii=False), "pooled": "yes" if pooled else "no"}
 
 
-def read_cache(run_dir: Path, key: dict[str, str]) -> tuple[Optional[np.ndarray], Optional[str]]:
-    """(probabilities, None) when the cache holds this key's; (None, why) otherwise: no file, a damaged file, or
-    one for other texts or another teacher."""
+def read_cache(run_dir: Path, key: dict[str, str]) -> tuple[Optional[dict[str, np.ndarray]], Optional[str]]:
+    """({"probabilities": (N, C)[, "pooled": (N, H)]}, None) when the cache holds this key's; (None, why)
+    otherwise: no file, a damaged file, or one for other texts or another teacher."""
     path = run_dir / TEACHER_PROBS
     if not path.exists():
         return None, "no cache"
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
-            probs = handle.get_tensor(PROBS_TENSOR).numpy()
+            arrays = {name: handle.get_tensor(name).numpy() for name in handle.keys()}
     except (SafetensorError, OSError, ValueError, KeyError):
         return None, "damaged"
     if meta.get("teacher_sha256") != key["teacher_sha256"]:
         return None, "another teacher"
-    if any(meta.get(k) != v for k, v in key.items()):
+    if any(meta.get(k) != v for k, v in key.items() if k != "pooled"):
         return None, "other texts"
+    if meta.get("pooled") != key["pooled"]:
+        return None, "no pooled vectors" if key["pooled"] == "yes" else "pooled vectors not needed"
     n, c = int(key["rows"]), len(json.loads(key["labels"]))
-    if probs.shape != (n, c) or probs.dtype != np.float32 or not np.isfinite(probs).all():
+    probs, pooled = arrays.get(PROBS_TENSOR), arrays.get(POOLED_TENSOR)
+    if probs is None or probs.shape != (n, c) or (key["pooled"] == "yes" and (pooled is None or len(pooled) != n)):
         return None, "damaged"
-    return probs, None
+    if any(a.dtype != np.float32 or not np.isfinite(a).all() for a in arrays.values()):
+        return None, "damaged"
+    return arrays, None
 
 
-def write_cache(run_dir: Path, probs: np.ndarray, key: dict[str, str]) -> None:
-    blob = save({PROBS_TENSOR: torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))},
-                metadata={"format": "pt", **key})
+def write_cache(run_dir: Path, arrays: dict[str, np.ndarray], key: dict[str, str]) -> None:
+    tensors = {name: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for name, a in arrays.items()}
+    blob = save(tensors, metadata={"format": "pt", **key})
     try:
         atomic_write_bytes(run_dir / TEACHER_PROBS, blob)
     except OSError as exc:
