@@ -36,18 +36,17 @@ def plan_student(data: DataConfig, distill_rows: int, valid_rows: int, budget: f
     auto_recipe(planned, budget, machine, timer, valid_rows, None, elapsed)  # measures the candidates
     recipe = auto_recipe(planned, budget, machine, timer, valid_rows, None, elapsed)
     raw = student_sections(recipe, budget, elapsed)
-    record = {"name": "auto", "budget_seconds": budget, "stats": stats.summary(),
-              "choices": [{"key": c.key, "value": c.value, "reason": c.reason} for c in recipe.choices
-                          if _kept(c.key)] + STUDENT_CHOICES}
-    return raw, record
-
-
-STUDENT_CHOICES = [
-    {"key": "model.sharing.strategy", "value": "all", "reason": "distilled student: one layer shared by every depth"},
-    {"key": "model.embedding_size", "value": "hidden_size / 2 unless chosen",
-     "reason": "distilled student: factorized embeddings"},
-    {"key": "model.position", "value": "learned", "reason": "distilled student: no hashed n-gram table"},
-]
+    m = raw["model"]
+    student = [("model.sharing.strategy", "all", "distilled student: one layer shared by every depth"),
+               ("model.embedding_size", m["embedding_size"], "distilled student: factorized word embeddings"),
+               ("model.position", "learned", "distilled student: no hashed n-gram table"),
+               ("train.time_budget_seconds", raw["train"]["time_budget_seconds"],
+                f"the budget less the time spent ({elapsed:.0f}s, the teacher's probabilities included) and a "
+                "reserve for tokenizing and evaluation")]
+    choices = [{"key": c.key, "value": c.value, "reason": c.reason} for c in recipe.choices
+               if _kept(c.key) and c.key not in {key for key, _, _ in student}]
+    choices += [{"key": key, "value": value, "reason": reason} for key, value, reason in student]
+    return raw, {"name": "auto", "budget_seconds": budget, "stats": stats.summary(), "choices": choices}
 
 
 def _kept(key: str) -> bool:
