@@ -11,8 +11,9 @@ Per set, through the CLI only:
 - student: `textcls distill TEACHER --budget B` (no CONFIG: the recipe-sized shared encoder), on the teacher's
   training file and validation split (with --rows / --sst2-rows: `--set data.train=SUBSAMPLE`);
 - label-only student: `textcls train` with the student's own config.yaml less its `distill` section, on the same
-  rows, split, tokenizer settings and model, its epochs multiplied so that it takes as many optimizer steps as
-  the student did (the student's epochs also cover the augmented copies);
+  rows, split, tokenizer settings and model, with `train.max_steps` the student's step count and no time
+  budget, so that it takes as many optimizer steps as the student did (whose epochs also cover the augmented
+  copies);
 - each: `textcls eval RUN TEST` (test accuracy), unique parameters (`model.parameters()`, shared layers once),
   the size of its weights files, and `textcls predict RUN TEST` timed as a whole process (start, load, predict)
   with OMP_NUM_THREADS=--threads, as examples/s over the test file's rows.
@@ -98,6 +99,7 @@ def label_only(student: Path, out: Path, threads: int) -> Path:
     records = [json.loads(line) for line in (student / "metrics.jsonl").read_text().splitlines()]
     steps = max((r["step"] for r in records), default=info.get("step", 1))
     cfg["train"]["max_steps"] = int(steps)
+    cfg["train"]["time_budget_seconds"] = None  # the step count bounds it, not a slower machine's moment
     cfg["output"] = {"dir": str(out), "overwrite": True}
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
