@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -251,6 +252,11 @@ def test_bad_teachers_are_refused_in_one_paragraph(teacher_run, tmp_path):
         distill(teacher_run, student_yaml(tmp_path / "s.yaml"), output=tmp_path / "out",
                 unlabelled=[str(tmp_path / "missing.txt")], quiet=True)
     assert not (tmp_path / "out" / "config.yaml").exists()  # nothing written for a bad input
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(teacher_run, unfinished)
+    (unfinished / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="interrupted before its first evaluation"):
+        load_teacher(unfinished)
     result = run_cli("distill", str(tmp_path / "empty"), "--output", str(tmp_path / "o2"))
     assert result.returncode == 2 and "not a textcls run directory" in result.stderr
     assert "Traceback" not in result.stderr
@@ -311,3 +317,22 @@ def test_the_teacher_digest_covers_every_weights_file_but_checkpoints(tmp_path):
     assert teacher_digest(run) == first
     (run / "members/1/model.safetensors").write_bytes(b"retrained")
     assert teacher_digest(run) != first
+
+
+def test_an_ensemble_teacher_gives_its_averaged_probabilities(tmp_path):
+    data = write_tsv(tmp_path / "train.tsv", sst2_slice(120))
+    cfg = tiny_config(data, None, tmp_path / "ensemble", data={"valid_fraction": 0.25},
+                      train={"ensemble": 2, "max_steps": 3})
+    train(cfg, quiet=True)
+    teacher = load_teacher(tmp_path / "ensemble")
+    texts = ["a fine film", "dull and long"]
+    extra = tmp_path / "more.txt"
+    extra.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    distill(tmp_path / "ensemble", student_yaml(tmp_path / "s.yaml", max_steps=2), output=tmp_path / "student",
+            unlabelled=[str(extra)], quiet=True)
+    cached = load_file(str(tmp_path / "student" / "teacher_probs.safetensors"))["probabilities"].numpy()
+    assert np.allclose(cached[-2:], run_predictor(teacher.run).predict_proba(texts), atol=1e-6)
+    info = json.loads((tmp_path / "student" / "run.json").read_text())
+    assert info["teacher"]["sha256"] == teacher_digest(tmp_path / "ensemble") == teacher.sha256
+    with pytest.raises(ConfigError, match="ensemble"):
+        teacher.pooled(texts, torch.device("cpu"))
