@@ -283,10 +283,12 @@ def test_the_recipe_student_is_a_shared_factorized_encoder():
 def test_the_cli_distils_without_a_config_and_the_student_evaluates(teacher_run, tmp_path):
     out = tmp_path / "student"
     made = run_cli("distill", str(teacher_run), "--output", str(out), "--budget", "40s",
-                   "--set", "distill.augment_copies=1", env={"TEXTCLS_CACHE": str(tmp_path / "cache")})
+                   "--set", "distill.augment_copies=1", "--set", "train.lr=0.002",
+                   env={"TEXTCLS_CACHE": str(tmp_path / "cache")})
     assert made.returncode == 0, made.stderr
     cfg = load_config(out / "config.yaml")
     assert cfg.model.sharing.strategy == "all" and cfg.recipe.name == "auto"
+    assert cfg.train.lr == 0.002 and cfg.distill.augment_copies == 1  # --set goes over the recipe's choices
     test = write_tsv(tmp_path / "test.tsv", sst2_slice(40, "dev"))
     evaluated = run_cli("eval", str(out), str(test))
     assert evaluated.returncode == 0, evaluated.stderr

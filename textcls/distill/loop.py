@@ -75,7 +75,8 @@ def distill(teacher_dir: Path | str, config: Optional[Path] = None, overrides: S
     cfg, flags, auto = _config(teacher, config, list(overrides), output, budget, list(unlabelled), resume)
     run_dir = Path(output or cfg.output.dir)
     with run_lock(run_dir):
-        return _distill(teacher, cfg, run_dir, resume, quiet, auto, flags, budget or DEFAULT_BUDGET, started)
+        return _distill(teacher, cfg, run_dir, resume, quiet, auto, [*flags, *overrides], budget or DEFAULT_BUDGET,
+                        started)
 
 
 def _config(teacher: Teacher, config: Optional[Path], overrides: list[str], output: Optional[Path],
@@ -125,7 +126,9 @@ def teacher_data(teacher: Teacher) -> dict:
 
 
 def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: bool, auto: bool,
-             flags: list[str], budget: float, started: float) -> DistillResult:
+             assignments: list[str], budget: float, started: float) -> DistillResult:
+    """`auto`: the recipe chooses the student's tokenizer, model and train sections, and `assignments` (the
+    command line's, `--set` last) go on top of its choices."""
     say = announcer(not quiet) or (lambda message: None)
     cfg, resume = prepare_run_dir(cfg, run_dir, resume, say)  # deletes nothing: refuse a bad --output early
     k = cfg.distill
@@ -161,7 +164,8 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
             raw.pop(section)
         raw = _merge(raw, sections)
         raw["recipe"] = record
-        cfg = config_from_dict(raw, source=f"the student of {teacher.path} (automatic recipe)", overrides=tuple(flags))
+        cfg = config_from_dict(raw, source=f"the student of {teacher.path} (automatic recipe)",
+                               overrides=tuple(assignments))
         for choice in record["choices"]:
             say(f"{choice['key']}: {choice['value']}  ({choice['reason']})")
 
