@@ -188,6 +188,8 @@ def test_the_teacher_runs_once_and_a_changed_teacher_is_refused_on_resume(teache
     # a resumed run whose teacher changed meanwhile is refused (its probabilities would not be the same)
     monkeypatch.setattr("textcls.distill.teacher.teacher_digest", lambda path: "0" * 64)
     assert (tmp_path / "student" / "last" / "state.json").is_file()  # a checkpoint to resume
+    with pytest.raises(ConfigError, match=f"textcls distill {teacher_run} --output"):  # --resume keeps the plan
+        distill(teacher_run, None, ["train.lr=0.1"], output=tmp_path / "student", resume=True, quiet=True)
     with pytest.raises(CheckpointError, match="another teacher"):
         distill(teacher_run, None, output=tmp_path / "student", resume=True, quiet=True)
 

@@ -92,7 +92,7 @@ def _config(teacher: Teacher, config: Optional[Path], overrides: list[str], outp
             raise ConfigError(f"--resume continues a run: pass its --output (now {output}, which holds no "
                               f"{CONFIG} and {TOKENIZER})")
         cfg = load_config(output / CONFIG, [*flags, *overrides])
-        check_resume_config(cfg, output, "distill")
+        check_resume_config(cfg, output, f"distill {teacher.path}")
         return cfg, flags, False
     if config is not None:
         if budget is not None:
@@ -110,7 +110,7 @@ def _config(teacher: Teacher, config: Optional[Path], overrides: list[str], outp
         cfg = config_from_dict(raw, source=str(config), overrides=(*flags, *overrides),
                                base_dir=Path(config).resolve().parent)
         if resume:
-            check_resume_config(cfg, Path(output or cfg.output.dir), "distill")
+            check_resume_config(cfg, Path(output or cfg.output.dir), f"distill {teacher.path}")
         return cfg, flags, False
     name = f"{teacher.path.resolve().name}-student"
     raw = {"data": teacher_data(teacher), "distill": {}, "output": {"dir": str(Path("runs") / name)}}
