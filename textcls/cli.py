@@ -296,6 +296,35 @@ def pretrain(
           f"{'; held out: ' + held_out if held_out else ''}; run directory {result.run_dir}")
 
 
+@app.command()
+@handle_errors
+def distill(
+    teacher: Path = typer.Argument(..., help="The teacher: a run directory (one model, an ensemble, a fine-tuned "
+                                   "pretrained base)."),
+    config: Optional[Path] = typer.Argument(None, help="The student's YAML config (default: a small shared encoder "
+                                            "chosen from the data by the automatic recipe)."),
+    unlabelled: Optional[list[str]] = typer.Option(None, "--unlabelled", help="A file of unlabelled texts the "
+                                                   "student learns from the teacher alone (repeatable)."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Time budget: 90s, 10m, 1h (default 10m without a "
+                                         "CONFIG); with a CONFIG, the seconds of the training loop."),
+    overrides: Optional[list[str]] = SetOption,
+    output: Optional[Path] = OutputOption,
+    resume: bool = ResumeOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Distil a trained run into a small student trained on its probabilities; writes an ordinary run directory."""
+    from textcls.distill import distill as run_distillation
+    from textcls.recipe import parse_budget
+
+    _logging()
+    result = run_distillation(teacher, config, overrides or [], output, parse_budget(budget) if budget else None,
+                              unlabelled or [], resume=resume, quiet=quiet)
+    best = f", best {result.best_metric:.4f}" if result.best_metric is not None else ""
+    rows = ", ".join(f"{v:,} {k}" for k, v in result.rows.items())
+    _done(f"{result.steps} steps in {result.seconds:.1f}s ({result.examples_per_second:,.0f} examples/s) on {rows} "
+          f"rows{best}; run directory {result.run_dir}")
+
+
 @app.command("eval")
 @handle_errors
 def eval_cmd(
