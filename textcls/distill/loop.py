@@ -47,7 +47,7 @@ from textcls.run.layout import CONFIG, TEACHER_PROBS, TOKENIZER, is_run_dir
 from textcls.run.lock import run_lock
 from textcls.run.prepare import check_resume_config, prepare_run_dir, replace_old_run
 from textcls.train.adversarial import EmbeddingAdversary
-from textcls.train.classify import _build_model, _start_run
+from textcls.train.classify import build_classifier, start_run
 from textcls.train.ema import WeightAverage
 from textcls.train.engine import Trainer, select_device
 from textcls.train.progress import announcer
@@ -169,7 +169,7 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         for choice in record["choices"]:
             say(f"{choice['key']}: {choice['value']}  ({choice['reason']})")
 
-    cfg, resume, device, metrics = _start_run(cfg, run_dir, resume)
+    cfg, resume, device, metrics = start_run(cfg, run_dir, resume)
     data = prepare_data(cfg, load_tokenizer(run_dir / TOKENIZER) if resume else None)
     order = _label_order(teacher.labels, data.labels, cfg)
     labels = np.full(len(texts), NO_LABEL, dtype=np.int64)
@@ -178,7 +178,7 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     student_probs = np.ascontiguousarray(cached[PROBS_TENSOR][:, np.argsort(order)])
     prepared = PreparedData(data.tokenizer, data.labels, distill_dataset(data.tokenizer, texts, labels, cfg),
                             data.valid)
-    student, _, _ = _build_model(cfg, run_dir, prepared, resume, quiet)
+    student, _, _ = build_classifier(cfg, run_dir, prepared, resume, quiet)
     pooled = cached.get(POOLED_TENSOR)
     model = student if pooled is None else ProjectedStudent(student, pooled.shape[1])  # what the engine trains
     model.to(device)
