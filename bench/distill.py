@@ -37,6 +37,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pretrained import DATA, FASTTEXT_BEST, ROOT, SETS, minilm_folder, subsample
 
+from textcls.device import machine_summary
+
 
 def cli(*args: str, threads: int, check: bool = True) -> tuple[subprocess.CompletedProcess, float]:
     """`python -m textcls ARGS` with this checkout first on PYTHONPATH; (the process, its wall seconds)."""
@@ -122,6 +124,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="--set for the student")
     args = parser.parse_args()
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
 
     base = None if args.teacher_dir else (args.base or minilm_folder(ROOT / "runs" / "bases" / "all-MiniLM-L6-v2"))
     data = args.data.resolve()

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from textcls.data.readers import detect_format, iter_records
+from textcls.device import machine_summary
 from textcls.predictor import run_predictor
 from textcls.run.info import load_run_config
 from textcls.run.load import load_run
@@ -176,6 +177,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     args = parser.parse_args()
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
     if not 1 <= args.seconds <= 600 or not 1 <= args.clients <= 64:
         parser.error("--seconds must be 1-600 and --clients 1-64 (a bounded load test)")
 

@@ -187,3 +187,14 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_bf16_units(tmp_path, monk
     with caplog.at_level(logging.WARNING, logger="textcls"):
         train(small_config(tmp_path, "run", precision="auto", max_steps=1, device="cpu"), quiet=True)
     assert "emulated" not in caplog.text  # auto never picks emulated bf16
+
+
+def test_machine_summary_names_the_cpu_its_speed_flags_and_threads(tmp_path, monkeypatch):
+    from textcls import device
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu sse avx2 avx512f amx_bf16 xyz\n")
+    assert device._cpu_model_and_flags(str(info)) == ("Example CPU 9000", ["avx2", "avx512f", "amx_bf16"])
+    monkeypatch.setattr(device, "_cpu_model_and_flags", lambda: ("Example CPU 9000", []))
+    line = device.machine_summary()
+    assert "Example CPU 9000 (no AVX2/AVX-512/AMX)" in line and f"{torch.get_num_threads()} threads" in line

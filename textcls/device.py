@@ -35,3 +35,40 @@ def autocast_context(device: torch.device, precision: str):
     if precision == "fp16" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return torch.autocast(device.type, enabled=False)
+
+
+RELEVANT_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def _cpu_model_and_flags(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features"):
+                    flags = set(value.split())
+                if flags and model:
+                    break
+    except OSError:  # not Linux: the platform's name, no flags
+        pass
+    return model, [f for f in RELEVANT_CPU_FLAGS if f in flags]
+
+
+def machine_summary() -> str:
+    """One line for benchmark output: the CPU model with its flags that matter for speed, the cores this
+    process may use, torch's thread count, native bf16, and the GPU when there is one."""
+    import os
+
+    model, flags = _cpu_model_and_flags()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [f"CPU {model} ({' '.join(flags) or 'no AVX2/AVX-512/AMX'})", f"{cores} cores",
+             f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+             f"native bf16 {'yes' if cpu_has_bf16() else 'no'}"]
+    if torch.cuda.is_available():
+        parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+    return "machine: " + "; ".join(parts)
