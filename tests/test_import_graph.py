@@ -197,7 +197,8 @@ LAYERS = [
     ("textcls.run",),
     ("textcls.predictor",),
     ("textcls.train", "textcls.pretrain"),
-    ("textcls.tune", "textcls.info", "textcls.plot", "textcls.evaluation", "textcls.predict", "textcls.recipe"),
+    ("textcls.tune", "textcls.info", "textcls.plot", "textcls.evaluation", "textcls.predict", "textcls.recipe",
+     "textcls.explain"),
     ("textcls.cli", "textcls.__main__"),
 ]
 

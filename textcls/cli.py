@@ -464,6 +464,46 @@ def plot_cmd(
 
 
 @app.command()
+@handle_errors
+def explain(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
+    text_or_file: str = typer.Argument(..., help="A text, or a file of texts (one a line, or a data file's text "
+                                       "column)."),
+    method: str = typer.Option("ig", "--method", help="ig (integrated gradients) or attention (attention rollout)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Explain this label (default: the predicted one)."),
+    steps: int = typer.Option(32, "--steps", min=1, help="Integrated gradients: points on the path."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the explanations as an HTML page."),
+    attention: Optional[Path] = typer.Option(None, "--attention", help="Also write the per-layer, per-head "
+                                             "attention matrices (.npz or .json)."),
+    device: str = DeviceOption,
+) -> None:
+    """A score per word for how much it pushed the run toward its predicted label."""
+    from textcls.explain import (
+        attention_records,
+        explain_note,
+        explain_texts,
+        print_explanations,
+        read_texts,
+        write_attention,
+        write_html,
+    )
+    from textcls.run.load import load_run
+
+    _logging()
+    run = load_run(run_dir, device=_inference_device(device, "fp32"))
+    texts = read_texts(text_or_file, run.cfg.data)
+    explanations = explain_texts(run, texts, method, label, steps)
+    note = explain_note(run)
+    print_explanations(explanations, method, out, note)
+    if html:
+        write_html(html, explanations, method, note)
+        err.print(f"wrote {html}", highlight=False, markup=False)
+    if attention:
+        write_attention(attention, attention_records(run, texts))
+        err.print(f"wrote {attention}", highlight=False, markup=False)
+
+
+@app.command()
 def version() -> None:
     """Print the textcls version."""
     out.print(__version__)
