@@ -19,6 +19,9 @@ from textcls.explain.explainer import METHODS, Explanation
 from textcls.io import atomic_write_text
 
 TOP = 5
+LEGEND = {"ig": "green pushed toward the label, red away from it",
+          "attention": "the darker, the more of the pooled position's attention reaches the word (the same for "
+                       "every label)"}
 
 
 def _strength(scores: np.ndarray) -> np.ndarray:
@@ -59,7 +62,7 @@ def _heading(e: Explanation, index: int) -> str:
 
 
 def print_explanations(explanations: Sequence[Explanation], method: str, console: Console, note: str = "") -> None:
-    console.print(Text(f"{METHODS[method]}: green pushed toward the label, red away from it" +
+    console.print(Text(f"{METHODS[method]}: {LEGEND[method]}" +
                        (f"; {note}" if note else ""), style="dim"))
     for index, e in enumerate(explanations, start=1):
         strength = _strength(e.scores)
@@ -87,7 +90,7 @@ def explanations_html(explanations: Sequence[Explanation], method: str, note: st
     parts = [f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>textcls explain</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>textcls explain: {html.escape(METHODS[method])}</h1>",
-             "<p class=\"note\">Green pushed toward the label, red away from it; hover a word for its score."
+             f"<p class=\"note\">{html.escape(LEGEND[method].capitalize())}; hover a word for its score."
              + (f" {html.escape(note)}" if note else "") + "</p>"]
     for index, e in enumerate(explanations, start=1):
         strength = _strength(e.scores)
