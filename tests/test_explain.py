@@ -245,3 +245,14 @@ def test_cli_explain(keyword_run, tmp_path):
     assert html.exists() and dump.exists()
     bad = CliRunner().invoke(app, ["explain", str(keyword_run), "a zebra", "--method", "shap"])
     assert bad.exit_code == 2 and "--method" in bad.output
+
+
+def test_a_segmenting_tokenizer_is_explained_on_the_text_as_written():
+    from textcls.explain.explainer import uncut_offsets
+
+    text = "我爱北京 ok"
+    cut = "我 爱 北京   ok"  # rjieba's words joined by spaces, the text's own space one of them
+    offsets = [(0, 1), (2, 3), (4, 6), (9, 11)]  # 我 爱 北京 ok in the cut text
+    assert uncut_offsets(text, cut, offsets) == [(0, 1), (1, 2), (2, 4), (5, 7)]
+    words = words_from_offsets(text, uncut_offsets(text, cut, offsets))
+    assert [(w.text, w.tokens) for w in words] == [("我", [0]), ("爱", [1]), ("北", [2]), ("京", [2]), ("ok", [3])]

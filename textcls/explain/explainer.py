@@ -32,7 +32,7 @@ METHODS = {"ig": "integrated gradients", "attention": "attention rollout"}
 
 @dataclass
 class Explanation:
-    text: str  # the text the words are spans of (a segmenting tokenizer's cut text)
+    text: str  # the text the words are spans of
     label: str  # the predicted label
     probability: float  # its probability
     target: str  # the label the scores are for (the predicted one unless --label)
@@ -64,11 +64,26 @@ def _parts(run) -> list[_Part]:
 def _tokens(part: _Part, text: str):
     """(shown text, token strings, offsets, ids with [CLS]/[SEP], truncated) of one text."""
     tok = part.tokenizer
-    shown = tok.cut(text) if hasattr(tok, "cut") else text  # a segmenting tokenizer encodes the cut text
     enc = tok.encode(text, add_special_tokens=False)
     n = min(len(enc.ids), part.max_length - 2)
     ids = [tok.token_to_id(CLS), *enc.ids[:n], tok.token_to_id(SEP)]
-    return shown, enc.tokens[:n], enc.offsets[:n], ids, len(enc.ids) > n
+    offsets = enc.offsets[:n]
+    if hasattr(tok, "cut"):  # a segmenting tokenizer encodes the cut text: its offsets are moved back
+        offsets = uncut_offsets(text, tok.cut(text), offsets)
+    return text, enc.tokens[:n], offsets, ids, len(enc.ids) > n
+
+
+def uncut_offsets(text: str, cut: str, offsets) -> list[tuple[int, int]]:
+    """Offsets into `cut` (the text's words joined by spaces: every character of `text` in order, with
+    spaces put between) as offsets into `text`."""
+    position = np.zeros(len(cut) + 1, dtype=np.int64)  # position[i]: where cut[i] is (or would be) in text
+    j = 0
+    for i, char in enumerate(cut):
+        position[i] = j
+        if j < len(text) and char == text[j]:
+            j += 1
+    position[len(cut)] = j
+    return [(int(position[a]), int(position[b - 1]) + 1 if b > a else int(position[a])) for a, b in offsets]
 
 
 def _check(run, method: str, label: Optional[str], steps: int) -> None:
