@@ -313,6 +313,8 @@ def eval_cmd(
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column name or index."),
     header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether a CSV/TSV file has a header."),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="The file's text encoding (default: the run's)."),
+    errors: Optional[Path] = typer.Option(None, "--errors", help="Write every misclassified row (text, gold, "
+                                          "predicted, probability), most confident first: .jsonl, .csv or .tsv."),
 ) -> None:
     """Accuracy, F1, per-class metrics and the confusion matrix on a labelled file."""
     from textcls.evaluation import evaluate_file, print_report, reading_options
@@ -322,8 +324,11 @@ def eval_cmd(
     target = _inference_device(device, precision)
     run = load_run(run_dir, device=target)
     reading = reading_options(run.cfg.data, input_format, text_columns, label_column, header, encoding)
-    result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading)
+    result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading,
+                           str(errors) if errors else None)
     print_report(result, out)
+    if errors:
+        err.print(f"wrote the misclassified rows to {errors}", highlight=False, markup=False)
 
 
 @app.command()
