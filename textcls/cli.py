@@ -315,20 +315,31 @@ def eval_cmd(
     encoding: Optional[str] = typer.Option(None, "--encoding", help="The file's text encoding (default: the run's)."),
     errors: Optional[Path] = typer.Option(None, "--errors", help="Write every misclassified row (text, gold, "
                                           "predicted, probability), most confident first: .jsonl, .csv or .tsv."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Save the confusion matrix (normalized per true label) "
+                                        "as a picture (PNG)."),
 ) -> None:
     """Accuracy, F1, per-class metrics and the confusion matrix on a labelled file."""
+    from textcls.errors import ConfigError
     from textcls.evaluation import evaluate_file, print_report, reading_options
+    from textcls.plot import check_picture_path, plot_confusion
     from textcls.run.load import load_run
 
     _logging()
+    if plot:
+        check_picture_path(plot)
     target = _inference_device(device, precision)
     run = load_run(run_dir, device=target)
+    if plot and run.cfg.data.task == "multilabel":
+        raise ConfigError("--plot draws a confusion matrix, which a multi-label run does not have")
     reading = reading_options(run.cfg.data, input_format, text_columns, label_column, header, encoding)
     result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading,
                            str(errors) if errors else None)
     print_report(result, out)
     if errors:
         err.print(f"wrote the misclassified rows to {errors}", highlight=False, markup=False)
+    if plot:
+        plot_confusion(result, plot, Path(data_file).name)
+        err.print(f"wrote {plot}", highlight=False, markup=False)
 
 
 @app.command()
@@ -458,14 +469,14 @@ def plot_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Picture file (default RUN_DIR/curves.png)."),
 ) -> None:
-    """Training curves of a run: loss, learning rate and the validation metric against the step."""
-    from textcls.plot import plot_run
+    """Training curves of a run (loss, learning rate, the validation metric against the step), and its validation
+    confusion matrix and per-class F1."""
+    from textcls.plot import plot_run_pictures
     from textcls.run.info import load_run_config
     from textcls.run.layout import CURVES
 
-    path = output or run_dir / CURVES
-    plot_run(run_dir, path, load_run_config(run_dir).train.metric)
-    err.print(f"wrote {path}", highlight=False, markup=False)
+    written, note = plot_run_pictures(run_dir, output or run_dir / CURVES, load_run_config(run_dir))
+    err.print(f"wrote {', '.join(map(str, written))}" + (f"; {note}" if note else ""), highlight=False, markup=False)
 
 
 @app.command()
