@@ -23,7 +23,7 @@ from rich.markup import escape
 from textcls import __version__
 from textcls.errors import TextclsError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train a text classifier on your own labelled file (or a YAML config), evaluate it, predict "
                        "with it.")
 err = Console(stderr=True)
