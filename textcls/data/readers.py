@@ -1,4 +1,5 @@
-"""Readers for labelled and unlabelled text files: CSV, TSV, JSONL, fastText and plain text.
+"""Readers for labelled and unlabelled text files: CSV, TSV, JSONL (or a JSON array of objects), fastText
+and plain text.
 
 Every reader yields `Record`s with the 1-based line number the record starts on, so every error
 names the file and line. Files are decoded strictly (invalid UTF-8 is an error that names the byte
@@ -10,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import sys
 import unicodedata
@@ -239,19 +241,22 @@ def _split_labels(value: str, cfg: DataConfig) -> list[str]:
 
 
 def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]) -> Iterator[Record]:
-    for line_no, line in enumerate(_open_lines(path, cfg.encoding), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError) as exc:  # also too-long integers and too-deep nesting
-            if cfg.on_bad_lines == "skip":
-                bad_lines.append(line_no)
-                continue
-            why = f"{exc.msg}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)[:80]
-            raise DataError(f"{path}, line {line_no}: not valid JSON ({why})") from None
+    """One JSON object a line, or (a `.json` file as often written) one JSON array of objects: item N of
+    the array is record N, and errors name the item."""
+    numbered = enumerate(_open_lines(path, cfg.encoding), start=1)
+    first = next(((n, line) for n, line in numbered if line.strip()), None)
+    if first is None:
+        return
+    where = "line"
+    objects: Iterator[tuple[int, Any]]
+    if first[1].lstrip().startswith("["):
+        where, objects = "item", enumerate(_json_array(path, first[1] + "".join(line for _, line in numbered)), 1)
+    else:
+        objects = _json_lines(path, cfg, itertools.chain([first], numbered), bad_lines)
+    for line_no, obj in objects:
         if not isinstance(obj, dict):
-            raise DataError(f"{path}, line {line_no}: each line must be a JSON object, got {type(obj).__name__}")
+            what = "each item of the array" if where == "item" else "each line"
+            raise DataError(f"{path}, {where} {line_no}: {what} must be a JSON object, got {type(obj).__name__}")
         keys = list(cfg.text_columns) + ([cfg.label_column] if labelled else [])
         missing = [k for k in keys if str(k) not in obj]
         if missing:
@@ -259,7 +264,7 @@ def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]
                 bad_lines.append(line_no)
                 continue
             raise DataError(
-                f"{path}, line {line_no}: key(s) {', '.join(repr(str(k)) for k in missing)} missing (keys "
+                f"{path}, {where} {line_no}: key(s) {', '.join(repr(str(k)) for k in missing)} missing (keys "
                 f"present: {', '.join(repr(k) for k in obj)}); fix `data.text_columns` / `data.label_column`"
             )
         texts = [obj[str(k)] for k in cfg.text_columns]
@@ -267,13 +272,43 @@ def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]
         labels: list[str] = []
         value = obj[str(cfg.label_column)] if labelled else None
         if isinstance(value, list):
-            labels = [_json_label(v, path, line_no) for v in value]
+            labels = [_json_label(v, path, line_no, where) for v in value]
         elif value is not None:
-            labels = _split_labels(_json_label(value, path, line_no), cfg)
+            labels = _split_labels(_json_label(value, path, line_no, where), cfg)
         yield Record(line_no, texts[0], texts[1] if len(texts) > 1 else None, labels, isinstance(value, list))
 
 
-def _json_label(value: Any, path: str, line: int) -> str:
+def _json_lines(path: str, cfg: DataConfig, numbered: Iterator[tuple[int, str]],
+                bad_lines: list[int]) -> Iterator[tuple[int, Any]]:
+    for line_no, line in numbered:
+        if not line.strip():
+            continue
+        try:
+            yield line_no, json.loads(line)
+        except (ValueError, RecursionError) as exc:  # also too-long integers and too-deep nesting
+            if cfg.on_bad_lines == "skip":
+                bad_lines.append(line_no)
+                continue
+            why = f"{exc.msg}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)[:80]
+            raise DataError(f"{path}, line {line_no}: not valid JSON ({why})") from None
+
+
+def _json_array(path: str, text: str) -> list:
+    """The items of a file that holds one JSON array."""
+    try:
+        items = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        why = f"{exc.msg}, line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else \
+            str(exc)[:80]
+        raise DataError(f"{path}: not valid JSON ({why}); a JSON data file holds one array of objects, "
+                        "or one object a line (JSONL)") from None
+    if not isinstance(items, list):
+        raise DataError(f"{path}: starts with [ but is not one JSON array; a JSON data file holds one array of "
+                        "objects, or one object a line (JSONL)")
+    return items
+
+
+def _json_label(value: Any, path: str, line: int, where: str = "line") -> str:
     """A JSON label as text: strings as they are, true/false, integers (1 and 1.0 alike) and other numbers."""
     if isinstance(value, str):
         return value.strip()
@@ -283,7 +318,7 @@ def _json_label(value: Any, path: str, line: int) -> str:
         return str(int(value))
     if isinstance(value, (int, float)):
         return str(value)
-    raise DataError(f"{path}, line {line}: a label must be a string or a number (a list of them for several), got "
+    raise DataError(f"{path}, {where} {line}: a label must be a string or a number (a list of them for several), got "
                     f"{json.dumps(value)[:60]}")
 
 
