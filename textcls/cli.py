@@ -93,11 +93,11 @@ def _logging() -> None:
     logging.getLogger("textcls").setLevel(logging.INFO if sys.stderr.isatty() else logging.WARNING)
 
 
-def _done(summary: str) -> None:
-    """The closing line of a training run; under torchrun only rank 0 prints it."""
+def _done(summary: str, quiet: bool = False) -> None:
+    """The closing line of a training run; under torchrun only rank 0 prints it, and --quiet silences it."""
     from textcls.train.distributed import is_main
 
-    if is_main():
+    if is_main() and not quiet:
         err.print(f"[green]done[/]: {escape(summary)}", highlight=False)
 
 
@@ -120,7 +120,7 @@ def _inference_device(device: str, precision: str):
     return target
 OutputOption = typer.Option(None, "--output", "-o", help="Run directory (overrides output.dir).")
 ResumeOption = typer.Option(False, "--resume", help="Continue the run in the output directory from last/.")
-QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output, and no closing summary line.")
 
 
 TextColumnOption = typer.Option(None, "--text-column", help="The text column: a header name or JSON key, or a "
@@ -166,7 +166,7 @@ def train(
     tokens = f"{result.tokens_per_second:,.0f} tokens/s, " if result.tokens_per_second else ""
     rate = f"{tokens}{result.examples_per_second:,.0f} examples/s"
     total = f"; {time.perf_counter() - started:.0f}s in all" if data_file is not None else ""
-    _done(f"{result.steps} steps in {result.seconds:.1f}s ({rate}){best}; run directory {result.run_dir}{total}")
+    _done(f"{result.steps} steps in {result.seconds:.1f}s ({rate}){best}; run directory {result.run_dir}{total}", quiet)
 
 
 def _data_file(config: Optional[Path], overrides: Optional[list[str]]) -> Optional[str]:
@@ -293,7 +293,7 @@ def pretrain(
     result = run_pretraining(cfg, output, resume=resume, quiet=quiet)
     held_out = " ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     _done(f"{result.steps} steps in {result.seconds:.1f}s ({result.tokens_per_second:,.0f} tokens/s)"
-          f"{'; held out: ' + held_out if held_out else ''}; run directory {result.run_dir}")
+          f"{'; held out: ' + held_out if held_out else ''}; run directory {result.run_dir}", quiet)
 
 
 @app.command("eval")
