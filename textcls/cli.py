@@ -361,6 +361,10 @@ def predict(
                                     help="Average over windows of documents longer than max_length."),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="--chunk-long: tokens between window starts "
                                          "(default half a window)."),
+    echo: Optional[str] = typer.Option(None, "--echo", help="Start each output row with the input's text, its line "
+                                       "number (line), or a column of a CSV/TSV/JSONL input (e.g. id)."),
+    stream: bool = typer.Option(False, "--stream", help="Answer each input line as soon as it is read (stdin from a "
+                                "pipe that stays open; on by default for a terminal)."),
 ) -> None:
     """Labels and probabilities for each input line or row, in input order."""
     from textcls.errors import ConfigError
@@ -371,12 +375,17 @@ def predict(
         raise ConfigError(f"--format must be jsonl or tsv, got {output_format!r}")
     if input_format not in (None, "csv", "tsv", "jsonl", "fasttext", "txt"):
         raise ConfigError(f"--input-format must be one of csv, tsv, jsonl, fasttext, txt; got {input_format!r}")
+    if echo is not None and not echo.strip():
+        raise ConfigError("--echo needs text, line or a column name")
+    stream = stream or (input == "-" and sys.stdin.isatty())
+    if stream and output not in (None, "-"):
+        raise ConfigError("--stream answers on stdout as the lines come; leave out --output (or redirect stdout)")
     _logging()
     target = _inference_device(device, precision)
     run = load_run(run_dir, device=target)
     n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, device=target,
                      precision=precision, window_stride=window_stride(run.cfg.data, chunk_long, stride),
-                     encoding=encoding)
+                     encoding=encoding, echo=echo, stream=stream)
     if output not in (None, "-"):
         err.print(f"wrote {n} predictions to {output}", highlight=False, markup=False)
 

@@ -17,7 +17,7 @@ import sys
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 from textcls.config import DataConfig
 from textcls.errors import DataError
@@ -37,6 +37,7 @@ class Record:
     text_pair: Optional[str] = None
     labels: list[str] = field(default_factory=list)  # empty when the file has no labels
     label_set: bool = False  # the labels came as a JSON list: [] is a multilabel row with none of the labels
+    kept: dict = field(default_factory=dict)  # the `keep` columns iter_records was asked for, by name (predict --echo)
 
 
 def detect_format(path: str, cfg: DataConfig) -> str:
@@ -189,7 +190,7 @@ def has_header(cfg: DataConfig) -> bool:
 
 
 def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
-                    bad_lines: list[int]) -> Iterator[Record]:
+                    bad_lines: list[int], keep: Sequence[Union[str, int]] = ()) -> Iterator[Record]:
     delimiter = cfg.delimiter or ("\t" if fmt == "tsv" else ",")
     header_line = has_header(cfg)
     # TSV files rarely quote; a stray " must stay part of the text (ChnSentiCorp has some).
@@ -208,8 +209,9 @@ def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
                 continue
             if columns is None:
                 columns = _Columns(path, cfg, header, labelled)
+                kept = [columns._index(c, header) for c in keep]
                 width = width or len(row)
-                needed = max(columns.indexes) + 1
+                needed = max(columns.indexes + kept) + 1
                 if width < needed:
                     raise DataError(
                         f"{path}, line {line}: rows have {width} field(s) but the config uses column "
@@ -226,7 +228,8 @@ def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
             fields = [row[i] for i in columns.indexes]
             texts = fields[: columns.n_text]
             labels = _split_labels(fields[-1], cfg) if labelled else []
-            yield Record(line, texts[0], texts[1] if len(texts) > 1 else None, labels)
+            yield Record(line, texts[0], texts[1] if len(texts) > 1 else None, labels,
+                         kept={str(c): row[i] for c, i in zip(keep, kept)})
     except csv.Error as exc:
         raise DataError(f"{path}, line {reader.line_num}: malformed {fmt.upper()} ({exc}); check the quoting") from None
     if header_line and header is None:
@@ -240,7 +243,8 @@ def _split_labels(value: str, cfg: DataConfig) -> list[str]:
     return [value] if value else []
 
 
-def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]) -> Iterator[Record]:
+def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int],
+                keep: Sequence[Union[str, int]] = ()) -> Iterator[Record]:
     """One JSON object a line, or (a `.json` file as often written) one JSON array of objects: item N of
     the array is record N, and errors name the item."""
     numbered = enumerate(_open_lines(path, cfg.encoding), start=1)
@@ -257,7 +261,7 @@ def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]
         if not isinstance(obj, dict):
             what = "each item of the array" if where == "item" else "each line"
             raise DataError(f"{path}, {where} {line_no}: {what} must be a JSON object, got {type(obj).__name__}")
-        keys = list(cfg.text_columns) + ([cfg.label_column] if labelled else [])
+        keys = list(cfg.text_columns) + ([cfg.label_column] if labelled else []) + list(keep)
         missing = [k for k in keys if str(k) not in obj]
         if missing:
             if cfg.on_bad_lines == "skip":
@@ -275,7 +279,8 @@ def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]
             labels = [_json_label(v, path, line_no, where) for v in value]
         elif value is not None:
             labels = _split_labels(_json_label(value, path, line_no, where), cfg)
-        yield Record(line_no, texts[0], texts[1] if len(texts) > 1 else None, labels, isinstance(value, list))
+        yield Record(line_no, texts[0], texts[1] if len(texts) > 1 else None, labels, isinstance(value, list),
+                     {str(k): obj[str(k)] for k in keep})
 
 
 def _json_lines(path: str, cfg: DataConfig, numbered: Iterator[tuple[int, str]],
@@ -343,14 +348,18 @@ def _iter_txt(path: str, cfg: DataConfig) -> Iterator[Record]:
 
 
 def iter_records(path: str, cfg: DataConfig, labelled: bool = True, allow_empty: bool = False,
-                 bad_lines: Optional[list[int]] = None) -> Iterator[Record]:
-    """Yield the records of one file, checking texts and labels; `bad_lines` collects skipped lines."""
+                 bad_lines: Optional[list[int]] = None, keep: Sequence[Union[str, int]] = ()) -> Iterator[Record]:
+    """Yield the records of one file, checking texts and labels; `bad_lines` collects skipped lines. `keep`:
+    other columns (CSV/TSV names or indexes, JSONL keys) each record carries in `kept`, by name."""
     fmt = detect_format(path, cfg)
     bad_lines = bad_lines if bad_lines is not None else []
+    if keep and fmt not in ("csv", "tsv", "jsonl"):
+        raise DataError(f"{path}: a {fmt} file has no columns besides the text, so {', '.join(map(repr, keep))} "
+                        "cannot be read from it; give a CSV, TSV or JSONL input")
     if fmt in ("csv", "tsv"):
-        records = _iter_delimited(path, cfg, fmt, labelled, bad_lines)
+        records = _iter_delimited(path, cfg, fmt, labelled, bad_lines, keep)
     elif fmt == "jsonl":
-        records = _iter_jsonl(path, cfg, labelled, bad_lines)
+        records = _iter_jsonl(path, cfg, labelled, bad_lines, keep)
     elif fmt == "fasttext":
         records = _iter_fasttext(path, cfg, labelled)
     else:
