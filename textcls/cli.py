@@ -393,7 +393,8 @@ def predict(
 @app.command()
 @handle_errors
 def tune(
-    config: Path = typer.Argument(..., help="YAML config with a `tune:` search space."),
+    config: Path = typer.Argument(..., help="YAML config, with a `tune:` search space (without one: a default space "
+                                  "for the model kind, printed first)."),
     budget: str = typer.Option("30m", "--budget", help="Time budget: 90s, 30m, 2h, 1h30m."),
     metric: str = typer.Option("accuracy", "--metric", help="accuracy | macro_f1 | weighted_f1 | micro_f1 | loss."),
     trials: Optional[int] = typer.Option(None, "--trials", min=1, help="At most this many trials."),
@@ -401,14 +402,19 @@ def tune(
                                 help="Folder for trials, trials.jsonl, best.yaml."),
     overrides: Optional[list[str]] = SetOption,
 ) -> None:
-    """Search the `tune:` space with Optuna (TPE, median pruning) within a time budget."""
+    """Search the `tune:` space (or a default one) with Optuna (TPE, median pruning) within a time budget."""
     from textcls.config import load_config
-    from textcls.tune import Tuner, parse_budget, print_trials
+    from textcls.tune import Tuner, describe_space, parse_budget, print_trials
 
     _logging()
     seconds = parse_budget(budget)
     cfg = load_config(config, overrides or [])
     tuner = Tuner(cfg, output, seconds, metric, trials)
+    if tuner.default_kind:
+        err.print(f"{config} has no `tune:` section: searching the default space for {tuner.default_kind}:",
+                  highlight=False, markup=False, soft_wrap=True)
+        for line in describe_space(tuner.params):
+            err.print(f"  {line}", highlight=False, markup=False)
     tuner.run()
     print_trials(tuner, out)
     best = tuner.write_best()
