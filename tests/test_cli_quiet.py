@@ -1,4 +1,5 @@
-"""`-q` leaves out the progress and the closing `done:` line of train (and pretrain)."""
+"""`-q` leaves out the progress and the closing `done:` line of train (and pretrain); without it, the closing
+line is not wrapped at 80 columns in a log."""
 
 from __future__ import annotations
 
@@ -28,3 +29,20 @@ def test_quiet_train_says_nothing(tmp_path, quiet):
     assert ("done:" in result.output) is not quiet
     if quiet:
         assert result.output.strip() == ""
+    else:  # not a terminal: the summary stays one line, longer than rich's 80 columns
+        done = next(line for line in result.output.splitlines() if line.startswith("done:"))
+        assert len(done) > 80 and done.rstrip().endswith(f"run directory {tmp_path / 'run'}")
+
+
+def test_progress_lines_are_not_wrapped_in_a_log(capsys):
+    from textcls.train.progress import TrainProgress
+
+    progress = TrainProgress(total_steps=2, start_step=0, log_every=1)
+    assert progress.progress is None  # not a terminal: plain lines
+    long = "evaluation " + "x" * 150
+    progress.message(long)
+    progress.update(1, 0.5, 1e-3, examples=10 ** 9, tokens=10 ** 12)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == long
+    assert lines[1].startswith("step 1/2 loss 0.5000") and lines[1].endswith("s") and len(lines) == 2
+    assert len(lines[1]) > 80

@@ -26,7 +26,8 @@ from textcls.errors import TextclsError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train a text classifier on your own labelled file (or a YAML config), evaluate it, predict "
                        "with it.")
-err = Console(stderr=True)
+# In a log (stderr not a terminal) a message stays on one line, however long: rich would wrap it at 80 columns.
+err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 out = Console() if sys.stdout.isatty() else Console(width=160)  # no wrapping mid-table in pipes and logs
 
 
