@@ -243,6 +243,8 @@ def test_cli_explain(keyword_run, tmp_path):
     assert "1. pos" in result.output and "2. neg" in result.output
     assert f"top: {KEYWORD} +" in result.output
     assert html.exists() and dump.exists()
+    piped = CliRunner().invoke(app, ["explain", str(keyword_run), "-", "--steps", "4"], input="a zebra ran\n")
+    assert piped.exit_code == 0 and "1. pos" in piped.output and "2." not in piped.output
     bad = CliRunner().invoke(app, ["explain", str(keyword_run), "a zebra", "--method", "shap"])
     assert bad.exit_code == 2 and "--method" in bad.output
 

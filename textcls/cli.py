@@ -500,7 +500,7 @@ def plot_cmd(
 def explain(
     run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
     text_or_file: str = typer.Argument(..., help="A text, or a file of texts (one a line, or a data file's text "
-                                       "column)."),
+                                       "column), or - for stdin."),
     method: str = typer.Option("ig", "--method", help="ig (integrated gradients) or attention (attention rollout)."),
     label: Optional[str] = typer.Option(None, "--label", help="Explain this label (default: the predicted one)."),
     steps: int = typer.Option(32, "--steps", min=1, help="Integrated gradients: points on the path."),

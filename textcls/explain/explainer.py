@@ -138,18 +138,18 @@ def _explain_part(part: _Part, text: str, method: str, target: int, steps: int, 
 
 def read_texts(text_or_file: str, data) -> list[str]:
     """The texts of TEXT_OR_FILE: an existing file's rows (one text a line, or a data file's text column
-    read with the run's data options `data`), else the argument itself."""
+    read with the run's data options `data`), stdin's lines for `-`, else the argument itself."""
     path = Path(text_or_file)
-    if not path.is_file():
+    if text_or_file != "-" and not path.is_file():
         if not text_or_file.strip():
             raise DataError("the text to explain is empty")
         return [text_or_file]
-    fmt = None if path.suffix.lower() in SUFFIXES else "txt"
+    fmt = None if path.suffix.lower() in SUFFIXES else "txt"  # "-": stdin, one text a line
     cfg = dataclasses.replace(data, format=fmt, on_bad_lines="error")
     cfg.format = detect_format(str(path), cfg)
     texts = [r.text for r in iter_records(str(path), cfg, labelled=False, allow_empty=True) if r.text.strip()]
     if not texts:
-        raise DataError(f"{path} holds no texts to explain")
+        raise DataError(f"{'stdin' if text_or_file == '-' else path} holds no texts to explain")
     return texts
 
 
