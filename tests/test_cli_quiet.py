@@ -46,3 +46,19 @@ def test_progress_lines_are_not_wrapped_in_a_log(capsys):
     assert lines[0] == long
     assert lines[1].startswith("step 1/2 loss 0.5000") and lines[1].endswith("s") and len(lines) == 2
     assert len(lines[1]) > 80
+
+
+def test_work_progress_in_a_log_prints_plain_counts(capsys):
+    from textcls.train.progress import WorkProgress
+
+    with WorkProgress("explain", 3, every=0.0) as progress:
+        for _ in range(3):
+            progress.advance()
+    assert capsys.readouterr().err.splitlines() == ["explain: 1/3", "explain: 2/3", "explain: 3/3"]
+    with WorkProgress("explain", 3, every=3600.0) as progress:  # a line every hour at most: only the last
+        for _ in range(3):
+            progress.advance()
+    assert capsys.readouterr().err.splitlines() == ["explain: 3/3"]
+    with WorkProgress("explain", 3, enabled=False) as progress:
+        progress.advance(3)
+    assert capsys.readouterr().err == ""

@@ -524,7 +524,7 @@ def explain(
     _logging()
     run = load_run(run_dir, device=_inference_device(device, "fp32"))
     texts = read_texts(text_or_file, run.cfg.data)
-    explanations = explain_texts(run, texts, method, label, steps)
+    explanations = explain_texts(run, texts, method, label, steps, quiet=False)
     note = explain_note(run)
     print_explanations(explanations, method, out, note)
     if html:

@@ -26,6 +26,7 @@ from textcls.explain.words import Word, encoding_words, word_scores
 from textcls.io import atomic_write_bytes, atomic_write_text
 from textcls.model.ensemble import EnsembleClassifier
 from textcls.predictor import run_predictor
+from textcls.train.progress import WorkProgress
 
 METHODS = {"ig": "integrated gradients", "attention": "attention rollout"}
 
@@ -98,26 +99,34 @@ def _check(run, method: str, label: Optional[str], steps: int) -> None:
 
 
 def explain_texts(run, texts: list[str], method: str = "ig", label: Optional[str] = None, steps: int = 32,
-                  batch_size: int = 64) -> list[Explanation]:
-    """An Explanation per text of a loaded run (textcls.run.load.Run)."""
+                  batch_size: int = 64, quiet: bool = True) -> list[Explanation]:
+    """An Explanation per text of a loaded run (textcls.run.load.Run); `quiet=False`: progress on stderr
+    (a bar on a terminal, a line every 10 seconds in a log)."""
     _check(run, method, label, steps)
     parts = _parts(run)
     device = next(parts[0].members[0].parameters()).device
     probs = run_predictor(run, batch_size, device).predict_proba(texts)  # (N, C)
     results = []
-    for text, p in zip(texts, probs):
-        top = int(np.argmax(p))
-        target = run.labels.index(label) if label is not None else top
-        per_part = [_explain_part(part, text, method, target, steps, run.cfg.data.task) for part in parts]
-        shown, words, _, truncated = per_part[0]
-        if any([w.text for w in other[1]] != [w.text for w in words] for other in per_part[1:]):
-            raise ConfigError("this ensemble's members use tokenizers that read the text as different words, so "
-                              "their scores cannot be averaged; explain a member's run directory instead")
-        total = sum(part.weight for part in parts)
-        scores = sum(part.weight * s for part, (_, _, s, _) in zip(parts, per_part)) / total
-        results.append(Explanation(shown, run.labels[top], float(p[top]), run.labels[target], words,
-                                   np.asarray(scores, dtype=np.float64), truncated))
+    with WorkProgress("explain", len(texts), enabled=not quiet and len(texts) > 1) as progress:
+        for text, p in zip(texts, probs):
+            results.append(_explain_text(run, parts, text, p, method, label, steps))
+            progress.advance()
     return results
+
+
+def _explain_text(run, parts: list[_Part], text: str, p: np.ndarray, method: str, label: Optional[str],
+                  steps: int) -> Explanation:
+    top = int(np.argmax(p))
+    target = run.labels.index(label) if label is not None else top
+    per_part = [_explain_part(part, text, method, target, steps, run.cfg.data.task) for part in parts]
+    shown, words, _, truncated = per_part[0]
+    if any([w.text for w in other[1]] != [w.text for w in words] for other in per_part[1:]):
+        raise ConfigError("this ensemble's members use tokenizers that read the text as different words, so "
+                          "their scores cannot be averaged; explain a member's run directory instead")
+    total = sum(part.weight for part in parts)
+    scores = sum(part.weight * s for part, (_, _, s, _) in zip(parts, per_part)) / total
+    return Explanation(shown, run.labels[top], float(p[top]), run.labels[target], words,
+                       np.asarray(scores, dtype=np.float64), truncated)
 
 
 def _explain_part(part: _Part, text: str, method: str, target: int, steps: int, task: str):
