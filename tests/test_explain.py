@@ -258,3 +258,32 @@ def test_a_segmenting_tokenizer_is_explained_on_the_text_as_written():
     assert uncut_offsets(text, cut, offsets) == [(0, 1), (1, 2), (2, 4), (5, 7)]
     words = words_from_offsets(text, uncut_offsets(text, cut, offsets))
     assert [(w.text, w.tokens) for w in words] == [("我", [0]), ("爱", [1]), ("北", [2]), ("京", [2]), ("ok", [3])]
+
+
+# --------------------------------------------------------------------------- imported bases
+
+
+@pytest.mark.parametrize("kind", ["albert", "bert"])
+def test_imported_huggingface_runs_are_explained_by_whole_words(kind, tmp_path):
+    hf_import = pytest.importorskip("test_hf_import")  # its tiny random ALBERT/BERT and their tokenizers
+    transformers = hf_import.transformers
+    from textcls.run.bases import import_hf
+
+    if kind == "albert":
+        hf = hf_import.albert(cls=transformers.AlbertForSequenceClassification, num_labels=2)
+        hf.save_pretrained(tmp_path / "hf")
+        hf_import.write_sentencepiece_tokenizer(tmp_path / "hf" / "tokenizer.json")  # ▁-marked unigram pieces
+    else:
+        hf = hf_import.bert(cls=transformers.BertForSequenceClassification, num_labels=2)
+        hf.save_pretrained(tmp_path / "hf")
+        hf_import.write_tokenizer(tmp_path / "hf" / "tokenizer.json")  # wordpiece with ##
+    import_hf(tmp_path / "hf", tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    text = "The movie was great, the plots good!"
+    for method in ("ig", "attention"):
+        (e,) = explain_texts(run, [text], method, steps=8)
+        assert [w.text for w in e.words] == ["The", "movie", "was", "great", ",", "the", "plots", "good", "!"]
+        assert np.isfinite(e.scores).all() and np.abs(e.scores).max() > 0
+    records = attention_records(run, [text])
+    cfg = run.cfg.model
+    assert records[0]["attention"].shape[:3] == (1, cfg.num_layers, cfg.num_heads)
