@@ -33,7 +33,7 @@ from textcls.explain import (
 from textcls.explain.attribution import integrated_gradients
 from textcls.model.ensemble import EnsembleClassifier
 from textcls.predictor import activation
-from textcls.run.load import Run, load_run
+from textcls.run.load import Run, build_model, load_run
 from textcls.train.loop import train
 
 FILLER = "the a cat dog sat ran on under big small red blue house tree river stone went saw with and".split()
@@ -146,9 +146,37 @@ def test_integrated_gradients_add_up_to_the_probability_change(keyword_run):
     with torch.no_grad():
         both = torch.tensor([ids, baseline_ids])
         p = activation(model(both, torch.ones_like(both, dtype=torch.bool)), "single")[:, target]
-    assert scores[0] == 0 and scores[-1] == 0
+    assert scores[0] == 0 and scores[-1] == 0  # no n-gram embeddings: [CLS] and [SEP] keep their vectors
     assert scores.sum() == pytest.approx(float(p[0] - p[1]), abs=0.01)
     assert float(p[0] - p[1]) > 0.3  # the check is not trivially about two small numbers
+
+
+def test_integrated_gradients_count_hashed_ngram_embeddings(tmp_path):
+    """With hashed n-gram embeddings (the recipe's default for short texts) the scores still add up: the
+    n-gram vectors move with the word vectors, from the table's "no n-gram" row. Here the word vectors are
+    all zero, so every difference between the text and the baseline comes from the n-grams."""
+    cfg = tiny_config(tmp_path / "unused.tsv", None, tmp_path / "run", data={"max_length": 32},
+                      model={"pooling": "mean", "embeddings": {"ngram_orders": [2, 3], "ngram_buckets": 64}})
+    texts = [text for text, _ in keyword_rows(40, 3)]
+    tok = train_tokenizer(texts, cfg.tokenizer)
+    torch.manual_seed(0)
+    model = build_model(cfg, tok, 2).eval()
+    with torch.no_grad():  # far from the tiny init and without biases, so the input decides the output
+        for name, q in model.named_parameters():
+            if name.endswith("bias"):
+                q.zero_()
+            elif "norm" not in name:
+                q.normal_(0.0, 0.3)
+        model.embeddings.word.weight.zero_()
+    ids = [tok.token_to_id(CLS), *tok.encode(texts[0], add_special_tokens=False).ids, tok.token_to_id(SEP)]
+    keep = [True] + [False] * (len(ids) - 2) + [True]
+    baseline_ids = [i if k else tok.token_to_id(PAD) for i, k in zip(ids, keep)]
+    with torch.no_grad():
+        both = torch.tensor([ids, baseline_ids])
+        p = activation(model(both, torch.ones_like(both, dtype=torch.bool)), "single")[:, 1]
+    scores = integrated_gradients(model, ids, 1, "single", steps=64, keep=keep)
+    assert abs(float(p[0] - p[1])) > 0.1  # the n-grams move the prediction
+    assert scores.sum() == pytest.approx(float(p[0] - p[1]), abs=5e-3)
 
 
 def test_attention_rollout_favours_the_keyword(keyword_run):

@@ -62,14 +62,14 @@ def _heading(e: Explanation, index: int) -> str:
 
 
 def print_explanations(explanations: Sequence[Explanation], method: str, console: Console, note: str = "") -> None:
-    console.print(Text(f"{METHODS[method]}: {LEGEND[method]}" +
-                       (f"; {note}" if note else ""), style="dim"))
+    console.print(Text(f"{METHODS[method]}: {LEGEND[method]}" + (f"; {note}" if note else ""), style="dim"),
+                  soft_wrap=True)
     for index, e in enumerate(explanations, start=1):
         strength = _strength(e.scores)
         line = Text("   ")
         for piece, i in _pieces(e):
             line.append(piece, style=_style(strength[i]) if i is not None else "")
-        console.print(Text(_heading(e, index), style="bold"))
+        console.print(Text(_heading(e, index), style="bold"), soft_wrap=True)
         console.print(line, soft_wrap=True)
         console.print(Text(f"   top: {_top(e)}"), soft_wrap=True)
 
