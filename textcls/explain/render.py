@@ -91,7 +91,7 @@ def explanations_html(explanations: Sequence[Explanation], method: str, note: st
              f"<style>{_CSS}</style></head><body>",
              f"<h1>textcls explain: {html.escape(METHODS[method])}</h1>",
              f"<p class=\"note\">{html.escape(LEGEND[method].capitalize())}; hover a word for its score."
-             + (f" {html.escape(note)}" if note else "") + "</p>"]
+             + (f" {html.escape(note[:1].upper() + note[1:])}." if note else "") + "</p>"]
     for index, e in enumerate(explanations, start=1):
         strength = _strength(e.scores)
         spans = []
