@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := test,plot,tune,bench,zh,export
+EXTRAS := test,plot,tune,bench,zh,serve,export
 
 .PHONY: install demo test lint bench clean
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from textcls.device import machine_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
 
@@ -127,6 +129,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-adapters"))
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS))
     args = parser.parse_args()
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
     for key, value in BUDGETS[args.budget].items():
         if getattr(args, key) is None:
             setattr(args, key, value)

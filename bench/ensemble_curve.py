@@ -19,6 +19,8 @@ from typing import Optional
 
 import numpy as np
 
+from textcls.device import machine_summary
+
 
 def scored_rows(run, data_file: str, exclude_texts_of: Optional[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """A labelled file's texts, gold label indexes in the run's label order, and which rows to score
@@ -48,6 +50,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--exclude-texts-of", default=None, help="Score only rows whose text is not in this file.")
     parser.add_argument("--max-subsets", type=int, default=200, help="Subsets sampled per size at most.")
     args = parser.parse_args(argv)
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
 
     texts, gold, keep = scored_rows(load_run(args.run_dir), args.data_file, args.exclude_texts_of)
     probs = []

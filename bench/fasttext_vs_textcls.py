@@ -23,6 +23,8 @@ from typing import Optional
 
 import numpy as np
 
+from textcls.device import machine_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
@@ -160,6 +162,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="textcls config override.")
     parser.add_argument("--output", type=Path, default=Path("runs/bench"))
     args = parser.parse_args(argv)
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     names = ["sst2", "chnsenticorp"] if args.dataset == "both" else [args.dataset]
     rows = []

@@ -39,7 +39,7 @@ from speed import DATASETS, SIZE, hf_length_grouped, hf_optimizer, hf_tokenizer,
 
 from textcls.config import TrainConfig, load_config
 from textcls.data.batching import BucketSampler, pad_batch
-from textcls.device import autocast_context
+from textcls.device import autocast_context, machine_summary
 from textcls.model import TextClassifier
 from textcls.predict import predict_ids
 from textcls.train.loss import compute_loss
@@ -269,6 +269,7 @@ def main() -> None:
     parser.add_argument("--eval-batch", type=int, default=256)
     parser.add_argument("--skip-end-to-end", action="store_true")
     args = parser.parse_args()
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
     args.steps = 20 if args.quick else 150
     args.predict_rows = 1024 if args.quick else 8192
     args.e2e_steps = 30 if args.quick else None

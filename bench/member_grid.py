@@ -27,6 +27,8 @@ from typing import Optional
 import numpy as np
 from ensemble_curve import scored_rows  # bench/ is on sys.path when a script in it runs
 
+from textcls.device import machine_summary
+
 
 def parse_variant(spec: str) -> tuple[str, list[str]]:
     name, _, sets = spec.partition("=")
@@ -64,6 +66,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--exclude-texts-of", default=None, help="Score only rows whose text is not in this file.")
     parser.add_argument("--out", type=Path, default=Path("runs/member_grid"))
     args = parser.parse_args(argv)
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
 
     variants = dict(parse_variant(v) for v in args.variant) or {"base": []}
     jobs = [(name, seed) for seed in range(args.seeds) for name in variants]

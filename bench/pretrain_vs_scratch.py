@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from textcls.config import config_from_dict  # noqa: E402
+from textcls.device import machine_summary  # noqa: E402
 from textcls.pretrain.loop import pretrain  # noqa: E402
 from textcls.train.loop import train  # noqa: E402
 
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, help="override the budget's pretraining steps")
     parser.add_argument("--train-rows", type=int, help="override the budget's labelled rows")
     args = parser.parse_args()
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
     budget = dict(BUDGETS[args.budget])
     if args.pretrain_steps:
         budget["pretrain_steps"] = args.pretrain_steps

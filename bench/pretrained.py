@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from textcls.device import machine_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 # (train, test, text column, label column); the test file is never read before the model is chosen.
@@ -129,6 +131,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "bench_pretrained")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
 
     base = (args.base or minilm_folder(ROOT / "runs" / "bases" / "all-MiniLM-L6-v2")).resolve()
     args.data = args.data.resolve()

@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 from textcls.config import config_from_dict  # noqa: E402
 from textcls.data.pipeline import prepare_data  # noqa: E402
+from textcls.device import machine_summary  # noqa: E402
 from textcls.evaluation import evaluate_file  # noqa: E402
 from textcls.info import parameter_counts  # noqa: E402
 from textcls.run.load import load_run  # noqa: E402
@@ -88,6 +89,7 @@ def run_one(args: argparse.Namespace, name: str, out: Path) -> dict:
 
 def main() -> None:
     args = parse_args()
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
     torch.set_num_threads(args.threads)
     rows = []
     started = time.perf_counter()

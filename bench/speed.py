@@ -36,6 +36,7 @@ from textcls.data.batching import BucketSampler, TokenTable, lengths_of
 from textcls.data.pipeline import encode_texts
 from textcls.data.readers import iter_records
 from textcls.data.tokenizer import train_tokenizer
+from textcls.device import machine_summary
 from textcls.model import TextClassifier
 from textcls.predict import predict_ids
 from textcls.train.loss import compute_loss
@@ -434,6 +435,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--predict-lines", type=int, default=None, help="the large predict input (default 1M)")
     parser.add_argument("--compile", action="store_true", help="also measure textcls training with torch.compile")
     args = parser.parse_args(argv)
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
     if args.threads:
         torch.set_num_threads(args.threads)
     q = args.quick

@@ -25,6 +25,8 @@ from typing import Optional
 
 import numpy as np
 
+from textcls.device import machine_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -127,6 +129,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2,000 training rows and a 60s budget")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "suite", help="folder for the runs")
     args = parser.parse_args(argv)
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
     unknown = [n for n in names if n not in SETS]
     if unknown:

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from textcls.device import machine_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 CASES = {"sst2": ("wordpiece", 8000, True), "chnsenticorp": ("bpe", 16000, False), "mixed": ("wordpiece", 32000, True)}
@@ -78,6 +80,7 @@ def main() -> int:
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--one", nargs=2, metavar=("CASE", "LEARNER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
     if args.one:
         print(json.dumps(train_once(*args.one, args.copies)))
         return 0

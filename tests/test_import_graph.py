@@ -198,7 +198,7 @@ LAYERS = [
     ("textcls.predictor",),
     ("textcls.train", "textcls.pretrain"),
     ("textcls.tune", "textcls.info", "textcls.plot", "textcls.evaluation", "textcls.predict", "textcls.recipe",
-     "textcls.export"),
+     "textcls.serve", "textcls.distill", "textcls.explain", "textcls.mistakes", "textcls.export"),
     ("textcls.cli", "textcls.__main__"),
 ]
 

@@ -75,13 +75,13 @@ def test_bf16_keeps_count_order_and_is_close(run, tmp_path):
 def test_cli_rejects_unknown_precision(tmp_path):
     result = run_cli("predict", str(tmp_path / "no_run"), str(tmp_path / "in.txt"), "--precision", "fp8")
     assert result.returncode == 2
-    assert "--precision must be fp32 or bf16" in result.stderr
+    assert "--precision must be fp32, bf16 or auto" in result.stderr
 
 
 def test_predict_warns_when_bf16_would_be_emulated(monkeypatch, caplog):
     from textcls.cli import _inference_device
 
-    monkeypatch.setattr("textcls.train.checks.cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("textcls.device.cpu_has_bf16", lambda: False)
     with caplog.at_level(logging.WARNING, logger="textcls"):
         assert _inference_device("cpu", "fp32").type == "cpu"
         assert caplog.text == ""

@@ -95,7 +95,7 @@ def test_bf16_autocast_on_cpu_trains_and_logs_to_tensorboard(tmp_path, monkeypat
 
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_on_a_cpu_without_bf16_units_warns_once(tmp_path, monkeypatch, caplog, native):
-    monkeypatch.setattr("textcls.train.checks.cpu_has_bf16", lambda: native)
+    monkeypatch.setattr("textcls.device.cpu_has_bf16", lambda: native)
     with caplog.at_level(logging.WARNING, logger="textcls"):
         train(small_config(tmp_path, "run", precision="bf16", max_steps=1, device="cpu"), quiet=True)
     assert caplog.text.count("emulated and usually slower than fp32") == (0 if native else 1)
@@ -170,3 +170,31 @@ def test_pretrained_frozen_embeddings_through_training(tmp_path):
     cfg.model.embeddings.pretrained = str(glove)
     with pytest.raises(DataError, match="glove.txt, line 1: word vectors have 8 dimensions"):
         train(cfg, quiet=True)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_cpu_has_bf16_units(tmp_path, monkeypatch, caplog, native):
+    from textcls.config import TrainConfig
+    from textcls.device import autocast_context, resolve_precision
+
+    monkeypatch.setattr("textcls.device.cpu_has_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    assert TrainConfig().precision == "auto"
+    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    with autocast_context(cpu, "auto"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == (torch.bfloat16 if native else torch.float32)
+    with caplog.at_level(logging.WARNING, logger="textcls"):
+        train(small_config(tmp_path, "run", precision="auto", max_steps=1, device="cpu"), quiet=True)
+    assert "emulated" not in caplog.text  # auto never picks emulated bf16
+
+
+def test_machine_summary_names_the_cpu_its_speed_flags_and_threads(tmp_path, monkeypatch):
+    from textcls import device
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu sse avx2 avx512f amx_bf16 xyz\n")
+    assert device._cpu_model_and_flags(str(info)) == ("Example CPU 9000", ["avx2", "avx512f", "amx_bf16"])
+    monkeypatch.setattr(device, "_cpu_model_and_flags", lambda: ("Example CPU 9000", []))
+    line = device.machine_summary()
+    assert "Example CPU 9000 (no AVX2/AVX-512/AMX)" in line and f"{torch.get_num_threads()} threads" in line

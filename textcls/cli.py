@@ -23,10 +23,11 @@ from rich.markup import escape
 from textcls import __version__
 from textcls.errors import TextclsError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train a text classifier on your own labelled file (or a YAML config), evaluate it, predict "
                        "with it.")
-err = Console(stderr=True)
+# In a log (stderr not a terminal) a message stays on one line, however long: rich would wrap it at 80 columns.
+err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 out = Console() if sys.stdout.isatty() else Console(width=160)  # no wrapping mid-table in pipes and logs
 
 
@@ -93,17 +94,17 @@ def _logging() -> None:
     logging.getLogger("textcls").setLevel(logging.INFO if sys.stderr.isatty() else logging.WARNING)
 
 
-def _done(summary: str) -> None:
-    """The closing line of a training run; under torchrun only rank 0 prints it."""
+def _done(summary: str, quiet: bool = False) -> None:
+    """The closing line of a training run; under torchrun only rank 0 prints it, and --quiet silences it."""
     from textcls.train.distributed import is_main
 
-    if is_main():
+    if is_main() and not quiet:
         err.print(f"[green]done[/]: {escape(summary)}", highlight=False)
 
 
 SetOption = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
-PrecisionOption = typer.Option("fp32", "--precision", help="fp32, or bf16 (autocast: faster on GPUs and on CPUs "
-                               "with bf16 units).")
+PrecisionOption = typer.Option("fp32", "--precision", help="fp32, bf16 (autocast: faster on GPUs and on CPUs "
+                               "with bf16 units), or auto (bf16 where the device has bf16 units).")
 DeviceOption = typer.Option("auto", "--device", help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N.")
 
 
@@ -113,14 +114,14 @@ def _inference_device(device: str, precision: str):
     from textcls.train.checks import warn_slow_bf16
     from textcls.train.loop import select_device
 
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
+    if precision not in ("fp32", "bf16", "auto"):
+        raise ConfigError(f"--precision must be fp32, bf16 or auto, got {precision!r}")
     target = select_device(device, "--device")
     warn_slow_bf16(target, precision, "--precision")
     return target
 OutputOption = typer.Option(None, "--output", "-o", help="Run directory (overrides output.dir).")
 ResumeOption = typer.Option(False, "--resume", help="Continue the run in the output directory from last/.")
-QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output, and no closing summary line.")
 
 
 TextColumnOption = typer.Option(None, "--text-column", help="The text column: a header name or JSON key, or a "
@@ -166,7 +167,7 @@ def train(
     tokens = f"{result.tokens_per_second:,.0f} tokens/s, " if result.tokens_per_second else ""
     rate = f"{tokens}{result.examples_per_second:,.0f} examples/s"
     total = f"; {time.perf_counter() - started:.0f}s in all" if data_file is not None else ""
-    _done(f"{result.steps} steps in {result.seconds:.1f}s ({rate}){best}; run directory {result.run_dir}{total}")
+    _done(f"{result.steps} steps in {result.seconds:.1f}s ({rate}){best}; run directory {result.run_dir}{total}", quiet)
 
 
 def _data_file(config: Optional[Path], overrides: Optional[list[str]]) -> Optional[str]:
@@ -293,7 +294,36 @@ def pretrain(
     result = run_pretraining(cfg, output, resume=resume, quiet=quiet)
     held_out = " ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     _done(f"{result.steps} steps in {result.seconds:.1f}s ({result.tokens_per_second:,.0f} tokens/s)"
-          f"{'; held out: ' + held_out if held_out else ''}; run directory {result.run_dir}")
+          f"{'; held out: ' + held_out if held_out else ''}; run directory {result.run_dir}", quiet)
+
+
+@app.command()
+@handle_errors
+def distill(
+    teacher: Path = typer.Argument(..., help="The teacher: a run directory (one model, an ensemble, a fine-tuned "
+                                   "pretrained base)."),
+    config: Optional[Path] = typer.Argument(None, help="The student's YAML config (default: a small shared encoder "
+                                            "chosen from the data by the automatic recipe)."),
+    unlabelled: Optional[list[str]] = typer.Option(None, "--unlabelled", help="A file of unlabelled texts the "
+                                                   "student learns from the teacher alone (repeatable)."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Time budget: 90s, 10m, 1h (default 10m without a "
+                                         "CONFIG); with a CONFIG, the seconds of the training loop."),
+    overrides: Optional[list[str]] = SetOption,
+    output: Optional[Path] = OutputOption,
+    resume: bool = ResumeOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Distil a trained run into a small student trained on its probabilities; writes an ordinary run directory."""
+    from textcls.distill import distill as run_distillation
+    from textcls.recipe import parse_budget
+
+    _logging()
+    result = run_distillation(teacher, config, overrides or [], output, parse_budget(budget) if budget else None,
+                              unlabelled or [], resume=resume, quiet=quiet)
+    best = f", best {result.best_metric:.4f}" if result.best_metric is not None else ""
+    rows = ", ".join(f"{v:,} {k}" for k, v in result.rows.items())
+    _done(f"{result.steps} steps in {result.seconds:.1f}s ({result.examples_per_second:,.0f} examples/s) on {rows} "
+          f"rows{best}; run directory {result.run_dir}")
 
 
 @app.command("eval")
@@ -313,17 +343,33 @@ def eval_cmd(
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column name or index."),
     header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether a CSV/TSV file has a header."),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="The file's text encoding (default: the run's)."),
+    errors: Optional[Path] = typer.Option(None, "--errors", help="Write every misclassified row (text, gold, "
+                                          "predicted, probability), most confident first: .jsonl, .csv or .tsv."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Save the confusion matrix (normalized per true label) "
+                                        "as a picture (PNG)."),
 ) -> None:
     """Accuracy, F1, per-class metrics and the confusion matrix on a labelled file."""
+    from textcls.errors import ConfigError
     from textcls.evaluation import evaluate_file, print_report, reading_options
+    from textcls.plot import check_picture_path, plot_confusion
     from textcls.run.load import load_run
 
     _logging()
+    if plot:
+        check_picture_path(plot)
     target = _inference_device(device, precision)
     run = load_run(run_dir, device=target)
+    if plot and run.cfg.data.task == "multilabel":
+        raise ConfigError("--plot draws a confusion matrix, which a multi-label run does not have")
     reading = reading_options(run.cfg.data, input_format, text_columns, label_column, header, encoding)
-    result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading)
+    result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading,
+                           str(errors) if errors else None)
     print_report(result, out)
+    if errors:
+        err.print(f"wrote the misclassified rows to {errors}", highlight=False, markup=False)
+    if plot:
+        plot_confusion(result, plot, Path(data_file).name)
+        err.print(f"wrote {plot}", highlight=False, markup=False)
 
 
 @app.command()
@@ -345,6 +391,10 @@ def predict(
                                     help="Average over windows of documents longer than max_length."),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="--chunk-long: tokens between window starts "
                                          "(default half a window)."),
+    echo: Optional[str] = typer.Option(None, "--echo", help="Start each output row with the input's text, its line "
+                                       "number (line), or a column of a CSV/TSV/JSONL input (e.g. id)."),
+    stream: bool = typer.Option(False, "--stream", help="Answer each input line as soon as it is read (stdin from a "
+                                "pipe that stays open; on by default for a terminal)."),
 ) -> None:
     """Labels and probabilities for each input line or row, in input order."""
     from textcls.errors import ConfigError
@@ -355,20 +405,51 @@ def predict(
         raise ConfigError(f"--format must be jsonl or tsv, got {output_format!r}")
     if input_format not in (None, "csv", "tsv", "jsonl", "fasttext", "txt"):
         raise ConfigError(f"--input-format must be one of csv, tsv, jsonl, fasttext, txt; got {input_format!r}")
+    if echo is not None and not echo.strip():
+        raise ConfigError("--echo needs text, line or a column name")
+    stream = stream or (input == "-" and sys.stdin.isatty())
+    if stream and output not in (None, "-"):
+        raise ConfigError("--stream answers on stdout as the lines come; leave out --output (or redirect stdout)")
     _logging()
     target = _inference_device(device, precision)
     run = load_run(run_dir, device=target)
     n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, device=target,
                      precision=precision, window_stride=window_stride(run.cfg.data, chunk_long, stride),
-                     encoding=encoding)
+                     encoding=encoding, echo=echo, stream=stream)
     if output not in (None, "-"):
         err.print(f"wrote {n} predictions to {output}", highlight=False, markup=False)
 
 
 @app.command()
 @handle_errors
+def serve(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    max_batch: int = typer.Option(64, "--max-batch", help="Texts of concurrent requests predicted together."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request waits for others to batch with."),
+    max_texts: int = typer.Option(1000, "--max-texts", help="Most texts one request may send."),
+    max_body: int = typer.Option(1 << 20, "--max-body", help="Largest request body in bytes."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TEXTCLS_API_KEY", show_envvar=True,
+                                          help="Require `Authorization: Bearer KEY` on /predict and /info."),
+    precision: str = PrecisionOption,
+    device: str = DeviceOption,
+) -> None:
+    """An HTTP JSON API (POST /predict, GET /health, /info, /docs) and a page at / for a trained run."""
+    from textcls.serve import ServeOptions
+    from textcls.serve import serve as serve_run
+
+    _logging()
+    options = ServeOptions(max_batch, max_wait_ms, max_texts, max_body, api_key)
+    serve_run(run_dir, host, port, options, _inference_device(device, precision), precision,
+              announce=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
+
+
+@app.command()
+@handle_errors
 def tune(
-    config: Path = typer.Argument(..., help="YAML config with a `tune:` search space."),
+    config: Path = typer.Argument(..., help="YAML config, with a `tune:` search space (without one: a default space "
+                                  "for the model kind, printed first)."),
     budget: str = typer.Option("30m", "--budget", help="Time budget: 90s, 30m, 2h, 1h30m."),
     metric: str = typer.Option("accuracy", "--metric", help="accuracy | macro_f1 | weighted_f1 | micro_f1 | loss."),
     trials: Optional[int] = typer.Option(None, "--trials", min=1, help="At most this many trials."),
@@ -376,14 +457,19 @@ def tune(
                                 help="Folder for trials, trials.jsonl, best.yaml."),
     overrides: Optional[list[str]] = SetOption,
 ) -> None:
-    """Search the `tune:` space with Optuna (TPE, median pruning) within a time budget."""
+    """Search the `tune:` space (or a default one) with Optuna (TPE, median pruning) within a time budget."""
     from textcls.config import load_config
-    from textcls.tune import Tuner, parse_budget, print_trials
+    from textcls.tune import Tuner, describe_space, parse_budget, print_trials
 
     _logging()
     seconds = parse_budget(budget)
     cfg = load_config(config, overrides or [])
     tuner = Tuner(cfg, output, seconds, metric, trials)
+    if tuner.default_kind:
+        err.print(f"{config} has no `tune:` section: searching the default space for {tuner.default_kind}:",
+                  highlight=False, markup=False, soft_wrap=True)
+        for line in describe_space(tuner.params):
+            err.print(f"  {line}", highlight=False, markup=False)
     tuner.run()
     print_trials(tuner, out)
     best = tuner.write_best()
@@ -503,14 +589,54 @@ def plot_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Picture file (default RUN_DIR/curves.png)."),
 ) -> None:
-    """Training curves of a run: loss, learning rate and the validation metric against the step."""
-    from textcls.plot import plot_run
+    """Training curves of a run (loss, learning rate, the validation metric against the step), and its validation
+    confusion matrix and per-class F1."""
+    from textcls.plot import plot_run_pictures
     from textcls.run.info import load_run_config
     from textcls.run.layout import CURVES
 
-    path = output or run_dir / CURVES
-    plot_run(run_dir, path, load_run_config(run_dir).train.metric)
-    err.print(f"wrote {path}", highlight=False, markup=False)
+    written, note = plot_run_pictures(run_dir, output or run_dir / CURVES, load_run_config(run_dir))
+    err.print(f"wrote {', '.join(map(str, written))}" + (f"; {note}" if note else ""), highlight=False, markup=False)
+
+
+@app.command()
+@handle_errors
+def explain(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
+    text_or_file: str = typer.Argument(..., help="A text, or a file of texts (one a line, or a data file's text "
+                                       "column), or - for stdin."),
+    method: str = typer.Option("ig", "--method", help="ig (integrated gradients) or attention (attention rollout)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Explain this label (default: the predicted one)."),
+    steps: int = typer.Option(32, "--steps", min=1, help="Integrated gradients: points on the path."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the explanations as an HTML page."),
+    attention: Optional[Path] = typer.Option(None, "--attention", help="Also write the per-layer, per-head "
+                                             "attention matrices (.npz or .json)."),
+    device: str = DeviceOption,
+) -> None:
+    """A score per word for how much it pushed the run toward its predicted label."""
+    from textcls.explain import (
+        attention_records,
+        explain_note,
+        explain_texts,
+        print_explanations,
+        read_texts,
+        write_attention,
+        write_html,
+    )
+    from textcls.run.load import load_run
+
+    _logging()
+    run = load_run(run_dir, device=_inference_device(device, "fp32"))
+    texts = read_texts(text_or_file, run.cfg.data)
+    explanations = explain_texts(run, texts, method, label, steps, quiet=False)
+    note = explain_note(run)
+    print_explanations(explanations, method, out, note)
+    if html:
+        write_html(html, explanations, method, note)
+        err.print(f"wrote {html}", highlight=False, markup=False)
+    if attention:
+        write_attention(attention, attention_records(run, texts))
+        err.print(f"wrote {attention}", highlight=False, markup=False)
 
 
 @app.command()

@@ -5,10 +5,70 @@ from __future__ import annotations
 import torch
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX); elsewhere oneDNN emulates it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` has bf16 units: a CUDA device that supports bf16, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_bf16()
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` becomes bf16 where the device has bf16 units and fp32 elsewhere; any other value stays."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
+
+
 def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast on any device, fp16 on CUDA only; fp32 (autocast off) otherwise."""
+    """bf16 autocast on any device, fp16 on CUDA only; fp32 (autocast off) otherwise; `auto` as resolved."""
+    precision = resolve_precision(precision, device)
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if precision == "fp16" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return torch.autocast(device.type, enabled=False)
+
+
+RELEVANT_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def _cpu_model_and_flags(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features"):
+                    flags = set(value.split())
+                if flags and model:
+                    break
+    except OSError:  # not Linux: the platform's name, no flags
+        pass
+    return model, [f for f in RELEVANT_CPU_FLAGS if f in flags]
+
+
+def machine_summary() -> str:
+    """One line for benchmark output: the CPU model with its flags that matter for speed, the cores this
+    process may use, torch's thread count, native bf16, and the GPU when there is one."""
+    import os
+
+    model, flags = _cpu_model_and_flags()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [f"CPU {model} ({' '.join(flags) or 'no AVX2/AVX-512/AMX'})", f"{cores} cores",
+             f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+             f"native bf16 {'yes' if cpu_has_bf16() else 'no'}"]
+    if torch.cuda.is_available():
+        parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+    return "machine: " + "; ".join(parts)

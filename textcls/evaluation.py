@@ -15,17 +15,20 @@ from textcls.config import DataConfig
 from textcls.data.pipeline import labelled_rows
 from textcls.errors import ConfigError, DataError, data_error_hint
 from textcls.io import atomic_write_json
+from textcls.mistakes import computed_once, errors_format, mistakes, write_mistakes
 from textcls.predictor import predictor_report, run_predictor
 from textcls.run.load import Run
 
 
 def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, batch_size: int = 128,
                   device: torch.device = torch.device("cpu"), precision: str = "fp32",
-                  reading: Optional[dict] = None) -> dict:
+                  reading: Optional[dict] = None, errors_path: Optional[str] = None) -> dict:
     """The report of the run on a labelled file read with the run's data options, or with `reading`'s
     (format, text_columns, label_column, header, encoding) in their place: the metrics of the run's
     predictor's probabilities (with the NB-LR model's share mixed in, and its metrics alone, when the
-    run has one)."""
+    run has one). `errors_path`: also write the misclassified rows there (textcls.mistakes)."""
+    if errors_path:
+        errors_format(errors_path)
     if not Path(data_file).is_file():
         what = "is a directory; pass a file" if Path(data_file).is_dir() else "does not exist; check the path"
         raise DataError(f"data file {data_file} {what}")
@@ -33,6 +36,10 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
                          "--input-format, --text-column, --label-column, --header or --encoding"):
         rows, skipped = labelled_rows(data_file, dataclasses.replace(run.cfg.data, **(reading or {})), run.labels)
     predictor = run_predictor(run, batch_size, device, precision)  # each tokenizer group tokenizes the rows itself
+    if errors_path:
+        probs, predictor = computed_once(predictor, rows.texts, rows.pairs)
+        write_mistakes(errors_path, mistakes(rows.texts, rows.pairs, rows.targets, probs, run.labels,
+                                             run.cfg.data.task, run.cfg.train.threshold))
     report = predictor_report(predictor, rows.texts, rows.pairs, rows.targets, run.cfg.train.threshold)
     report["file"] = str(data_file)
     if skipped:

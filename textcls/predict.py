@@ -85,12 +85,16 @@ def _output(path: Optional[str]) -> Iterator[IO]:
 def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, top_k: int = 1,
                  output_format: Optional[str] = None, input_format: Optional[str] = None, batch_size: int = 64,
                  chunk_size: int = 4096, device: torch.device = torch.device("cpu"), precision: str = "fp32",
-                 window_stride: Optional[int] = None, encoding: Optional[str] = None) -> int:
+                 window_stride: Optional[int] = None, encoding: Optional[str] = None, echo: Optional[str] = None,
+                 stream: bool = False) -> int:
     """Predict every input line/row; writes one output line per input in order. Returns the count.
 
     The input is read with the run's data options (columns, header, encoding), in `input_format`, else
     the format its suffix names; a file without a suffix (or a device such as /dev/stdin) is plain text.
-    `window_stride` (tokens) turns on window averaging for long documents (see predict_windowed)."""
+    `window_stride` (tokens) turns on window averaging for long documents (see predict_windowed).
+    `echo`: each output row also holds the input's `text` (and `text_pair`), its `line` number, or the
+    value of that column of a CSV/TSV/JSONL input, first. `stream`: each input line is answered (and
+    flushed) as soon as it is read, for stdin from a terminal or a pipe that stays open."""
     fmt = output_format or _output_format(output_path)
     if fmt == "tsv" and top_k > 1 and run.cfg.data.task == "multilabel":
         raise ConfigError("--top-k with a multi-label run needs JSONL output (TSV lists the labels over the "
@@ -102,21 +106,25 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
         a, b = data_cfg.text_columns
         raise DataError(f"{input_path}: this run classifies text pairs (columns {a!r} and {b!r}), and a plain-text "
                         "input holds one text per line; give a CSV, TSV or JSONL input with both columns")
-    records = iter_records(input_path, data_cfg, labelled=False, allow_empty=True)
+    keep = [] if echo in (None, "text", "line") else [int(echo) if echo.isdigit() else echo]
+    records = iter_records(input_path, data_cfg, labelled=False, allow_empty=True, keep=keep)
     predictor = run_predictor(run, batch_size, device, precision, chunk_long=bool(window_stride),
                               stride=window_stride)
     count = 0
     with _output(output_path) as out:
         with data_error_hint("predict reads the input with the run's data options; --input-format and --encoding "
                              "override them"):
-            for chunk in _chunks(records, chunk_size):
+            for chunk in _chunks(records, 1 if stream else chunk_size):
                 texts = [r.text for r in chunk]
                 pairs = [r.text_pair or "" for r in chunk] if len(data_cfg.text_columns) == 2 and \
                     chunk[0].text_pair is not None else None
                 probs = predictor.predict_proba(texts, pairs)  # pairs are not windowed
                 task, threshold = run.cfg.data.task, run.cfg.train.threshold
-                for row in probs:
-                    out.write(_format_row(row, run.labels, top_k, fmt, task, threshold) + "\n")
+                for rec, row in zip(chunk, probs):
+                    line = _format_row(row, run.labels, top_k, fmt, task, threshold)
+                    out.write((_echoed(rec, echo, line, fmt) if echo else line) + "\n")
+                if stream:
+                    out.flush()
                 count += len(chunk)
         if count == 0:  # inside the `with`: the empty temp file is discarded, not renamed onto the output
             header = data_cfg.format in ("csv", "tsv") and has_header(data_cfg)
@@ -124,6 +132,18 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
                 " (the first line of a CSV/TSV input is its header; --input-format txt reads one text per line)"
                 if header else ""))
     return count
+
+
+def _echoed(rec: Record, echo: str, line: str, fmt: str) -> str:
+    """An output line with the echoed input first: `{"text": ..., "label": ...}` or `text<TAB>label...`."""
+    if echo == "text":
+        values = {"text": rec.text, **({"text_pair": rec.text_pair} if rec.text_pair is not None else {})}
+    else:
+        values = {"line": rec.line} if echo == "line" else dict(rec.kept)
+    if fmt == "tsv":
+        cells = [v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values.values()]
+        return "\t".join([*(" ".join(c.split()) for c in cells), line])  # tabs and line breaks become spaces
+    return json.dumps(values, ensure_ascii=False)[:-1] + ", " + line[1:]
 
 
 def window_stride(data: DataConfig, chunk_long: bool, stride: Optional[int]) -> Optional[int]:

@@ -67,6 +67,14 @@ def predict_ids(model: torch.nn.Module, ids: list[list[int]], types: Optional[li
 
 
 @torch.inference_mode()
+def batched_outputs(fn: BatchProbabilities, ids: list[list[int]], types: Optional[list[list[int]]], width: int,
+                    batch_size: int, pad_id: int, device: torch.device, precision: str) -> np.ndarray:
+    """(N, width) float32 outputs of `fn(input_ids, mask, type_ids)` on length-sorted, padded batches of `ids`,
+    in input order (probabilities, or any per-text vector such as a model's pooled one)."""
+    return _batched(fn, ids, types, width, batch_size, pad_id, device, precision)
+
+
+@torch.inference_mode()
 def _batched(probabilities: BatchProbabilities, ids: list[list[int]], types: Optional[list[list[int]]],
              num_labels: int, batch_size: int, pad_id: int, device: torch.device, precision: str) -> np.ndarray:
     order = np.argsort(np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")

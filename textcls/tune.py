@@ -8,6 +8,9 @@ The search space maps dotted config keys to a range or a list of choices:
       train.epochs: {low: 1, high: 4}                     # ints on both ends: an integer range
       model.dropout: {low: 0.0, high: 0.3, step: 0.05}    # optional step
 
+A config without a `tune:` section is searched over a default space chosen by the model kind
+(`default_space`), printed before the search.
+
 Each trial trains a full run (in OUTPUT/trials/trial-NNN) with its values applied; evaluations
 during training are reported to Optuna, which prunes trials below the median of earlier ones at
 the same point. The time budget holds: no trial starts when less time is left than the median
@@ -160,6 +163,52 @@ def check_space(base: dict, params: list[Param], source: str) -> None:
                           "Keys in `tune:` are dotted config keys such as train.lr or model.num_layers.")
 
 
+def default_space(cfg: Config) -> tuple[str, dict[str, dict]]:
+    """(the model kind, the search space) `textcls tune` uses when the config has no `tune:` section.
+
+    Every kind searches the learning rate (log scale, around its usual range: 1e-5..2e-4 to fine-tune a
+    pretrained base whole, 1e-4..3e-3 from scratch or for adapters and heads on a frozen base), dropout,
+    the batch size and the weight decay. A model trained from scratch also searches its pooling and its
+    depth (half, as is, double the config's); a pretrained base keeps the shape its weights have."""
+    m, t = cfg.model, cfg.train
+    if t.trainable != "all":
+        kind, lr = f"{t.trainable} trained on a frozen base", (1e-4, 3e-3)
+    elif m.init_from:
+        kind, lr = "a pretrained base fine-tuned whole", (1e-5, 2e-4)
+    else:
+        kind, lr = "a model trained from scratch", (1e-4, 3e-3)
+    space: dict[str, dict] = {
+        "train.lr": {"low": lr[0], "high": lr[1], "log": True},
+        "model.dropout": {"low": 0.0, "high": 0.3, "step": 0.05},
+        "train.batch_size": {"choices": [16, 32, 64]},
+        "train.weight_decay": {"choices": [0.0, 0.01, 0.1]},
+    }
+    if not m.init_from:
+        space["model.pooling"] = {"choices": ["cls", "mean", "max"]}
+        space["model.num_layers"] = {"choices": sorted({max(1, m.num_layers // 2), m.num_layers, 2 * m.num_layers})}
+    return kind, space
+
+
+def _fits(base: dict, param: "Param", source: str) -> bool:
+    try:
+        check_space(base, [param], source)
+    except ConfigError:
+        return False
+    return True
+
+
+def describe_space(params: list["Param"]) -> list[str]:
+    """One line per searched key: `train.lr: 1e-05 .. 0.0002 (log)`, `model.pooling: cls | mean | max`."""
+    lines = []
+    for p in params:
+        if p.choices is not None:
+            lines.append(f"{p.key}: {' | '.join(map(str, p.choices))}")
+        else:
+            extra = " (log)" if p.log else f" (step {p.step:g})" if p.step else ""
+            lines.append(f"{p.key}: {p.low:g} .. {p.high:g}{extra}")
+    return lines
+
+
 @dataclass
 class TrialRecord:
     number: int
@@ -180,17 +229,21 @@ class Tuner:
         if metric not in METRICS:
             raise ConfigError(f"--metric must be one of {', '.join(METRICS)}; got {metric!r}")
         source = cfg.source or "<config>"
-        if cfg.tune is None:
-            raise ConfigError(f"{source} has no `tune:` section; add one mapping config keys to ranges, "
-                              "e.g. `tune: {train.lr: {low: 1.0e-4, high: 3.0e-3, log: true}}`")
         if not cfg.data.valid and cfg.data.valid_fraction is None:
             raise ConfigError(f"{source}: tuning needs validation data; set `data.valid` or `data.valid_fraction`")
         self.base = config_to_dict(cfg)
         self.base.pop("tune", None)
         if self.base["data"]["split_seed"] is None:  # every trial validates on the same held-out rows
             self.base["data"]["split_seed"] = cfg.train.seed
-        self.params = parse_space(cfg.tune, source)
-        check_space(self.base, self.params, source)
+        # None: the config's own `tune:` section; else the model kind whose default space is searched
+        self.default_kind: Optional[str] = None
+        if cfg.tune is None:
+            self.default_kind, space = default_space(cfg)
+            # a default key the config cannot take (a depth its sharing cannot split) is left out, not an error
+            self.params = [p for p in parse_space(space, source) if _fits(self.base, p, source)]
+        else:
+            self.params = parse_space(cfg.tune, source)
+            check_space(self.base, self.params, source)
         self.source, self.output, self.budget_s = source, Path(output), budget_s
         self.metric, self.n_trials, self.quiet = metric, n_trials, quiet
         self.seed = cfg.train.seed if seed is None else seed

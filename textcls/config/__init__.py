@@ -23,6 +23,7 @@ from textcls.config.schema import (
     AdapterConfig,
     Config,
     DataConfig,
+    DistillConfig,
     EmbeddingsConfig,
     ModelConfig,
     NblrConfig,
@@ -43,9 +44,9 @@ from textcls.io import atomic_write_text
 
 __all__ = [
     # the schema (textcls/config/schema.py)
-    "AdapterConfig", "Config", "DataConfig", "EmbeddingsConfig", "ModelConfig", "NblrConfig", "OutputConfig",
-    "PretrainConfig", "RecipeConfig", "SharingConfig", "TokenizerConfig", "TrainConfig", "VARIANT_FIXED",
-    "VARIANT_SECTIONS",
+    "AdapterConfig", "Config", "DataConfig", "DistillConfig", "EmbeddingsConfig", "ModelConfig", "NblrConfig",
+    "OutputConfig", "PretrainConfig", "RecipeConfig", "SharingConfig", "TokenizerConfig", "TrainConfig",
+    "VARIANT_FIXED", "VARIANT_SECTIONS",
     "build_dataclass", "config_to_dict", "member_raw", "set_dotted", "short_repr",
     # the checks (textcls/config/checks.py)
     "validate",
@@ -68,7 +69,7 @@ def demo_config() -> Optional[Path]:
 # Keys holding file paths: relative ones in a config file are resolved against the file's folder,
 # relative ones given with `--set` against the current directory.
 PATH_KEYS = ("data.train", "data.valid", "data.label_names", "tokenizer.path", "model.init_from",
-             "model.embeddings.pretrained", "pretrain.files")
+             "model.embeddings.pretrained", "pretrain.files", "distill.teacher", "distill.unlabelled")
 
 
 # --------------------------------------------------------------------------- overrides

@@ -170,6 +170,7 @@ def validate(cfg: Config, problems: list[str]) -> None:
         problems.append("`train.trainable: adapters` needs `model.adapters.enabled: true`")
     _validate_adapters(m, problems)
     _validate_pretrain(cfg, problems)
+    _validate_distill(cfg, problems)
     _validate_variants(cfg, problems)  # last: a problem of the config itself is not repeated per variant
 
 
@@ -239,6 +240,35 @@ def _validate_pretrain(cfg: Config, problems: list[str]) -> None:
                 f"`pretrain.block_size` ({p.block_size}) asks for more positions than the model has "
                 f"(`model.max_positions` = {m.max_positions}{offset}); lower block_size or raise max_positions"
             )
+
+
+def _validate_distill(cfg: Config, problems: list[str]) -> None:
+    k = cfg.distill
+    if k is None:
+        return
+    if not 0.0 <= k.alpha <= 1.0:
+        problems.append(f"`distill.alpha` is the teacher's share of a labelled row's loss, in [0, 1]; got {k.alpha}")
+    if k.temperature <= 0:
+        problems.append(f"`distill.temperature` must be positive (e.g. 2), got {k.temperature}")
+    if k.augment_copies < 0:
+        problems.append(f"`distill.augment_copies` must be >= 0 (0: no augmented copies), got {k.augment_copies}")
+    if k.hidden_weight < 0:
+        problems.append(f"`distill.hidden_weight` must be >= 0, got {k.hidden_weight}")
+    if not 0.0 <= k.mask_probability < 1.0:
+        problems.append(f"`distill.mask_probability` must be in [0, 1), got {k.mask_probability}")
+    if k.augment_copies > 0 and k.mask_probability == 0:
+        problems.append("`distill.augment_copies` > 0 with `distill.mask_probability: 0` makes exact copies of the "
+                        "training texts; raise mask_probability (e.g. 0.15) or set augment_copies: 0")
+    if cfg.data.task == "multilabel":
+        problems.append("`distill` trains single-label students; a multilabel teacher cannot be distilled")
+    if cfg.train.ensemble > 1:
+        problems.append("`distill` trains one student; remove `train.ensemble` (or set it to 1)")
+    if cfg.nblr.weight > 0:
+        problems.append("`distill` trains the transformer student alone; remove `nblr.weight` (the NB-LR model is "
+                        "not part of a student)")
+    if cfg.train.class_weights == "auto":
+        problems.append("`train.class_weights: auto` counts labels, and a student's augmented and unlabelled rows "
+                        "have none; give one weight per label instead, or remove it")
 
 
 def _validate_train_extras(t: TrainConfig, problems: list[str]) -> None:

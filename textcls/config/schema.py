@@ -134,7 +134,7 @@ class TrainConfig:
     eps: float = 1.0e-8
     max_grad_norm: Optional[float] = 1.0
     seed: int = 0
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: Optional[int] = None
     eval_every: Optional[int] = None  # steps; None = only at epoch ends
@@ -201,6 +201,23 @@ class NblrConfig:
 
 
 @dataclass
+class DistillConfig:
+    """`textcls distill`: a student trained on a teacher run's probabilities (textcls/distill/). The section is
+    absent from every other run's config."""
+
+    teacher: Optional[str] = None  # the teacher's run directory (recorded; the command line gives it)
+    alpha: float = 0.5  # a labelled row's loss: (1 - alpha) * CE(label) + alpha * T^2 * KL(teacher_T || student_T)
+    temperature: float = 2.0  # T: both distributions softened by it
+    augment_copies: int = 2  # augmented copies of each training text, learned from the teacher alone
+    mask_probability: float = 0.15  # per word of a copy: masked, replaced by a training word, or deleted
+    unlabelled: list[str] = field(default_factory=list)  # files whose texts are learned from the teacher alone
+    # Also match the teacher's pooled vector (a single-model teacher): MSE between a learned projection of the
+    # student's pooled vector and the teacher's, weighted by hidden_weight. The projection is not saved.
+    match_hidden: bool = False
+    hidden_weight: float = 1.0
+
+
+@dataclass
 class RecipeConfig:
     """What the automatic recipe (`textcls train DATA_FILE`, `textcls init`) saw and chose, as a record:
     training reads none of it. Each choice is {key, value, reason}."""
@@ -221,6 +238,7 @@ class Config:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     nblr: NblrConfig = field(default_factory=NblrConfig)
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    distill: Optional[DistillConfig] = None  # only a distilled student's run has it
     tune: Optional[dict[str, Any]] = None  # search space for `textcls tune`
     source: Optional[str] = field(default=None, metadata={"internal": True})
 
@@ -269,6 +287,9 @@ def _convert(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        sections = [a for a in args if dataclasses.is_dataclass(a)]
+        if sections and isinstance(value, dict):  # an optional section: its own keys are checked, one by one
+            return build_dataclass(sections[0], value, key, problems)
         for arg in args:
             if arg is type(None):
                 continue
@@ -364,6 +385,8 @@ def config_to_dict(cfg: Config) -> dict:
     out.pop("source", None)
     if out.get("tune") is None:
         out.pop("tune", None)
+    if out.get("distill") is None:
+        out.pop("distill", None)
     if out.get("recipe", {}).get("name") is None:
         out.pop("recipe", None)  # no record: configs written by hand stay as they were
     return out

@@ -113,6 +113,10 @@ def _sample(path: str, fmt: str, encoding: str) -> tuple[Optional[list[str]], li
         except UnicodeDecodeError:
             raise DataError(f"{path} is not valid {encoding}; convert it to UTF-8") from None
     lines = [line.lstrip("\ufeff") if i == 0 else line for i, line in enumerate(lines)]
+    if fmt == "jsonl" and next((line for line in lines if line.strip()), "").lstrip().startswith("["):
+        objects = [obj for _, obj in zip(range(SAMPLE_ROWS), _array_items(path, encoding)) if isinstance(obj, dict)]
+        keys = list(dict.fromkeys(k for obj in objects for k in obj))
+        return keys, [["" if obj.get(k) is None else str(obj.get(k)) for k in keys] for obj in objects]
     if fmt == "jsonl":
         objects = []
         for line in lines:
@@ -134,6 +138,21 @@ def _sample(path: str, fmt: str, encoding: str) -> tuple[Optional[list[str]], li
     if len(rows) > 1 and _is_header(rows[0], rows[1:]):
         return [h.strip() for h in rows[0]], rows[1:]
     return None, rows
+
+
+def _array_items(path: str, encoding: str) -> list:
+    """The items of a JSON file that holds one array (read whole: an array has no lines to sample)."""
+    try:
+        with open(path, encoding=encoding) as handle:
+            items = json.loads(handle.read().lstrip("\ufeff"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not valid {encoding}; convert it to UTF-8") from None
+    except ValueError:
+        raise DataError(f"{path}: not valid JSON; a JSON data file holds one array of objects, or one object a "
+                        "line (JSONL)") from None
+    if not isinstance(items, list):
+        raise DataError(f"{path}: starts with [ but is not one JSON array of objects")
+    return items
 
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][\w .-]{0,30}$")

@@ -1,4 +1,5 @@
-"""Readers for labelled and unlabelled text files: CSV, TSV, JSONL, fastText and plain text.
+"""Readers for labelled and unlabelled text files: CSV, TSV, JSONL (or a JSON array of objects), fastText
+and plain text.
 
 Every reader yields `Record`s with the 1-based line number the record starts on, so every error
 names the file and line. Files are decoded strictly (invalid UTF-8 is an error that names the byte
@@ -10,12 +11,13 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import sys
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 from textcls.config import DataConfig
 from textcls.errors import DataError
@@ -35,6 +37,7 @@ class Record:
     text_pair: Optional[str] = None
     labels: list[str] = field(default_factory=list)  # empty when the file has no labels
     label_set: bool = False  # the labels came as a JSON list: [] is a multilabel row with none of the labels
+    kept: dict = field(default_factory=dict)  # the `keep` columns iter_records was asked for, by name (predict --echo)
 
 
 def detect_format(path: str, cfg: DataConfig) -> str:
@@ -187,7 +190,7 @@ def has_header(cfg: DataConfig) -> bool:
 
 
 def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
-                    bad_lines: list[int]) -> Iterator[Record]:
+                    bad_lines: list[int], keep: Sequence[Union[str, int]] = ()) -> Iterator[Record]:
     delimiter = cfg.delimiter or ("\t" if fmt == "tsv" else ",")
     header_line = has_header(cfg)
     # TSV files rarely quote; a stray " must stay part of the text (ChnSentiCorp has some).
@@ -206,8 +209,9 @@ def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
                 continue
             if columns is None:
                 columns = _Columns(path, cfg, header, labelled)
+                kept = [columns._index(c, header) for c in keep]
                 width = width or len(row)
-                needed = max(columns.indexes) + 1
+                needed = max(columns.indexes + kept) + 1
                 if width < needed:
                     raise DataError(
                         f"{path}, line {line}: rows have {width} field(s) but the config uses column "
@@ -224,7 +228,8 @@ def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
             fields = [row[i] for i in columns.indexes]
             texts = fields[: columns.n_text]
             labels = _split_labels(fields[-1], cfg) if labelled else []
-            yield Record(line, texts[0], texts[1] if len(texts) > 1 else None, labels)
+            yield Record(line, texts[0], texts[1] if len(texts) > 1 else None, labels,
+                         kept={str(c): row[i] for c, i in zip(keep, kept)})
     except csv.Error as exc:
         raise DataError(f"{path}, line {reader.line_num}: malformed {fmt.upper()} ({exc}); check the quoting") from None
     if header_line and header is None:
@@ -238,28 +243,32 @@ def _split_labels(value: str, cfg: DataConfig) -> list[str]:
     return [value] if value else []
 
 
-def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]) -> Iterator[Record]:
-    for line_no, line in enumerate(_open_lines(path, cfg.encoding), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError) as exc:  # also too-long integers and too-deep nesting
-            if cfg.on_bad_lines == "skip":
-                bad_lines.append(line_no)
-                continue
-            why = f"{exc.msg}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)[:80]
-            raise DataError(f"{path}, line {line_no}: not valid JSON ({why})") from None
+def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int],
+                keep: Sequence[Union[str, int]] = ()) -> Iterator[Record]:
+    """One JSON object a line, or (a `.json` file as often written) one JSON array of objects: item N of
+    the array is record N, and errors name the item."""
+    numbered = enumerate(_open_lines(path, cfg.encoding), start=1)
+    first = next(((n, line) for n, line in numbered if line.strip()), None)
+    if first is None:
+        return
+    where = "line"
+    objects: Iterator[tuple[int, Any]]
+    if first[1].lstrip().startswith("["):
+        where, objects = "item", enumerate(_json_array(path, first[1] + "".join(line for _, line in numbered)), 1)
+    else:
+        objects = _json_lines(path, cfg, itertools.chain([first], numbered), bad_lines)
+    for line_no, obj in objects:
         if not isinstance(obj, dict):
-            raise DataError(f"{path}, line {line_no}: each line must be a JSON object, got {type(obj).__name__}")
-        keys = list(cfg.text_columns) + ([cfg.label_column] if labelled else [])
+            what = "each item of the array" if where == "item" else "each line"
+            raise DataError(f"{path}, {where} {line_no}: {what} must be a JSON object, got {type(obj).__name__}")
+        keys = list(cfg.text_columns) + ([cfg.label_column] if labelled else []) + list(keep)
         missing = [k for k in keys if str(k) not in obj]
         if missing:
             if cfg.on_bad_lines == "skip":
                 bad_lines.append(line_no)
                 continue
             raise DataError(
-                f"{path}, line {line_no}: key(s) {', '.join(repr(str(k)) for k in missing)} missing (keys "
+                f"{path}, {where} {line_no}: key(s) {', '.join(repr(str(k)) for k in missing)} missing (keys "
                 f"present: {', '.join(repr(k) for k in obj)}); fix `data.text_columns` / `data.label_column`"
             )
         texts = [obj[str(k)] for k in cfg.text_columns]
@@ -267,13 +276,44 @@ def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]
         labels: list[str] = []
         value = obj[str(cfg.label_column)] if labelled else None
         if isinstance(value, list):
-            labels = [_json_label(v, path, line_no) for v in value]
+            labels = [_json_label(v, path, line_no, where) for v in value]
         elif value is not None:
-            labels = _split_labels(_json_label(value, path, line_no), cfg)
-        yield Record(line_no, texts[0], texts[1] if len(texts) > 1 else None, labels, isinstance(value, list))
+            labels = _split_labels(_json_label(value, path, line_no, where), cfg)
+        yield Record(line_no, texts[0], texts[1] if len(texts) > 1 else None, labels, isinstance(value, list),
+                     {str(k): obj[str(k)] for k in keep})
 
 
-def _json_label(value: Any, path: str, line: int) -> str:
+def _json_lines(path: str, cfg: DataConfig, numbered: Iterator[tuple[int, str]],
+                bad_lines: list[int]) -> Iterator[tuple[int, Any]]:
+    for line_no, line in numbered:
+        if not line.strip():
+            continue
+        try:
+            yield line_no, json.loads(line)
+        except (ValueError, RecursionError) as exc:  # also too-long integers and too-deep nesting
+            if cfg.on_bad_lines == "skip":
+                bad_lines.append(line_no)
+                continue
+            why = f"{exc.msg}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)[:80]
+            raise DataError(f"{path}, line {line_no}: not valid JSON ({why})") from None
+
+
+def _json_array(path: str, text: str) -> list:
+    """The items of a file that holds one JSON array."""
+    try:
+        items = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        why = f"{exc.msg}, line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else \
+            str(exc)[:80]
+        raise DataError(f"{path}: not valid JSON ({why}); a JSON data file holds one array of objects, "
+                        "or one object a line (JSONL)") from None
+    if not isinstance(items, list):
+        raise DataError(f"{path}: starts with [ but is not one JSON array; a JSON data file holds one array of "
+                        "objects, or one object a line (JSONL)")
+    return items
+
+
+def _json_label(value: Any, path: str, line: int, where: str = "line") -> str:
     """A JSON label as text: strings as they are, true/false, integers (1 and 1.0 alike) and other numbers."""
     if isinstance(value, str):
         return value.strip()
@@ -283,7 +323,7 @@ def _json_label(value: Any, path: str, line: int) -> str:
         return str(int(value))
     if isinstance(value, (int, float)):
         return str(value)
-    raise DataError(f"{path}, line {line}: a label must be a string or a number (a list of them for several), got "
+    raise DataError(f"{path}, {where} {line}: a label must be a string or a number (a list of them for several), got "
                     f"{json.dumps(value)[:60]}")
 
 
@@ -308,14 +348,18 @@ def _iter_txt(path: str, cfg: DataConfig) -> Iterator[Record]:
 
 
 def iter_records(path: str, cfg: DataConfig, labelled: bool = True, allow_empty: bool = False,
-                 bad_lines: Optional[list[int]] = None) -> Iterator[Record]:
-    """Yield the records of one file, checking texts and labels; `bad_lines` collects skipped lines."""
+                 bad_lines: Optional[list[int]] = None, keep: Sequence[Union[str, int]] = ()) -> Iterator[Record]:
+    """Yield the records of one file, checking texts and labels; `bad_lines` collects skipped lines. `keep`:
+    other columns (CSV/TSV names or indexes, JSONL keys) each record carries in `kept`, by name."""
     fmt = detect_format(path, cfg)
     bad_lines = bad_lines if bad_lines is not None else []
+    if keep and fmt not in ("csv", "tsv", "jsonl"):
+        raise DataError(f"{path}: a {fmt} file has no columns besides the text, so {', '.join(map(repr, keep))} "
+                        "cannot be read from it; give a CSV, TSV or JSONL input")
     if fmt in ("csv", "tsv"):
-        records = _iter_delimited(path, cfg, fmt, labelled, bad_lines)
+        records = _iter_delimited(path, cfg, fmt, labelled, bad_lines, keep)
     elif fmt == "jsonl":
-        records = _iter_jsonl(path, cfg, labelled, bad_lines)
+        records = _iter_jsonl(path, cfg, labelled, bad_lines, keep)
     elif fmt == "fasttext":
         records = _iter_fasttext(path, cfg, labelled)
     else:

@@ -69,11 +69,16 @@ class TextClassifier(nn.Module):
         x = self.side(x, out.hidden, attention_mask)  # (B, T, H)
         return self.pooler(x, attention_mask)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled vector the head reads: (B, H)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         return_all = self.cfg.pool_layers > 1 or self.side.reads_all_depths
         out = self.encode(input_ids, attention_mask, token_type_ids, return_all=return_all)
-        pooled = self.pool(out, attention_mask)  # (B, H)
+        return self.pool(out, attention_mask)  # (B, H)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = self.features(input_ids, attention_mask, token_type_ids)  # (B, H)
         return self.head(self.head_dropout(pooled))  # (B, num_labels)

@@ -340,8 +340,8 @@ def _machine_choices(r, machine, precision: str) -> None:
     """What every recipe sets the same way: the schedule, AdamW's decay, precision, device and threads."""
     r.set("train.schedule", "linear", "linear decay to zero")
     r.set("train.weight_decay", 0.01, "AdamW")
-    r.set("train.precision", precision, "the device computes in bf16" if precision == "bf16" else
-          "no native bf16 on this device")
+    r.set("train.precision", "auto", "bf16 where the device has bf16 units (" +
+          ("bf16 here" if precision == "bf16" else "fp32 here: none on this device") + ")")
     r.set("train.device", "auto", "a GPU when there is one")
     if machine.device == "cpu":
         r.set("train.num_threads", machine.cores, f"{machine.cores} cores")

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 import torch
 
 from textcls.config import ModelConfig, TrainConfig
+from textcls.device import cpu_has_bf16
 from textcls.recipe.rules import Candidate, Machine
 
 MEASURE_SECONDS = 0.6  # per candidate, after two warm-up steps
@@ -17,8 +18,6 @@ MEASURE_SECONDS = 0.6  # per candidate, after two warm-up steps
 
 def this_machine(device: str = "auto") -> Machine:
     """The device training will use (`train.device: auto`), the cores this process may use, native bf16."""
-    from textcls.train.checks import cpu_has_bf16
-
     cuda = torch.cuda.is_available() and device in ("auto", "cuda") or device.startswith("cuda:")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cuda:

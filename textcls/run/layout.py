@@ -2,10 +2,11 @@
 
     RUN/config.yaml  tokenizer.json  labels.json    what to train, and how text becomes ids and labels
     RUN/model.safetensors  run.json  eval_report.json    the best weights, their sha256, their report
-    RUN/metrics.jsonl  curves.png  tensorboard/    the training log and its pictures
+    RUN/metrics.jsonl  curves.png  confusion.png  class_f1.png  tensorboard/    the training log and its pictures
     RUN/last/  checkpoint-{step}/    resumable checkpoints (state.json, model and trainer state)
     RUN/ensemble.json  members/K/    an ensemble: its bookkeeping and one ordinary run per member
     RUN/nblr.json  nblr.safetensors    the bag-of-n-grams model mixed into the probabilities
+    RUN/teacher_probs.safetensors    a distilled student's cached teacher probabilities (textcls distill)
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ RUN_INFO = "run.json"
 EVAL_REPORT = "eval_report.json"  # the validation report of the weights in WEIGHTS
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
+CONFUSION = "confusion.png"  # `textcls plot`: the eval report's confusion matrix, normalized per true label
+CLASS_F1 = "class_f1.png"  # `textcls plot`: the eval report's F1 per class
 TENSORBOARD = "tensorboard"
 ENSEMBLE = "ensemble.json"
 MEMBERS = "members"
 NBLR_WEIGHTS = "nblr.safetensors"
 NBLR_INFO = "nblr.json"
+TEACHER_PROBS = "teacher_probs.safetensors"
 LEGACY_NBLR = {NBLR_INFO: "ngram.json", NBLR_WEIGHTS: "ngram.safetensors"}  # their names before the rename
 
 LOCK = ".lock"  # held by the one process writing the run (run/lock.py), removed when it is done
@@ -40,7 +44,8 @@ EMA_WEIGHTS = "ema.safetensors"
 # What run directories hold (train, pretrain, ensembles, `textcls plot`): `output.overwrite` removes these only.
 RUN_ENTRY = re.compile("|".join(re.escape(name) for name in (
     CONFIG, TOKENIZER, LABELS, WEIGHTS, RUN_INFO, EVAL_REPORT, METRICS, ENSEMBLE, NBLR_INFO, NBLR_WEIGHTS, CURVES,
-    LAST, MEMBERS, TENSORBOARD, *LEGACY_NBLR.values())) + "|" + STEP_CHECKPOINT_RE.pattern)
+    TEACHER_PROBS, CONFUSION, CLASS_F1, LAST, MEMBERS, TENSORBOARD, *LEGACY_NBLR.values()))
+    + "|" + STEP_CHECKPOINT_RE.pattern)
 # Temp names a killed run can leave: `.last.*`/`.checkpoint-N.*` folders, `.model.safetensors.*` and `.NAME.*.tmp`.
 STALE_TEMP_DIR = re.compile(rf"\.({re.escape(LAST)}|{STEP_CHECKPOINT_RE.pattern})\..+")
 STALE_TEMP_FILE = re.compile(rf"\.{re.escape(WEIGHTS)}\..+|\..+\.tmp")

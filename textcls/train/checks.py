@@ -6,22 +6,15 @@ import logging
 
 import torch
 
+from textcls import device as devices
 from textcls.config import Config
 from textcls.errors import ConfigError
 
 log = logging.getLogger("textcls")
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX); elsewhere oneDNN emulates it."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch build without oneDNN
-        return False
-
-
 def warn_slow_bf16(device: torch.device, precision: str, where: str) -> None:
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+    if precision == "bf16" and device.type == "cpu" and not devices.cpu_has_bf16():
         log.warning("%s: bf16 on this CPU (no AVX512-BF16 or AMX units) is emulated and usually slower than "
                     "fp32; use fp32 here and bf16 on GPUs or CPUs with bf16 units", where)
 

@@ -108,14 +108,14 @@ class ClassifyTask:
 def train_model(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False,
                 on_eval: Optional[Callable[[int, dict], bool]] = None) -> TrainResult:
     """Train one classifier per `cfg` into `run_dir` (see loop.train, which also dispatches ensembles)."""
-    cfg, resume, device, metrics = _start_run(cfg, run_dir, resume)
+    cfg, resume, device, metrics = start_run(cfg, run_dir, resume)
     t, main = cfg.train, distributed.is_main()
     tokenizer = load_tokenizer(run_dir / TOKENIZER) if resume else _init_from_tokenizer(cfg)
     data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok), tokenizer)
     check_label_options(cfg, data.labels)
     if resume:
         _check_resumed_labels(run_dir, data.labels)
-    model, saved, base_info = _build_model(cfg, run_dir, data, resume, quiet)
+    model, saved, base_info = build_classifier(cfg, run_dir, data, resume, quiet)
     model.to(device)
     average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
     adversary = EmbeddingAdversary(model.embeddings.norm, t.adversarial_eps) if t.adversarial_eps > 0 else None
@@ -146,7 +146,7 @@ def _check_resumed_labels(run_dir: Path, labels: list[str]) -> None:
                               "the run started. Restore them, or train without --resume")
 
 
-def _start_run(cfg: Config, run_dir: Path, resume: bool):
+def start_run(cfg: Config, run_dir: Path, resume: bool):
     """Join torchrun's process group, check (and maybe clear) the run directory, pick the device, open the
     metrics log (which fails early without tensorboard) and seed; returns (cfg, resume, device, metrics)."""
     if distributed.launched():  # under torchrun: join the process group before touching any file
@@ -169,7 +169,7 @@ def _start_run(cfg: Config, run_dir: Path, resume: bool):
     return cfg, resume, device, metrics
 
 
-def _build_model(cfg: Config, run_dir: Path, data: PreparedData, resume: bool, quiet: bool):
+def build_classifier(cfg: Config, run_dir: Path, data: PreparedData, resume: bool, quiet: bool):
     """The classifier (init_from, word vectors, trainable parts) on the CPU; returns (model, saved, base_info):
     adapter runs on a base store only what they train (plus anything the base lacks) and name the base."""
     t, main = cfg.train, distributed.is_main()

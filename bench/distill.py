@@ -1,0 +1,168 @@
+"""Distillation on the generalization suite: a fine-tuned MiniLM teacher, the student distilled from it by
+`textcls distill`, the same student trained on the labels alone, and fastText's figure.
+
+    python bench/distill.py                                   # mr, subj, mpqa, sst2 (all rows; SST-2 all 67k)
+    python bench/distill.py --sst2-rows 10000 --budget 20m    # SST-2 on its first 10,000 training rows
+    python bench/distill.py --sets mpqa --rows 300 --teacher-dir runs/bench_pretrained/mpqa-full-lr0.0001  # smoke
+
+Per set, through the CLI only:
+- teacher: `textcls train TRAIN --base MINILM --budget B` (the automatic recipe with the base), or the run given
+  by --teacher-dir (a run directory, or a folder holding one run per set name);
+- student: `textcls distill TEACHER --budget B` (no CONFIG: the recipe-sized shared encoder), on the teacher's
+  training file and validation split (with --rows / --sst2-rows: `--set data.train=SUBSAMPLE`);
+- label-only student: `textcls train` with the student's own config.yaml less its `distill` section, on the same
+  rows, split, tokenizer settings and model, with `train.max_steps` the student's step count and no time
+  budget, so that it takes as many optimizer steps as the student did (whose epochs also cover the augmented
+  copies);
+- each: `textcls eval RUN TEST` (test accuracy), unique parameters (`model.parameters()`, shared layers once),
+  the size of its weights files, and `textcls predict RUN TEST` timed as a whole process (start, load, predict)
+  with OMP_NUM_THREADS=--threads, as examples/s over the test file's rows.
+fastText's figure is the better of its two settings in ../shared/data/README.md (bench/pretrained.py). --rows N
+takes the first N training rows of every set: a smoke run, whose figures say only that the pipeline works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pretrained import DATA, FASTTEXT_BEST, ROOT, SETS, minilm_folder, subsample
+
+from textcls.device import machine_summary
+
+
+def cli(*args: str, threads: int, check: bool = True) -> tuple[subprocess.CompletedProcess, float]:
+    """`python -m textcls ARGS` with this checkout first on PYTHONPATH; (the process, its wall seconds)."""
+    inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *inherited]), "OMP_NUM_THREADS": str(threads)}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "textcls", *args], capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - started
+    if check and done.returncode != 0:
+        raise RuntimeError(f"textcls {' '.join(args)} failed:\n{done.stderr[-1500:]}")
+    return done, seconds
+
+
+def measure(run: Path, test: Path, threads: int) -> dict:
+    """Test accuracy, unique parameters, weights bytes and whole-process predict examples/s of a run."""
+    from textcls.run.load import load_run
+
+    report = run / "test_report.json"
+    cli("eval", str(run), str(test), "--report", str(report), threads=threads)
+    accuracy = json.loads(report.read_text())["accuracy"]
+    loaded = load_run(run)
+    params = sum(p.numel() for p in loaded.model.parameters())  # parameters() counts a shared tensor once
+    weights = weights_bytes(run)
+    rows = sum(1 for _ in open(test, encoding="utf-8")) - 1  # the header
+    _, seconds = cli("predict", str(run), str(test), "--output", str(run / "test_predictions.jsonl"),
+                     threads=threads)
+    return {"test_accuracy": accuracy, "unique_parameters": params, "weights_bytes": weights,
+            "predict_examples_per_second": rows / seconds, "predict_seconds": seconds}
+
+
+def weights_bytes(run: Path) -> int:
+    """The bytes of a run's weights files (checkpoints and the teacher cache left out), with its base's for an
+    adapter run, which stores only what it trained."""
+    total = sum(p.stat().st_size for p in run.rglob("*.safetensors")
+                if p.name != "teacher_probs.safetensors" and "last" not in p.relative_to(run).parts
+                and not p.relative_to(run).parts[0].startswith("checkpoint-"))
+    info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+    return total + (weights_bytes(Path(info["base"]["path"])) if info.get("base") else 0)
+
+
+def teacher_for(name: str, train_file: Path, base: Path | None, teacher_dir: Path | None, out: Path, budget: str,
+                threads: int) -> Path:
+    if teacher_dir is not None:
+        run = teacher_dir if (teacher_dir / "config.yaml").is_file() else teacher_dir / name
+        if not (run / "config.yaml").is_file():
+            sys.exit(f"--teacher-dir {teacher_dir}: no run for {name} (neither it nor {run} holds config.yaml)")
+        return run
+    _, text, label = SETS[name][1:]
+    cli("train", str(train_file), "--base", str(base), "--budget", budget, "--text-column", text,
+        "--label-column", label, "--output", str(out), "--set", "output.overwrite=true", "--quiet", threads=threads)
+    return out
+
+
+def label_only(student: Path, out: Path, threads: int) -> Path:
+    """The student's config less `distill` (and the recipe record), epochs scaled to the student's step count."""
+    cfg = yaml.safe_load((student / "config.yaml").read_text(encoding="utf-8"))
+    info = json.loads((student / "run.json").read_text())
+    cfg.pop("distill", None)
+    cfg.pop("recipe", None)
+    records = [json.loads(line) for line in (student / "metrics.jsonl").read_text().splitlines()]
+    steps = max((r["step"] for r in records), default=info.get("step", 1))
+    cfg["train"]["max_steps"] = int(steps)
+    cfg["train"]["time_budget_seconds"] = None  # the step count bounds it, not a slower machine's moment
+    cfg["output"] = {"dir": str(out), "overwrite": True}
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    cli("train", str(path), "--quiet", threads=threads)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", type=Path, default=None, help="HF model folder (default: the PyPI MiniLM)")
+    parser.add_argument("--teacher-dir", type=Path, default=None, help="an existing teacher run (or a folder of "
+                        "runs named by set); default: fine-tune MiniLM")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--sets", default="mr,subj,mpqa,sst2")
+    parser.add_argument("--rows", type=int, default=0, help="train on the first N rows of every set (a smoke run)")
+    parser.add_argument("--sst2-rows", type=int, default=0, help="train on the first N SST-2 rows (0: all)")
+    parser.add_argument("--budget", default="10m", help="each teacher's and each student's budget")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=ROOT / "runs" / "bench_distill")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="--set for the student")
+    args = parser.parse_args()
+    print(machine_summary(), flush=True)  # the figures below belong to this machine
+
+    base = None if args.teacher_dir else (args.base or minilm_folder(ROOT / "runs" / "bases" / "all-MiniLM-L6-v2"))
+    data = args.data.resolve()
+    scratch = Path(tempfile.mkdtemp(prefix="textcls-bench-distill-"))
+    results = []
+    for name in args.sets.split(","):
+        train_rel, test_rel, _, _ = SETS[name]
+        train_file, test = data / train_rel, data / test_rel
+        rows = args.rows or (args.sst2_rows if name == "sst2" else 0)
+        if rows:
+            train_file = subsample(train_file, rows, scratch)
+        out = args.output / name
+        out.mkdir(parents=True, exist_ok=True)
+        teacher = teacher_for(name, train_file, base, args.teacher_dir, out / "teacher", args.budget, args.threads)
+        student = out / "student"
+        sets = [f"--set={o}" for o in ["output.overwrite=true", *args.overrides]]
+        if rows or args.teacher_dir:  # the subsample (or the set's file) rather than the teacher's own file
+            sets.append(f"--set=data.train={train_file}")
+        _, seconds = cli("distill", str(teacher), "--output", str(student), "--budget", args.budget, "--quiet",
+                         *sets, threads=args.threads)
+        plain = label_only(student, out / "labels-only", args.threads)
+        row = {"set": name, "rows": rows or "all", "fasttext": FASTTEXT_BEST[name], "distill_seconds": seconds}
+        for role, run in (("teacher", teacher), ("student", student), ("labels_only", plain)):
+            row[role] = measure(run, test, args.threads)
+        results.append(row)
+        if args.json:
+            args.json.with_suffix(".jsonl").open("a", encoding="utf-8").write(json.dumps(row) + "\n")
+
+    print(f"{'set':5} {'system':12} {'test acc':>8} {'params':>11} {'weights MB':>10} {'predict ex/s':>12}")
+    for r in results:
+        for role in ("teacher", "student", "labels_only"):
+            m = r[role]
+            print(f"{r['set']:5} {role:12} {100 * m['test_accuracy']:8.2f} {m['unique_parameters']:11,} "
+                  f"{m['weights_bytes'] / 1e6:10.2f} {m['predict_examples_per_second']:12.1f}")
+        print(f"{r['set']:5} {'fastText':12} {r['fasttext']:8.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

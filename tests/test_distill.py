@@ -1,0 +1,342 @@
+"""`textcls distill`: augmentation, the loss, the config section, the teacher cache, the student run directory,
+exact resume, bad input, the recipe-sized student."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from safetensors.torch import load_file
+
+from conftest import run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
+from textcls.config import config_from_dict, config_to_dict, load_config
+from textcls.data.readers import Record
+from textcls.distill import distill
+from textcls.distill.augment import augment_texts, training_vocabulary
+from textcls.distill.student import student_sections
+from textcls.distill.task import NO_LABEL, distill_loss
+from textcls.distill.teacher import Teacher, load_teacher, teacher_digest
+from textcls.errors import CheckpointError, ConfigError, DataError
+from textcls.predictor import run_predictor
+from textcls.recipe.rules import Machine, auto_recipe
+from textcls.recipe.stats import data_stats
+from textcls.run.load import load_run
+from textcls.train.loop import Interrupted, TrainProgress, train
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def test_augmented_copies_are_deterministic_and_change_words():
+    texts = [f"the film number {i} was a fine and moving story" for i in range(50)]
+    vocab = training_vocabulary(texts)
+    assert vocab == sorted(set(vocab)) and "film" in vocab
+    one = augment_texts(texts, 2, 0.3, seed=7, mask_token="[MASK]", vocabulary=vocab)
+    assert one == augment_texts(texts, 2, 0.3, seed=7, mask_token="[MASK]", vocabulary=vocab)
+    assert one != augment_texts(texts, 2, 0.3, seed=8, mask_token="[MASK]", vocabulary=vocab)
+    assert len(one) == 100 and one[:50] != one[50:]  # copy 1, then copy 2, each its own
+    changed = sum(a != t for a, t in zip(one, texts + texts))
+    assert changed > 80  # 10 words at 0.3 each: nearly every copy differs
+    assert any("[MASK]" in a for a in one)
+    assert any(len(a.split()) < 10 for a in one)  # deletions
+    words = {w for a in one for w in a.split()}
+    assert words <= set(vocab) | {"[MASK]"}  # replacements come from the training vocabulary
+    assert augment_texts(texts, 0, 0.3, 0, "[MASK]", vocab) == []
+    assert all(a for a in augment_texts(["a"] * 200, 1, 0.99, 0, "[MASK]", ["b"]))  # never empty
+
+
+# --------------------------------------------------------------------------- the loss
+
+
+def test_the_loss_mixes_labels_and_the_softened_teacher():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3)
+    teacher = torch.softmax(torch.randn(6, 3), -1)
+    labels = torch.tensor([0, 2, 1, NO_LABEL, NO_LABEL, 1])
+    labelled = labels != NO_LABEL
+    ce = F.cross_entropy(logits, labels.clamp_min(0), reduction="none")
+    t = 2.0
+    soft = torch.softmax(torch.log(teacher) / t, -1)
+    kl = F.kl_div(torch.log_softmax(logits / t, -1), soft, reduction="none").sum(-1) * t * t
+    expected = torch.where(labelled, 0.7 * ce + 0.3 * kl, kl).mean()
+    assert torch.allclose(distill_loss(logits, teacher, labels, 0.3, t), expected)
+    # alpha 0 on labelled rows only: plain cross-entropy
+    assert torch.allclose(distill_loss(logits[labelled], teacher[labelled], labels[labelled], 0.0, t),
+                          ce[labelled].mean())
+    # a student that already has the teacher's distribution has nothing left to learn from it
+    same = torch.log(teacher)
+    assert distill_loss(same, teacher, torch.full((6,), NO_LABEL), 0.5, 3.0).abs() < 1e-5
+
+
+def test_learning_from_the_loss_moves_the_student_to_the_teacher():
+    teacher = torch.tensor([[0.7, 0.2, 0.1]])
+    logits = torch.zeros(1, 3, requires_grad=True)
+    opt = torch.optim.SGD([logits], lr=0.5)
+    for _ in range(300):
+        opt.zero_grad()
+        distill_loss(logits, teacher, torch.tensor([NO_LABEL]), 0.5, 2.0).backward()
+        opt.step()
+    assert torch.allclose(torch.softmax(logits, -1), teacher, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- the config section
+
+
+def test_the_distill_section_is_checked_and_absent_elsewhere():
+    cfg = config_from_dict({"distill": {"alpha": 0.2, "temperature": 4}})
+    assert (cfg.distill.alpha, cfg.distill.temperature, cfg.distill.augment_copies) == (0.2, 4.0, 2)
+    assert "distill" not in config_to_dict(config_from_dict({}))
+    assert config_to_dict(cfg)["distill"]["alpha"] == 0.2
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict({"distill": {"alpah": 0.3, "alpha": 1.5, "temperature": 0, "mask_probability": 1}})
+    msg = str(exc.value)
+    for part in ("unknown key `distill.alpah`", "did you mean `distill.alpha`", "`distill.alpha`",
+                 "`distill.temperature`", "`distill.mask_probability`"):
+        assert part in msg
+    with pytest.raises(ConfigError, match="hidden_weight"):
+        config_from_dict({"distill": {"match_hidden": True, "hidden_weight": -1}})
+    with pytest.raises(ConfigError, match="NB-LR"):
+        config_from_dict({"distill": {}, "nblr": {"weight": 0.3}})
+    with pytest.raises(ConfigError, match="class_weights"):
+        config_from_dict({"distill": {}, "train": {"class_weights": "auto"}})
+
+
+# --------------------------------------------------------------------------- a tiny teacher
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory) -> Path:
+    """A small classifier trained on 240 SST-2 rows, 20% held out for validation."""
+    mp = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("teacher")
+    mp.setenv("TEXTCLS_CACHE", str(folder / "cache"))
+    try:
+        data = write_tsv(folder / "train.tsv", sst2_slice(240))
+        cfg = tiny_config(data, None, folder / "run", data={"valid_fraction": 0.2, "split_seed": 5},
+                          model=tiny_model(hidden_size=48, num_heads=2), train={"epochs": 2, "seed": 1})
+        train(cfg, quiet=True)
+    finally:
+        mp.undo()
+    return folder / "run"
+
+
+def student_yaml(path: Path, **train_opts) -> Path:
+    """A student CONFIG without a data section: the teacher's file and split are used."""
+    cfg = {"data": {"max_length": 32}, "tokenizer": {"vocab_size": 200, "min_frequency": 1},
+           "model": tiny_model(hidden_size=32, embedding_size=16, sharing={"strategy": "all"}),
+           "train": {"epochs": 1, "batch_size": 16, "lr": 3e-3, "seed": 2, "log_every": 1, **train_opts},
+           "distill": {"augment_copies": 1, "mask_probability": 0.2}}
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def test_a_student_is_an_ordinary_run_that_names_its_teacher(teacher_run, tmp_path):
+    extra = tmp_path / "more.txt"
+    extra.write_text("a quietly moving film\n\nthe worst movie of the year\n", encoding="utf-8")
+    result = distill(teacher_run, student_yaml(tmp_path / "s.yaml"), output=tmp_path / "student",
+                     unlabelled=[str(extra)], quiet=True)
+    out = tmp_path / "student"
+    teacher_cfg = load_config(teacher_run / "config.yaml")
+    assert result.rows == {"labelled": 192, "augmented": 192, "unlabelled": 2}  # 240 rows less 20% held out
+    info = json.loads((out / "run.json").read_text())
+    assert info["teacher"] == {"path": str(teacher_run.resolve()), "sha256": teacher_digest(teacher_run)}
+    recorded = json.loads((teacher_run / "run.json").read_text())["sha256"]["model.safetensors"]
+    assert info["teacher"]["sha256"] == recorded
+    cfg = load_config(out / "config.yaml")
+    assert cfg.distill.teacher == str(teacher_run.resolve()) and cfg.distill.unlabelled == [str(extra.resolve())]
+    assert (cfg.data.train, cfg.data.valid_fraction, cfg.data.split_seed) == (
+        teacher_cfg.data.train, teacher_cfg.data.valid_fraction, 5)  # the teacher's rows and split
+    assert cfg.model.sharing.strategy == "all" and cfg.data.max_length == 32  # the CONFIG's own keys
+    # the validation rows are the teacher's held-out rows: the same count in both reports
+    reports = [json.loads((run / "eval_report.json").read_text()) for run in (out, teacher_run)]
+    assert reports[0]["examples"] == reports[1]["examples"] == 48
+    support = [[sum(row) for row in r["confusion_matrix"]] for r in reports]
+    assert support[0] == support[1]
+    # the cache holds the teacher's probabilities of the training rows first, in its label order
+    cached = load_file(str(out / "teacher_probs.safetensors"))["probabilities"].numpy()
+    assert cached.shape == (386, 2)
+    teacher = load_run(teacher_run)
+    texts = ["a quietly moving film", "the worst movie of the year"]
+    assert np.allclose(cached[-2:], run_predictor(teacher).predict_proba(texts), atol=1e-6)
+    # eval, predict and info read it as any run
+    student = load_run(out)
+    probs = run_predictor(student).predict_proba(texts)
+    assert probs.shape == (2, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    keys = student.model.state_dict()
+    assert {k.split(".")[2] for k in keys if k.startswith("encoder.")} == {"0"}  # one layer, shared by both depths
+    assert "embeddings.project.weight" in keys  # factorized embeddings
+
+
+def test_the_teacher_runs_once_and_a_changed_teacher_is_refused_on_resume(teacher_run, tmp_path, monkeypatch):
+    config = student_yaml(tmp_path / "s.yaml", max_steps=4, eval_every=2)
+    distill(teacher_run, config, output=tmp_path / "student", quiet=True)
+    calls = []
+    original = Teacher.probabilities
+    monkeypatch.setattr(Teacher, "probabilities", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    distill(teacher_run, config, ["output.overwrite=true"], output=tmp_path / "student", quiet=True)
+    assert calls == []  # same texts, same teacher: read from the cache
+    distill(teacher_run, config, ["output.overwrite=true", "distill.mask_probability=0.3"],
+            output=tmp_path / "student", quiet=True)
+    assert calls == [1]  # other texts: computed again
+    # a resumed run whose teacher changed meanwhile is refused (its probabilities would not be the same)
+    monkeypatch.setattr("textcls.distill.teacher.teacher_digest", lambda path: "0" * 64)
+    assert (tmp_path / "student" / "last" / "state.json").is_file()  # a checkpoint to resume
+    with pytest.raises(ConfigError, match=f"textcls distill {teacher_run} --output"):  # --resume keeps the plan
+        distill(teacher_run, None, ["train.lr=0.1"], output=tmp_path / "student", resume=True, quiet=True)
+    with pytest.raises(CheckpointError, match="another teacher"):
+        distill(teacher_run, None, output=tmp_path / "student", resume=True, quiet=True)
+
+
+def interrupt_at(monkeypatch, step: int) -> None:
+    original = TrainProgress.update
+
+    def update(self, s, *args, **kwargs):
+        original(self, s, *args, **kwargs)
+        if s == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(TrainProgress, "update", update)
+
+
+@pytest.mark.parametrize("match_hidden", [False, True])
+def test_resume_after_sigterm_gives_identical_weights_without_the_teacher(teacher_run, tmp_path, monkeypatch,
+                                                                          match_hidden):
+    config = student_yaml(tmp_path / "s.yaml", epochs=2, eval_every=5, batch_size=32, grad_accum=2)
+    if match_hidden:  # the projection is trained and checkpointed too, but not part of the student's weights
+        raw = yaml.safe_load(config.read_text())
+        raw["distill"].update(match_hidden=True, hidden_weight=0.5)
+        config.write_text(yaml.safe_dump(raw))
+    full = distill(teacher_run, config, output=tmp_path / "full", quiet=True)
+    with monkeypatch.context() as m:
+        interrupt_at(m, 4)
+        with pytest.raises(Interrupted):
+            distill(teacher_run, config, output=tmp_path / "cut", quiet=True)
+    state = json.loads((tmp_path / "cut" / "last" / "state.json").read_text())
+    assert state["step"] == 4
+    monkeypatch.setattr(Teacher, "probabilities", lambda *a, **k: pytest.fail("the cache should answer"))
+    monkeypatch.setattr(Teacher, "pooled", lambda *a, **k: pytest.fail("the cache should answer"))
+    resumed = distill(teacher_run, None, output=tmp_path / "cut", resume=True, quiet=True)
+    assert resumed.steps == full.steps and resumed.best_metric == full.best_metric
+    for name in ("last/model.safetensors", "model.safetensors"):
+        a, b = (load_file(str(tmp_path / run / name)) for run in ("full", "cut"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = lambda run: (tmp_path / run / "metrics.jsonl").read_text().splitlines()  # noqa: E731
+    assert log("cut") == log("full")
+    best, last = (load_file(str(tmp_path / "cut" / name)) for name in ("model.safetensors", "last/model.safetensors"))
+    assert not any(k.startswith(("student.", "project.")) for k in best)  # an ordinary classifier's keys
+    assert any(k.startswith("project.") for k in last) == match_hidden
+    if match_hidden:
+        assert {k.removeprefix("student.") for k in last if k.startswith("student.")} == set(best)
+        cached = load_file(str(tmp_path / "cut" / "teacher_probs.safetensors"))
+        assert cached["pooled"].shape == (384, 48)  # 192 rows + 192 copies, the teacher's hidden size
+        assert load_run(tmp_path / "cut").model is not None
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_teachers_are_refused_in_one_paragraph(teacher_run, tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_teacher(tmp_path / "nowhere")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        load_teacher(tmp_path / "file")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="not a textcls run"):
+        load_teacher(tmp_path / "empty")
+    with pytest.raises(DataError, match="unlabelled file"):
+        distill(teacher_run, student_yaml(tmp_path / "s.yaml"), output=tmp_path / "out",
+                unlabelled=[str(tmp_path / "missing.txt")], quiet=True)
+    assert not (tmp_path / "out" / "config.yaml").exists()  # nothing written for a bad input
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(teacher_run, unfinished)
+    (unfinished / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="interrupted before its first evaluation"):
+        load_teacher(unfinished)
+    result = run_cli("distill", str(tmp_path / "empty"), "--output", str(tmp_path / "o2"))
+    assert result.returncode == 2 and "not a textcls run directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- the recipe-sized student
+
+
+def test_the_recipe_student_is_a_shared_factorized_encoder():
+    records = [Record(i + 1, f"word{i % 50} " * 12, None, [f"c{i % 2}"]) for i in range(5000)]
+    stats = data_stats(records)
+    fake = lambda c: 2e-8 * c.model["hidden_size"] * c.batch_size * c.length  # noqa: E731
+    recipe = auto_recipe(stats, 600, Machine("cpu", 2, False), fake, valid_rows=500)
+    raw = student_sections(recipe, 600, 10)
+    cfg = config_from_dict({**raw, "distill": {}})
+    m = cfg.model
+    assert m.sharing.strategy == "all" and m.embedding_size and m.embedding_size < m.hidden_size
+    assert m.position == "learned" and m.embeddings.ngram_orders == []
+    assert cfg.train.ensemble == 1 and cfg.nblr.weight == 0 and 0 < cfg.train.time_budget_seconds < 600
+    assert cfg.data.max_length == recipe.raw["data"]["max_length"]
+
+
+@pytest.mark.slow
+def test_the_cli_distils_without_a_config_and_the_student_evaluates(teacher_run, tmp_path):
+    out = tmp_path / "student"
+    made = run_cli("distill", str(teacher_run), "--output", str(out), "--budget", "40s",
+                   "--set", "distill.augment_copies=1", "--set", "train.lr=0.002",
+                   env={"TEXTCLS_CACHE": str(tmp_path / "cache")})
+    assert made.returncode == 0, made.stderr
+    cfg = load_config(out / "config.yaml")
+    assert cfg.model.sharing.strategy == "all" and cfg.recipe.name == "auto"
+    assert cfg.train.lr == 0.002 and cfg.distill.augment_copies == 1  # --set goes over the recipe's choices
+    test = write_tsv(tmp_path / "test.tsv", sst2_slice(40, "dev"))
+    evaluated = run_cli("eval", str(out), str(test))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert run_cli("info", str(out)).returncode == 0
+    predicted = run_cli("predict", str(out), str(test))
+    assert predicted.returncode == 0 and len(predicted.stdout.strip().splitlines()) >= 40
+
+
+def test_a_data_file_given_with_set_replaces_the_teachers(teacher_run, tmp_path):
+    fewer = write_tsv(tmp_path / "fewer.tsv", sst2_slice(100, offset=500))
+    result = distill(teacher_run, student_yaml(tmp_path / "s.yaml", max_steps=2), [f"data.train={fewer}"],
+                     output=tmp_path / "student", quiet=True)
+    assert result.rows["labelled"] == 80  # the teacher's valid_fraction (0.2) and split seed, on this file
+    cfg = load_config(tmp_path / "student" / "config.yaml")
+    assert cfg.data.train == str(fewer) and cfg.data.split_seed == 5
+
+
+def test_the_teacher_digest_covers_every_weights_file_but_checkpoints(tmp_path):
+    run = tmp_path / "ensemble"
+    for rel in ("members/0/model.safetensors", "members/1/model.safetensors", "nblr.safetensors",
+                "last/model.safetensors", "members/0/last/model.safetensors"):
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_bytes(rel.encode())
+    (run / "ensemble.json").write_text("{}")
+    first = teacher_digest(run)
+    (run / "last" / "model.safetensors").write_bytes(b"changed")  # a checkpoint is not the teacher
+    (run / "members/0/last/model.safetensors").write_bytes(b"changed")
+    assert teacher_digest(run) == first
+    (run / "members/1/model.safetensors").write_bytes(b"retrained")
+    assert teacher_digest(run) != first
+
+
+def test_an_ensemble_teacher_gives_its_averaged_probabilities(tmp_path):
+    data = write_tsv(tmp_path / "train.tsv", sst2_slice(120))
+    cfg = tiny_config(data, None, tmp_path / "ensemble", data={"valid_fraction": 0.25},
+                      train={"ensemble": 2, "max_steps": 3})
+    train(cfg, quiet=True)
+    teacher = load_teacher(tmp_path / "ensemble")
+    texts = ["a fine film", "dull and long"]
+    extra = tmp_path / "more.txt"
+    extra.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    distill(tmp_path / "ensemble", student_yaml(tmp_path / "s.yaml", max_steps=2), output=tmp_path / "student",
+            unlabelled=[str(extra)], quiet=True)
+    cached = load_file(str(tmp_path / "student" / "teacher_probs.safetensors"))["probabilities"].numpy()
+    assert np.allclose(cached[-2:], run_predictor(teacher.run).predict_proba(texts), atol=1e-6)
+    info = json.loads((tmp_path / "student" / "run.json").read_text())
+    assert info["teacher"]["sha256"] == teacher_digest(tmp_path / "ensemble") == teacher.sha256
+    with pytest.raises(ConfigError, match="ensemble"):
+        teacher.pooled(texts, torch.device("cpu"))

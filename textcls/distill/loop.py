@@ -1,0 +1,238 @@
+"""`textcls distill TEACHER_RUN [CONFIG]`: a student trained on a teacher run's probabilities, on the training
+engine (train/engine.py) with distill/task.py's DistillTask.
+
+    the teacher (distill/teacher.py) -> the rows: the training part of the teacher's split, augmented copies
+    (distill/augment.py), unlabelled texts -> the teacher's probabilities, computed once and cached in the run
+    -> the student's config (a CONFIG, or the automatic recipe: distill/student.py) -> train -> a run directory
+
+The training file, its reading options and the validation split (`valid_fraction` and the split seed, or the
+validation file) are the teacher's, under the data keys a CONFIG (or `--set`) gives, so the student is chosen
+on the rows the teacher was chosen on and never on a test file. The result is an ordinary run directory (eval,
+predict, info); its run.json names the teacher (`teacher: {path, sha256}`) and its config.yaml has a `distill`
+section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import datasets
+import numpy as np
+
+from textcls.config import Config, config_from_dict, config_to_dict, load_config, read_yaml
+from textcls.data.pipeline import PreparedData, encode_texts, prepare_data, text_splits
+from textcls.data.readers import iter_records
+from textcls.data.tokenizer import load_tokenizer
+from textcls.distill.augment import augment_texts, training_vocabulary
+from textcls.distill.student import plan_student
+from textcls.distill.task import NO_LABEL, DistillTask, ProjectedStudent
+from textcls.distill.teacher import (
+    POOLED_TENSOR,
+    PROBS_TENSOR,
+    Teacher,
+    cache_key,
+    load_teacher,
+    read_cache,
+    write_cache,
+)
+from textcls.errors import CheckpointError, ConfigError, DataError
+from textcls.recipe import DEFAULT_BUDGET
+from textcls.run.info import save_run_files
+from textcls.run.layout import CONFIG, TEACHER_PROBS, TOKENIZER, is_run_dir
+from textcls.run.lock import run_lock
+from textcls.run.prepare import check_resume_config, prepare_run_dir, replace_old_run
+from textcls.train.adversarial import EmbeddingAdversary
+from textcls.train.classify import build_classifier, start_run
+from textcls.train.ema import WeightAverage
+from textcls.train.engine import Trainer, select_device
+from textcls.train.progress import announcer
+
+
+@dataclass
+class DistillResult:
+    run_dir: Path
+    best_metric: Optional[float]
+    steps: int
+    seconds: float  # the training loop's
+    examples_per_second: float
+    rows: dict  # labelled, augmented, unlabelled
+    teacher_seconds: float  # computing the teacher's probabilities; 0 when the cache held them
+    stop_requested: bool = False
+
+
+def distill(teacher_dir: Path | str, config: Optional[Path] = None, overrides: Sequence[str] = (),
+            output: Optional[Path] = None, budget: Optional[float] = None, unlabelled: Sequence[str] = (),
+            resume: bool = False, quiet: bool = False) -> DistillResult:
+    """Distil the run at `teacher_dir` into a student per `config` (None: the automatic recipe's student, within
+    `budget` seconds, default 10 minutes); writes the run directory `output`."""
+    started = time.perf_counter()
+    teacher = load_teacher(teacher_dir)
+    cfg, flags, auto = _config(teacher, config, list(overrides), output, budget, list(unlabelled), resume)
+    run_dir = Path(output or cfg.output.dir)
+    with run_lock(run_dir):
+        return _distill(teacher, cfg, run_dir, resume, quiet, auto, [*flags, *overrides], budget or DEFAULT_BUDGET,
+                        started)
+
+
+def _config(teacher: Teacher, config: Optional[Path], overrides: list[str], output: Optional[Path],
+            budget: Optional[float], unlabelled: list[str], resume: bool) -> tuple[Config, list[str], bool]:
+    """(config, the --set assignments, whether the recipe still has to choose the student)."""
+    flags = [f"distill.teacher={json.dumps(str(teacher.path.resolve()))}"]
+    if unlabelled:
+        flags.append(f"distill.unlabelled={json.dumps([str(Path(p).resolve()) for p in unlabelled])}")
+    if output is not None:
+        flags.append(f"output.dir={json.dumps(str(output))}")
+    if resume and config is None:
+        if output is None or not is_run_dir(output):
+            raise ConfigError(f"--resume continues a run: pass its --output (now {output}, which holds no "
+                              f"{CONFIG} and {TOKENIZER})")
+        cfg = load_config(output / CONFIG, [*flags, *overrides])
+        check_resume_config(cfg, output, f"distill {teacher.path}")
+        return cfg, flags, False
+    if config is not None:
+        if budget is not None:
+            flags.append(f"train.time_budget_seconds={budget}")
+        raw = read_yaml(Path(config)) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{config}: the config must be a YAML mapping of sections")
+        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+        given = {*data, *(o.split("=", 1)[0].strip().removeprefix("data.") for o in overrides)}
+        base = teacher_data(teacher)
+        if given & {"valid", "valid_fraction"}:  # the CONFIG's own validation rows replace the teacher's
+            base.pop("valid"), base.pop("valid_fraction")
+        raw["data"] = {**base, **data}  # the CONFIG's own data keys (a file, max_length) win
+        raw.setdefault("distill", {})
+        cfg = config_from_dict(raw, source=str(config), overrides=(*flags, *overrides),
+                               base_dir=Path(config).resolve().parent)
+        if resume:
+            check_resume_config(cfg, Path(output or cfg.output.dir), f"distill {teacher.path}")
+        return cfg, flags, False
+    name = f"{teacher.path.resolve().name}-student"
+    raw = {"data": teacher_data(teacher), "distill": {}, "output": {"dir": str(Path("runs") / name)}}
+    cfg = config_from_dict(raw, source=f"the student of {teacher.path}", overrides=(*flags, *overrides))
+    return cfg, flags, True
+
+
+def teacher_data(teacher: Teacher) -> dict:
+    """The teacher's `data` section with its split seed spelled out, so the student holds out the same rows."""
+    d = teacher.run.cfg.data
+    split_seed = teacher.run.cfg.train.seed if d.split_seed is None else d.split_seed
+    return {**dataclasses.asdict(d), "split_seed": split_seed, "cache_dir": None}
+
+
+def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: bool, auto: bool,
+             assignments: list[str], budget: float, started: float) -> DistillResult:
+    """`auto`: the recipe chooses the student's tokenizer, model and train sections, and `assignments` (the
+    command line's, `--set` last) go on top of its choices."""
+    say = announcer(not quiet) or (lambda message: None)
+    cfg, resume = prepare_run_dir(cfg, run_dir, resume, say)  # deletes nothing: refuse a bad --output early
+    k = cfg.distill
+    train_rows, valid_rows = text_splits(cfg, teacher.labels)
+    augmented = augment_texts(train_rows.texts, k.augment_copies, k.mask_probability, cfg.train.seed,
+                              teacher.mask_token(), training_vocabulary(train_rows.texts))
+    extra = unlabelled_texts(k.unlabelled, cfg)
+    texts = [*train_rows.texts, *augmented, *extra]
+    rows = {"labelled": len(train_rows.texts), "augmented": len(augmented), "unlabelled": len(extra)}
+    key = cache_key(texts, teacher, pooled=k.match_hidden)
+    cached, why = read_cache(run_dir, key)
+    if resume and why in ("another teacher", "other texts"):
+        raise CheckpointError(f"cannot resume {run_dir}: its {TEACHER_PROBS} was computed for {why} (the teacher's "
+                              "weights or the training texts changed since the run started); restore them, or "
+                              "distil again without --resume")
+    teacher_seconds = 0.0
+    if cached is None:
+        say(f"teacher {teacher.path}: probabilities of {len(texts):,} texts ({rows['labelled']:,} training rows, "
+            f"{rows['augmented']:,} augmented copies, {rows['unlabelled']:,} unlabelled)")
+        began = time.perf_counter()
+        device = select_device(cfg.train.device)
+        cached = {PROBS_TENSOR: teacher.probabilities(texts, device)}
+        if k.match_hidden:
+            cached[POOLED_TENSOR] = teacher.pooled(texts, device)
+        teacher_seconds = time.perf_counter() - began
+    else:
+        say(f"teacher {teacher.path}: probabilities of {len(texts):,} texts read from {run_dir / TEACHER_PROBS}")
+    if auto:
+        sections, record = plan_student(cfg.data, len(texts), len(valid_rows.texts) if valid_rows else 0, budget,
+                                        time.perf_counter() - started, cfg.train.device)
+        raw = config_to_dict(cfg)
+        for section in ("tokenizer", "model", "train"):
+            raw.pop(section)
+        raw = _merge(raw, sections)
+        raw["recipe"] = record
+        cfg = config_from_dict(raw, source=f"the student of {teacher.path} (automatic recipe)",
+                               overrides=tuple(assignments))
+        for choice in record["choices"]:
+            say(f"{choice['key']}: {choice['value']}  ({choice['reason']})")
+
+    cfg, resume, device, metrics = start_run(cfg, run_dir, resume)
+    data = prepare_data(cfg, load_tokenizer(run_dir / TOKENIZER) if resume else None)
+    order = _label_order(teacher.labels, data.labels, cfg)
+    labels = np.full(len(texts), NO_LABEL, dtype=np.int64)
+    labels[:rows["labelled"]] = np.asarray(order)[train_rows.targets.argmax(1)]
+    # columns in the student's label order
+    student_probs = np.ascontiguousarray(cached[PROBS_TENSOR][:, np.argsort(order)])
+    prepared = PreparedData(data.tokenizer, data.labels, distill_dataset(data.tokenizer, texts, labels, cfg),
+                            data.valid)
+    student, _, _ = build_classifier(cfg, run_dir, prepared, resume, quiet)
+    pooled = cached.get(POOLED_TENSOR)
+    model = student if pooled is None else ProjectedStudent(student, pooled.shape[1])  # what the engine trains
+    model.to(device)
+    t = cfg.train
+    average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
+    evaluated = average.model if average else model
+    evaluated = evaluated.student if isinstance(evaluated, ProjectedStudent) else evaluated  # saved: the student
+    adversary = EmbeddingAdversary(student.embeddings.norm, t.adversarial_eps) if t.adversarial_eps > 0 else None
+    task = DistillTask(cfg, run_dir, prepared, device, evaluated, student_probs, teacher.reference(), pooled)
+    trainer = Trainer(task, model, t, run_dir, device, metrics, resume=resume, quiet=quiet, average=average,
+                      adversary=adversary, compile=t.compile)
+    if not resume:  # every input has passed its checks: the run's first files
+        replace_old_run(run_dir)
+        save_run_files(run_dir, cfg, data.tokenizer, data.labels)
+    if not resume or why is not None:
+        write_cache(run_dir, cached, key)
+    state = trainer.fit()
+    return DistillResult(run_dir, state.best, state.step, time.perf_counter() - trainer.started,
+                         trainer.progress.examples_per_second, rows, teacher_seconds, trainer.stop_requested)
+
+
+def unlabelled_texts(files: Sequence[str], cfg: Config) -> list[str]:
+    """The texts of `distill.unlabelled` files (plain text, one a line, or files like the training file, whose
+    text column is read), empty lines left out."""
+    texts: list[str] = []
+    reading = dataclasses.replace(cfg.data, format=None, on_bad_lines="skip")
+    for path in files:
+        if not Path(path).is_file():
+            what = "is a directory" if Path(path).is_dir() else "does not exist"
+            raise DataError(f"unlabelled file {path} {what}; check --unlabelled (`distill.unlabelled`)")
+        texts.extend(r.text for r in iter_records(path, reading, labelled=False, allow_empty=True) if r.text.strip())
+    return texts
+
+
+def distill_dataset(tokenizer, texts: list[str], labels: np.ndarray, cfg: Config) -> datasets.Dataset:
+    """The distillation rows tokenized as the student reads them: input_ids, length and label (NO_LABEL where
+    the row has only the teacher's probabilities)."""
+    d = cfg.data
+    ids, _ = encode_texts(tokenizer, texts, None, d.max_length, d.truncation, d.head_tokens)
+    return datasets.Dataset.from_dict({"input_ids": ids, "length": [len(x) for x in ids], "label": labels.tolist()})
+
+
+def _label_order(teacher_labels: list[str], student_labels: list[str], cfg: Config) -> list[int]:
+    """order[i] = the student's index of the teacher's label i; the two must name the same classes."""
+    if sorted(teacher_labels) != sorted(student_labels):
+        raise DataError(f"{cfg.data.train}: the training rows have the labels {student_labels[:8]} but the teacher "
+                        f"classifies {teacher_labels[:8]}; distil on data with the teacher's classes")
+    return [student_labels.index(label) for label in teacher_labels]
+
+
+def _merge(into: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into

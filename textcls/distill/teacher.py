@@ -1,0 +1,153 @@
+"""The teacher of a distillation: a finished run directory (one model, an ensemble, a fine-tuned pretrained base,
+with or without its NB-LR model), its weights' sha256, and its probabilities cached in the student's run.
+
+The probabilities come from the run's predictor (textcls.predictor.run_predictor), as `eval` and `predict`
+compute them, once: `teacher_probs.safetensors` in the student's run directory holds them (and the teacher's
+pooled vectors with `distill.match_hidden`) with the sha256 of the texts they are for, the teacher's weights
+sha256 and the label order, and a run (or a resumed run) whose
+texts and teacher are the same reads them back instead of running the teacher again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from textcls.data.pipeline import encode_texts
+from textcls.data.tokenizer import MASK, PAD, UNK
+from textcls.errors import CheckpointError, ConfigError
+from textcls.io import atomic_write_bytes, sha256_file
+from textcls.model import TextClassifier
+from textcls.predictor import batched_outputs, run_predictor
+from textcls.run.layout import LAST, STEP_CHECKPOINT_RE, TEACHER_PROBS, WEIGHTS, is_ensemble_dir, is_run_dir
+from textcls.run.load import Run, load_run, weights_digest
+
+PROBS_TENSOR = "probabilities"
+POOLED_TENSOR = "pooled"
+
+
+@dataclass
+class Teacher:
+    path: Path
+    run: Run
+    sha256: str  # of model.safetensors; of all the run's weights files together for an ensemble or an NB-LR mix
+
+    @property
+    def labels(self) -> list[str]:
+        return self.run.labels
+
+    def reference(self) -> dict:
+        """What the student's run.json records: `teacher: {path, sha256}`."""
+        return {"path": str(self.path.resolve()), "sha256": self.sha256}
+
+    def mask_token(self) -> str:
+        """The word that masks a word of an augmented text: the teacher tokenizer's mask token, else its unknown
+        token (both read as one token by the tokenizer that has them)."""
+        vocab = self.run.tokenizer.get_vocab()
+        return next((t for t in (MASK, "<mask>", UNK, "<unk>") if t in vocab), MASK)
+
+    def probabilities(self, texts: list[str], device: torch.device, batch_size: int = 64) -> np.ndarray:
+        """(N, C) float32 probabilities of `texts` in the teacher's label order."""
+        self.run.model.to(device)
+        return run_predictor(self.run, batch_size=batch_size, device=device).predict_proba(texts)
+
+    def pooled(self, texts: list[str], device: torch.device, batch_size: int = 64) -> np.ndarray:
+        """(N, H) float32 pooled vectors of `texts` (the vector the teacher's head reads), for a single model."""
+        model = self.run.model
+        if not isinstance(model, TextClassifier):
+            raise ConfigError(f"`distill.match_hidden` matches the pooled vector of one model, and the teacher "
+                              f"{self.path} is an ensemble; set `distill.match_hidden: false` or distil a member")
+        model.to(device)
+        d, tok = self.run.cfg.data, self.run.tokenizer
+        ids, _ = encode_texts(tok, texts, None, d.max_length, d.truncation, d.head_tokens)
+        return batched_outputs(model.features, ids, None, model.cfg.hidden_size, batch_size,
+                               tok.token_to_id(PAD) or 0, device, "fp32")
+
+
+def load_teacher(path: Path | str) -> Teacher:
+    """The teacher run at `path`, loaded on the CPU; ConfigError/CheckpointError say what is wrong with it."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"teacher run {path} does not exist; pass the run directory of a `textcls train` run")
+    if not path.is_dir():
+        raise ConfigError(f"teacher run {path} is a file; pass the run's folder (the one with config.yaml)")
+    if not is_run_dir(path):
+        raise ConfigError(f"teacher run {path} is not a textcls run directory (no config.yaml and tokenizer.json); "
+                          "pass the --output folder of a `textcls train` run")
+    run = load_run(path)  # refuses a pretraining run, an unfinished one, weights that fail their checksum
+    data = run.cfg.data
+    if data.task != "single":
+        raise ConfigError(f"teacher run {path} is multilabel; `textcls distill` trains single-label students")
+    if len(data.text_columns) != 1:
+        raise ConfigError(f"teacher run {path} classifies text pairs; `textcls distill` takes single-text teachers")
+    return Teacher(path, run, teacher_digest(path))
+
+
+def teacher_digest(path: Path) -> str:
+    """sha256 of a run's weights: model.safetensors' for one model; for an ensemble or a run with an NB-LR model,
+    the sha256 of the list of every weights file's relative path and sha256 (checkpoints left out)."""
+    files = sorted(p for p in path.rglob("*.safetensors")
+                   if not any(part == LAST or STEP_CHECKPOINT_RE.fullmatch(part) or part.startswith(".")
+                              for part in p.relative_to(path).parts[:-1]))
+    if [p.relative_to(path).as_posix() for p in files] == [WEIGHTS] and not is_ensemble_dir(path):
+        return weights_digest(path)
+    listing = "".join(f"{p.relative_to(path).as_posix()} {sha256_file(p)}\n" for p in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def cache_key(texts: Sequence[str], teacher: Teacher, pooled: bool = False) -> dict[str, str]:
+    return {"rows": str(len(texts)), "texts_sha256": texts_digest(texts), "teacher_sha256": teacher.sha256,
+            "labels": json.dumps(teacher.labels, ensure_ascii=False), "pooled": "yes" if pooled else "no"}
+
+
+def read_cache(run_dir: Path, key: dict[str, str]) -> tuple[Optional[dict[str, np.ndarray]], Optional[str]]:
+    """({"probabilities": (N, C)[, "pooled": (N, H)]}, None) when the cache holds this key's; (None, why)
+    otherwise: no file, a damaged file, or one for other texts or another teacher."""
+    path = run_dir / TEACHER_PROBS
+    if not path.exists():
+        return None, "no cache"
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            arrays = {name: handle.get_tensor(name).numpy() for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError, KeyError):
+        return None, "damaged"
+    if meta.get("teacher_sha256") != key["teacher_sha256"]:
+        return None, "another teacher"
+    if any(meta.get(k) != v for k, v in key.items() if k != "pooled"):
+        return None, "other texts"
+    if meta.get("pooled") != key["pooled"]:
+        return None, "no pooled vectors" if key["pooled"] == "yes" else "pooled vectors not needed"
+    n, c = int(key["rows"]), len(json.loads(key["labels"]))
+    probs, pooled = arrays.get(PROBS_TENSOR), arrays.get(POOLED_TENSOR)
+    if probs is None or probs.shape != (n, c) or (key["pooled"] == "yes" and (pooled is None or len(pooled) != n)):
+        return None, "damaged"
+    if any(a.dtype != np.float32 or not np.isfinite(a).all() for a in arrays.values()):
+        return None, "damaged"
+    return arrays, None
+
+
+def write_cache(run_dir: Path, arrays: dict[str, np.ndarray], key: dict[str, str]) -> None:
+    tensors = {name: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for name, a in arrays.items()}
+    blob = save(tensors, metadata={"format": "pt", **key})
+    try:
+        atomic_write_bytes(run_dir / TEACHER_PROBS, blob)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {run_dir / TEACHER_PROBS} ({exc.strerror or exc}); free disk space or "
+                              "fix the folder's permissions and run again") from None
