@@ -89,7 +89,7 @@ def run_curves(records: list[dict], metric: str = "accuracy") -> dict[str, list[
     evals = [r for r in records if r.get("kind") != "train"]
 
     def series(rows: list[dict], key: str) -> list[tuple[int, float]]:
-        return [(r["step"], r[key]) for r in rows if key in r]
+        return [(r["step"], r[key]) for r in rows if r.get(key) is not None]
 
     out = {"train loss": series(train, "loss") or series(evals, "train_loss")}
     if any("mlm_loss" in r for r in evals):

@@ -9,7 +9,7 @@ from typing import Iterable
 
 from textcls.config import DataConfig
 from textcls.errors import CheckpointError, DataError
-from textcls.io import atomic_write_json
+from textcls.io import atomic_write_json, read_regular_text
 
 
 def _is_int(s: str) -> bool:
@@ -93,14 +93,18 @@ def save_labels(labels: list[str], path: Path) -> None:
 
 
 def load_labels(path: Path) -> list[str]:
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(f"{path} is missing; is {path.parent} a textcls run directory?")
     try:
-        labels = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing; is {path.parent} a textcls run directory?") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} cannot be read ({exc}); the run directory is damaged") from None
+        labels = json.loads(read_regular_text(path, CheckpointError))
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path} cannot be read ({str(exc)[:200]}); the run directory is damaged") from None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise CheckpointError(f"{path} must hold a JSON list of label names")
+        raise CheckpointError(f"{path} must hold a JSON list of label names (strings); the run directory is "
+                              f"damaged: restore the run's {path.name} or train again")
+    if not labels:
+        raise CheckpointError(f"{path} lists no labels; the run directory is damaged: restore the run's {path.name} "
+                              "or train again")
     if len(set(labels)) != len(labels):
         twice = next(x for x in labels if labels.count(x) > 1)
         raise CheckpointError(f"{path} lists the label {twice!r} twice; the run directory is damaged: restore "

@@ -26,7 +26,7 @@ from textcls import __version__
 from textcls.config import Config, DataConfig
 from textcls.data.labels import LabelNamer, build_labels, label_ids
 from textcls.data.readers import Record, detect_format, has_header, iter_records
-from textcls.data.tokenizer import CLS, SEP, TRAINER_VERSION, load_tokenizer, train_tokenizer
+from textcls.data.tokenizer import CLS, SEP, TRAINER_VERSION, encode_batch_safely, load_tokenizer, train_tokenizer
 from textcls.errors import DataError
 from textcls.io import atomic_write_json, atomic_write_text, make_temp_dir
 
@@ -81,11 +81,11 @@ def encode_texts(tok: Tokenizer, texts: list[str], pairs: Optional[list[str]], m
                  truncation: str = "head", head_tokens: int = 128) -> tuple[list[list[int]], list[list[int]]]:
     """Tokenize to `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`; returns (input_ids, token_type_ids)."""
     cls_id, sep_id = tok.token_to_id(CLS), tok.token_to_id(SEP)
-    first = [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+    first = [e.ids for e in encode_batch_safely(tok, texts, add_special_tokens=False)]
     if pairs is None:
         ids = [[cls_id, *truncate(a, max_length - 2, truncation, head_tokens), sep_id] for a in first]
         return ids, [[0] * len(x) for x in ids]
-    second = [e.ids for e in tok.encode_batch(pairs, add_special_tokens=False)]
+    second = [e.ids for e in encode_batch_safely(tok, pairs, add_special_tokens=False)]
     all_ids, all_types = [], []
     budget = max_length - 3
     for a, b in zip(first, second):

@@ -23,7 +23,7 @@ from textcls.io import sha256_file
 from textcls.model import TextClassifier
 from textcls.model.ensemble import EnsembleClassifier
 from textcls.model.nblr import NblrModel
-from textcls.run.info import expected_checksums, load_run_config, read_run_info
+from textcls.run.info import check_checksum, expected_checksums, load_run_config, read_run_info
 from textcls.run.layout import LABELS, LAST, RUN_INFO, TOKENIZER, WEIGHTS, is_ensemble_dir
 from textcls.run.members import member_dirs
 from textcls.run.nblr import has_nblr_model, load_nblr_model
@@ -73,8 +73,7 @@ def load_run(run_dir: Path | str, weights: str = WEIGHTS, device: torch.device |
     if not (run_dir / weights).exists() and (run_dir / LAST).is_dir():
         raise CheckpointError(f"{run_dir} was interrupted before its first evaluation, so it has no {weights} yet; "
                               f"continue it with `textcls train --output {run_dir} --resume`")
-    tokenizer = load_tokenizer(run_dir / TOKENIZER)
-    labels = load_labels(run_dir / LABELS)
+    tokenizer, labels = _tokenizer_and_labels(run_dir, info)
     model = build_model(cfg, tokenizer, len(labels))
     state = load_weights(run_dir / weights, expected_checksums(info, weights))
     if info.get("base"):  # adapter run: frozen tensors come from the base it names
@@ -94,6 +93,14 @@ def load_run(run_dir: Path | str, weights: str = WEIGHTS, device: torch.device |
     return Run(run_dir, cfg, tokenizer, labels, model, nblr=_ngram(run_dir, labels))
 
 
+def _tokenizer_and_labels(run_dir: Path, info: dict) -> tuple[Tokenizer, list[str]]:
+    """The run's tokenizer and labels, each checked against the sha256 run.json records for it (if any)."""
+    for name in (TOKENIZER, LABELS):
+        if (run_dir / name).is_file():
+            check_checksum(run_dir, name, info)
+    return load_tokenizer(run_dir / TOKENIZER), load_labels(run_dir / LABELS)
+
+
 def _ngram(run_dir: Path, labels: list[str]) -> tuple[NblrModel, float] | None:
     return load_nblr_model(run_dir, len(labels)) if has_nblr_model(run_dir) else None
 
@@ -101,8 +108,7 @@ def _ngram(run_dir: Path, labels: list[str]) -> tuple[NblrModel, float] | None:
 def _load_ensemble(run_dir: Path, cfg: Config, weights: str) -> Run:
     """An ensemble run: every member's best weights behind one model that averages their probabilities
     (members with another tokenizer than the top-level one form groups, see Run.groups)."""
-    tokenizer = load_tokenizer(run_dir / TOKENIZER)
-    labels = load_labels(run_dir / LABELS)
+    tokenizer, labels = _tokenizer_and_labels(run_dir, read_run_info(run_dir))
     own_tokenizers = any(k.startswith("tokenizer.") for v in cfg.train.ensemble_variants for k in v)
     by_tokenizer: dict[str, list[Run]] = {}
     for path in member_dirs(run_dir):
