@@ -302,7 +302,8 @@ def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
     data_file: str = typer.Argument(..., help="A labelled file (read as the run's training data unless the "
                                     "options below say otherwise)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the metrics as JSON to this file."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the metrics as JSON to this file (- for "
+                                          "stdout, instead of the tables)."),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     precision: str = PrecisionOption,
     device: str = DeviceOption,
@@ -323,7 +324,8 @@ def eval_cmd(
     run = load_run(run_dir, device=target)
     reading = reading_options(run.cfg.data, input_format, text_columns, label_column, header, encoding)
     result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading)
-    print_report(result, out)
+    if str(report) != "-":
+        print_report(result, out)
 
 
 @app.command()

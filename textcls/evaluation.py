@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -14,9 +16,10 @@ from rich.table import Table
 from textcls.config import DataConfig
 from textcls.data.pipeline import labelled_rows
 from textcls.errors import ConfigError, DataError, data_error_hint
-from textcls.io import atomic_write_json
+from textcls.io import open_output
 from textcls.predictor import predictor_report, run_predictor
 from textcls.run.load import Run
+from textcls.run.outputs import check_output
 
 
 def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, batch_size: int = 128,
@@ -26,6 +29,7 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
     (format, text_columns, label_column, header, encoding) in their place: the metrics of the run's
     predictor's probabilities (with the NB-LR model's share mixed in, and its metrics alone, when the
     run has one)."""
+    check_output(report_path, "--report", (data_file,))
     if not Path(data_file).is_file():
         what = "is a directory; pass a file" if Path(data_file).is_dir() else "does not exist; check the path"
         raise DataError(f"data file {data_file} {what}")
@@ -37,8 +41,11 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
     report["file"] = str(data_file)
     if skipped:
         report["skipped_lines"] = skipped
-    if report_path:
-        atomic_write_json(report_path, report)
+    if report_path == "-":
+        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    elif report_path:
+        with open_output(report_path) as handle:  # a device or FIFO is written through, a symlink's target kept
+            handle.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
 
 

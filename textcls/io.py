@@ -33,18 +33,65 @@ def atomic_open(path: Path | str, mode: str = "w", encoding: str | None = "utf-8
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphaned_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, _default_mode())  # mkstemp makes 0600 files; give the usual permissions
+        kept_mode = stat.S_IMODE(os.stat(path).st_mode)  # an existing file keeps its permissions
+    except OSError:
+        kept_mode = _default_mode()  # mkstemp makes 0600 files; give the usual permissions
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    TEMP_FILES.add(tmp)
+    try:
+        os.chmod(tmp, kept_mode)
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise _naming(exc, path) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        TEMP_FILES.discard(tmp)
+
+
+# Temp files of atomic writes in progress in this process: removed by a signal handler on the way out
+# (textcls.cli), since a SIGTERM's default action would leave them behind.
+TEMP_FILES: set[str] = set()
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """`exc` naming `path` when it names no file (a write() on a full disk says only ENOSPC)."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+
+
+@contextlib.contextmanager
+def open_output(path: Path | str, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a user-named output (predictions, a report, a picture): a regular file is written atomically
+    (atomic_open) and keeps its permissions; a symlink's target is written, the link stays; a character
+    device (/dev/null, a terminal), a FIFO or a socket is written through, never replaced by a file."""
+    path = Path(path)
+    try:
+        info = os.stat(path)  # follows a symlink to what it names
+    except OSError:
+        info = None
+    if info is not None and not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+        try:
+            with open(path, mode, encoding=None if "b" in mode else encoding) as handle:
+                yield handle
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _naming(exc, path) from None
+        return
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    with atomic_open(target, mode, encoding) as handle:
+        yield handle
 
 
 def _remove_orphaned_temps(path: Path) -> None:

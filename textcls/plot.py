@@ -33,13 +33,13 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    from textcls.io import atomic_open
+    from textcls.io import open_output
 
     suffix = path.suffix.lstrip(".").lower() or "png"
     if suffix not in fig.canvas.get_supported_filetypes():
         raise ConfigError(f"cannot save a picture as {path}: .{suffix} is not an image format; name the file "
                           ".png, .svg or .pdf")
-    with atomic_open(path, "wb") as handle:
+    with open_output(path, "wb") as handle:
         fig.savefig(handle, format=suffix, dpi=120, bbox_inches="tight")
 
 

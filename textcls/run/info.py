@@ -57,11 +57,12 @@ def _side_checksums(run_dir: Path) -> tuple[dict, dict]:
     return pick(info.get("sha256", {})), pick(info.get("pending_sha256", {}))
 
 
-def record_checksum(run_dir: Path, name: str, digest: str | None, pending: bool = False) -> None:
-    """Record the sha256 of the side file `name` (a SIDE_FILES entry) in run.json; `pending`: the file is
-    about to be swapped in, so both the recorded checksum and `digest` are accepted until a second call
-    records `digest` alone (a kill between leaves a pair that loads)."""
-    if not (run_dir / RUN_INFO).exists() and pending:
+def record_checksum(run_dir: Path, name: str, digest: str | None, pending: bool = False,
+                    create: bool = False) -> None:
+    """Record the sha256 of the side file `name` (a SIDE_FILES entry) in run.json (written only if it exists,
+    or with `create`); `pending`: the file is about to be swapped in, so both the recorded checksum and
+    `digest` are accepted until a second call records `digest` alone (a kill between leaves a pair that loads)."""
+    if not (run_dir / RUN_INFO).exists() and (pending or not create):
         return
     info = read_run_info(run_dir) if (run_dir / RUN_INFO).exists() else {}
     sha, waiting = dict(info.get("sha256", {})), dict(info.get("pending_sha256", {}))
@@ -181,7 +182,7 @@ def save_run_files(run_dir: Path, cfg: Config, tokenizer: Tokenizer, labels: lis
     atomic_write_text(run_dir / TOKENIZER, tokenizer.to_str())
     save_labels(labels, run_dir / LABELS)
     for name in (TOKENIZER_KEY, LABELS_KEY):  # checked at load (check_checksum)
-        record_checksum(run_dir, name, sha256_file(run_dir / name))
+        record_checksum(run_dir, name, sha256_file(run_dir / name), create=True)
 
 
 def load_run_config(run_dir: Path) -> Config:
