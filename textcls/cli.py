@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from textcls import __version__
-from textcls.errors import TextclsError
+from textcls.errors import TextclsError, printable, scrub
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train a text classifier on your own labelled file (or a YAML config), evaluate it, predict "
@@ -40,10 +40,10 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except TextclsError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(printable(scrub(str(exc))))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except Interrupted as exc:
-            err.print(f"[yellow]{escape(str(exc))}[/]", highlight=False)
+            err.print(f"[yellow]{escape(printable(str(exc)))}[/]", highlight=False)
             raise typer.Exit(130) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
@@ -55,7 +55,7 @@ def handle_errors(fn: Callable) -> Callable:
         except OSError as exc:
             if exc.errno not in USER_ERRNOS or exc.filename is None:
                 return _unexpected(exc)  # not about a file the user named or a full disk: a bug
-            err.print(f"[bold red]error:[/] {escape(f'cannot use {exc.filename}: {exc.strerror}')}; "
+            err.print(f"[bold red]error:[/] {escape(printable(f'cannot use {exc.filename}: {exc.strerror}'))}; "
                       f"{USER_ERRNOS[exc.errno]}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, click.ClickException):
@@ -69,7 +69,7 @@ def _unexpected(exc: BaseException):
     """An error textcls did not foresee: one paragraph and exit 1; the traceback with --debug or TEXTCLS_DEBUG=1."""
     if os.environ.get("TEXTCLS_DEBUG", "").lower() in ("1", "true", "yes"):
         raise exc
-    what = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    what = printable(f"{type(exc).__name__}: {scrub(str(exc)).splitlines()[0][:300] if str(exc).strip() else ''}")
     err.print(f"[bold red]internal error[/] (a bug in textcls {__version__}, not in your input): {escape(what)}. "
               "Run the command again with --debug (or TEXTCLS_DEBUG=1) to see the traceback, and report it with "
               "that traceback and the command.", highlight=False, soft_wrap=True)
@@ -88,8 +88,17 @@ USER_ERRNOS = {
 }
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with control characters escaped (warnings quote labels and texts from data files)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(scrub(super().format(record)))
+
+
 def _logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_PrintableFormatter("%(levelname)s: %(message)s"))
     logging.getLogger("textcls").setLevel(logging.INFO if sys.stderr.isatty() else logging.WARNING)
 
 
@@ -98,7 +107,7 @@ def _done(summary: str) -> None:
     from textcls.train.distributed import is_main
 
     if is_main():
-        err.print(f"[green]done[/]: {escape(summary)}", highlight=False)
+        err.print(f"[green]done[/]: {escape(printable(summary))}", highlight=False)
 
 
 SetOption = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
@@ -217,7 +226,7 @@ def _data_run_config(data_file: str, overrides, output, resume: bool, text_colum
                          str(output) if output else None, tuple(overrides or []), started)
     if not quiet:
         for line in plan.lines():
-            err.print(escape(line), highlight=False, soft_wrap=True)
+            err.print(escape(printable(line)), highlight=False, soft_wrap=True)
     return plan.cfg
 
 

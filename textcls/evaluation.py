@@ -15,7 +15,7 @@ from rich.table import Table
 
 from textcls.config import DataConfig
 from textcls.data.pipeline import labelled_rows
-from textcls.errors import ConfigError, DataError, data_error_hint
+from textcls.errors import ConfigError, DataError, data_error_hint, printable
 from textcls.io import open_output
 from textcls.predictor import predictor_report, run_predictor
 from textcls.run.load import Run
@@ -78,7 +78,8 @@ def reading_options(data: DataConfig, input_format: Optional[str] = None, text_c
 
 def print_report(report: dict, console: Optional[Console] = None) -> None:
     console = console or Console()
-    console.print(f"[bold]{escape(report.get('file', ''))}[/] ({report['examples']} examples)", highlight=False)
+    source = escape(printable(report.get("file", "")))
+    console.print(f"[bold]{source}[/] ({report['examples']} examples)", highlight=False)
     summary = Table(show_header=True)
     for key in ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss"):
         if key in report:
@@ -96,14 +97,15 @@ def print_report(report: dict, console: Optional[Console] = None) -> None:
     for col in ("label", "precision", "recall", "f1", "support"):
         per.add_column(col, justify="left" if col == "label" else "right")
     for name, m in report["per_class"].items():
-        per.add_row(escape(name), f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
+        per.add_row(escape(printable(name)), f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}",
+                    str(m["support"]))
     console.print(per)
     if "confusion_matrix" in report and len(report["labels"]) <= 30:
         console.print("confusion matrix (rows: true label, columns: predicted label)")
         cm = Table()
         cm.add_column("")
         for name in report["labels"]:
-            cm.add_column(escape(name[:12]), justify="right")
+            cm.add_column(escape(printable(name[:12])), justify="right")
         for name, row in zip(report["labels"], report["confusion_matrix"]):
-            cm.add_row(escape(name[:12]), *map(str, row))
+            cm.add_row(escape(printable(name[:12])), *map(str, row))
         console.print(cm)

@@ -11,6 +11,8 @@ import codecs
 import csv
 import io
 import json
+import logging
+import re
 import sys
 import unicodedata
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ FORMATS = ("csv", "tsv", "jsonl", "fasttext", "txt")
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
             ".ndjson": "jsonl", ".ft": "fasttext", ".fasttext": "fasttext", ".txt": "txt"}
 FASTTEXT_PREFIX = "__label__"
+log = logging.getLogger("textcls")
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -238,7 +241,35 @@ def _split_labels(value: str, cfg: DataConfig) -> list[str]:
     return [value] if value else []
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(rec: Record, path: str, found: list[int]) -> Record:
+    """`rec` with unpaired UTF-16 surrogates (JSON escapes like \\ud800 with no partner: no character, and
+    nothing can encode them) replaced by U+FFFD; `found` collects the lines."""
+    values = [rec.text, rec.text_pair or "", *rec.labels]
+    if all(v.isascii() or not _SURROGATE.search(v) for v in values):
+        return rec
+    if not found:
+        log.warning("%s, line %d: the text holds an unpaired UTF-16 surrogate (a \\ud800-\\udfff escape without "
+                    "its partner), which is no character; replaced by U+FFFD", path, rec.line)
+    found.append(rec.line)
+    fix = lambda v: _SURROGATE.sub("\ufffd", v)  # noqa: E731
+    rec.text = fix(rec.text)
+    rec.text_pair = fix(rec.text_pair) if rec.text_pair is not None else None
+    rec.labels = [fix(x) for x in rec.labels]
+    return rec
+
+
 def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]) -> Iterator[Record]:
+    surrogates: list[int] = []
+    yield from (_without_surrogates(rec, path, surrogates) for rec in _iter_jsonl_raw(path, cfg, labelled, bad_lines))
+    if len(surrogates) > 1:
+        log.warning("%s: %d lines held unpaired surrogates, replaced by U+FFFD (lines %s)", path, len(surrogates),
+                    ", ".join(map(str, surrogates[:10])) + (", ..." if len(surrogates) > 10 else ""))
+
+
+def _iter_jsonl_raw(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int]) -> Iterator[Record]:
     for line_no, line in enumerate(_open_lines(path, cfg.encoding), start=1):
         if not line.strip():
             continue

@@ -18,7 +18,8 @@ from tokenizers import Tokenizer
 from textcls.config import Config
 from textcls.data.labels import load_labels
 from textcls.data.tokenizer import PAD, load_tokenizer
-from textcls.errors import CheckpointError
+from textcls.device import available_memory
+from textcls.errors import CheckpointError, ConfigError
 from textcls.io import sha256_file
 from textcls.model import TextClassifier
 from textcls.model.ensemble import EnsembleClassifier
@@ -52,7 +53,38 @@ class Run:
 
 
 def build_model(cfg: Config, tokenizer: Tokenizer, num_labels: int) -> TextClassifier:
+    """The classifier with random weights, on the CPU, after checking that its fp32 weights fit in memory."""
+    check_model_memory(cfg, tokenizer.get_vocab_size(), num_labels, torch.device("cpu"), training=False)
     return TextClassifier(cfg.model, tokenizer.get_vocab_size(), num_labels, tokenizer.token_to_id(PAD) or 0)
+
+
+# Bytes a parameter takes: fp32 weights; training adds its gradient and AdamW's two moments.
+BYTES_PER_PARAMETER = {False: 4, True: 16}
+
+
+def count_parameters(cfg: Config, vocab_size: int, num_labels: int) -> int:
+    """The classifier's parameter count from its config alone: built on the meta device, nothing allocated."""
+    with torch.device("meta"):
+        model = TextClassifier(cfg.model, vocab_size, num_labels, 0)
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_model_memory(cfg: Config, vocab_size: int, num_labels: int, device: torch.device, training: bool) -> None:
+    """Refuse a model whose parameters (x 4 bytes to hold, x 16 to train with AdamW) exceed the memory
+    available on `device`, before anything is allocated (a model too large is otherwise a crash or a
+    machine swapping to a halt)."""
+    available = available_memory(device)
+    if available is None:
+        return
+    params = count_parameters(cfg, vocab_size, num_labels)
+    need = params * BYTES_PER_PARAMETER[training]
+    if need > available:
+        gib = lambda n: f"{n / 2**30:,.1f} GiB"  # noqa: E731
+        raise ConfigError(
+            f"the model has {params:,} parameters, which need about {gib(need)} to "
+            f"{'train' if training else 'hold'} ({BYTES_PER_PARAMETER[training]} bytes each), but {device} has "
+            f"{gib(available)} available; make it smaller (`model.hidden_size`, `model.num_layers`, "
+            "`model.intermediate_size`, `tokenizer.vocab_size`) or use a machine with more memory")
 
 
 def load_run(run_dir: Path | str, weights: str = WEIGHTS, device: torch.device | None = None) -> Run:

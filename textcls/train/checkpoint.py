@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from textcls.errors import CheckpointError
+from textcls.errors import CheckpointError, scrub
 from textcls.io import atomic_write_json, make_temp_dir, recover_dir, replace_dir, sha256_file
 from textcls.run.info import STATE_KEY, read_run_info, record_checksum
 from textcls.run.layout import EMA_WEIGHTS, LAST, STATE, TRAINER_STATE, WEIGHTS
@@ -102,8 +102,9 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     try:
         trainer = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses anything but tensors and plain containers
+        why = (scrub(str(exc)).splitlines() or [type(exc).__name__])[0][:200]
         raise CheckpointError(
-            f"{path / TRAINER_STATE} cannot be loaded safely ({str(exc).splitlines()[0][:200]}); it is damaged "
+            f"{path / TRAINER_STATE} cannot be loaded safely ({why}); it is damaged "
             "or was not written by textcls. Nothing in it was executed. Delete the run directory's last/ folder "
             "to start over"
         ) from None
