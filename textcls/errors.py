@@ -17,8 +17,9 @@ def printable(text: str) -> str:
 
 # torch's advice for a refused pickle ("Re-running `torch.load` with `weights_only` set to `False` will likely
 # succeed, but it can result in arbitrary code execution...") must never reach a user as textcls's advice.
-_PICKLE_ADVICE = re.compile(r"weights_only|can still be loaded|trust(ed)? (the )?source|allowlist|safe_globals",
-                            re.IGNORECASE)
+_PICKLE_ADVICE = re.compile(r"`weights_only|weights_only`?\s*(=|set to|to)\s*`?False|can still be loaded|if you trust|"
+                            r"trusted source|"
+                            r"safe_globals|allowlist", re.IGNORECASE)
 
 
 def scrub(message: str) -> str:
@@ -27,7 +28,7 @@ def scrub(message: str) -> str:
         return message
     sentences = re.split(r"(?<=[.!?])\s+", message)
     kept = [x for x in sentences if not _PICKLE_ADVICE.search(x)]
-    return " ".join(kept) + (" (textcls loads tensors only and never unpickles)" if len(kept) < len(sentences) else "")
+    return " ".join([*kept, "(textcls loads tensors only and never unpickles)"])
 
 
 class TextclsError(Exception):

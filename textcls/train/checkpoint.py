@@ -102,7 +102,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     try:
         trainer = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses anything but tensors and plain containers
-        why = (scrub(str(exc)).splitlines() or [type(exc).__name__])[0][:200]
+        why = scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:200]
         raise CheckpointError(
             f"{path / TRAINER_STATE} cannot be loaded safely ({why}); it is damaged "
             "or was not written by textcls. Nothing in it was executed. Delete the run directory's last/ folder "
