@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import unicodedata
 from pathlib import Path
 from typing import Iterable
@@ -10,6 +11,8 @@ from typing import Iterable
 from textcls.config import DataConfig
 from textcls.errors import CheckpointError, DataError
 from textcls.io import atomic_write_json, read_regular_text
+
+log = logging.getLogger("textcls")
 
 
 def _is_int(s: str) -> bool:
@@ -83,9 +86,23 @@ def build_labels(train_labels: Iterable[list[str]], cfg: DataConfig) -> list[str
         raise DataError(f"{cfg.train}: every training row has the label {next(iter(seen))!r}{held}; a classifier "
                         "needs at least two labels. Check `data.label_column`, or list the labels in "
                         "`data.label_names`")
+    _warn_near_duplicates(seen, cfg.train)
     if all(_is_int(s) for s in seen):  # numeric order; "0" and "00" are both 0, so the text breaks the tie
         return sorted(seen, key=lambda s: (int(s), s))
     return sorted(seen)  # never set order: it changes with PYTHONHASHSEED, and the label ids with it
+
+
+def _warn_near_duplicates(labels: set[str], source) -> None:
+    """Warn about labels that differ only in case or whitespace (`pos` and `Pos`): usually one class
+    spelled two ways, which the classifier would learn as two."""
+    groups: dict[str, list[str]] = {}
+    for label in sorted(labels):
+        groups.setdefault(" ".join(label.split()).casefold(), []).append(label)
+    alike = [names for names in groups.values() if len(names) > 1]
+    if alike:
+        shown = "; ".join(" / ".join(repr(n) for n in names) for names in alike[:5])
+        log.warning("%s: labels that differ only in case or whitespace are separate classes: %s%s; if they are one "
+                    "class, spell them the same in the data", source, shown, " ..." if len(alike) > 5 else "")
 
 
 def save_labels(labels: list[str], path: Path) -> None:

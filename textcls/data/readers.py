@@ -197,10 +197,8 @@ def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
     quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
     reader = csv.reader(_open_lines(path, cfg.encoding), delimiter=delimiter, quoting=quoting, strict=fmt == "csv")
     header, columns, width = None, None, None
-    start = 1
     try:
-        for row in reader:
-            line, start = start, reader.line_num + 1
+        for line, row in _rows(reader, path, fmt, cfg, bad_lines):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
             if header_line and header is None:
@@ -232,6 +230,30 @@ def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
         raise DataError(f"{path}, line {reader.line_num}: malformed {fmt.upper()} ({exc}); check the quoting") from None
     if header_line and header is None:
         raise DataError(f"{path} is empty: no header and no rows")
+
+
+def _rows(reader, path: str, fmt: str, cfg: DataConfig, bad_lines: list[int]) -> Iterator[tuple[int, list[str]]]:
+    """(line the row starts on, row); a row the csv module cannot parse (a carriage return inside an unquoted
+    field) is skipped with `data.on_bad_lines: skip`, else an error naming its line. An unclosed quote is
+    always an error, at the line it opens: it swallowed the rest of the file."""
+    while True:
+        first = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise DataError(f"{path}, line {first}: a quote (\") opened on this line is never closed, so the "
+                                "rest of the file was read as one field; close or remove it") from None
+            if cfg.on_bad_lines == "skip":
+                bad_lines.append(first)
+                continue
+            why = ("a carriage return (\\r) inside a field" if "new-line character" in str(exc)
+                   else f"malformed {fmt.upper()} ({exc})")
+            raise DataError(f"{path}, line {first}: {why}; fix the line, or set `data.on_bad_lines: skip` to skip "
+                            "such lines") from None
+        yield first, row
 
 
 def _split_labels(value: str, cfg: DataConfig) -> list[str]:
@@ -319,6 +341,14 @@ def _json_label(value: Any, path: str, line: int) -> str:
 
 
 def _iter_fasttext(path: str, cfg: DataConfig, labelled: bool) -> Iterator[Record]:
+    empty: list[int] = []
+    yield from _iter_fasttext_lines(path, cfg, labelled, empty)
+    if len(empty) > 1:
+        log.warning("%s: %d lines had an empty `%s` (lines %s)", path, len(empty), FASTTEXT_PREFIX,
+                    ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else ""))
+
+
+def _iter_fasttext_lines(path: str, cfg: DataConfig, labelled: bool, empty: list[int]) -> Iterator[Record]:
     for line_no, line in enumerate(_open_lines(path, cfg.encoding), start=1):
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -327,7 +357,12 @@ def _iter_fasttext(path: str, cfg: DataConfig, labelled: bool) -> Iterator[Recor
         labels = []
         i = 0
         while i < len(tokens) and (tokens[i].startswith(FASTTEXT_PREFIX) or tokens[i] == ""):
-            if tokens[i]:
+            if tokens[i] == FASTTEXT_PREFIX and labelled:  # `__label__` with no name: not a class called ""
+                if not empty:
+                    log.warning("%s, line %d: `%s` with no label name after it is ignored (a space too many?)",
+                                path, line_no, FASTTEXT_PREFIX)
+                empty.append(line_no)
+            elif tokens[i]:
                 labels.append(tokens[i][len(FASTTEXT_PREFIX):])
             i += 1
         yield Record(line_no, " ".join(tokens[i:]), None, labels if labelled else [])

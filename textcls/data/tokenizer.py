@@ -11,6 +11,7 @@ the end of a document.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -22,6 +23,7 @@ from textcls.data.subword import BPE_SUFFIX, count_words, learn_merges
 from textcls.errors import CheckpointError, ConfigError, TextclsError
 from textcls.io import MAX_RUN_FILE_BYTES, read_regular_text
 
+log = logging.getLogger("textcls")
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in every trained vocabulary
 # Part of the cache key of trained tokenizers: bump when training gives another vocabulary for the
@@ -100,6 +102,11 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer | S
             raise ConfigError(f"training the {cfg.type} tokenizer failed ({exc}); try a larger "
                               "`tokenizer.vocab_size` or another `tokenizer.type`") from None
     tok = _canonical_ids(tok)
+    if tok.get_vocab_size() > cfg.vocab_size:
+        log.warning("`tokenizer.vocab_size` %d is below what a %s tokenizer of these texts needs: it keeps the %d "
+                    "special tokens and every character it saw, %d entries in all; raise `tokenizer.vocab_size` to "
+                    "at least %d to control the size", cfg.vocab_size, cfg.type, len(SPECIAL_TOKENS),
+                    tok.get_vocab_size(), tok.get_vocab_size())
     for i, special in enumerate(SPECIAL_TOKENS):
         if tok.token_to_id(special) != i:
             raise ConfigError(f"tokenizer training put {special} at id {tok.token_to_id(special)}, expected {i}")
