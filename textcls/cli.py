@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -45,8 +46,10 @@ def handle_errors(fn: Callable) -> Callable:
         except Interrupted as exc:
             err.print(f"[yellow]{escape(printable(str(exc)))}[/]", highlight=False)
             raise typer.Exit(130) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]")
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP outside the training loop (see main)
+            how = f" ({exc.args[0]})" if exc.args and str(exc.args[0]).startswith("SIG") else ""
+            err.print(f"[yellow]interrupted{how}[/]: temp files removed; files already written are complete",
+                      highlight=False)
             raise typer.Exit(130) from None
         except BrokenPipeError:  # e.g. `textcls predict ... | head`: the reader has gone, stop quietly
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -494,7 +497,25 @@ def _options(
         os.environ["TEXTCLS_DEBUG"] = "1"
 
 
+def _interrupt_on_signals() -> None:
+    """From process start, SIGTERM and SIGHUP stop textcls as Ctrl-C does: a KeyboardInterrupt, so every
+    `finally` and temp-file cleanup runs (atomic writes, the tokenized cache's temp folder) and the command
+    exits 130. The training loop replaces these with its flag, which saves `last/` first. A signal that was
+    ignored when textcls started (`nohup`) stays ignored."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is None or signal.getsignal(sig) == signal.SIG_IGN:
+            continue
+        try:
+            signal.signal(sig, interrupt)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+
 def main() -> None:
+    _interrupt_on_signals()
     app()
 
 

@@ -38,7 +38,6 @@ def atomic_open(path: Path | str, mode: str = "w", encoding: str | None = "utf-8
     except OSError:
         kept_mode = _default_mode()  # mkstemp makes 0600 files; give the usual permissions
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    TEMP_FILES.add(tmp)
     try:
         os.chmod(tmp, kept_mode)
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
@@ -54,13 +53,6 @@ def atomic_open(path: Path | str, mode: str = "w", encoding: str | None = "utf-8
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    finally:
-        TEMP_FILES.discard(tmp)
-
-
-# Temp files of atomic writes in progress in this process: removed by a signal handler on the way out
-# (textcls.cli), since a SIGTERM's default action would leave them behind.
-TEMP_FILES: set[str] = set()
 
 
 def _naming(exc: OSError, path: Path) -> OSError:
@@ -99,12 +91,12 @@ def _remove_orphaned_temps(path: Path) -> None:
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp")
     for sibling in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         match = pattern.fullmatch(sibling.name)
-        if match and not _process_exists(int(match.group(1))):
+        if match and not process_exists(int(match.group(1))):
             with contextlib.suppress(OSError):
                 sibling.unlink()
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

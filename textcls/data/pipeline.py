@@ -30,7 +30,7 @@ from textcls.data.labels import LabelNamer, build_labels, label_ids
 from textcls.data.readers import Record, detect_format, has_header, iter_records
 from textcls.data.tokenizer import CLS, SEP, TRAINER_VERSION, encode_batch_safely, load_tokenizer, train_tokenizer
 from textcls.errors import DataError
-from textcls.io import atomic_write_json, atomic_write_text, make_temp_dir, sha256_file
+from textcls.io import atomic_write_json, atomic_write_text, make_temp_dir, process_exists, sha256_file
 
 log = logging.getLogger("textcls")
 datasets.disable_progress_bars()
@@ -207,7 +207,8 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
     raw = _records_to_dataset(records, _label_columns(path, cfg, labels), has_pairs)
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = make_temp_dir(entry.name + ".", entry.parent)
+        _remove_orphaned_builds(entry)
+        tmp = make_temp_dir(f"{entry.name}.{os.getpid()}.", entry.parent)
     except OSError as exc:
         raise DataError(_cache_problem(entry.parent, exc)) from None
     try:
@@ -270,6 +271,15 @@ def _dataset_problem(ds: datasets.Dataset, meta: dict, vocab_size: int, num_labe
             if bounds["min"] is not None and (bounds["min"] < 0 or bounds["max"] >= num_labels):
                 return f"label ids outside 0..{num_labels - 1}"
     return None
+
+
+def _remove_orphaned_builds(entry: Path) -> None:
+    """Temp folders `KEY.PID.XXXX` of earlier builds of `entry` whose process is gone (killed with -9; a
+    SIGTERM or Ctrl-C removes its own on the way out)."""
+    for sibling in entry.parent.glob(f"{entry.name}.*.*"):
+        pid = sibling.name.split(".")[1]
+        if sibling.is_dir() and pid.isdigit() and not process_exists(int(pid)):
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 def _publish_entry(tmp: Path, entry: Path) -> None:
