@@ -144,3 +144,10 @@ def test_eval_report_to_stdout(trained, work):
     result = cli("eval", trained, work / "valid.tsv", "--report", "-")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["examples"] == 40
+
+
+def test_plot_writes_its_own_picture_but_no_other_run_file(trained, work):
+    before = (trained / "config.yaml").read_bytes()
+    refused(cli("plot", trained, "-o", trained / "config.yaml"), "file of the run directory")
+    assert (trained / "config.yaml").read_bytes() == before
+    assert cli("plot", trained).exit_code == 0 and (trained / "curves.png").stat().st_size > 0

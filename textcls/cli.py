@@ -471,8 +471,10 @@ def plot_cmd(
     from textcls.plot import plot_run
     from textcls.run.info import load_run_config
     from textcls.run.layout import CURVES
+    from textcls.run.outputs import check_output
 
     path = output or run_dir / CURVES
+    check_output(path, "--output", allowed=(CURVES,))  # a run's own picture, never its weights or config
     plot_run(run_dir, path, load_run_config(run_dir).train.metric)
     err.print(f"wrote {path}", highlight=False, markup=False)
 

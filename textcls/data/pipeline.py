@@ -30,7 +30,15 @@ from textcls.data.labels import LabelNamer, build_labels, label_ids
 from textcls.data.readers import Record, detect_format, has_header, iter_records
 from textcls.data.tokenizer import CLS, SEP, TRAINER_VERSION, encode_batch_safely, load_tokenizer, train_tokenizer
 from textcls.errors import DataError
-from textcls.io import atomic_write_json, atomic_write_text, make_temp_dir, process_exists, sha256_file
+from textcls.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_regular_file,
+    make_temp_dir,
+    process_exists,
+    read_regular_text,
+    sha256_file,
+)
 
 log = logging.getLogger("textcls")
 datasets.disable_progress_bars()
@@ -231,7 +239,8 @@ def _reuse_entry(entry: Path, vocab_size: int, labels: Optional[list[str]]):
     """(dataset, meta) of a cache entry that passes its checks: the sha256 meta.json records for data.arrow,
     and token ids, lengths and label ids in range; else why it fails, as a string."""
     try:
-        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        check_regular_file(entry / "data.arrow", DataError)  # a FIFO would block the hash below
+        meta = json.loads(read_regular_text(entry / "meta.json", DataError, 1 << 30))
         if not isinstance(meta, dict) or not isinstance(meta.get("rows"), int) \
                 or not isinstance(meta.get("skipped_lines"), list) or not isinstance(meta.get("labels"), list):
             return "meta.json is not what textcls writes"
@@ -346,12 +355,14 @@ def get_tokenizer(cfg: Config, read: Optional[Callable[[], Records]] = None,
     digest = path.with_suffix(".sha256")  # the tokenizer's checksum, written after it
     if path.exists():
         try:
-            if digest.read_text().strip() != sha256_file(path):
+            check_regular_file(path, DataError)
+            if read_regular_text(digest, DataError, 1024).strip() != sha256_file(path):
                 raise ValueError("it does not match its checksum")
             return load_tokenizer(path)
         except Exception as exc:  # damaged: trained again, never trusted
             log.warning("the cached tokenizer %s is damaged (%s); training it again", path, str(exc)[:120])
-            path.unlink(missing_ok=True)
+            for stale in (path, digest):
+                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     records, _ = read() if read is not None else _read_all(cfg.data.train, cfg.data, labelled=True)
     tok = train_tokenizer(_texts(records), cfg.tokenizer)
     try:

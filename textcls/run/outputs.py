@@ -10,10 +10,12 @@ from textcls.errors import ConfigError
 from textcls.run.layout import LOCK, RUN_ENTRY, is_run_dir
 
 
-def check_output(output: Path | str | None, option: str, inputs: tuple[Path | str | None, ...] = ()) -> None:
+def check_output(output: Path | str | None, option: str, inputs: tuple[Path | str | None, ...] = (),
+                 allowed: tuple[str, ...] = ()) -> None:
     """Refuse an `output` (named by `option`, e.g. --output) that is one of `inputs` or a run file: a file
     whose name a run directory uses (model.safetensors, config.yaml, ...) inside one, or anything below
-    one of its folders (last/, members/, checkpoint-N/). Stdout ("-"), devices and FIFOs pass."""
+    one of its folders (last/, members/, checkpoint-N/), except the `allowed` names (plot writes curves.png).
+    Stdout ("-"), devices and FIFOs pass."""
     if output in (None, "-"):
         return
     path = Path(output)
@@ -29,7 +31,7 @@ def check_output(output: Path | str | None, option: str, inputs: tuple[Path | st
     for folder in list(real.parents)[:4]:  # RUN/members/K/last/state.json is the deepest run file
         if is_run_dir(folder):
             inside = real.relative_to(folder).parts
-            if RUN_ENTRY.fullmatch(inside[0]) or inside[0] == LOCK:
+            if (RUN_ENTRY.fullmatch(inside[0]) or inside[0] == LOCK) and "/".join(inside) not in allowed:
                 raise ConfigError(f"{option} {output} is a file of the run directory {folder} "
                                   f"({'/'.join(inside)}); writing it would damage the run. Name a file outside "
                                   "the run directory, or one the run does not use")
