@@ -217,3 +217,18 @@ def test_a_tokenizer_with_an_invalid_regex_is_refused(run):
     path.write_text(json.dumps(spec))
     record_checksum(run, "tokenizer.json", sha256_file(path))
     assert_refused(cli("predict", run, run.parent.parent / "input.txt"), "tokenizer.json", "cannot be loaded")
+
+
+def test_a_pending_state_checksum_survives_a_best_weights_save(run):
+    """A kill after the checkpoint swap leaves last/state.json's checksum pending; saving the best weights
+    before the next checkpoint keeps it, so a kill then still leaves a run that resumes."""
+    from textcls.run.store import save_best
+
+    state = run / "last" / "state.json"
+    new = json.dumps({**json.loads(state.read_text()), "bad_evals": 2}).encode()
+    import hashlib
+
+    record_checksum(run, STATE_KEY, hashlib.sha256(new).hexdigest(), pending=True)
+    state.write_bytes(new)
+    save_best(run, load_run(run).model, step=3)
+    assert read_state(run / "last")["bad_evals"] == 2

@@ -40,8 +40,10 @@ def write_run_info(run_dir: Path, **extra) -> None:
     """Write run.json; the checksums of the side files (SIDE_FILES) already recorded there are kept unless
     `extra`'s `sha256`/`pending_sha256` name them."""
     kept, kept_pending = _side_checksums(run_dir)
-    sha = {**kept, **extra.pop("sha256", {})}
-    pending = {**{k: v for k, v in kept_pending.items() if k not in sha}, **extra.pop("pending_sha256", {})}
+    given = extra.pop("sha256", {})
+    sha = {**kept, **given}
+    # a side file's pending checksum stays until its own swap settles it (a kill may have left it)
+    pending = {**{k: v for k, v in kept_pending.items() if k not in given}, **extra.pop("pending_sha256", {})}
     info = {"textcls_version": __version__, "format_version": FORMAT_VERSION, "sha256": sha, **extra}
     if pending:
         info["pending_sha256"] = pending
@@ -166,7 +168,7 @@ def run_info_problem(info: dict) -> str | None:
         return "key `step` must be a whole number >= 0"
     if "metric" in info and not isinstance(info["metric"], str):
         return "key `metric` must be a string"
-    if info.get("best") is not None and not _is_number(info["best"]):
+    if info.get("best") is not None and not (_is_number(info["best"]) or info["best"] != info["best"]):  # nan
         return "key `best` must be a number or null"
     return None
 
