@@ -1,10 +1,13 @@
-"""Fuzz the readers and the config loader with many random examples (the tests run a few hundred).
+"""Fuzz the readers, the config loader, damaged run directories and the tokenized cache with many random
+examples (the tests run a few hundred).
 
     PYTHONPATH=. python bench/fuzz.py                 # 10,000 examples per target
     PYTHONPATH=. python bench/fuzz.py -n 500 yaml     # fewer examples, one target
 
-Uses the strategies and checks of tests/test_fuzz.py; a failure prints hypothesis's shrunk example and
-exits 1. Prints, per target, the number of examples run and the time taken.
+Targets: readers, config_dict, yaml (tests/test_fuzz.py) and run_files, cache (tests/test_fuzz_run_files.py:
+a tiny run is trained once, then each example damages a copy of one of its files or of its cache, and
+loading must give a result or a TextclsError, within a minute). A failure prints hypothesis's shrunk
+example and exits 1. Prints, per target, the number of examples run and the time taken.
 """
 
 from __future__ import annotations
@@ -22,10 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_targets() -> dict:
-    spec = importlib.util.spec_from_file_location("textcls_fuzz_targets", ROOT / "tests" / "test_fuzz.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.TARGETS
+    sys.path.insert(0, str(ROOT / "tests"))  # the run-file targets train with the tests' tiny configs
+    targets = {}
+    for name in ("test_fuzz", "test_fuzz_run_files"):
+        spec = importlib.util.spec_from_file_location(f"textcls_{name}", ROOT / "tests" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        targets.update(module.TARGETS)
+    return targets
 
 
 def run(name: str, strategy, check, examples: int) -> tuple[int, float]:
@@ -45,7 +52,7 @@ def run(name: str, strategy, check, examples: int) -> tuple[int, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("targets", nargs="*", help="readers, config_dict, yaml (default: all)")
+    parser.add_argument("targets", nargs="*", help="readers, config_dict, yaml, run_files, cache (default: all)")
     parser.add_argument("-n", "--examples", type=int, default=10_000, help="examples per target")
     args = parser.parse_args()
     targets = load_targets()

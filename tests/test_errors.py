@@ -297,6 +297,10 @@ def test_damaged_tokenizer_and_labels(run_dir, tmp_path):
     (run / "labels.json").write_text('{"a": 1}')
     user_error(cli("predict", run, "-"), "labels.json")
     (run / "labels.json").write_text('["0", "1", "2"]')
+    user_error(cli("predict", run, "-"), "labels.json does not match the sha256 recorded")
+    info = json.loads((run / "run.json").read_text())  # a run written before labels.json had a checksum
+    del info["sha256"]["labels.json"]
+    (run / "run.json").write_text(json.dumps(info))
     user_error(cli("predict", run, "-"), "labels.json lists 3 labels but the weights classify 2")
 
 
@@ -351,6 +355,10 @@ def test_output_path_through_a_file(tmp_path):
 def test_resume_with_damaged_state(run_dir, tmp_path):
     run = copy_run(run_dir, tmp_path)
     (run / "last" / "state.json").write_text('{"step": 1}')
+    user_error(cli("train", "--resume", "-o", run), "state.json", "does not match the sha256 recorded")
+    info = json.loads((run / "run.json").read_text())  # a run written before state.json had a checksum
+    del info["sha256"]["last/state.json"]
+    (run / "run.json").write_text(json.dumps(info))
     user_error(cli("train", "--resume", "-o", run), "state.json", "epoch")
 
 

@@ -104,8 +104,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(setup, tmp_path):
         assert proc.returncode == -signal.SIGKILL, log
         kills += 1
     final = _start("train", str(config), "-o", str(run), "--resume")
-    out, _ = final.communicate(timeout=300)
-    assert final.returncode == 0, out
+    _, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err
     assert kills >= 10, f"only {kills} kills landed (seed {seed})"
     assert_same_weights(run / "last" / "model.safetensors", reference / "last" / "model.safetensors")
     assert_same_weights(run / "model.safetensors", reference / "model.safetensors")

@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from textcls import __version__
-from textcls.errors import TextclsError
+from textcls.errors import TextclsError, printable, scrub
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train a text classifier on your own labelled file (or a YAML config), evaluate it, predict "
@@ -41,13 +42,15 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except TextclsError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(printable(scrub(str(exc))))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except Interrupted as exc:
-            err.print(f"[yellow]{escape(str(exc))}[/]", highlight=False)
+            err.print(f"[yellow]{escape(printable(str(exc)))}[/]", highlight=False)
             raise typer.Exit(130) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]")
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP outside the training loop (see main)
+            how = f" ({exc.args[0]})" if exc.args and str(exc.args[0]).startswith("SIG") else ""
+            err.print(f"[yellow]interrupted{how}[/]: temp files removed; files already written are complete",
+                      highlight=False)
             raise typer.Exit(130) from None
         except BrokenPipeError:  # e.g. `textcls predict ... | head`: the reader has gone, stop quietly
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -56,7 +59,7 @@ def handle_errors(fn: Callable) -> Callable:
         except OSError as exc:
             if exc.errno not in USER_ERRNOS or exc.filename is None:
                 return _unexpected(exc)  # not about a file the user named or a full disk: a bug
-            err.print(f"[bold red]error:[/] {escape(f'cannot use {exc.filename}: {exc.strerror}')}; "
+            err.print(f"[bold red]error:[/] {escape(printable(f'cannot use {exc.filename}: {exc.strerror}'))}; "
                       f"{USER_ERRNOS[exc.errno]}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, click.ClickException):
@@ -70,7 +73,7 @@ def _unexpected(exc: BaseException):
     """An error textcls did not foresee: one paragraph and exit 1; the traceback with --debug or TEXTCLS_DEBUG=1."""
     if os.environ.get("TEXTCLS_DEBUG", "").lower() in ("1", "true", "yes"):
         raise exc
-    what = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    what = printable(f"{type(exc).__name__}: {scrub(str(exc)).splitlines()[0][:300] if str(exc).strip() else ''}")
     err.print(f"[bold red]internal error[/] (a bug in textcls {__version__}, not in your input): {escape(what)}. "
               "Run the command again with --debug (or TEXTCLS_DEBUG=1) to see the traceback, and report it with "
               "that traceback and the command.", highlight=False, soft_wrap=True)
@@ -89,8 +92,17 @@ USER_ERRNOS = {
 }
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with control characters escaped (warnings quote labels and texts from data files)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(scrub(super().format(record)))
+
+
 def _logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_PrintableFormatter("%(levelname)s: %(message)s"))
     logging.getLogger("textcls").setLevel(logging.INFO if sys.stderr.isatty() else logging.WARNING)
 
 
@@ -99,7 +111,7 @@ def _done(summary: str, quiet: bool = False) -> None:
     from textcls.train.distributed import is_main
 
     if is_main() and not quiet:
-        err.print(f"[green]done[/]: {escape(summary)}", highlight=False)
+        err.print(f"[green]done[/]: {escape(printable(summary))}", highlight=False)
 
 
 SetOption = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
@@ -218,7 +230,7 @@ def _data_run_config(data_file: str, overrides, output, resume: bool, text_colum
                          str(output) if output else None, tuple(overrides or []), started)
     if not quiet:
         for line in plan.lines():
-            err.print(escape(line), highlight=False, soft_wrap=True)
+            err.print(escape(printable(line)), highlight=False, soft_wrap=True)
     return plan.cfg
 
 
@@ -332,7 +344,8 @@ def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `textcls train`."),
     data_file: str = typer.Argument(..., help="A labelled file (read as the run's training data unless the "
                                     "options below say otherwise)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the metrics as JSON to this file."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the metrics as JSON to this file (- for "
+                                          "stdout, instead of the tables)."),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     precision: str = PrecisionOption,
     device: str = DeviceOption,
@@ -364,7 +377,8 @@ def eval_cmd(
     reading = reading_options(run.cfg.data, input_format, text_columns, label_column, header, encoding)
     result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading,
                            str(errors) if errors else None)
-    print_report(result, out)
+    if str(report) != "-":
+        print_report(result, out)
     if errors:
         err.print(f"wrote the misclassified rows to {errors}", highlight=False, markup=False)
     if plot:
@@ -594,8 +608,11 @@ def plot_cmd(
     from textcls.plot import plot_run_pictures
     from textcls.run.info import load_run_config
     from textcls.run.layout import CURVES
+    from textcls.run.outputs import check_output
 
-    written, note = plot_run_pictures(run_dir, output or run_dir / CURVES, load_run_config(run_dir))
+    path = output or run_dir / CURVES
+    check_output(path, "--output", allowed=(CURVES,))  # a run's own picture, never its weights or config
+    written, note = plot_run_pictures(run_dir, path, load_run_config(run_dir))
     err.print(f"wrote {', '.join(map(str, written))}" + (f"; {note}" if note else ""), highlight=False, markup=False)
 
 
@@ -659,7 +676,25 @@ def _options(
         os.environ["TEXTCLS_DEBUG"] = "1"
 
 
+def _interrupt_on_signals() -> None:
+    """From process start, SIGTERM and SIGHUP stop textcls as Ctrl-C does: a KeyboardInterrupt, so every
+    `finally` and temp-file cleanup runs (atomic writes, the tokenized cache's temp folder) and the command
+    exits 130. The training loop replaces these with its flag, which saves `last/` first. A signal that was
+    ignored when textcls started (`nohup`) stays ignored."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is None or signal.getsignal(sig) == signal.SIG_IGN:
+            continue
+        try:
+            signal.signal(sig, interrupt)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+
 def main() -> None:
+    _interrupt_on_signals()
     app()
 
 

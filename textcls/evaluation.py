@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,11 +15,12 @@ from rich.table import Table
 
 from textcls.config import DataConfig
 from textcls.data.pipeline import labelled_rows
-from textcls.errors import ConfigError, DataError, data_error_hint
-from textcls.io import atomic_write_json
+from textcls.errors import ConfigError, DataError, data_error_hint, printable
+from textcls.io import open_output
 from textcls.mistakes import computed_once, errors_format, mistakes, write_mistakes
 from textcls.predictor import predictor_report, run_predictor
 from textcls.run.load import Run
+from textcls.run.outputs import check_output
 
 
 def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, batch_size: int = 128,
@@ -29,6 +32,8 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
     run has one). `errors_path`: also write the misclassified rows there (textcls.mistakes)."""
     if errors_path:
         errors_format(errors_path)
+        check_output(errors_path, "--errors", (data_file,))
+    check_output(report_path, "--report", (data_file,))
     if not Path(data_file).is_file():
         what = "is a directory; pass a file" if Path(data_file).is_dir() else "does not exist; check the path"
         raise DataError(f"data file {data_file} {what}")
@@ -44,8 +49,11 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
     report["file"] = str(data_file)
     if skipped:
         report["skipped_lines"] = skipped
-    if report_path:
-        atomic_write_json(report_path, report)
+    if report_path == "-":
+        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    elif report_path:
+        with open_output(report_path) as handle:  # a device or FIFO is written through, a symlink's target kept
+            handle.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
 
 
@@ -78,7 +86,8 @@ def reading_options(data: DataConfig, input_format: Optional[str] = None, text_c
 
 def print_report(report: dict, console: Optional[Console] = None) -> None:
     console = console or Console()
-    console.print(f"[bold]{escape(report.get('file', ''))}[/] ({report['examples']} examples)", highlight=False)
+    source = escape(printable(report.get("file", "")))
+    console.print(f"[bold]{source}[/] ({report['examples']} examples)", highlight=False)
     summary = Table(show_header=True)
     for key in ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss"):
         if key in report:
@@ -96,14 +105,15 @@ def print_report(report: dict, console: Optional[Console] = None) -> None:
     for col in ("label", "precision", "recall", "f1", "support"):
         per.add_column(col, justify="left" if col == "label" else "right")
     for name, m in report["per_class"].items():
-        per.add_row(escape(name), f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
+        per.add_row(escape(printable(name)), f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}",
+                    str(m["support"]))
     console.print(per)
     if "confusion_matrix" in report and len(report["labels"]) <= 30:
         console.print("confusion matrix (rows: true label, columns: predicted label)")
         cm = Table()
         cm.add_column("")
         for name in report["labels"]:
-            cm.add_column(escape(name[:12]), justify="right")
+            cm.add_column(escape(printable(name[:12])), justify="right")
         for name, row in zip(report["labels"], report["confusion_matrix"]):
-            cm.add_row(escape(name[:12]), *map(str, row))
+            cm.add_row(escape(printable(name[:12])), *map(str, row))
         console.print(cm)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -142,7 +143,8 @@ def model_info(path: Path | str, num_labels: Optional[int] = None, seq_len: Opti
     """Build the model a config or run directory describes (random weights) and measure it."""
     path = Path(path)
     cfg, vocab, labels = _load(path, num_labels)
-    model = TextClassifier(cfg.model, vocab, labels, 0)
+    with torch.device("meta"):  # counted, not allocated: a config too large for memory is measured too
+        model = TextClassifier(cfg.model, vocab, labels, 0)
     if apply_trainable is not None:
         apply_trainable(model, cfg.train.trainable)
     t = seq_len or cfg.data.max_length

@@ -13,9 +13,16 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+from textcls.errors import CheckpointError, TextclsError
+
+# The largest JSON/YAML run file textcls reads (run.json, state.json, labels.json, tokenizer.json, config.yaml):
+# a bound, so that a file replaced by something huge is refused instead of filling memory.
+MAX_RUN_FILE_BYTES = 256 << 20
 
 
 @contextlib.contextmanager
@@ -26,18 +33,57 @@ def atomic_open(path: Path | str, mode: str = "w", encoding: str | None = "utf-8
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphaned_temps(path)
+    try:
+        kept_mode = stat.S_IMODE(os.stat(path).st_mode)  # an existing file keeps its permissions
+    except OSError:
+        kept_mode = _default_mode()  # mkstemp makes 0600 files; give the usual permissions
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, _default_mode())  # mkstemp makes 0600 files; give the usual permissions
+        os.chmod(tmp, kept_mode)
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise _naming(exc, path) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """`exc` naming `path` when it names no file (a write() on a full disk says only ENOSPC)."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+
+
+@contextlib.contextmanager
+def open_output(path: Path | str, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a user-named output (predictions, a report, a picture): a regular file is written atomically
+    (atomic_open) and keeps its permissions; a symlink's target is written, the link stays; a character
+    device (/dev/null, a terminal), a FIFO or a socket is written through, never replaced by a file."""
+    path = Path(path)
+    try:
+        info = os.stat(path)  # follows a symlink to what it names
+    except OSError:
+        info = None
+    if info is not None and not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+        try:
+            with open(path, mode, encoding=None if "b" in mode else encoding) as handle:
+                yield handle
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _naming(exc, path) from None
+        return
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    with atomic_open(target, mode, encoding) as handle:
+        yield handle
 
 
 def _remove_orphaned_temps(path: Path) -> None:
@@ -45,12 +91,12 @@ def _remove_orphaned_temps(path: Path) -> None:
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp")
     for sibling in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         match = pattern.fullmatch(sibling.name)
-        if match and not _process_exists(int(match.group(1))):
+        if match and not process_exists(int(match.group(1))):
             with contextlib.suppress(OSError):
                 sibling.unlink()
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -126,3 +172,60 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "folder")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def check_regular_file(path: Path | str, error: type[TextclsError] = CheckpointError,
+                       max_bytes: int | None = None) -> int:
+    """The size of `path`, a regular file (a symlink to one is fine) of at most `max_bytes`; anything else (a
+    device such as /dev/zero, a FIFO that would block, a folder, a file too large) raises `error` naming it.
+    Checked with stat, which never blocks, before the file is opened."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{path} is missing; check the path") from None
+    except OSError as exc:
+        raise error(f"{path} cannot be read ({exc.strerror}); check the path and its permissions") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{path} is a {_kind(info.st_mode)}, not a regular file; textcls reads only regular files "
+                    "there: restore the file") from None
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise error(f"{path} is {info.st_size:,} bytes, more than the {max_bytes:,} textcls reads from such a file; "
+                    "it is not the file textcls wrote: restore it")
+    return info.st_size
+
+
+def read_regular_bytes(path: Path | str, error: type[TextclsError] = CheckpointError,
+                       max_bytes: int = MAX_RUN_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `max_bytes` (see check_regular_file); the open never blocks on a
+    FIFO, and at most `max_bytes` are read even if the file grows meanwhile."""
+    check_regular_file(path, error, max_bytes)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise error(f"{path} cannot be read ({exc.strerror}); check its permissions") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for something else since the stat
+            raise error(f"{path} is not a regular file; restore the file")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise error(f"{path} is larger than the {max_bytes:,} bytes textcls reads from such a file; restore it")
+    return data
+
+
+def read_regular_text(path: Path | str, error: type[TextclsError] = CheckpointError,
+                      max_bytes: int = MAX_RUN_FILE_BYTES) -> str:
+    """`read_regular_bytes` decoded as UTF-8; invalid bytes raise `error` naming the file and offset."""
+    data = read_regular_bytes(path, error, max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path} is not UTF-8 text (invalid byte at offset {exc.start}); the file is damaged: "
+                    "restore it") from None

@@ -37,13 +37,13 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    from textcls.io import atomic_open
+    from textcls.io import open_output
 
     suffix = path.suffix.lstrip(".").lower() or "png"
     if suffix not in fig.canvas.get_supported_filetypes():
         raise ConfigError(f"cannot save a picture as {path}: .{suffix} is not an image format; name the file "
                           ".png, .svg or .pdf")
-    with atomic_open(path, "wb") as handle:
+    with open_output(path, "wb") as handle:
         fig.savefig(handle, format=suffix, dpi=120, bbox_inches="tight")
 
 
@@ -93,7 +93,7 @@ def run_curves(records: list[dict], metric: str = "accuracy") -> dict[str, list[
     evals = [r for r in records if r.get("kind") != "train"]
 
     def series(rows: list[dict], key: str) -> list[tuple[int, float]]:
-        return [(r["step"], r[key]) for r in rows if key in r]
+        return [(r["step"], r[key]) for r in rows if r.get(key) is not None]
 
     out = {"train loss": series(train, "loss") or series(evals, "train_loss")}
     if any("mlm_loss" in r for r in evals):

@@ -20,9 +20,10 @@ import torch
 from textcls.config import DataConfig
 from textcls.data.readers import SUFFIXES, Record, detect_format, has_header, iter_records
 from textcls.errors import ConfigError, DataError, data_error_hint
-from textcls.io import atomic_open
+from textcls.io import open_output
 from textcls.predictor import predict_ids, run_predictor, window_starts  # noqa: F401 (re-exported: bench/ and tests use them)
 from textcls.run.load import Run
+from textcls.run.outputs import check_output
 
 
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
@@ -78,7 +79,7 @@ def _output(path: Optional[str]) -> Iterator[IO]:
         yield sys.stdout
         sys.stdout.flush()
     else:
-        with atomic_open(path, "w") as handle:
+        with open_output(path, "w") as handle:
             yield handle
 
 
@@ -95,6 +96,7 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
     `echo`: each output row also holds the input's `text` (and `text_pair`), its `line` number, or the
     value of that column of a CSV/TSV/JSONL input, first. `stream`: each input line is answered (and
     flushed) as soon as it is read, for stdin from a terminal or a pipe that stays open."""
+    check_output(output_path, "--output", (input_path,))
     fmt = output_format or _output_format(output_path)
     if fmt == "tsv" and top_k > 1 and run.cfg.data.task == "multilabel":
         raise ConfigError("--top-k with a multi-label run needs JSONL output (TSV lists the labels over the "

@@ -23,7 +23,7 @@ import torch
 from textcls.config import DataConfig
 from textcls.data.batching import pad_batch
 from textcls.data.pipeline import encode_texts
-from textcls.data.tokenizer import CLS, PAD, SEP
+from textcls.data.tokenizer import CLS, PAD, SEP, encode_batch_safely
 from textcls.device import autocast_context
 from textcls.metrics import METRICS, report_from_probabilities
 from textcls.model.ensemble import EnsembleClassifier
@@ -137,7 +137,7 @@ class ModelPredictor:
         stride = self.stride or max(1, size // 2)
         cls_id, sep_id = self.tokenizer.token_to_id(CLS), self.tokenizer.token_to_id(SEP)
         windows, owner = [], []
-        for i, enc in enumerate(self.tokenizer.encode_batch(texts, add_special_tokens=False)):
+        for i, enc in enumerate(encode_batch_safely(self.tokenizer, texts, add_special_tokens=False)):
             for start in window_starts(len(enc.ids), size, stride):
                 windows.append([cls_id, *enc.ids[start:start + size], sep_id])
                 owner.append(i)

@@ -20,6 +20,8 @@ from textcls.config.schema import (
     short_repr,
 )
 
+MAX_SEED = 2**63 - 1  # the largest seed torch.manual_seed accepts on every platform
+
 
 def _check_nblr(cfg: Config, problems: list[str]) -> None:
     n = cfg.nblr
@@ -86,6 +88,11 @@ def validate(cfg: Config, problems: list[str]) -> None:
                        "model.type_vocab_size": m.type_vocab_size}.items():  # 0 type vocab: no segment embeddings
         if value is not None and value < 0:
             problems.append(f"`{key}` must be >= 0, got {value}")
+    for key, value in {"train.seed": t.seed, "data.split_seed": d.split_seed}.items():
+        members = t.ensemble if key == "train.seed" and isinstance(t.ensemble, int) and t.ensemble > 0 else 1
+        if value is not None and value + members - 1 > MAX_SEED:  # torch takes seeds up to 2**64 - 1
+            problems.append(f"`{key}` must be at most {MAX_SEED - members + 1} (2**63 - 1, less one per extra "
+                            f"ensemble member), got {str(value)[:30]}")
     for key, value in {"train.eps": t.eps, "model.layer_norm_eps": m.layer_norm_eps,
                        "model.initializer_range": m.initializer_range}.items():
         if value <= 0:

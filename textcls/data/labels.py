@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import unicodedata
 from pathlib import Path
 from typing import Iterable
 
 from textcls.config import DataConfig
 from textcls.errors import CheckpointError, DataError
-from textcls.io import atomic_write_json
+from textcls.io import atomic_write_json, read_regular_text
+
+log = logging.getLogger("textcls")
 
 
 def _is_int(s: str) -> bool:
@@ -83,9 +86,23 @@ def build_labels(train_labels: Iterable[list[str]], cfg: DataConfig) -> list[str
         raise DataError(f"{cfg.train}: every training row has the label {next(iter(seen))!r}{held}; a classifier "
                         "needs at least two labels. Check `data.label_column`, or list the labels in "
                         "`data.label_names`")
+    _warn_near_duplicates(seen, cfg.train)
     if all(_is_int(s) for s in seen):  # numeric order; "0" and "00" are both 0, so the text breaks the tie
         return sorted(seen, key=lambda s: (int(s), s))
     return sorted(seen)  # never set order: it changes with PYTHONHASHSEED, and the label ids with it
+
+
+def _warn_near_duplicates(labels: set[str], source) -> None:
+    """Warn about labels that differ only in case or whitespace (`pos` and `Pos`): usually one class
+    spelled two ways, which the classifier would learn as two."""
+    groups: dict[str, list[str]] = {}
+    for label in sorted(labels):
+        groups.setdefault(" ".join(label.split()).casefold(), []).append(label)
+    alike = [names for names in groups.values() if len(names) > 1]
+    if alike:
+        shown = "; ".join(" / ".join(repr(n) for n in names) for names in alike[:5])
+        log.warning("%s: labels that differ only in case or whitespace are separate classes: %s%s; if they are one "
+                    "class, spell them the same in the data", source, shown, " ..." if len(alike) > 5 else "")
 
 
 def save_labels(labels: list[str], path: Path) -> None:
@@ -93,14 +110,18 @@ def save_labels(labels: list[str], path: Path) -> None:
 
 
 def load_labels(path: Path) -> list[str]:
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(f"{path} is missing; is {path.parent} a textcls run directory?")
     try:
-        labels = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing; is {path.parent} a textcls run directory?") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} cannot be read ({exc}); the run directory is damaged") from None
+        labels = json.loads(read_regular_text(path, CheckpointError))
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path} cannot be read ({str(exc)[:200]}); the run directory is damaged") from None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise CheckpointError(f"{path} must hold a JSON list of label names")
+        raise CheckpointError(f"{path} must hold a JSON list of label names (strings); the run directory is "
+                              f"damaged: restore the run's {path.name} or train again")
+    if not labels:
+        raise CheckpointError(f"{path} lists no labels; the run directory is damaged: restore the run's {path.name} "
+                              "or train again")
     if len(set(labels)) != len(labels):
         twice = next(x for x in labels if labels.count(x) > 1)
         raise CheckpointError(f"{path} lists the label {twice!r} twice; the run directory is damaged: restore "

@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import shutil
+import stat
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -26,9 +28,17 @@ from textcls import __version__
 from textcls.config import Config, DataConfig
 from textcls.data.labels import LabelNamer, build_labels, label_ids
 from textcls.data.readers import Record, detect_format, has_header, iter_records
-from textcls.data.tokenizer import CLS, SEP, TRAINER_VERSION, load_tokenizer, train_tokenizer
+from textcls.data.tokenizer import CLS, SEP, TRAINER_VERSION, encode_batch_safely, load_tokenizer, train_tokenizer
 from textcls.errors import DataError
-from textcls.io import atomic_write_json, atomic_write_text, make_temp_dir
+from textcls.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_regular_file,
+    make_temp_dir,
+    process_exists,
+    read_regular_text,
+    sha256_file,
+)
 
 log = logging.getLogger("textcls")
 datasets.disable_progress_bars()
@@ -46,14 +56,28 @@ def cache_root(cfg: DataConfig | None = None) -> Path:
     return Path(root)
 
 
+_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime, ctime, inode) -> sha256, so a file is hashed once a process
+
+
 def _file_identity(path: str) -> dict:
+    """What a cache entry built from the file `path` is keyed by: its path and the sha256 of its content (a
+    file edited in place with its size and mtime kept gets another key). A FIFO or device, which cannot be
+    read twice, gets a key of its own each time: never reused."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"data file {path} does not exist; check the path in the config or on the command line")
     if p.is_dir():
         raise DataError(f"data file {path} is a directory; pass a file")
     st = p.stat()
-    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if not stat.S_ISREG(st.st_mode):
+        return {"path": str(p.resolve()), "unrepeatable": f"{os.getpid()}.{time.time_ns()}"}
+    stamp = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if stamp not in _DIGESTS:
+        try:
+            _DIGESTS[stamp] = sha256_file(p)
+        except OSError as exc:
+            raise DataError(f"data file {path} cannot be read ({exc.strerror or exc}); check its permissions") from None
+    return {"path": stamp[0], "sha256": _DIGESTS[stamp]}
 
 
 def _key(*parts: object) -> str:
@@ -81,11 +105,11 @@ def encode_texts(tok: Tokenizer, texts: list[str], pairs: Optional[list[str]], m
                  truncation: str = "head", head_tokens: int = 128) -> tuple[list[list[int]], list[list[int]]]:
     """Tokenize to `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`; returns (input_ids, token_type_ids)."""
     cls_id, sep_id = tok.token_to_id(CLS), tok.token_to_id(SEP)
-    first = [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+    first = [e.ids for e in encode_batch_safely(tok, texts, add_special_tokens=False)]
     if pairs is None:
         ids = [[cls_id, *truncate(a, max_length - 2, truncation, head_tokens), sep_id] for a in first]
         return ids, [[0] * len(x) for x in ids]
-    second = [e.ids for e in tok.encode_batch(pairs, add_special_tokens=False)]
+    second = [e.ids for e in encode_batch_safely(tok, pairs, add_special_tokens=False)]
     all_ids, all_types = [], []
     budget = max_length - 3
     for a, b in zip(first, second):
@@ -173,15 +197,15 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
         data_opts["label_names_file"] = _file_identity(cfg.label_names)
     tok_hash = hashlib.sha256(tok.to_str().encode()).hexdigest()
     entry = cache_root(cfg) / "datasets" / _key("split", ident, data_opts, tok_hash, labels)
-    meta_path = entry / "meta.json"
-    if meta_path.exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-            ds = datasets.Dataset.from_file(str(entry / "data.arrow"))
-            log.info("%s: reusing tokenized cache %s", path, entry)
-            return ds, SplitInfo(path, meta["rows"], meta["skipped_lines"])
-        except Exception:  # a damaged cache entry is rebuilt, never trusted
+    if (entry / "meta.json").exists():
+        reused = _reuse_entry(entry, tok.get_vocab_size(), labels)
+        if isinstance(reused, str):  # a damaged cache entry is rebuilt, never trusted
+            log.warning("%s: the tokenized cache entry %s is damaged (%s); rebuilding it", path, entry, reused)
             shutil.rmtree(entry, ignore_errors=True)
+        else:
+            log.info("%s: reusing tokenized cache %s", path, entry)
+            ds, meta = reused
+            return ds, SplitInfo(path, meta["rows"], meta["skipped_lines"])
     records, skipped = read() if read is not None else _read_all(path, cfg, labelled=True)
     if labels is None:
         namer = LabelNamer(cfg)
@@ -191,7 +215,8 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
     raw = _records_to_dataset(records, _label_columns(path, cfg, labels), has_pairs)
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = make_temp_dir(entry.name + ".", entry.parent)
+        _remove_orphaned_builds(entry)
+        tmp = make_temp_dir(f"{entry.name}.{os.getpid()}.", entry.parent)
     except OSError as exc:
         raise DataError(_cache_problem(entry.parent, exc)) from None
     try:
@@ -199,7 +224,8 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
                 remove_columns=[c for c in ("text", "text_pair") if c in raw.column_names],
                 cache_file_name=str(tmp / "data.arrow"), new_fingerprint=entry.name)
         atomic_write_json(tmp / "meta.json", {"rows": len(records), "skipped_lines": skipped,
-                                              "labels": labels, "source": ident})
+                                              "labels": labels, "source": ident,
+                                              "sha256": sha256_file(tmp / "data.arrow")})
         _publish_entry(tmp, entry)
     except OSError as exc:  # pyarrow reports a full disk as an OSError without errno
         raise DataError(_cache_problem(entry.parent, exc)) from None
@@ -207,6 +233,62 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
         shutil.rmtree(tmp, ignore_errors=True)
     ds = datasets.Dataset.from_file(str(entry / "data.arrow"))
     return ds, SplitInfo(path, len(records), skipped)
+
+
+def _reuse_entry(entry: Path, vocab_size: int, labels: Optional[list[str]]):
+    """(dataset, meta) of a cache entry that passes its checks: the sha256 meta.json records for data.arrow,
+    and token ids, lengths and label ids in range; else why it fails, as a string."""
+    try:
+        check_regular_file(entry / "data.arrow", DataError)  # a FIFO would block the hash below
+        meta = json.loads(read_regular_text(entry / "meta.json", DataError, 1 << 30))
+        if not isinstance(meta, dict) or not isinstance(meta.get("rows"), int) \
+                or not isinstance(meta.get("skipped_lines"), list) or not isinstance(meta.get("labels"), list):
+            return "meta.json is not what textcls writes"
+        if meta.get("sha256") != sha256_file(entry / "data.arrow"):
+            return "data.arrow does not match the sha256 in meta.json"
+        ds = datasets.Dataset.from_file(str(entry / "data.arrow"))
+        problem = _dataset_problem(ds, meta, vocab_size, len(labels if labels is not None else meta["labels"]))
+        return problem or (ds, meta)
+    except Exception as exc:  # pyarrow, datasets and json fail in many ways on a damaged file
+        return f"{type(exc).__name__}: {str(exc)[:120]}"
+
+
+def _dataset_problem(ds: datasets.Dataset, meta: dict, vocab_size: int, num_labels: int) -> Optional[str]:
+    """Why a tokenized split cannot be right (token ids outside the vocabulary, lengths that disagree,
+    label ids outside the label list), or None."""
+    import pyarrow.compute as pc
+
+    if len(ds) != meta["rows"]:
+        return f"{len(ds)} rows where meta.json says {meta['rows']}"
+    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    for name in ("input_ids", "token_type_ids"):
+        if name not in table.column_names:
+            continue
+        column = table.column(name)
+        lengths = pc.list_value_length(column)
+        if name == "input_ids" and pc.all(pc.equal(lengths, table.column("length"))).as_py() not in (True, None):
+            return "token counts that disagree with their `length` column"
+        bounds = pc.min_max(pc.list_flatten(column)).as_py()
+        top = vocab_size if name == "input_ids" else 2
+        if bounds["min"] is not None and (bounds["min"] < 0 or bounds["max"] >= top):
+            return f"{name} outside 0..{top - 1}"
+    for name in ("label", "labels"):
+        if name in table.column_names:
+            column = table.column(name)
+            values = pc.list_flatten(column) if name == "labels" else column
+            bounds = pc.min_max(values).as_py()
+            if bounds["min"] is not None and (bounds["min"] < 0 or bounds["max"] >= num_labels):
+                return f"label ids outside 0..{num_labels - 1}"
+    return None
+
+
+def _remove_orphaned_builds(entry: Path) -> None:
+    """Temp folders `KEY.PID.XXXX` of earlier builds of `entry` whose process is gone (killed with -9; a
+    SIGTERM or Ctrl-C removes its own on the way out)."""
+    for sibling in entry.parent.glob(f"{entry.name}.*.*"):
+        pid = sibling.name.split(".")[1]
+        if sibling.is_dir() and pid.isdigit() and not process_exists(int(pid)):
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 def _publish_entry(tmp: Path, entry: Path) -> None:
@@ -270,15 +352,22 @@ def get_tokenizer(cfg: Config, read: Optional[Callable[[], Records]] = None,
         data_opts["part"] = part
     key = _key("tok", TRAINER_VERSION, ident, data_opts, asdict(cfg.tokenizer))
     path = cache_root(cfg.data) / "tokenizers" / f"{key}.json"
+    digest = path.with_suffix(".sha256")  # the tokenizer's checksum, written after it
     if path.exists():
         try:
+            check_regular_file(path, DataError)
+            if read_regular_text(digest, DataError, 1024).strip() != sha256_file(path):
+                raise ValueError("it does not match its checksum")
             return load_tokenizer(path)
-        except Exception:
-            path.unlink(missing_ok=True)
+        except Exception as exc:  # damaged: trained again, never trusted
+            log.warning("the cached tokenizer %s is damaged (%s); training it again", path, str(exc)[:120])
+            for stale in (path, digest):
+                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     records, _ = read() if read is not None else _read_all(cfg.data.train, cfg.data, labelled=True)
     tok = train_tokenizer(_texts(records), cfg.tokenizer)
     try:
         atomic_write_text(path, tok.to_str())
+        atomic_write_text(digest, sha256_file(path) + "\n")
     except OSError as exc:
         raise DataError(_cache_problem(path.parent, exc)) from None
     return tok

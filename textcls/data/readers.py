@@ -13,6 +13,8 @@ import csv
 import io
 import itertools
 import json
+import logging
+import re
 import sys
 import unicodedata
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ FORMATS = ("csv", "tsv", "jsonl", "fasttext", "txt")
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
             ".ndjson": "jsonl", ".ft": "fasttext", ".fasttext": "fasttext", ".txt": "txt"}
 FASTTEXT_PREFIX = "__label__"
+log = logging.getLogger("textcls")
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -197,10 +200,8 @@ def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
     quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
     reader = csv.reader(_open_lines(path, cfg.encoding), delimiter=delimiter, quoting=quoting, strict=fmt == "csv")
     header, columns, width = None, None, None
-    start = 1
     try:
-        for row in reader:
-            line, start = start, reader.line_num + 1
+        for line, row in _rows(reader, path, fmt, cfg, bad_lines):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
             if header_line and header is None:
@@ -236,6 +237,30 @@ def _iter_delimited(path: str, cfg: DataConfig, fmt: str, labelled: bool,
         raise DataError(f"{path} is empty: no header and no rows")
 
 
+def _rows(reader, path: str, fmt: str, cfg: DataConfig, bad_lines: list[int]) -> Iterator[tuple[int, list[str]]]:
+    """(line the row starts on, row); a row the csv module cannot parse (a carriage return inside an unquoted
+    field) is skipped with `data.on_bad_lines: skip`, else an error naming its line. An unclosed quote is
+    always an error, at the line it opens: it swallowed the rest of the file."""
+    while True:
+        first = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise DataError(f"{path}, line {first}: a quote (\") opened on this line is never closed, so the "
+                                "rest of the file was read as one field; close or remove it") from None
+            if cfg.on_bad_lines == "skip":
+                bad_lines.append(first)
+                continue
+            why = ("a carriage return (\\r) inside a field" if "new-line character" in str(exc)
+                   else f"malformed {fmt.upper()} ({exc})")
+            raise DataError(f"{path}, line {first}: {why}; fix the line, or set `data.on_bad_lines: skip` to skip "
+                            "such lines") from None
+        yield first, row
+
+
 def _split_labels(value: str, cfg: DataConfig) -> list[str]:
     value = value.strip()
     if cfg.task == "multilabel":
@@ -243,8 +268,38 @@ def _split_labels(value: str, cfg: DataConfig) -> list[str]:
     return [value] if value else []
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(rec: Record, path: str, found: list[int]) -> Record:
+    """`rec` with unpaired UTF-16 surrogates (JSON escapes like \\ud800 with no partner: no character, and
+    nothing can encode them) replaced by U+FFFD; `found` collects the lines."""
+    values = [rec.text, rec.text_pair or "", *rec.labels]
+    if all(v.isascii() or not _SURROGATE.search(v) for v in values):
+        return rec
+    if not found:
+        log.warning("%s, line %d: the text holds an unpaired UTF-16 surrogate (a \\ud800-\\udfff escape without "
+                    "its partner), which is no character; replaced by U+FFFD", path, rec.line)
+    found.append(rec.line)
+    fix = lambda v: _SURROGATE.sub("\ufffd", v)  # noqa: E731
+    rec.text = fix(rec.text)
+    rec.text_pair = fix(rec.text_pair) if rec.text_pair is not None else None
+    rec.labels = [fix(x) for x in rec.labels]
+    return rec
+
+
 def _iter_jsonl(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int],
                 keep: Sequence[Union[str, int]] = ()) -> Iterator[Record]:
+    surrogates: list[int] = []
+    yield from (_without_surrogates(rec, path, surrogates)
+                for rec in _iter_jsonl_raw(path, cfg, labelled, bad_lines, keep))
+    if len(surrogates) > 1:
+        log.warning("%s: %d lines held unpaired surrogates, replaced by U+FFFD (lines %s)", path, len(surrogates),
+                    ", ".join(map(str, surrogates[:10])) + (", ..." if len(surrogates) > 10 else ""))
+
+
+def _iter_jsonl_raw(path: str, cfg: DataConfig, labelled: bool, bad_lines: list[int],
+                    keep: Sequence[Union[str, int]] = ()) -> Iterator[Record]:
     """One JSON object a line, or (a `.json` file as often written) one JSON array of objects: item N of
     the array is record N, and errors name the item."""
     numbered = enumerate(_open_lines(path, cfg.encoding), start=1)
@@ -328,6 +383,14 @@ def _json_label(value: Any, path: str, line: int, where: str = "line") -> str:
 
 
 def _iter_fasttext(path: str, cfg: DataConfig, labelled: bool) -> Iterator[Record]:
+    empty: list[int] = []
+    yield from _iter_fasttext_lines(path, cfg, labelled, empty)
+    if len(empty) > 1:
+        log.warning("%s: %d lines had an empty `%s` (lines %s)", path, len(empty), FASTTEXT_PREFIX,
+                    ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else ""))
+
+
+def _iter_fasttext_lines(path: str, cfg: DataConfig, labelled: bool, empty: list[int]) -> Iterator[Record]:
     for line_no, line in enumerate(_open_lines(path, cfg.encoding), start=1):
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -336,7 +399,12 @@ def _iter_fasttext(path: str, cfg: DataConfig, labelled: bool) -> Iterator[Recor
         labels = []
         i = 0
         while i < len(tokens) and (tokens[i].startswith(FASTTEXT_PREFIX) or tokens[i] == ""):
-            if tokens[i]:
+            if tokens[i] == FASTTEXT_PREFIX and labelled:  # `__label__` with no name: not a class called ""
+                if not empty:
+                    log.warning("%s, line %d: `%s` with no label name after it is ignored (a space too many?)",
+                                path, line_no, FASTTEXT_PREFIX)
+                empty.append(line_no)
+            elif tokens[i]:
                 labels.append(tokens[i][len(FASTTEXT_PREFIX):])
             i += 1
         yield Record(line_no, " ".join(tokens[i:]), None, labels if labelled else [])

@@ -11,6 +11,7 @@ the end of a document.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -19,8 +20,10 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from textcls.config import TokenizerConfig
 from textcls.data.segment import SegmentingTokenizer, cutter, marker_rule, with_segmenter
 from textcls.data.subword import BPE_SUFFIX, count_words, learn_merges
-from textcls.errors import CheckpointError, ConfigError
+from textcls.errors import CheckpointError, ConfigError, TextclsError
+from textcls.io import MAX_RUN_FILE_BYTES, read_regular_text
 
+log = logging.getLogger("textcls")
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in every trained vocabulary
 # Part of the cache key of trained tokenizers: bump when training gives another vocabulary for the
@@ -99,6 +102,11 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer | S
             raise ConfigError(f"training the {cfg.type} tokenizer failed ({exc}); try a larger "
                               "`tokenizer.vocab_size` or another `tokenizer.type`") from None
     tok = _canonical_ids(tok)
+    if tok.get_vocab_size() > cfg.vocab_size:
+        log.warning("`tokenizer.vocab_size` %d is below what a %s tokenizer of these texts needs: it keeps the %d "
+                    "special tokens and every character it saw, %d entries in all; raise `tokenizer.vocab_size` to "
+                    "at least %d to control the size", cfg.vocab_size, cfg.type, len(SPECIAL_TOKENS),
+                    tok.get_vocab_size(), tok.get_vocab_size())
     for i, special in enumerate(SPECIAL_TOKENS):
         if tok.token_to_id(special) != i:
             raise ConfigError(f"tokenizer training put {special} at id {tok.token_to_id(special)}, expected {i}")
@@ -156,17 +164,45 @@ def _batched(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
 
 
 def load_tokenizer(path: Path | str) -> Tokenizer | SegmentingTokenizer:
+    """A tokenizer.json (a regular file of bounded size), tried on a few probe texts: a file whose
+    pre-tokenizer regex fails or backtracks without end is refused here, not in the middle of a run."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"tokenizer file {path} does not exist; check the path (a run directory has one)")
+    text = read_regular_text(path, CheckpointError, MAX_RUN_FILE_BYTES)
     try:
-        tok = Tokenizer.from_file(str(path))
-    except FileNotFoundError:
-        raise CheckpointError(f"tokenizer file {path} does not exist") from None
-    except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON
-        raise CheckpointError(f"tokenizer file {path} cannot be loaded ({exc}); it must be a tokenizer.json") from None
+        tok = Tokenizer.from_str(text)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a bare Exception on malformed JSON or a bad regex; a Rust panic is a BaseException
+        raise CheckpointError(f"tokenizer file {path} cannot be loaded ({_first_line(exc)}); it must be a "
+                              "tokenizer.json written by textcls (or `tokenizers`)") from None
     check_special_tokens(tok, str(path))
+    encode_batch_safely(tok, PROBE_TEXTS, f"tokenizer file {path}")
     return with_segmenter(tok, f"tokenizer file {path}")
+
+
+# Texts that make a catastrophically backtracking pre-tokenizer regex give up (Oniguruma's retry limit
+# turns into a Rust panic), tried once at load.
+PROBE_TEXTS = ["a" * 64 + "!", " " * 64 + "x", "1" * 64 + "a", "ab" * 32 + "\n", "é中a1 ,." * 8]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def encode_batch_safely(tok, texts: list[str], source: str = "the run's tokenizer", **kwargs):
+    """`tok.encode_batch(texts, **kwargs)`, with a failure inside `tokenizers` (a Rust panic, e.g. a regex
+    that exceeds Oniguruma's retry limit; pyo3 raises those as a BaseException) as a CheckpointError."""
+    try:
+        return tok.encode_batch(texts, **kwargs)
+    except (KeyboardInterrupt, SystemExit, TextclsError):
+        raise
+    except BaseException as exc:
+        raise CheckpointError(f"{source} failed to tokenize a text ({_first_line(exc)}); its pre-tokenizer or "
+                              "normalizer is broken (a regex that backtracks without end?): use a tokenizer.json "
+                              "written by textcls, or train again") from None
 
 
 def check_special_tokens(tok: Tokenizer, source: str) -> None:

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 
-from textcls.errors import CheckpointError
+from textcls.errors import CheckpointError, scrub
 
 # A HuggingFace model folder's files (HF's layout, which a textcls run directory's names follow).
 HF_CONFIG, HF_TOKENIZER = "config.json", "tokenizer.json"
@@ -303,7 +303,7 @@ def read_hf_dir(hf_dir: Path, allow_pickle: bool = False) -> tuple[dict, dict[st
     except CheckpointError:
         raise
     except Exception as exc:  # safetensors / unpickler errors
-        raise CheckpointError(f"the weights in {hf_dir} cannot be read ({exc})") from None
+        raise CheckpointError(f"the weights in {hf_dir} cannot be read ({scrub(str(exc))[:400]})") from None
     raise CheckpointError(f"{hf_dir} has no model.safetensors (or pytorch_model.bin); nothing to import")
 
 

@@ -18,13 +18,14 @@ from tokenizers import Tokenizer
 from textcls.config import Config
 from textcls.data.labels import load_labels
 from textcls.data.tokenizer import PAD, load_tokenizer
-from textcls.errors import CheckpointError
+from textcls.device import available_memory
+from textcls.errors import CheckpointError, ConfigError
 from textcls.io import sha256_file
 from textcls.model import TextClassifier
 from textcls.model.ensemble import EnsembleClassifier
 from textcls.model.nblr import NblrModel
 from textcls.model.quantize import METHOD, load_int8
-from textcls.run.info import expected_checksums, load_run_config, read_run_info
+from textcls.run.info import check_checksum, expected_checksums, load_run_config, read_run_info
 from textcls.run.layout import LABELS, LAST, RUN_INFO, TOKENIZER, WEIGHTS, is_ensemble_dir
 from textcls.run.members import member_dirs
 from textcls.run.nblr import has_nblr_model, load_nblr_model
@@ -53,7 +54,38 @@ class Run:
 
 
 def build_model(cfg: Config, tokenizer: Tokenizer, num_labels: int) -> TextClassifier:
+    """The classifier with random weights, on the CPU, after checking that its fp32 weights fit in memory."""
+    check_model_memory(cfg, tokenizer.get_vocab_size(), num_labels, torch.device("cpu"), training=False)
     return TextClassifier(cfg.model, tokenizer.get_vocab_size(), num_labels, tokenizer.token_to_id(PAD) or 0)
+
+
+# Bytes a parameter takes: fp32 weights; training adds its gradient and AdamW's two moments.
+BYTES_PER_PARAMETER = {False: 4, True: 16}
+
+
+def count_parameters(cfg: Config, vocab_size: int, num_labels: int) -> int:
+    """The classifier's parameter count from its config alone: built on the meta device, nothing allocated."""
+    with torch.device("meta"):
+        model = TextClassifier(cfg.model, vocab_size, num_labels, 0)
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_model_memory(cfg: Config, vocab_size: int, num_labels: int, device: torch.device, training: bool) -> None:
+    """Refuse a model whose parameters (x 4 bytes to hold, x 16 to train with AdamW) exceed the memory
+    available on `device`, before anything is allocated (a model too large is otherwise a crash or a
+    machine swapping to a halt)."""
+    available = available_memory(device)
+    if available is None:
+        return
+    params = count_parameters(cfg, vocab_size, num_labels)
+    need = params * BYTES_PER_PARAMETER[training]
+    if need > available:
+        gib = lambda n: f"{n / 2**30:,.1f} GiB"  # noqa: E731
+        raise ConfigError(
+            f"the model has {params:,} parameters, which need about {gib(need)} to "
+            f"{'train' if training else 'hold'} ({BYTES_PER_PARAMETER[training]} bytes each), but {device} has "
+            f"{gib(available)} available; make it smaller (`model.hidden_size`, `model.num_layers`, "
+            "`model.intermediate_size`, `tokenizer.vocab_size`) or use a machine with more memory")
 
 
 def load_run(run_dir: Path | str, weights: str = WEIGHTS, device: torch.device | None = None) -> Run:
@@ -74,8 +106,7 @@ def load_run(run_dir: Path | str, weights: str = WEIGHTS, device: torch.device |
     if not (run_dir / weights).exists() and (run_dir / LAST).is_dir():
         raise CheckpointError(f"{run_dir} was interrupted before its first evaluation, so it has no {weights} yet; "
                               f"continue it with `textcls train --output {run_dir} --resume`")
-    tokenizer = load_tokenizer(run_dir / TOKENIZER)
-    labels = load_labels(run_dir / LABELS)
+    tokenizer, labels = _tokenizer_and_labels(run_dir, info)
     model = build_model(cfg, tokenizer, len(labels))
     state = load_weights(run_dir / weights, expected_checksums(info, weights))
     if info.get("base"):  # adapter run: frozen tensors come from the base it names
@@ -110,6 +141,14 @@ def _int8_model(run_dir: Path, quantized: dict, model: TextClassifier, state: di
     return load_int8(model, state, source)
 
 
+def _tokenizer_and_labels(run_dir: Path, info: dict) -> tuple[Tokenizer, list[str]]:
+    """The run's tokenizer and labels, each checked against the sha256 run.json records for it (if any)."""
+    for name in (TOKENIZER, LABELS):
+        if (run_dir / name).is_file():
+            check_checksum(run_dir, name, info)
+    return load_tokenizer(run_dir / TOKENIZER), load_labels(run_dir / LABELS)
+
+
 def _ngram(run_dir: Path, labels: list[str]) -> tuple[NblrModel, float] | None:
     return load_nblr_model(run_dir, len(labels)) if has_nblr_model(run_dir) else None
 
@@ -117,8 +156,7 @@ def _ngram(run_dir: Path, labels: list[str]) -> tuple[NblrModel, float] | None:
 def _load_ensemble(run_dir: Path, cfg: Config, weights: str) -> Run:
     """An ensemble run: every member's best weights behind one model that averages their probabilities
     (members with another tokenizer than the top-level one form groups, see Run.groups)."""
-    tokenizer = load_tokenizer(run_dir / TOKENIZER)
-    labels = load_labels(run_dir / LABELS)
+    tokenizer, labels = _tokenizer_and_labels(run_dir, read_run_info(run_dir))
     own_tokenizers = any(k.startswith("tokenizer.") for v in cfg.train.ensemble_variants for k in v)
     by_tokenizer: dict[str, list[Run]] = {}
     for path in member_dirs(run_dir):

@@ -4,9 +4,11 @@ each an ordinary run directory under `members/`."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from textcls.errors import CheckpointError
+from textcls.io import read_regular_text
 from textcls.run.layout import ENSEMBLE, MEMBERS, is_ensemble_dir
 
 __all__ = ["MEMBERS", "is_ensemble_dir", "member_dirs", "member_name", "read_ensemble"]
@@ -20,12 +22,15 @@ def member_name(index: int | str) -> str:
 def read_ensemble(run_dir: Path) -> dict:
     path = run_dir / ENSEMBLE
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = json.loads(read_regular_text(path, CheckpointError))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path} cannot be read ({exc}); the run directory is damaged") from None
+    named = lambda names: all(isinstance(m, str) and re.fullmatch(rf"{MEMBERS}/\d+", m) for m in names)  # noqa: E731
     if not isinstance(info, dict) or not isinstance(info.get("members"), list) or \
-            not isinstance(info.get("finished", []), list):
-        raise CheckpointError(f"{path} is not a textcls ensemble file (expected members and finished lists); "
+            not isinstance(info.get("finished", []), list) or not named(info["members"]) \
+            or not named(info.get("finished", [])):
+        raise CheckpointError(f"{path} is not a textcls ensemble file (expected members and finished lists of "
+                              f"{MEMBERS}/K folders); "
                               "the run directory is damaged")
     return info
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from textcls.errors import CheckpointError
-from textcls.io import atomic_write_json
+from textcls.io import atomic_write_json, read_regular_text
 from textcls.model.nblr import NblrModel
 from textcls.run.layout import LABELS, LEGACY_NBLR, NBLR_INFO, NBLR_WEIGHTS
 from textcls.run.weights import load_weights, save_weights
@@ -38,7 +38,7 @@ def load_nblr_model(run_dir: Path, num_labels: int) -> tuple[NblrModel, float]:
     """(model, its share of the probabilities) from a run directory; CheckpointError when damaged."""
     path = _named(run_dir, NBLR_INFO)
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = json.loads(read_regular_text(path, CheckpointError))
         vocab, share = info["vocab"], float(info["weight"])
         max_order, lowercase, task = int(info["max_order"]), bool(info["lowercase"]), info.get("task", "single")
         if info.get("format") != FORMAT or not isinstance(vocab, list):

@@ -8,14 +8,17 @@ are copies of `last/` at that step, the N newest kept, plus the best step's."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 from pathlib import Path
 
 import torch
 
-from textcls.io import make_temp_dir, recover_dir
-from textcls.run.info import read_run_info, write_run_info
+from textcls.errors import CheckpointError
+from textcls.io import MAX_RUN_FILE_BYTES, make_temp_dir, read_regular_text, recover_dir
+from textcls.run.info import STATE_KEY, check_checksum, read_run_info, write_run_info
 from textcls.run.layout import (
     LAST,
     NEXT_WEIGHTS,
@@ -88,3 +91,61 @@ def keep_step_checkpoint(run_dir: Path, step: int, limit: int, best_step: int | 
     for s, path in found:
         if s not in keep:
             shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- a checkpoint's state.json
+
+def read_state(path: Path, required: tuple[str, ...] = ()) -> dict:
+    """The loop state of the checkpoint folder `path` (e.g. RUN/last), checked against the sha256 run.json
+    records for last/state.json and against its schema; the `required` keys must be there."""
+    if path.name == LAST:
+        check_checksum(path.parent, STATE_KEY)
+    try:
+        state = json.loads(read_regular_text(path / STATE, CheckpointError, MAX_RUN_FILE_BYTES))
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path / STATE} cannot be read ({str(exc)[:200]}); the checkpoint is damaged: "
+                              f"delete {path} to start over") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path / STATE} is not a JSON object; the checkpoint is damaged: delete {path} to "
+                              "start over")
+    missing = [k for k in required if k not in state]
+    problem = f"lacks {', '.join(missing)}" if missing else state_problem(state)
+    if problem:
+        raise CheckpointError(f"{path / STATE}: {problem}; the checkpoint is damaged: delete {path} to start over")
+    return state
+
+
+_COUNTS = ("step", "epoch", "position", "total_steps", "bad_evals")  # whole numbers >= 0
+_POSITIVE = ("batches_per_step", "world_size")
+
+
+def state_problem(state: dict) -> str | None:
+    """What is wrong with a state.json's fields (naming the key), or None; absent keys are for the caller."""
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    for key in _COUNTS:
+        if key in state and not (whole(state[key]) and state[key] >= 0):
+            return f"key `{key}` must be a whole number >= 0, not {str(state[key])[:40]!r}"
+    for key in _POSITIVE:
+        if key in state and not (whole(state[key]) and state[key] >= 1):
+            return f"key `{key}` must be a whole number >= 1"
+    if state.get("best_step") is not None and not (whole(state["best_step"]) and state["best_step"] >= 0):
+        return "key `best_step` must be a whole number >= 0 or null"
+    if state.get("best") is not None and not number(state["best"]):
+        return "key `best` must be a number or null"
+    if "position" in state and "step" in state and whole(state.get("total_steps")) \
+            and state["step"] > state["total_steps"]:
+        return f"key `step` ({state['step']}) is past `total_steps` ({state['total_steps']})"
+    window = state.get("loss_window", [0.0, 0])
+    if not (isinstance(window, list) and len(window) == 2 and number(window[0]) and whole(window[1])
+            and window[1] >= 0):
+        return "key `loss_window` must be [sum of losses, number of steps]"
+    for key in ("model_sha256", "ema_sha256"):
+        value = state.get(key)
+        if value is not None and not (isinstance(value, str) and len(value) == 64):
+            return f"key `{key}` must be a sha256 (64 hex digits)"
+    return None

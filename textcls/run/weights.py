@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save
 
 from textcls import __version__
 from textcls.errors import CheckpointError
-from textcls.io import atomic_write_bytes, sha256_file
+from textcls.io import atomic_write_bytes, check_regular_file, sha256_file
 
 
 def write_weights(state: dict[str, torch.Tensor], path: Path) -> str:
@@ -49,6 +49,7 @@ def load_weights(path: Path, expected_sha256: str | list[str] | None = None) -> 
     """Read a safetensors file; `expected_sha256` is one checksum or a list of acceptable ones."""
     if not path.exists():
         raise CheckpointError(f"weights file {path} is missing; is {path.parent} a finished textcls run directory?")
+    check_regular_file(path, CheckpointError)  # a FIFO would hang and /dev/zero never end
     accepted = [expected_sha256] if isinstance(expected_sha256, str) else [s for s in expected_sha256 or [] if s]
     if accepted and sha256_file(path) not in accepted:
         raise CheckpointError(

@@ -4,7 +4,6 @@ then swapped. The run layer (textcls/run/store.py) keeps the best weights and th
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,12 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from textcls.errors import CheckpointError
-from textcls.io import atomic_write_json, make_temp_dir, recover_dir, replace_dir
-from textcls.run.layout import EMA_WEIGHTS, STATE, TRAINER_STATE, WEIGHTS
+from textcls.errors import CheckpointError, scrub
+from textcls.io import atomic_write_json, make_temp_dir, recover_dir, replace_dir, sha256_file
+from textcls.run.info import STATE_KEY, read_run_info, record_checksum
+from textcls.run.layout import EMA_WEIGHTS, LAST, STATE, TRAINER_STATE, WEIGHTS
 from textcls.run.load import load_state
-from textcls.run.store import has_checkpoint, keep_step_checkpoint, remove_stale_temp, save_best  # noqa: F401
+from textcls.run.store import has_checkpoint, keep_step_checkpoint, read_state, remove_stale_temp, save_best  # noqa: F401
 from textcls.run.weights import load_weights, write_weights
 
 
@@ -57,7 +57,13 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
             trainer["scaler"] = scaler.state_dict()
         _torch_save(trainer, tmp / TRAINER_STATE)
         atomic_write_json(tmp / STATE, {**loop_state, "model_sha256": digest})
+        recorded = path.name == LAST  # run.json records last/state.json's sha256 (checked on resume)
+        state_digest = sha256_file(tmp / STATE)
+        if recorded and STATE_KEY in read_run_info(path.parent).get("sha256", {}):
+            record_checksum(path.parent, STATE_KEY, state_digest, pending=True)  # a kill after the swap: both pass
         replace_dir(tmp, path)
+        if recorded:
+            record_checksum(path.parent, STATE_KEY, state_digest)
     except (OSError, SafetensorError) as exc:
         kept = "the previous checkpoint there is unchanged" if has_checkpoint(path) else "no checkpoint was saved"
         raise CheckpointError(
@@ -84,13 +90,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     path = recover_dir(path)
     if not (path / STATE).exists():
         raise CheckpointError(f"no resumable checkpoint in {path}; train without --resume to start over")
-    try:
-        loop_state = json.loads((path / STATE).read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path / STATE} cannot be read ({exc}); the checkpoint is damaged") from None
-    missing = [k for k in required if k not in loop_state] if isinstance(loop_state, dict) else list(required)
-    if missing:
-        raise CheckpointError(f"{path / STATE} lacks {', '.join(missing)}; the checkpoint is damaged")
+    loop_state = read_state(path, required)
     state = load_weights(path / WEIGHTS, loop_state.get("model_sha256"))
     load_state(model, state, str(path / WEIGHTS))
     if average is not None:
@@ -102,8 +102,9 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     try:
         trainer = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses anything but tensors and plain containers
+        why = scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:200]
         raise CheckpointError(
-            f"{path / TRAINER_STATE} cannot be loaded safely ({str(exc).splitlines()[0][:200]}); it is damaged "
+            f"{path / TRAINER_STATE} cannot be loaded safely ({why}); it is damaged "
             "or was not written by textcls. Nothing in it was executed. Delete the run directory's last/ folder "
             "to start over"
         ) from None

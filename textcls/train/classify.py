@@ -27,7 +27,14 @@ from textcls.model.trainable import apply_trainable, count_trainable, is_adapter
 from textcls.model.word_vectors import init_word_embeddings
 from textcls.run.info import read_run_info, save_eval_report, save_run_files
 from textcls.run.layout import CONFIG, LABELS, TOKENIZER, WEIGHTS, is_ensemble_dir
-from textcls.run.load import base_keys, base_reference, build_model, load_full_state, load_state
+from textcls.run.load import (
+    base_keys,
+    base_reference,
+    build_model,
+    check_model_memory,
+    load_full_state,
+    load_state,
+)
 from textcls.run.members import member_name
 from textcls.run.prepare import prepare_run_dir, replace_old_run
 from textcls.run.store import remove_stale_temp, save_best
@@ -115,6 +122,7 @@ def train_model(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = 
     check_label_options(cfg, data.labels)
     if resume:
         _check_resumed_labels(run_dir, data.labels)
+    check_model_memory(cfg, data.tokenizer.get_vocab_size(), len(data.labels), device, training=True)
     model, saved, base_info = build_classifier(cfg, run_dir, data, resume, quiet)
     model.to(device)
     average = WeightAverage(model, t.ema_decay) if t.ema_decay else None

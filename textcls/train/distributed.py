@@ -29,7 +29,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import inspect
-import json
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -47,6 +46,7 @@ from textcls.data.segment import with_segmenter
 from textcls.errors import CheckpointError, ConfigError
 from textcls.io import recover_dir
 from textcls.run.layout import STATE
+from textcls.run.store import read_state
 
 T = TypeVar("T")
 
@@ -285,10 +285,7 @@ def grad_accum_on_resume(last_dir: Path, grad_accum: int) -> int:
     state_file = last_dir / STATE
     if not state_file.exists():
         return grad_accum  # load_checkpoint reports the missing checkpoint
-    try:
-        saved = json.loads(state_file.read_text())
-    except (OSError, ValueError):
-        return grad_accum  # load_checkpoint reports the damage
+    saved = read_state(last_dir)  # a damaged state.json is refused here, naming the key
     per_step = int(saved.get("batches_per_step", grad_accum))
     w = world_size()
     if per_step % w:

@@ -65,14 +65,17 @@ class Interrupted(Exception):
 
 
 class StopFlag:
-    """Turns SIGINT/SIGTERM into a flag the loop checks at step boundaries."""
+    """Turns SIGINT/SIGTERM/SIGHUP into a flag the loop checks at step boundaries (a signal ignored when the
+    process started, as SIGHUP under `nohup`, stays ignored)."""
 
     def __init__(self):
         self.raised = False
         self._old = {}
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is None or signal.getsignal(sig) == signal.SIG_IGN:
+                continue
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread

@@ -260,8 +260,11 @@ def _member_summary(member_dir: Path) -> dict:
     """Steps and best metric of a finished member, from its metrics.jsonl and last/ state."""
     out: dict = {}
     state = member_dir / LAST / STATE
-    if state.is_file():
-        saved = json.loads(state.read_text(encoding="utf-8"))
+    try:
+        saved = json.loads(state.read_text(encoding="utf-8")) if state.is_file() else {}
+    except (OSError, ValueError):  # damaged: the summary says nothing rather than failing the ensemble
+        saved = {}
+    if isinstance(saved, dict) and saved:
         out["steps"], out["best"] = saved.get("step", 0), saved.get("best")
     return out
 

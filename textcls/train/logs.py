@@ -11,22 +11,50 @@ import json
 from pathlib import Path
 from typing import Any
 
-from textcls.errors import ConfigError
-from textcls.io import atomic_write_text
+from textcls.errors import CheckpointError, ConfigError
+from textcls.io import atomic_write_text, read_regular_text
 from textcls.run.layout import METRICS
+
+MAX_METRICS_BYTES = 1 << 30  # a log of a long run with frequent logging stays far below this
+
+
+# Keys whose values are plotted and compared: numbers (or null) wherever a record has them.
+NUMERIC_KEYS = ("loss", "train_loss", "lr", "mlm_loss", "mlm_accuracy", "accuracy", "macro_f1", "weighted_f1",
+                "micro_f1")
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """All records of a metrics.jsonl file (a torn last line, from a kill, is ignored)."""
+    """All records of a metrics.jsonl file (a torn line, from a kill, is ignored); a line that parses but is
+    not a record (a list, a string step) is a CheckpointError naming the line and key."""
     records = []
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return records
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(read_regular_text(path, CheckpointError, MAX_METRICS_BYTES).splitlines(), 1):
         try:
-            records.append(json.loads(line))
-        except ValueError:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
             continue
+        problem = _record_problem(record)
+        if problem:
+            raise CheckpointError(f"{path}, line {number}: {problem}; the log is damaged: delete that line (or the "
+                                  "file, which only `textcls plot` reads)")
+        records.append(record)
     return records
+
+
+def _record_problem(record) -> str | None:
+    if not isinstance(record, dict):
+        return f"expected a JSON object, found {type(record).__name__}"
+    step = record.get("step")
+    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
+        return f"key `step` must be a whole number >= 0, not {str(step)[:40]!r}"
+    if not isinstance(record.get("kind", ""), str):
+        return "key `kind` must be a string"
+    for key in NUMERIC_KEYS:
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"key `{key}` must be a number, not {str(value)[:40]!r}"
+    return None
 
 
 def _summary_writer_class():
