@@ -162,6 +162,7 @@ def test_torchrun_two_processes_match_single_process(tmp_path, sst2_files, monke
     cfg.tokenizer.path = str(tok_path)
     cfg.train.eval_batch_size = 16  # 7 eval batches: both ranks evaluate a share
     cfg.train.device = "cpu"  # two ranks on gloo, also where one GPU is visible
+    cfg.train.precision = "fp32"  # equal to 1e-6 across partitions of the batch; bf16 (auto here) is not
     config = tmp_path / "config.yaml"
     save_config(cfg, config)
 

@@ -125,9 +125,9 @@ def test_pretrain_then_train_then_predict_through_the_cli(tmp_path, sst2_files):
         f"model: {{{model}, init_from: pre}}\n"
         "train: {max_steps: 4, batch_size: 16, log_every: 1000, num_threads: 1}\n"
         "output: {dir: cls}\n", encoding="utf-8")
-    done = run_cli("pretrain", "pre.yaml", "--quiet", cwd=tmp_path)
+    done = run_cli("pretrain", "pre.yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "mlm_accuracy" in done.stderr
+    assert "mlm_accuracy" in done.stderr  # the summary line (`--quiet` silences it)
     assert {"config.yaml", "tokenizer.json", "model.safetensors", "run.json", "metrics.jsonl"} <= \
         {p.name for p in (tmp_path / "pre").iterdir()}
     # --resume: a changed plan is refused naming the key; no CONFIG means the run's own.
