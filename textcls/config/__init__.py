@@ -51,8 +51,8 @@ __all__ = [
     # the checks (textcls/config/checks.py)
     "validate",
     # loading and saving (here)
-    "DEMO_CONFIG", "PATH_KEYS", "apply_override", "config_from_dict", "demo_config", "load_config", "read_yaml",
-    "save_config",
+    "DEMO_CONFIG", "PATH_KEYS", "apply_override", "config_from_dict", "demo_config", "load_config", "merge_raw",
+    "read_yaml", "save_config",
 ]
 
 # The demo config (`textcls train` with no CONFIG): a source checkout's, else the copy an installed wheel
@@ -73,6 +73,17 @@ PATH_KEYS = ("data.train", "data.valid", "data.label_names", "tokenizer.path", "
 
 
 # --------------------------------------------------------------------------- overrides
+
+
+def merge_raw(into: dict, extra: dict) -> dict:
+    """`extra`'s keys set in `into`, section by section (a nested mapping merges, anything else replaces);
+    returns `into`."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge_raw(into[key], value)
+        else:
+            into[key] = value
+    return into
 
 
 def apply_override(raw: dict, assignment: str) -> None:

@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import datasets
 import numpy as np
 
-from textcls.config import Config, config_from_dict, config_to_dict, load_config, read_yaml
+from textcls.config import Config, config_from_dict, config_to_dict, load_config, merge_raw, read_yaml
 from textcls.data.pipeline import PreparedData, encode_texts, prepare_data, text_splits
 from textcls.data.readers import iter_records
 from textcls.data.tokenizer import load_tokenizer
@@ -162,7 +162,7 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         raw = config_to_dict(cfg)
         for section in ("tokenizer", "model", "train"):
             raw.pop(section)
-        raw = _merge(raw, sections)
+        raw = merge_raw(raw, sections)
         raw["recipe"] = record
         cfg = config_from_dict(raw, source=f"the student of {teacher.path} (automatic recipe)",
                                overrides=tuple(assignments))
@@ -228,11 +228,3 @@ def _label_order(teacher_labels: list[str], student_labels: list[str], cfg: Conf
                         f"classifies {teacher_labels[:8]}; distil on data with the teacher's classes")
     return [student_labels.index(label) for label in teacher_labels]
 
-
-def _merge(into: dict, extra: dict) -> dict:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-    return into

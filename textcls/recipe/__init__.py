@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
-from textcls.config import Config, DataConfig, config_from_dict
+from textcls.config import Config, DataConfig, config_from_dict, merge_raw
 from textcls.data.detect import detect_columns
 from textcls.data.readers import Record, iter_records
 from textcls.recipe.rules import BaseModel, Recipe, auto_recipe
@@ -85,7 +85,7 @@ def plan_data_run(train: str, valid: Optional[str] = None, text_columns: Optiona
     auto_recipe(stats, budget, machine, timer, valid_rows, base_model, elapsed())  # measures the candidates
     # The measurements took time too: plan again with it counted (the timer's results are cached).
     recipe = auto_recipe(stats, budget, machine, timer, valid_rows, base_model, elapsed())
-    raw = _merge({"data": {"train": train, **({"valid": valid} if valid else {}), **data}}, recipe.raw)
+    raw = merge_raw({"data": {"train": train, **({"valid": valid} if valid else {}), **data}}, recipe.raw)
     raw["output"] = {"dir": output or str(Path("runs") / _run_name(train))}
     raw["recipe"] = {"name": "auto", "budget_seconds": budget, "stats": stats.summary(),
                      "choices": [{"key": c.key, "value": c.value, "reason": c.reason} for c in recipe.choices]}
@@ -118,14 +118,6 @@ def _base(spec: str, records: list[Record]) -> tuple[BaseModel, _BaseConfig]:
     return (BaseModel(spec, model.hidden_size, model.num_layers, model.max_positions, p95, mean),
             _BaseConfig(model, tokenizer.get_vocab_size()))
 
-
-def _merge(into: dict, extra: dict) -> dict:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-    return into
 
 
 def _run_name(path: str) -> str:
