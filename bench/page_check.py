@@ -19,12 +19,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_load import free_port, start_server
 
 TEXT = "Oil prices rose on Tuesday as traders worried about supplies from the Gulf"
 PAIR = "Crude futures climbed two dollars a barrel in New York, the biggest gain in a month."
@@ -76,31 +78,10 @@ class DevTools:
             self.proc.kill()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post_predict(port: int, body: dict) -> dict:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("POST", "/predict", json.dumps(body), {"Content-Type": "application/json"})
     return json.loads(conn.getresponse().read())
-
-
-def wait_for_server(proc: subprocess.Popen, port: int) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not answer /health within 120 s")
 
 
 def evaluate(tools: DevTools, session: str, expression: str):
@@ -135,12 +116,10 @@ def main() -> None:
         raise SystemExit("no chromium on PATH (Debian: apt-get install chromium)")
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "textcls", "serve", str(args.run), "--port", str(port),
-                               "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = start_server(args.run, port, max_batch=64, max_wait_ms=5)  # exits with the reason if it cannot
     with tempfile.TemporaryDirectory(prefix="page-check-") as profile:
         tools = None
         try:
-            wait_for_server(server, port)
             tools = DevTools(browser, Path(profile))
             target = tools.send("Target.createTarget", url="about:blank")["targetId"]
             session = tools.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
