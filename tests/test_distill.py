@@ -23,12 +23,12 @@ from textcls.distill import distill
 from textcls.distill.augment import augment_texts, training_vocabulary
 from textcls.distill.student import student_sections
 from textcls.distill.task import NO_LABEL, distill_loss
-from textcls.distill.teacher import Teacher, load_teacher, teacher_digest
+from textcls.distill.teacher import Teacher, load_teacher
 from textcls.errors import CheckpointError, ConfigError, DataError
 from textcls.predictor import run_predictor
 from textcls.recipe.rules import Machine, auto_recipe
 from textcls.recipe.stats import data_stats
-from textcls.run.load import load_run
+from textcls.run.load import load_run, run_digest
 from textcls.train.loop import Interrupted, TrainProgress, train
 
 # --------------------------------------------------------------------------- augmentation
@@ -146,7 +146,7 @@ def test_a_student_is_an_ordinary_run_that_names_its_teacher(teacher_run, tmp_pa
     teacher_cfg = load_config(teacher_run / "config.yaml")
     assert result.rows == {"labelled": 192, "augmented": 192, "unlabelled": 2}  # 240 rows less 20% held out
     info = json.loads((out / "run.json").read_text())
-    assert info["teacher"] == {"path": str(teacher_run.resolve()), "sha256": teacher_digest(teacher_run)}
+    assert info["teacher"] == {"path": str(teacher_run.resolve()), "sha256": run_digest(teacher_run)}
     recorded = json.loads((teacher_run / "run.json").read_text())["sha256"]["model.safetensors"]
     assert info["teacher"]["sha256"] == recorded
     cfg = load_config(out / "config.yaml")
@@ -186,7 +186,7 @@ def test_the_teacher_runs_once_and_a_changed_teacher_is_refused_on_resume(teache
             output=tmp_path / "student", quiet=True)
     assert calls == [1]  # other texts: computed again
     # a resumed run whose teacher changed meanwhile is refused (its probabilities would not be the same)
-    monkeypatch.setattr("textcls.distill.teacher.teacher_digest", lambda path: "0" * 64)
+    monkeypatch.setattr("textcls.distill.teacher.run_digest", lambda path: "0" * 64)
     assert (tmp_path / "student" / "last" / "state.json").is_file()  # a checkpoint to resume
     with pytest.raises(ConfigError, match=f"textcls distill {teacher_run} --output"):  # --resume keeps the plan
         distill(teacher_run, None, ["train.lr=0.1"], output=tmp_path / "student", resume=True, quiet=True)
@@ -315,12 +315,12 @@ def test_the_teacher_digest_covers_every_weights_file_but_checkpoints(tmp_path):
         (run / rel).parent.mkdir(parents=True, exist_ok=True)
         (run / rel).write_bytes(rel.encode())
     (run / "ensemble.json").write_text("{}")
-    first = teacher_digest(run)
+    first = run_digest(run)
     (run / "last" / "model.safetensors").write_bytes(b"changed")  # a checkpoint is not the teacher
     (run / "members/0/last/model.safetensors").write_bytes(b"changed")
-    assert teacher_digest(run) == first
+    assert run_digest(run) == first
     (run / "members/1/model.safetensors").write_bytes(b"retrained")
-    assert teacher_digest(run) != first
+    assert run_digest(run) != first
 
 
 def test_an_ensemble_teacher_gives_its_averaged_probabilities(tmp_path):
@@ -337,6 +337,6 @@ def test_an_ensemble_teacher_gives_its_averaged_probabilities(tmp_path):
     cached = load_file(str(tmp_path / "student" / "teacher_probs.safetensors"))["probabilities"].numpy()
     assert np.allclose(cached[-2:], run_predictor(teacher.run).predict_proba(texts), atol=1e-6)
     info = json.loads((tmp_path / "student" / "run.json").read_text())
-    assert info["teacher"]["sha256"] == teacher_digest(tmp_path / "ensemble") == teacher.sha256
+    assert info["teacher"]["sha256"] == run_digest(tmp_path / "ensemble") == teacher.sha256
     with pytest.raises(ConfigError, match="ensemble"):
         teacher.pooled(texts, torch.device("cpu"))

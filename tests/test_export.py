@@ -318,6 +318,48 @@ def test_quantized_run_loads_in_predict_and_eval_and_agrees(default_run, tmp_pat
         load_full_state(out)
 
 
+def test_an_ensemble_exports_to_onnx_as_its_members_mean(sst2_files, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from tokenizers import Tokenizer
+
+    ensemble = trained(sst2_files, tmp_path / "ens", steps=4, train={"ensemble": 2, "ensemble_workers": 1})
+    target = tmp_path / "onnx" / "model.onnx"
+    result = CliRunner().invoke(app, ["export", str(ensemble), "--format", "onnx", "--output", str(target)])
+    assert result.exit_code == 0, result.output
+    tok = Tokenizer.from_file(str(target.parent / "tokenizer.json"))
+    tok.enable_padding(pad_id=json.loads((target.parent / "textcls_onnx.json").read_text())["pad_id"])
+    enc = tok.encode_batch(TEXTS)
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    feed = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
+            "token_type_ids": [e.type_ids for e in enc]}
+    got = session.run(["probabilities"], {k: np.array(v, dtype=np.int64) for k, v in feed.items() if k in names})[0]
+    run = load_run(ensemble)
+    np.testing.assert_allclose(got, predict_probabilities(run, TEXTS), rtol=0, atol=1e-4)
+    members = [predict_probabilities(load_run(ensemble / "members" / str(k)), TEXTS) for k in (0, 1)]
+    np.testing.assert_allclose(got, np.mean(members, 0), rtol=0, atol=1e-4)  # the mean of the members, not one
+
+
+def test_an_ensemble_quantizes_member_by_member(sst2_files, tmp_path):
+    ensemble = trained(sst2_files, tmp_path / "ens", steps=4, train={"ensemble": 2, "ensemble_workers": 1},
+                       nblr={"weight": 0.3})
+    out = tmp_path / "ens-int8"
+    result = CliRunner().invoke(app, ["quantize", str(ensemble), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "run.json").read_text())["quantized"]["method"] == "dynamic_int8"
+    for k in (0, 1):
+        member = out / "members" / str(k)
+        assert json.loads((member / "run.json").read_text())["quantized"]["method"] == "dynamic_int8"
+        assert any(t.dtype == torch.int8 for t in load_file(str(member / "model.safetensors")).values())
+    texts = [line.split("\t")[0] for line in sst2_files[1].read_text().splitlines()[1:]]
+    float_run, int8_run = load_run(ensemble), load_run(out)
+    assert int8_run.nblr is not None and len(int8_run.labels) == len(float_run.labels)
+    float_probs, int8_probs = predict_probabilities(float_run, texts), predict_probabilities(int8_run, texts)
+    assert np.abs(float_probs - int8_probs).max() > 0 and np.mean(float_probs.argmax(1) == int8_probs.argmax(1)) >= 0.9
+    again = CliRunner().invoke(app, ["quantize", str(out), "--output", str(tmp_path / "again")])
+    assert again.exit_code == 2 and "already quantized" in again.output
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", [
     {"pooling": "mean", "norm": "pre", "position": "sinusoidal"},

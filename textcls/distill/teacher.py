@@ -24,11 +24,11 @@ from safetensors.torch import save
 from textcls.data.pipeline import encode_texts
 from textcls.data.tokenizer import MASK, PAD, UNK
 from textcls.errors import CheckpointError, ConfigError
-from textcls.io import atomic_write_bytes, sha256_file
+from textcls.io import atomic_write_bytes
 from textcls.model import TextClassifier
 from textcls.predictor import batched_outputs, run_predictor
-from textcls.run.layout import LAST, STEP_CHECKPOINT_RE, TEACHER_PROBS, WEIGHTS, is_ensemble_dir, is_run_dir
-from textcls.run.load import Run, load_run, weights_digest
+from textcls.run.layout import TEACHER_PROBS, is_run_dir
+from textcls.run.load import Run, load_run, run_digest
 
 PROBS_TENSOR = "probabilities"
 POOLED_TENSOR = "pooled"
@@ -88,19 +88,7 @@ def load_teacher(path: Path | str) -> Teacher:
         raise ConfigError(f"teacher run {path} is multilabel; `textcls distill` trains single-label students")
     if len(data.text_columns) != 1:
         raise ConfigError(f"teacher run {path} classifies text pairs; `textcls distill` takes single-text teachers")
-    return Teacher(path, run, teacher_digest(path))
-
-
-def teacher_digest(path: Path) -> str:
-    """sha256 of a run's weights: model.safetensors' for one model; for an ensemble or a run with an NB-LR model,
-    the sha256 of the list of every weights file's relative path and sha256 (checkpoints left out)."""
-    files = sorted(p for p in path.rglob("*.safetensors")
-                   if not any(part == LAST or STEP_CHECKPOINT_RE.fullmatch(part) or part.startswith(".")
-                              for part in p.relative_to(path).parts[:-1]))
-    if [p.relative_to(path).as_posix() for p in files] == [WEIGHTS] and not is_ensemble_dir(path):
-        return weights_digest(path)
-    listing = "".join(f"{p.relative_to(path).as_posix()} {sha256_file(p)}\n" for p in files)
-    return hashlib.sha256(listing.encode()).hexdigest()
+    return Teacher(path, run, run_digest(path))
 
 
 def texts_digest(texts: Sequence[str]) -> str:

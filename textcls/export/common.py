@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+import torch
 from tokenizers import Tokenizer, processors
 
 from textcls.data.pipeline import labelled_rows, text_splits
@@ -15,6 +16,7 @@ from textcls.data.segment import SegmentingTokenizer
 from textcls.data.tokenizer import CLS, SEP
 from textcls.errors import CheckpointError, TextclsError
 from textcls.model import TextClassifier
+from textcls.model.ensemble import EnsembleClassifier
 from textcls.run.load import Run
 
 log = logging.getLogger("textcls")
@@ -67,9 +69,17 @@ def _cut(samples: Samples, limit: Optional[int]) -> Samples:
     return Samples(samples.texts[:limit], samples.pairs[:limit] if samples.pairs else None, targets, samples.source)
 
 
-def single_model(run: Run, what: str) -> TextClassifier:
-    """The run's one transformer; CheckpointError for an ensemble or a run that mixes in the n-gram model."""
-    if not isinstance(run.model, TextClassifier):
+def single_model(run: Run, what: str, ensembles: bool = False) -> torch.nn.Module:
+    """The run's one transformer (or, with `ensembles`, its ensemble of members that share one tokenizer, whose
+    output is the members' mean probability); CheckpointError for what `what` cannot hold: another ensemble, or
+    a run that mixes in the n-gram model."""
+    if ensembles and isinstance(run.model, EnsembleClassifier):
+        pass
+    elif not isinstance(run.model, TextClassifier):
+        if ensembles:
+            raise CheckpointError(f"{run.path} is an ensemble whose members read the text with different tokenizers "
+                                  f"(train.ensemble_variants), which one tokenizer.json cannot feed; {what} works "
+                                  f"on one member (its folder under {run.path / 'members'})")
         raise CheckpointError(f"{run.path} is an ensemble; {what} works on a run of one model: export or quantize "
                               f"one member (its folder under {run.path / 'members'})")
     if run.nblr is not None:

@@ -82,7 +82,7 @@ def export_onnx(run: Run, output: Path | str, overwrite: bool = False) -> OnnxEx
     if _is_quantized(run.model):
         raise CheckpointError(f"{run.path} is an int8 (quantized) run, whose PyTorch int8 layers ONNX cannot hold; "
                               "export the float run it was made from")
-    model = single_model(run, "an ONNX export").cpu().eval()
+    model = single_model(run, "an ONNX export", ensembles=True).cpu().eval()
     tok = standalone_tokenizer(run, "an ONNX export")
     wrapper = _Probabilities(model, run.cfg.data.task).eval()
     output.parent.mkdir(parents=True, exist_ok=True)

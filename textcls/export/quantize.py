@@ -26,8 +26,19 @@ from textcls.model import TextClassifier
 from textcls.model.quantize import METHOD, int8_state, quantize_linear
 from textcls.predictor import Predictor, run_predictor
 from textcls.run.info import read_run_info, save_run_files, write_run_info
-from textcls.run.layout import NBLR_INFO, NBLR_WEIGHTS, WEIGHTS, is_run_dir
-from textcls.run.load import Run, load_run, weights_digest
+from textcls.run.layout import (
+    CONFIG,
+    ENSEMBLE,
+    LABELS,
+    NBLR_INFO,
+    NBLR_WEIGHTS,
+    RUN_INFO,
+    TOKENIZER,
+    WEIGHTS,
+    is_run_dir,
+)
+from textcls.run.load import Run, load_run, run_digest, weights_digest
+from textcls.run.members import member_dirs
 from textcls.run.weights import save_weights
 
 TIMING_ROWS = 2000  # texts predict is timed on (the first of the validation rows)
@@ -53,32 +64,49 @@ class QuantizeReport:
 
 def quantize_run(run_dir: Path | str, output: Path | str, data_file: Optional[str] = None,
                  overwrite: bool = False) -> QuantizeReport:
+    """The int8 copy of a run of one model or of an ensemble (each member quantized in its own folder, the
+    ensemble's own files copied), then the comparison of the two on the validation rows or `data_file`."""
     run_dir, output = Path(run_dir), Path(output)
     run = load_run(run_dir)
     if read_run_info(run_dir).get("quantized"):
         raise CheckpointError(f"{run_dir} is already quantized; quantize the float run it was made from")
-    if not isinstance(run.model, TextClassifier):
-        raise CheckpointError(f"{run_dir} is an ensemble; quantize works on a run of one model (each member's "
-                              f"folder under {run_dir / 'members'} is one)")
     _check_output(run_dir, output, overwrite)
-    quantized = quantize_linear(run.model)
-    state = int8_state(run.model, quantized)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(f".{output.name}.", output.parent)
     try:
-        save_run_files(tmp, run.cfg, run.tokenizer, run.labels)
-        for name in (NBLR_INFO, NBLR_WEIGHTS):  # the n-gram model's files (nblr.json holds the weights' sha256)
-            if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, tmp / name)
-        digest = save_weights(state, tmp / WEIGHTS)
-        write_run_info(tmp, sha256={WEIGHTS: digest}, quantized={
-            "method": METHOD, "from": str(run_dir.resolve()), "from_sha256": weights_digest(run_dir)})
+        if isinstance(run.model, TextClassifier):
+            layers = _write_int8(run, run_dir, tmp)
+        else:  # an ensemble: its files as they are, each member as an int8 run of its own
+            for name in (CONFIG, TOKENIZER, LABELS, ENSEMBLE, RUN_INFO, NBLR_INFO, NBLR_WEIGHTS):
+                if (run_dir / name).is_file():
+                    shutil.copy2(run_dir / name, tmp / name)
+            info = {k: v for k, v in read_run_info(tmp).items() if k not in ("textcls_version", "format_version")}
+            write_run_info(tmp, **{**info, "quantized": {"method": METHOD, "from": str(run_dir.resolve()),
+                                                         "from_sha256": run_digest(run_dir)}})
+            layers = 0
+            for member in member_dirs(run_dir):
+                target = tmp / member.relative_to(run_dir)
+                target.mkdir(parents=True)
+                layers += _write_int8(load_run(member), member, target)
         replace_dir(tmp, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     int8 = load_run(output)  # what predict and eval will load
     samples = run_samples(run, data_file)
-    return _compare(run, int8, samples, output, sum(k.endswith(".weight_int8") for k in state))
+    return _compare(run, int8, samples, output, layers)
+
+
+def _write_int8(run: Run, run_dir: Path, folder: Path) -> int:
+    """A run of one model as an int8 run in `folder`; returns the number of Linear layers quantized."""
+    state = int8_state(run.model, quantize_linear(run.model))
+    save_run_files(folder, run.cfg, run.tokenizer, run.labels)
+    for name in (NBLR_INFO, NBLR_WEIGHTS):  # the n-gram model's files (nblr.json holds the weights' sha256)
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, folder / name)
+    digest = save_weights(state, folder / WEIGHTS)
+    write_run_info(folder, sha256={WEIGHTS: digest}, quantized={
+        "method": METHOD, "from": str(run_dir.resolve()), "from_sha256": weights_digest(run_dir)})
+    return sum(k.endswith(".weight_int8") for k in state)
 
 
 def _check_output(run_dir: Path, output: Path, overwrite: bool) -> None:
@@ -106,7 +134,8 @@ def _compare(run: Run, int8: Run, samples: Samples, output: Path, layers: int) -
         truth = samples.targets.argmax(1)
         accuracy = (float((p_before.argmax(1) == truth).mean()), float((p_after.argmax(1) == truth).mean()))
     float_bytes = sum(v.numel() * v.element_size() for v in run.model.state_dict().values())
-    return QuantizeReport(output, float_bytes, (output / WEIGHTS).stat().st_size, layers, len(samples.texts),
+    int8_bytes = sum(path.stat().st_size for path in output.rglob(WEIGHTS))  # every member's, in an ensemble
+    return QuantizeReport(output, float_bytes, int8_bytes, layers, len(samples.texts),
                           samples.source, accuracy, float(np.mean(p_before.argmax(1) == p_after.argmax(1))),
                           seconds)
 
@@ -128,7 +157,7 @@ def describe(report: QuantizeReport) -> list[str]:
     """The command's lines."""
     mb = 1024 * 1024
     lines = [f"{report.layers} Linear layers to int8; weights {report.float_bytes / mb:.1f} MB (float) -> "
-             f"{report.int8_bytes / mb:.1f} MB ({report.output / WEIGHTS})"]
+             f"{report.int8_bytes / mb:.1f} MB (in {report.output})"]
     on = f"on {report.samples} {report.source}"
     if report.accuracy:
         a, b = report.accuracy

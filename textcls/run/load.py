@@ -7,6 +7,7 @@ tensors after checking that the base's weights are still the ones it was trained
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from textcls.model.ensemble import EnsembleClassifier
 from textcls.model.nblr import NblrModel
 from textcls.model.quantize import METHOD, load_int8
 from textcls.run.info import check_checksum, expected_checksums, load_run_config, read_run_info
-from textcls.run.layout import LABELS, LAST, RUN_INFO, TOKENIZER, WEIGHTS, is_ensemble_dir
+from textcls.run.layout import LABELS, LAST, RUN_INFO, STEP_CHECKPOINT_RE, TOKENIZER, WEIGHTS, is_ensemble_dir
 from textcls.run.members import member_dirs
 from textcls.run.nblr import has_nblr_model, load_nblr_model
 from textcls.run.weights import load_weights
@@ -209,6 +210,18 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: s
 # --------------------------------------------------------------------------- adapter runs on a base
 
 MAX_BASE_CHAIN = 8  # an adapter run may itself be the base of another; a cycle stops here
+
+
+def run_digest(path: Path) -> str:
+    """sha256 of a run's weights: model.safetensors' for one model; for an ensemble or a run with an NB-LR model,
+    the sha256 of the list of every weights file's relative path and sha256 (checkpoints left out)."""
+    files = sorted(p for p in path.rglob("*.safetensors")
+                   if not any(part == LAST or STEP_CHECKPOINT_RE.fullmatch(part) or part.startswith(".")
+                              for part in p.relative_to(path).parts[:-1]))
+    if [p.relative_to(path).as_posix() for p in files] == [WEIGHTS] and not is_ensemble_dir(path):
+        return weights_digest(path)
+    listing = "".join(f"{p.relative_to(path).as_posix()} {sha256_file(p)}\n" for p in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def weights_digest(run_dir: Path | str) -> str:
