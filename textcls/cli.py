@@ -676,11 +676,20 @@ def _options(
         os.environ["TEXTCLS_DEBUG"] = "1"
 
 
+MEMBER_ENV = "TEXTCLS_ENSEMBLE_MEMBER"  # set by textcls.train.ensemble in its member processes
+
+
 def _interrupt_on_signals() -> None:
     """From process start, SIGTERM and SIGHUP stop textcls as Ctrl-C does: a KeyboardInterrupt, so every
     `finally` and temp-file cleanup runs (atomic writes, the tokenized cache's temp folder) and the command
     exits 130. The training loop replaces these with its flag, which saves `last/` first. A signal that was
-    ignored when textcls started (`nohup`) stays ignored."""
+    ignored when textcls started (`nohup`) stays ignored. An ensemble's member process (MEMBER_ENV set) keeps
+    the default until its training loop takes over: the ensemble stops it with SIGTERM, and a member stopped
+    before its loop has saved nothing to clean up, while an exception raised in the middle of its imports
+    could surface as some other error."""
+    if os.environ.get(MEMBER_ENV):
+        return
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -695,7 +704,10 @@ def _interrupt_on_signals() -> None:
 
 def main() -> None:
     _interrupt_on_signals()
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # a signal before a command's own handling started: nothing was written yet
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
                 args = [sys.executable, "-m", "textcls", "train", str(config_path), "--output", str(member_dir),
                         "--quiet"] + (["--resume"] if resume and member_dir.is_dir() else [])
                 log = open(run_dir / f"{member_name(index)}.log", "w", encoding="utf-8")
-                env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+                env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TEXTCLS_ENSEMBLE_MEMBER": "1"}
                 proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
                 running[proc] = (index, name, log, time.perf_counter())
@@ -220,7 +220,8 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
                 elif proc.returncode != 130 and not (forwarded and proc.returncode == -signal.SIGTERM):
                     # (a child stopped by our SIGTERM before it set up its handler has saved nothing yet)
                     log_path = run_dir / f"{member_name(index)}.log"
-                    failed.append(f"member {index + 1} ({log_path}): {_log_tail(log.name)}")
+                    failed.append(f"member {index + 1} (exit code {proc.returncode}; {log_path}): "
+                                  f"{_log_tail(log.name)}")
     if failed:
         raise TextclsError("ensemble training failed: " + "; ".join(failed))
     if flag.raised or len(info["finished"]) < len(info["members"]):
