@@ -160,6 +160,7 @@ def test_members_stop_when_the_ensemble_process_is_killed(sst2_files, tmp_path):
         assert 0 < state["step"] < state["total_steps"]
 
 
+@pytest.mark.slow  # two parallel members, a signal, a resume and a whole run: about 40 s each
 @pytest.mark.parametrize("when", ["started", "checkpointed"])
 def test_parallel_ensemble_stops_on_sigterm_and_resumes_to_the_same_weights(sst2_files, tmp_path, when):
     train_file, valid_file = sst2_files

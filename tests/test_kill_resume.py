@@ -89,6 +89,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
         assert torch.equal(ta[key], tb[key]), f"{key} differs between {a} and {b}"
 
 
+@pytest.mark.slow  # random kill -9s and resumes: about 35 s
 def test_sigkill_then_resume_equals_an_uninterrupted_run(setup, tmp_path):
     config, reference = setup
     run = tmp_path / "run"
