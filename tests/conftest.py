@@ -72,6 +72,18 @@ def tiny_config(train_file: Path, valid_file: Path | None, out: Path, **sections
     return config_from_dict(raw)
 
 
+def tiny_finished_run(root: Path) -> Path:
+    """A tiny finished run (3 steps on 120 SST-2 rows, 40 validation rows, its cache in `root`): root / "run"."""
+    from textcls.train.loop import train
+
+    tr = write_tsv(root / "train.tsv", sst2_slice(120))
+    va = write_tsv(root / "valid.tsv", sst2_slice(40, "dev"))
+    cfg = tiny_config(tr, va, root / "run", data={"cache_dir": str(root / "cache")})
+    cfg.train.max_steps = 3
+    train(cfg, quiet=True)
+    return root / "run"
+
+
 def metrics_records(run_dir: Path) -> list[dict]:
     """The lines of a run's metrics.jsonl."""
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import run_cli, sst2_slice, tiny_config, write_tsv
+from conftest import run_cli, sst2_slice, tiny_config, tiny_finished_run, write_tsv
 from textcls.cli import app
 from textcls.data.pipeline import prepare_data
 from textcls.train.loop import train
@@ -26,12 +26,7 @@ runner = CliRunner()
 def run_dir(tmp_path_factory) -> Path:
     """A tiny finished run (3 steps) on SST-2 rows, shared by the eval/predict cases."""
     root = tmp_path_factory.mktemp("errors_run")
-    tr = write_tsv(root / "train.tsv", sst2_slice(120))
-    va = write_tsv(root / "valid.tsv", sst2_slice(40, "dev"))
-    cfg = tiny_config(tr, va, root / "run", data={"cache_dir": str(root / "cache")})
-    cfg.train.max_steps = 3
-    train(cfg, quiet=True)
-    return root / "run"
+    return tiny_finished_run(root)
 
 
 def cli(*args: str):

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import sst2_slice, tiny_config, write_tsv
+from conftest import tiny_finished_run
 from textcls.cli import app
-from textcls.train.loop import train
 
 runner = CliRunner()
 
@@ -25,12 +24,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("outputs_run")
-    tr = write_tsv(root / "train.tsv", sst2_slice(120))
-    va = write_tsv(root / "valid.tsv", sst2_slice(40, "dev"))
-    cfg = tiny_config(tr, va, root / "run", data={"cache_dir": str(root / "cache")})
-    cfg.train.max_steps = 3
-    train(cfg, quiet=True)
-    return root / "run"
+    return tiny_finished_run(root)
 
 
 @pytest.fixture

@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import run_cli, sst2_slice, tiny_config, write_tsv
+from conftest import run_cli, tiny_finished_run
 from textcls.cli import app
 from textcls.errors import CheckpointError
 from textcls.io import sha256_file
 from textcls.run.info import STATE_KEY, read_run_info, record_checksum
 from textcls.run.load import load_run
 from textcls.run.store import read_state
-from textcls.train.loop import train
 
 runner = CliRunner()
 
@@ -27,11 +26,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("damaged_run")
-    tr = write_tsv(root / "train.tsv", sst2_slice(120))
-    va = write_tsv(root / "valid.tsv", sst2_slice(40, "dev"))
-    cfg = tiny_config(tr, va, root / "run", data={"cache_dir": str(root / "cache")})
-    cfg.train.max_steps = 3
-    train(cfg, quiet=True)
+    tiny_finished_run(root)
     (root / "input.txt").write_text("a fine film\nawful\n", encoding="utf-8")
     return root / "run"
 
