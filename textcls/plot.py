@@ -16,8 +16,9 @@ from rich.table import Table
 
 from textcls.config import Config, TrainConfig
 from textcls.errors import CheckpointError, ConfigError
-from textcls.run.layout import CLASS_F1, CONFUSION, CURVES, EVAL_REPORT, LAST, METRICS, STATE, is_ensemble_dir
+from textcls.run.layout import CLASS_F1, CONFUSION, CURVES, EVAL_REPORT, LAST, METRICS, is_ensemble_dir
 from textcls.run.members import member_name
+from textcls.run.store import read_state
 from textcls.train.logs import read_metrics
 from textcls.train.schedules import key_steps, lr_multiplier, phase
 
@@ -122,9 +123,9 @@ def exact_lr_curve(run_dir: Path, train: TrainConfig, records: list[dict]) -> Op
     follow the schedule (then the logged points are drawn). The rate at step s is the one update s + 1
     uses, as in `textcls schedule`; the log's train records hold the rate their step's update used."""
     try:
-        state = json.loads((run_dir / LAST / STATE).read_text())
+        state = read_state(run_dir / LAST, ("total_steps", "step"))  # checksum and schema checked
         total, end = int(state["total_steps"]), int(state["step"])
-    except (OSError, ValueError, TypeError, KeyError):
+    except (CheckpointError, OSError, ValueError, TypeError):
         return None
     if not 0 < end <= total:
         return None
