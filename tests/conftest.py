@@ -84,6 +84,22 @@ def tiny_finished_run(root: Path) -> Path:
     return root / "run"
 
 
+def interrupt_at(monkeypatch, step: int) -> None:
+    """Send this process a real SIGTERM when the training loop reports `step` (mid-epoch)."""
+    import os
+    import signal
+
+    from textcls.train.progress import TrainProgress
+
+    original = TrainProgress.update
+
+    def update(self, s, *args, **kwargs):
+        original(self, s, *args, **kwargs)
+        if s == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(TrainProgress, "update", update)
+
+
 def metrics_records(run_dir: Path) -> list[dict]:
     """The lines of a run's metrics.jsonl."""
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

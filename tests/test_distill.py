@@ -4,9 +4,7 @@ exact resume, bad input, the recipe-sized student."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file
 
-from conftest import run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
+from conftest import interrupt_at, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.config import config_from_dict, config_to_dict, load_config
 from textcls.data.readers import Record
 from textcls.distill import distill
@@ -29,7 +27,7 @@ from textcls.predictor import run_predictor
 from textcls.recipe.rules import Machine, auto_recipe
 from textcls.recipe.stats import data_stats
 from textcls.run.load import load_run, run_digest
-from textcls.train.loop import Interrupted, TrainProgress, train
+from textcls.train.loop import Interrupted, train
 
 # --------------------------------------------------------------------------- augmentation
 
@@ -192,16 +190,6 @@ def test_the_teacher_runs_once_and_a_changed_teacher_is_refused_on_resume(teache
         distill(teacher_run, None, ["train.lr=0.1"], output=tmp_path / "student", resume=True, quiet=True)
     with pytest.raises(CheckpointError, match="another teacher"):
         distill(teacher_run, None, output=tmp_path / "student", resume=True, quiet=True)
-
-
-def interrupt_at(monkeypatch, step: int) -> None:
-    original = TrainProgress.update
-
-    def update(self, s, *args, **kwargs):
-        original(self, s, *args, **kwargs)
-        if s == step:
-            os.kill(os.getpid(), signal.SIGTERM)
-    monkeypatch.setattr(TrainProgress, "update", update)
 
 
 @pytest.mark.parametrize("match_hidden", [False, True])

@@ -14,13 +14,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import child_env, sst2_slice, tiny_config, tiny_model, write_tsv
+from conftest import child_env, interrupt_at, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.config import load_config
 from textcls.data.tokenizer import load_tokenizer
 from textcls.errors import CheckpointError
 from textcls.run.load import build_model, load_run
 from textcls.train import checkpoint as ckpt
-from textcls.train.loop import Interrupted, TrainProgress, train
+from textcls.train.loop import Interrupted, train
 from textcls.train.optim import build_optimizer
 
 
@@ -36,17 +36,6 @@ def small_config(tmp_path: Path, out: str, n_train: int = 64, n_valid: int = 32,
     for key, value in opts.items():
         setattr(cfg.train, key, value)
     return cfg
-
-
-def interrupt_at(monkeypatch, step: int) -> None:
-    """Send this process a real SIGTERM when the loop reports `step` (mid-epoch)."""
-    original = TrainProgress.update
-
-    def update(self, s, *args, **kwargs):
-        original(self, s, *args, **kwargs)
-        if s == step:
-            os.kill(os.getpid(), signal.SIGTERM)
-    monkeypatch.setattr(TrainProgress, "update", update)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
