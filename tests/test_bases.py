@@ -72,6 +72,30 @@ def test_sentence_transformers_layout(tmp_path, hf_dir):
     assert load_run(run_dir).cfg.model.hidden_size == 32
 
 
+def test_a_sentence_transformers_base_pools_as_it_was_trained(tmp_path, sst2_files, hf_dir):
+    """Its Pooling module's mode becomes `model.pooling` (mean for all-MiniLM-L6-v2), the checkpoint's pooler is
+    not used; a config that sets a pooling keeps it; a mode textcls lacks leaves the checkpoint's."""
+    st = tmp_path / "st-model"
+    shutil.copytree(hf_dir, st)  # all-MiniLM-L6-v2's layout: the Transformer at the top ("path": "")
+    (st / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (st / "1_Pooling").mkdir()
+    modes = {"pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False}
+    (st / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **modes}))
+    cfg = tiny_config(*sst2_files, tmp_path / "run")
+    cfg.model = type(cfg.model)(init_from=str(st))
+    assert with_base(cfg).model.pooling == "mean"
+    cfg.model.pooling = "max"
+    assert with_base(cfg).model.pooling == "max"
+    cfg.model.pooling = "cls"
+    (st / "1_Pooling" / "config.json").write_text(json.dumps({**modes, "pooling_mode_mean_tokens": False,
+                                                              "pooling_mode_mean_sqrt_len_tokens": True}))
+    assert with_base(cfg).model.pooling == "cls_tanh"  # BERT's pooler, as for a plain HF folder
+    cfg.model = type(cfg.model)(init_from=str(hf_dir))
+    assert with_base(cfg).model.pooling == "cls_tanh"
+
+
 def test_hub_base_comes_from_the_cache_offline(tmp_path, hf_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))

@@ -210,7 +210,7 @@ def test_fine_tuned_minilm_run_predicts_what_transformers_does(sst2_files, tmp_p
     cfg = config_from_dict({
         "data": {"train": str(sst2_files[0]), "valid": str(sst2_files[1]), "text_columns": ["sentence"],
                  "label_column": "label", "max_length": 32},
-        "model": {"init_from": str(folder)},
+        "model": {"init_from": str(folder), "pooling": "cls_tanh"},  # BERT's pooler: what HF's head reads
         "train": {"max_steps": 3, "batch_size": 8, "lr": 1e-4, "warmup": 0, "log_every": 1000},
         "output": {"dir": str(tmp_path / "run")}})
     train(cfg, quiet=True)

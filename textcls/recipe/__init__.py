@@ -104,7 +104,7 @@ def _base(spec: str, records: list[Record]) -> tuple[BaseModel, _BaseConfig]:
     import numpy as np
 
     from textcls.data.tokenizer import load_tokenizer
-    from textcls.run.bases import resolve_base
+    from textcls.run.bases import declared_pooling, resolve_base
     from textcls.run.info import load_run_config
     from textcls.run.layout import TOKENIZER
 
@@ -115,7 +115,8 @@ def _base(spec: str, records: list[Record]) -> tuple[BaseModel, _BaseConfig]:
     lengths = token_lengths(sample, lambda texts: [len(e.ids) for e in tokenizer.encode_batch(
         texts, add_special_tokens=False)])
     p95, mean = (float(np.percentile(lengths, 95)), float(lengths.mean())) if lengths is not None else (32.0, 16.0)
-    return (BaseModel(spec, model.hidden_size, model.num_layers, model.max_positions, p95, mean),
+    return (BaseModel(spec, model.hidden_size, model.num_layers, model.max_positions, p95, mean,
+                      declared_pooling(spec)),
             _BaseConfig(model, tokenizer.get_vocab_size()))
 
 

@@ -31,7 +31,9 @@ With a base (`model.init_from`, the base's tokenizer and architecture):
 - lr by the base's hidden size: up to 384 1e-4, up to 640 5e-5, larger 2e-5; warmup 10% under 20,000
   rows, else 6%; epochs 3 under 20,000 rows, 2 under 100,000, else 1, fewer (down to a tenth of an
   epoch) when the budget allows fewer; batch 32; `max_length` from the base tokenizer's 95th percentile
-  (+ special tokens, a multiple of 16, at most the base's positions); one member.
+  (+ special tokens, a multiple of 16, at most the base's positions); one member. A sentence-transformers
+  base keeps the pooling it was trained with (its Pooling module: mean for all-MiniLM-L6-v2); other bases
+  pool as their checkpoint does (BERT's pooler: the first token through a dense tanh layer).
 
 Time: the planned training fits 85% of what is left of the budget after the time already spent and
 a reserve for tokenizing, the NB-LR model and the final evaluation; `train.time_budget_seconds` stops
@@ -81,6 +83,7 @@ class BaseModel:
     max_positions: int
     length_p95: float
     length_mean: float
+    pooling: Optional[str] = None  # what a sentence-transformers base declares (run/bases.py declared_pooling)
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,9 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
     r.set("data.max_length", max_length, f"95% of training texts fit in {base.length_p95:.0f} of the base's tokens "
           f"(+ special tokens; at most the base's {base.max_positions} positions)")
     r.set("data.truncation", "head", "keep the start")
+    if base.pooling:
+        r.set("model.pooling", base.pooling, "the pooling the base was trained with (its sentence-transformers "
+              "Pooling module)")
     lr = 1e-4 if base.hidden_size <= 384 else 5e-5 if base.hidden_size <= 640 else 2e-5
     r.set("train.lr", lr, f"hidden size {base.hidden_size} (up to 384: 1e-4; up to 640: 5e-5; larger: 2e-5)")
     wanted = 3 if train_rows < 20_000 else 2 if train_rows < 100_000 else 1

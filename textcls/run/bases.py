@@ -94,6 +94,28 @@ def hf_model_dir(folder: Path) -> Path:
     return folder
 
 
+# sentence-transformers' Pooling modes, as textcls poolings (mean_sqrt_len and weighted means have none).
+ST_POOLING = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
+              "pooling_mode_lasttoken": "last"}
+
+
+def declared_pooling(spec: str) -> str | None:
+    """The pooling a sentence-transformers base was trained with (its `modules.json` names a Pooling module whose
+    config.json sets one mode), as a textcls pooling; None for other bases or a mode textcls lacks."""
+    if not spec or not is_base_spec(spec):
+        return None
+    folder = hub_folder(spec[len(HUB_PREFIX):]) if spec.startswith(HUB_PREFIX) else Path(spec)
+    try:
+        entries = json.loads((folder / ST_MODULES).read_text(encoding="utf-8"))
+        pool = next(e for e in entries if str(e.get("type", "")).endswith(".Pooling"))
+        modes = json.loads((folder / str(pool.get("path", "")) / HF_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError, AttributeError, StopIteration):
+        return None
+    chosen = [ours for key, ours in ST_POOLING.items() if modes.get(key) is True]
+    others = [k for k, v in modes.items() if k.startswith("pooling_mode") and v is True and k not in ST_POOLING]
+    return chosen[0] if len(chosen) == 1 and not others else None
+
+
 def _weights_digest(model_dir: Path) -> str:
     """sha256 over the config and weights files (names and bytes), so an edited checkpoint converts anew."""
     digest = hashlib.sha256()
@@ -144,7 +166,9 @@ def with_base(cfg: Config) -> Config:
     """`cfg` with a HuggingFace base (`model.init_from` a HF folder or hf:ORG/NAME) resolved: `init_from`
     becomes the converted run directory and the `model` section takes the base's architecture. A key the
     config sets to a value other than both its default and the base's is an error naming both values.
-    A textcls run directory as `init_from` is left as it is (its `model` section must match, as before)."""
+    A sentence-transformers base pools as its Pooling module says (mean, for all-MiniLM-L6-v2) unless the
+    config sets `model.pooling`. A textcls run directory as `init_from` is left as it is (its `model` section
+    must match, as before)."""
     spec = cfg.model.init_from
     if not spec or not is_base_spec(spec):
         return cfg
@@ -158,6 +182,9 @@ def with_base(cfg: Config) -> Config:
                           f"{'that key' if len(clashes) == 1 else 'those keys'} from the `model` section, or train "
                           "from scratch without `model.init_from`")
     merged = copy.deepcopy(theirs)
+    declared = declared_pooling(spec)  # a sentence-transformers base pools the way it was trained to
+    if declared and ours.pooling == default.pooling:
+        merged.pooling = declared
     for key in SUGGESTED_KEYS:
         if getattr(ours, key) != getattr(default, key):
             setattr(merged, key, getattr(ours, key))
