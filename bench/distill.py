@@ -15,8 +15,9 @@ Per set, through the CLI only:
   budget, so that it takes as many optimizer steps as the student did (whose epochs also cover the augmented
   copies);
 - each: `textcls eval RUN TEST` (test accuracy), unique parameters (`model.parameters()`, shared layers once),
-  the size of its weights files, and `textcls predict RUN TEST` timed as a whole process (start, load, predict)
-  with OMP_NUM_THREADS=--threads, as examples/s over the test file's rows.
+  the size of its weights files, and `textcls predict RUN INPUT` timed as a whole process (start, load, predict)
+  with OMP_NUM_THREADS=--threads, as examples/s, where INPUT is the test file's rows repeated to --predict-rows
+  rows (default 10,000, the same file for every system), so that throughput rather than start-up is timed.
 fastText's figure is the better of its two settings in ../shared/data/README.md (bench/pretrained.py). --rows N
 takes the first N training rows of every set: a smoke run, whose figures say only that the pipeline works.
 """
@@ -52,8 +53,19 @@ def cli(*args: str, threads: int, check: bool = True) -> tuple[subprocess.Comple
     return done, seconds
 
 
-def measure(run: Path, test: Path, threads: int) -> dict:
-    """Test accuracy, unique parameters, weights bytes and whole-process predict examples/s of a run."""
+def repeated(test: Path, rows: int, folder: Path) -> Path:
+    """The test file's data rows repeated (in order) to `rows` rows, under its header: the predict timing input."""
+    header, *lines = test.read_text(encoding="utf-8").splitlines(keepends=True)
+    if rows <= len(lines):
+        return test
+    target = folder / f"{test.parent.name}-predict-{rows}.tsv"
+    target.write_text(header + "".join(lines[i % len(lines)] for i in range(rows)), encoding="utf-8")
+    return target
+
+
+def measure(run: Path, test: Path, threads: int, timing_input: Path | None = None) -> dict:
+    """Test accuracy, unique parameters, weights bytes and whole-process predict examples/s of a run (on
+    `timing_input`, default the test file)."""
     from textcls.run.load import load_run
 
     report = run / "test_report.json"
@@ -62,8 +74,9 @@ def measure(run: Path, test: Path, threads: int) -> dict:
     loaded = load_run(run)
     params = sum(p.numel() for p in loaded.model.parameters())  # parameters() counts a shared tensor once
     weights = weights_bytes(run)
-    rows = sum(1 for _ in open(test, encoding="utf-8")) - 1  # the header
-    _, seconds = cli("predict", str(run), str(test), "--output", str(run / "test_predictions.jsonl"),
+    timing_input = timing_input or test
+    rows = sum(1 for _ in open(timing_input, encoding="utf-8")) - 1  # the header
+    _, seconds = cli("predict", str(run), str(timing_input), "--output", str(run / "timing_predictions.jsonl"),
                      threads=threads)
     return {"test_accuracy": accuracy, "unique_parameters": params, "weights_bytes": weights,
             "predict_examples_per_second": rows / seconds, "predict_seconds": seconds}
@@ -120,6 +133,7 @@ def main() -> None:
     parser.add_argument("--sst2-rows", type=int, default=0, help="train on the first N SST-2 rows (0: all)")
     parser.add_argument("--budget", default="10m", help="each teacher's and each student's budget")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--predict-rows", type=int, default=10_000, help="rows of the predict timing input")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "bench_distill")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="--set for the student")
@@ -147,8 +161,10 @@ def main() -> None:
                          *sets, threads=args.threads)
         plain = label_only(student, out / "labels-only", args.threads)
         row = {"set": name, "rows": rows or "all", "fasttext": FASTTEXT_BEST[name], "distill_seconds": seconds}
+        timing_input = repeated(test, args.predict_rows, scratch)
+        row["predict_rows"] = max(args.predict_rows, sum(1 for _ in open(test, encoding="utf-8")) - 1)
         for role, run in (("teacher", teacher), ("student", student), ("labels_only", plain)):
-            row[role] = measure(run, test, args.threads)
+            row[role] = measure(run, test, args.threads, timing_input)
         results.append(row)
         if args.json:
             args.json.with_suffix(".jsonl").open("a", encoding="utf-8").write(json.dumps(row) + "\n")
@@ -160,6 +176,14 @@ def main() -> None:
             print(f"{r['set']:5} {role:12} {100 * m['test_accuracy']:8.2f} {m['unique_parameters']:11,} "
                   f"{m['weights_bytes'] / 1e6:10.2f} {m['predict_examples_per_second']:12.1f}")
         print(f"{r['set']:5} {'fastText':12} {r['fasttext']:8.2f}")
+    for r in results:  # the issue's targets: speed-up, share of parameters, share of the teacher's gain kept
+        t, s, plain = r["teacher"], r["student"], r["labels_only"]
+        gain = 100 * t["test_accuracy"] - r["fasttext"]
+        kept = (100 * s["test_accuracy"] - r["fasttext"]) / gain if gain > 0 else float("nan")
+        speedup = s["predict_examples_per_second"] / t["predict_examples_per_second"]
+        print(f"{r['set']:5} student/teacher: predict {speedup:.2f}x, "
+              f"parameters 1/{t['unique_parameters'] / s['unique_parameters']:.1f}, gain over fastText kept "
+              f"{100 * kept:.0f}%, vs labels only {100 * (s['test_accuracy'] - plain['test_accuracy']):+.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
 
