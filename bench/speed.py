@@ -14,6 +14,9 @@ the same subset of real examples, so the length distribution is the real one. Me
   - peak RSS of a training run and of `textcls predict` on a small and a large input (subprocesses).
 Systems run interleaved in rounds so that load from other processes hits them alike; the ratios
 (textcls / HF) are the figures to read, absolute numbers move with the machine's load.
+
+Fine-tuning a pretrained base (all-MiniLM-L6-v2: `textcls train FILE --base DIR` against HF Trainer) is
+bench/finetune_speed.py; `python bench/speed.py --base [DIR]` runs it (with --quick and --threads).
 """
 
 from __future__ import annotations
@@ -434,7 +437,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--infer-examples", type=int, default=None)
     parser.add_argument("--predict-lines", type=int, default=None, help="the large predict input (default 1M)")
     parser.add_argument("--compile", action="store_true", help="also measure textcls training with torch.compile")
+    parser.add_argument("--base", nargs="?", const="", default=None, metavar="DIR",
+                        help="fine-tuning a pretrained base instead: runs bench/finetune_speed.py")
     args = parser.parse_args(argv)
+    if args.base is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import finetune_speed
+
+        finetune_speed.main([*(["--base", args.base] if args.base else []), *(["--quick"] if args.quick else []),
+                             *(["--threads", str(args.threads)] if args.threads else [])])
+        return
     print(machine_summary(), flush=True)  # the figures below belong to this machine
     if args.threads:
         torch.set_num_threads(args.threads)
