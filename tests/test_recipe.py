@@ -168,7 +168,15 @@ def test_with_a_base_lr_follows_its_size_and_epochs_the_rows():
     assert small["train.lr"] == 1e-4 and large["train.lr"] == 2e-5
     assert small["model.init_from"] == "hf:org/name" and small["train.epochs"] == 3
     assert small["data.max_length"] == 48 and small["train.batch_size"] == 32  # 40 + 2, a multiple of 16
-    assert "model.hidden_size" not in small and "train.ensemble" not in small  # the base's architecture, one model
+    assert "model.hidden_size" not in small  # the base's architecture
+    assert small["train.ensemble"] == 5 and small["train.ensemble_workers"] == 2  # an hour holds the most copies
+    def slow(candidate):
+        return 10 * fake_step(candidate)
+
+    tight = choices(auto_recipe(stats, 60, CPU2, slow, base=base(384)))
+    assert tight["train.epochs"] == 3 and "train.ensemble" not in tight  # one copy is what 60 s holds
+    some = choices(auto_recipe(stats, 130, CPU2, slow, base=base(384)))
+    assert 1 < some["train.ensemble"] < 5
     big = choices(auto_recipe(data_stats(records(150_000)), 3600, CPU2, lambda c: 1e-4, base=base(384)))
     assert big["train.epochs"] == 1
 

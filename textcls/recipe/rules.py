@@ -31,7 +31,9 @@ With a base (`model.init_from`, the base's tokenizer and architecture):
 - lr by the base's hidden size: up to 384 1e-4, up to 640 5e-5, larger 2e-5; warmup 10% under 20,000
   rows, else 6%; epochs 3 under 20,000 rows, 2 under 100,000, else 1, fewer (down to a tenth of an
   epoch) when the budget allows fewer; batch 32; `max_length` from the base tokenizer's 95th percentile
-  (+ special tokens, a multiple of 16, at most the base's positions); one member. A sentence-transformers
+  (+ special tokens, a multiple of 16, at most the base's positions). When the epochs fit with time to
+  spare, the budget is filled with more fine-tuned copies (other seeds; at most 5, each a whole copy of the
+  base), averaged, as without a base. A sentence-transformers
   base keeps the pooling it was trained with (its Pooling module: mean for all-MiniLM-L6-v2); other bases
   pool as their checkpoint does (BERT's pooler: the first token through a dense tanh layer).
 
@@ -52,6 +54,7 @@ from textcls.train.nblr import SHARES as NBLR_GRID
 
 MAX_HELD_OUT = 2000
 MAX_MEMBERS = 10
+BASE_MAX_MEMBERS = 5  # each member of a fine-tuned base is a whole copy of it (90 MB for MiniLM-L6)
 PLAN_SHARE = 0.85  # the plan fills this share of the time left; the rest absorbs a slower machine
 MEMBER_OVERHEAD = 6.0  # seconds per model outside its steps: process start, model, cached data
 EPOCH_OVERHEAD = 0.5  # seconds per epoch end: evaluation set-up, the best weights and last/ saved
@@ -327,6 +330,20 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
                           "train without --base")
     r.set("train.epochs", epochs, "by training rows (under 20,000: 3; under 100,000: 2; else 1)" if epochs == wanted
           else f"what the budget allows ({wanted} wanted)")
+    members, workers = 1, 1
+    if epochs == wanted:  # time to spare: fine-tune more copies of the base (other seeds), as without a base
+        cores = machine.cores if machine.device == "cpu" else 1
+        for m in range(BASE_MAX_MEMBERS, 1, -1):
+            w = min(cores, m)
+            spare = budget - elapsed - cost.reserve_seconds(step, m, nblr, views=0) - base.num_layers * 0.5
+            if cost.loop_seconds(step, wanted, m, w) <= PLAN_SHARE * spare:
+                members, workers, avail = m, w, spare
+                break
+    if members > 1:
+        r.set("train.ensemble", members, f"the budget holds {members} fine-tuned copies of the base (at most "
+              f"{BASE_MAX_MEMBERS}); their average errs less")
+        r.set("train.ensemble_workers", workers, "one per core, one thread each" if machine.device == "cpu"
+              else "one at a time on the GPU")
     r.set("train.batch_size", batch, "fine-tuning")
     r.set("train.warmup", 0.06 if train_rows >= 20_000 else 0.1, "share of the steps")
     _machine_choices(r, machine, precision)
@@ -334,11 +351,12 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
           "fitting the NB-LR model would take over a quarter of the budget")
     if nblr:
         r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}")
-    r.set("train.time_budget_seconds", round(max(1.0, avail - MEMBER_OVERHEAD), 1),
+    rounds = math.ceil(members / workers)
+    r.set("train.time_budget_seconds", round(max(1.0, avail / rounds - MEMBER_OVERHEAD), 1),
           f"training stops here: the budget less the time spent ({elapsed:.0f}s) and a reserve for the NB-LR model "
-          "and evaluation")
-    r.estimate = {"loop": round(cost.loop_seconds(step, epochs), 1), "reserve": round(reserve, 1),
-                  "step_seconds": round(step, 4)}
+          "and evaluation" + (f", over {rounds} rounds of members" if rounds > 1 else ""))
+    r.estimate = {"loop": round(cost.loop_seconds(step, epochs, members, workers), 1),
+                  "reserve": round(budget - elapsed - avail, 1), "step_seconds": round(step, 4)}
     return r
 
 
