@@ -10,6 +10,8 @@ the same subset of real examples, so the length distribution is the real one. Me
     HF with dynamic padding + length grouping (Trainer `group_by_length`: mega-batches sorted by
     length, `DataCollatorWithPadding`, fused AdamW as Trainer's default optimizer on torch >= 2.8);
   - inference examples/s: textcls predict path (length-sorted batches) vs HF with dynamic padding;
+  - with --padding-free, also textcls with `model.padding_free` (the real tokens packed, attention padded
+    around SDPA) next to the padded textcls, training and inference, and their agreement;
   - achieved FLOP/s of a fixed-shape textcls training step next to this machine's fp32 matmul peak;
   - peak RSS of a training run and of `textcls predict` on a small and a large input (subprocesses).
 Systems run interleaved in rounds so that load from other processes hits them alike; the ratios
@@ -107,13 +109,14 @@ def hf_tokenizer(corpus: Corpus):
 # --------------------------------------------------------------------------- models
 
 
-def textcls_model(arch: str, dropout: float = DROPOUT, size: dict | None = None) -> TextClassifier:
+def textcls_model(arch: str, dropout: float = DROPOUT, size: dict | None = None,
+                  padding_free: bool = False) -> TextClassifier:
     """ALBERT-like (shared layers, E=128) or BERT-like textcls classifier of `size` (default SIZE)."""
     size = size or SIZE
     cfg = ModelConfig(hidden_size=size["hidden_size"], num_layers=size["num_layers"], num_heads=size["num_heads"],
                       intermediate_size=size["intermediate_size"], embedding_size=128 if arch == "albert" else None,
                       sharing=SharingConfig(strategy="all" if arch == "albert" else "none"), pooling="cls_tanh",
-                      dropout=dropout)
+                      dropout=dropout, padding_free=padding_free)
     return TextClassifier(cfg, size["vocab_size"], 2)
 
 
@@ -177,11 +180,12 @@ def interleave(runners: list[Runner], rounds: int = 8) -> None:
             r.run(k)
 
 
-def textcls_train_runner(arch: str, ids: list[list[int]], labels: np.ndarray, compile_model: bool = False) -> Runner:
+def textcls_train_runner(arch: str, ids: list[list[int]], labels: np.ndarray, compile_model: bool = False,
+                         padding_free: bool = False) -> Runner:
     import datasets
 
     torch.manual_seed(0)
-    model = textcls_model(arch).train()
+    model = textcls_model(arch, padding_free=padding_free).train()
     forward = torch.compile(model, dynamic=True) if compile_model else model
     optimizer = build_optimizer(model, TrainConfig(lr=5e-5))
     ds = datasets.Dataset.from_dict({"input_ids": ids, "length": [len(x) for x in ids], "label": labels})
@@ -201,7 +205,8 @@ def textcls_train_runner(arch: str, ids: list[list[int]], labels: np.ndarray, co
         stats["real"] += int(batch.attention_mask.sum())
         stats["padded"] += batch.input_ids.numel()
 
-    runner = Runner("textcls" + (" compiled" if compile_model else ""), batches, step, len)
+    name = "textcls" + (" compiled" if compile_model else "") + (" padding-free" if padding_free else "")
+    runner = Runner(name, batches, step, len)
     runner.stats = stats
     return runner
 
@@ -243,16 +248,17 @@ def hf_train_runner(arch: str, ids: list[list[int]], labels: np.ndarray, tokeniz
     return runner
 
 
-def textcls_infer_runner(arch: str, ids: list[list[int]], precision: str = "fp32") -> tuple[Runner, dict]:
+def textcls_infer_runner(arch: str, ids: list[list[int]], precision: str = "fp32",
+                         padding_free: bool = False) -> tuple[Runner, dict]:
     torch.manual_seed(0)
-    model = textcls_model(arch).eval()
+    model = textcls_model(arch, padding_free=padding_free).eval()
     chunks = [ids[i:i + 1024] for i in range(0, len(ids), 1024)]  # predict works chunk by chunk
     out: dict = {}
 
     def step(chunk: list[list[int]]) -> None:
         out[id(chunk)] = predict_ids(model, chunk, None, 2, EVAL_BATCH, 0, precision=precision)
 
-    return Runner(f"textcls predict {precision}", chunks, step, len), out
+    return Runner(f"textcls predict {precision}" + (" padding-free" if padding_free else ""), chunks, step, len), out
 
 
 def hf_infer_runner(arch: str, ids: list[list[int]], tokenizer) -> Runner:
@@ -275,12 +281,15 @@ def hf_infer_runner(arch: str, ids: list[list[int]], tokenizer) -> Runner:
 # --------------------------------------------------------------------------- sections
 
 
-def bench_training(corpus: Corpus, arch: str, n: int, rounds: int, compile_model: bool) -> dict:
+def bench_training(corpus: Corpus, arch: str, n: int, rounds: int, compile_model: bool,
+                   padding_free: bool = False) -> dict:
     ids, labels = subset(corpus, n, seed=1)
     tok = hf_tokenizer(corpus)
     runners = [textcls_train_runner(arch, ids, labels),
                hf_train_runner(arch, ids, labels, tok, padded_128=False),
                hf_train_runner(arch, ids, labels, tok, padded_128=True, limit=max(rounds, n // BATCH // 4))]
+    if padding_free:  # the same batches, the same seed: the model packs their real tokens
+        runners.append(textcls_train_runner(arch, ids, labels, padding_free=True))
     if compile_model:
         runners.append(textcls_train_runner(arch, ids, labels, compile_model=True))
         runners[-1].warmup(8)  # compile for a few shapes before timing
@@ -292,18 +301,21 @@ def bench_training(corpus: Corpus, arch: str, n: int, rounds: int, compile_model
     ours = rates["textcls"]
     print(f"    ratio textcls / HF padded-128:      {ours / rates['HF padded-128']:6.2f}x  (target >= 5)")
     print(f"    ratio textcls / HF group_by_length: {ours / rates['HF group_by_length']:6.2f}x  (target >= 1.5)")
+    if padding_free:
+        print(f"    ratio padding-free / padded textcls: {rates['textcls padding-free'] / ours:5.2f}x  (target >= 1)")
     if compile_model:
         print(f"    ratio compiled / eager textcls:     {rates['textcls compiled'] / ours:6.2f}x")
     return rates
 
 
-def bench_inference(corpus: Corpus, arch: str, n: int, rounds: int) -> dict:
+def bench_inference(corpus: Corpus, arch: str, n: int, rounds: int, padding_free: bool = False) -> dict:
     ids, _ = subset(corpus, n, seed=2)
     fp32, out32 = textcls_infer_runner(arch, ids)
     bf16, out16 = textcls_infer_runner(arch, ids, "bf16")
     hf = hf_infer_runner(arch, ids, hf_tokenizer(corpus))
-    interleave([fp32, hf, bf16], rounds)
-    for r in (fp32, bf16, hf):
+    packed, out_packed = textcls_infer_runner(arch, ids, padding_free=True) if padding_free else (None, {})
+    interleave([fp32, hf, bf16] + ([packed] if packed else []), rounds)
+    for r in (fp32, bf16, hf) + ((packed,) if packed else ()):
         print(f"    infer {r.name:<22} {r.rate:8.1f} ex/s")
     p32 = np.concatenate([out32[id(c)] for c in fp32.items])
     p16 = np.concatenate([out16[id(c)] for c in bf16.items])
@@ -311,7 +323,12 @@ def bench_inference(corpus: Corpus, arch: str, n: int, rounds: int) -> dict:
     print(f"    ratio textcls / HF dynamic padding: {fp32.rate / hf.rate:6.2f}x  (target >= 2)")
     print(f"    bf16 vs fp32: {bf16.rate / fp32.rate:.2f}x speed, argmax agreement {agree:.4f}, "
           f"max |dp| {np.abs(p32 - p16).max():.4f}")
-    return {"textcls": fp32.rate, "hf": hf.rate, "bf16": bf16.rate, "agree": agree}
+    rates = {"textcls": fp32.rate, "hf": hf.rate, "bf16": bf16.rate, "agree": agree}
+    if packed:
+        diff = np.abs(p32 - np.concatenate([out_packed[id(c)] for c in packed.items])).max()
+        print(f"    padding-free vs padded: {packed.rate / fp32.rate:.2f}x speed, max |dp| {diff:.2e}")
+        rates["padding_free"] = packed.rate
+    return rates
 
 
 def matmul_peak(n: int = 2048, reps: int = 5) -> float:
@@ -439,6 +456,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="also measure textcls training with torch.compile")
     parser.add_argument("--base", nargs="?", const="", default=None, metavar="DIR",
                         help="fine-tuning a pretrained base instead: runs bench/finetune_speed.py")
+    parser.add_argument("--padding-free", action="store_true",
+                        help="also measure textcls with model.padding_free (training and inference)")
     args = parser.parse_args(argv)
     if args.base is not None:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -466,9 +485,9 @@ def main(argv: list[str] | None = None) -> None:
         for arch in args.archs.split(","):
             print(f"  [{arch}-size: H=256 L=4 heads=4 I=1024" + (" E=128, shared layers]" if arch == "albert" else "]"))
             if "train" in sections:
-                bench_training(corpus, arch, train_n, 4 if q else 8, args.compile)
+                bench_training(corpus, arch, train_n, 4 if q else 8, args.compile, args.padding_free)
             if "infer" in sections:
-                bench_inference(corpus, arch, infer_n, 4)
+                bench_inference(corpus, arch, infer_n, 4, args.padding_free)
     if "flops" in sections:
         print("\nfixed-shape training step")
         bench_flops(3 if q else 6)

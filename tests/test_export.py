@@ -365,6 +365,7 @@ def test_an_ensemble_quantizes_member_by_member(sst2_files, tmp_path):
     {"pooling": "mean", "norm": "pre", "position": "sinusoidal"},
     {"pooling": "max", "embeddings": {"ngram_orders": [2, 3], "ngram_buckets": 50}, "type_vocab_size": 0},
     {"pooling": "last", "adapters": {"enabled": True, "style": "side"}, "pool_layers": 2},
+    {"pooling": "mean", "padding_free": True},  # exported as the padded forward it equals
 ])
 def test_onnx_exports_layouts_that_hf_cannot_hold(model, tmp_path):
     """What HF refuses still exports to ONNX: the graph is traced from textcls's own forward."""

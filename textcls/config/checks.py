@@ -165,6 +165,10 @@ def validate(cfg: Config, problems: list[str]) -> None:
     if t.adversarial_eps > 0 and t.compile:
         problems.append("`train.adversarial_eps` needs the embeddings' gradient, which a compiled model does not "
                         "expose; set `train.compile: false` or `train.adversarial_eps: 0`")
+    if t.adversarial_eps > 0 and m.padding_free:
+        problems.append("`train.adversarial_eps` scales its perturbation by each example's norm over the padded "
+                        "(B, T) embeddings, and `model.padding_free: true` packs them into rows without that shape; "
+                        "set `model.padding_free: false` or `train.adversarial_eps: 0`")
     if not 0.0 <= t.token_dropout < 1.0:
         problems.append(f"`train.token_dropout` must be in [0, 1), got {t.token_dropout}")
     if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:

@@ -102,6 +102,8 @@ class ModelConfig:
     attention_dropout: Optional[float] = None  # None = dropout
     classifier_dropout: Optional[float] = None  # None = dropout
     causal: bool = False
+    # Run each batch's real tokens packed, without padding rows (textcls/model/packing.py); same weights and results
+    padding_free: bool = False
     sharing: SharingConfig = field(default_factory=SharingConfig)
     pooling: Literal["cls", "cls_tanh", "cls_relu", "cls_gelu", "mean", "max", "last"] = "cls"
     pool_layers: int = 1

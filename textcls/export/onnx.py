@@ -53,6 +53,10 @@ class _Probabilities(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, task: str):
         super().__init__()
         self.model, self.task = model, task
+        # The graph is the padded forward (`model.padding_free` off): packing has data-dependent shapes.
+        for module in model.modules():
+            if hasattr(module, "padding_free"):
+                module.padding_free = False
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from torch import nn
 from textcls.config import AdapterConfig, ModelConfig
 from textcls.model.attention import attention_bias
 from textcls.model.layer import ACTIVATIONS, AttentionBlock, FeedForwardBlock
+from textcls.model.packing import Packing
 
 DEFAULT_SIZE = 64
 
@@ -124,7 +125,7 @@ class NoSide(nn.Module):
 
     reads_all_depths = False
 
-    def forward(self, x: torch.Tensor, hidden: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hidden: list[torch.Tensor], mask: torch.Tensor | Packing) -> torch.Tensor:
         return x
 
 
@@ -166,10 +167,11 @@ class SideNetwork(nn.Module):
             self.merge.weight[:, h:].zero_()
             self.merge.bias.zero_()
 
-    def forward(self, x: torch.Tensor, hidden: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        """x (B, T, H) encoder output, hidden: per-depth (B, T, H), mask (B, T) -> (B, T, H)."""
+    def forward(self, x: torch.Tensor, hidden: list[torch.Tensor], mask: torch.Tensor | Packing) -> torch.Tensor:
+        """x (B, T, H) encoder output, hidden: per-depth (B, T, H), mask (B, T) -> (B, T, H); or all of them
+        packed, (N, H), with the batch's Packing -> (N, H)."""
         bias = attention_bias(mask, False, x.shape[1], x.device)
-        state = torch.zeros(*x.shape[:2], self.out.in_features, dtype=x.dtype, device=x.device)  # (B, T, S)
+        state = x.new_zeros(*x.shape[:-1], self.out.in_features)  # (B, T, S) or (N, S)
         k = 0
         for tap, depth in zip(self.taps, self.depths):
             state = state + tap(hidden[depth])
@@ -177,7 +179,7 @@ class SideNetwork(nn.Module):
                 state, _ = self.attention[k](state, bias, self.identity)
                 state = self.ffn[k](state, self.identity)
                 k += 1
-        return self.merge(torch.cat([x, self.out(state)], dim=-1))  # (B, T, 2H) -> (B, T, H)
+        return self.merge(torch.cat([x, self.out(state)], dim=-1))  # (B, T, 2H) -> (B, T, H), or packed
 
 
 def build_side(cfg: ModelConfig) -> nn.Module:

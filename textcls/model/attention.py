@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textcls.model.packing import Packing
+
 try:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -29,9 +31,13 @@ def _backends(x: torch.Tensor):
     return contextlib.nullcontext()
 
 
-def attention_bias(attention_mask: torch.Tensor | None, causal: bool, t: int,
-                   device: torch.device) -> torch.Tensor | None:
-    """Boolean mask broadcastable to (B, heads, T, T); True = may attend."""
+def attention_bias(attention_mask: torch.Tensor | Packing | None, causal: bool, t: int,
+                   device: torch.device) -> torch.Tensor | Packing | None:
+    """Boolean mask broadcastable to (B, heads, T, T); True = may attend. A Packing comes back carrying
+    that mask for its padded layout (`t` is then its T)."""
+    if isinstance(attention_mask, Packing):
+        return attention_mask.with_bias(attention_bias(attention_mask.mask, causal, attention_mask.mask.shape[1],
+                                                       device))
     mask = None
     if attention_mask is not None:
         mask = attention_mask[:, None, None, :]  # (B, 1, 1, T): keys that are real tokens
@@ -42,7 +48,7 @@ def attention_bias(attention_mask: torch.Tensor | None, causal: bool, t: int,
 
 
 class SelfAttention(nn.Module):
-    """x (B, T, H) -> (B, T, H): fused QKV, SDPA, output projection Wo."""
+    """x (B, T, H) -> (B, T, H), or packed x (N, H) -> (N, H): fused QKV, SDPA, output projection Wo."""
 
     def __init__(self, hidden_size: int, num_heads: int, dropout: float):
         super().__init__()
@@ -52,10 +58,16 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(hidden_size, hidden_size)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | Packing | None,
                 need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        b, t, h = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hd)
+        """`mask`: attention_bias's mask for x (B, T, H), or the Packing (with its bias) of packed x (N, H).
+        Returns the output shaped as x and, with `need_weights`, the probabilities (B, nh, T, T)."""
+        packing = mask if isinstance(mask, Packing) else None
+        qkv = self.qkv(x)  # (B, T, 3H), or packed (N, 3H)
+        if packing is not None:  # attention alone runs padded: the padding rows are zeros, masked as keys
+            qkv, mask = packing.unpack(qkv), packing.bias  # (B, T, 3H)
+        b, t, h = qkv.shape[0], qkv.shape[1], x.shape[-1]
+        q, k, v = qkv.view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hd)
         p = self.dropout if self.training else 0.0
         if need_weights:  # the slow path, for inspection: materialise the probabilities
             scores = (q @ k.transpose(-2, -1)) / self.head_dim ** 0.5  # (B, nh, T, T)
@@ -68,4 +80,6 @@ class SelfAttention(nn.Module):
             with _backends(q):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hd)
         y = y.transpose(1, 2).reshape(b, t, h)
+        if packing is not None:
+            y = packing.pack(y)  # (N, H): the padding rows' outputs are dropped
         return self.out(y), probs

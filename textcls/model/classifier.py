@@ -1,4 +1,8 @@
-"""The text classifier: embeddings -> shareable encoder -> pooling -> dropout + linear -> logits."""
+"""The text classifier: embeddings -> shareable encoder -> pooling -> dropout + linear -> logits.
+
+With `model.padding_free` the forward pass packs each padded batch's real tokens (textcls/model/packing.py)
+and runs embeddings, encoder and pooling on them; the weights and their keys are the same either way.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,13 @@ from textcls.config import ModelConfig
 from textcls.model.adapters import build_side
 from textcls.model.embeddings import Embeddings
 from textcls.model.encoder import Encoder
+from textcls.model.packing import Packing
 from textcls.model.pooling import Pooler
 
 
 @dataclass
 class EncoderOutput:
-    hidden: list[torch.Tensor]  # per depth (all, or the last only), each (B, T, H)
+    hidden: list[torch.Tensor]  # per depth (all, or the last only), each (B, T, H), or (N, H) packed
     attentions: list[torch.Tensor]  # per depth (B, heads, T, T) when requested
 
 
@@ -33,6 +38,7 @@ class TextClassifier(nn.Module):
         drop = cfg.dropout if cfg.classifier_dropout is None else cfg.classifier_dropout
         self.head_dropout = nn.Dropout(drop)
         self.head = nn.Linear(cfg.hidden_size, num_labels)
+        self.padding_free = cfg.padding_free  # how batches run, not a weight: no state-dict key
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -53,14 +59,17 @@ class TextClassifier(nn.Module):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | Packing | None = None,
                token_type_ids: torch.Tensor | None = None, need_weights: bool = False,
                return_all: bool = False) -> EncoderOutput:
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        """Hidden states (B, T, H) per depth; with a Packing of the padded batch for `attention_mask`, the
+        real tokens' states packed: (N, H)."""
+        packing = attention_mask if isinstance(attention_mask, Packing) else None
+        x = self.embeddings(input_ids, token_type_ids, packing)  # (B, T, H) or (N, H)
         hidden, probs = self.encoder(x, attention_mask, need_weights, return_all)
         return EncoderOutput(hidden, probs)
 
-    def pool(self, out: EncoderOutput, attention_mask: torch.Tensor) -> torch.Tensor:
+    def pool(self, out: EncoderOutput, attention_mask: torch.Tensor | Packing) -> torch.Tensor:
         k = self.cfg.pool_layers
         # Pre-norm layers output the un-normalized residual stream: each pooled one gets the final norm
         # (the last already has it; post-norm's final norm is the identity).
@@ -75,8 +84,9 @@ class TextClassifier(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         return_all = self.cfg.pool_layers > 1 or self.side.reads_all_depths
-        out = self.encode(input_ids, attention_mask, token_type_ids, return_all=return_all)
-        return self.pool(out, attention_mask)  # (B, H)
+        mask = Packing.from_mask(attention_mask) if self.padding_free else attention_mask
+        out = self.encode(input_ids, mask, token_type_ids, return_all=return_all)
+        return self.pool(out, mask)  # (B, H)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:

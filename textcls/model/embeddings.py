@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from textcls.config import ModelConfig
+from textcls.model.packing import Packing
 
 
 def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
@@ -56,12 +57,14 @@ class NgramEmbedding(nn.Module):
                 out.append(torch.where(ok, h % self.buckets + 1, torch.zeros_like(h)))
         return torch.stack(out, dim=-1)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.table(self.bucket_ids(input_ids)).sum(dim=2)  # (B, T, E)
+    def forward(self, input_ids: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
+        """(B, T) ids -> (B, T, E); with `packing`, the real tokens' vectors only: (N, E)."""
+        buckets = self.bucket_ids(input_ids)  # (B, T, k): windows read their own row, padded or not
+        return self.table(buckets if packing is None else packing.pack(buckets)).sum(dim=-2)
 
 
 class Embeddings(nn.Module):
-    """input ids (B, T) -> hidden states (B, T, H).
+    """input ids (B, T) -> hidden states (B, T, H); with a Packing, the real tokens only, packed: (N, H).
 
     word (V, E) [+ hashed n-grams (N, E)] [+ position (P, E)] [+ segment (S, E)] -> LayerNorm(E) -> dropout
     -> Linear(E, H) when E != H (ALBERT's factorization), else Identity.
@@ -97,19 +100,23 @@ class Embeddings(nn.Module):
         self.kind = cfg.position
         self.position_offset = cfg.position_offset
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.word(input_ids) * self.scale  # (B, T, E)
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                packing: Packing | None = None) -> torch.Tensor:
+        pack = (lambda t: t) if packing is None else packing.pack
+        x = self.word(pack(input_ids)) * self.scale  # (B, T, E), or packed (N, E)
         if self.ngram is not None:
-            x = x + self.ngram(input_ids)
-        o, t = self.position_offset, input_ids.shape[1]
+            x = x + self.ngram(input_ids, packing)
+        o = self.position_offset
+        # Positions restart at each sequence: a packed token reads the row of its place in its own sequence.
+        rows = slice(o, o + input_ids.shape[1]) if packing is None else packing.positions + o  # (T,) or (N,)
         if self.position is not None:
-            x = x + self.position.weight[o:o + t]
+            x = x + self.position.weight[rows]
         elif self.kind == "sinusoidal":
-            x = x + self.sinusoidal[o:o + t].to(x.dtype)
+            x = x + self.sinusoidal[rows].to(x.dtype)
         if self.segment is not None:
             if token_type_ids is None or self.segment.num_embeddings == 1:
                 x = x + self.segment.weight[0]
             else:
-                x = x + self.segment(token_type_ids)
+                x = x + self.segment(pack(token_type_ids))
         x = self.dropout(self.norm(x))
-        return self.project(x)  # (B, T, H)
+        return self.project(x)  # (B, T, H), or packed (N, H)

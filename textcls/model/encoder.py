@@ -16,6 +16,7 @@ from textcls.config import ModelConfig, SharingConfig
 from textcls.model.adapters import build_adapters
 from textcls.model.attention import attention_bias
 from textcls.model.layer import AttentionBlock, FeedForwardBlock
+from textcls.model.packing import Packing
 
 
 def depth_schedule(sharing: SharingConfig, num_layers: int) -> list[int]:
@@ -41,7 +42,8 @@ def block_schedules(sharing: SharingConfig, num_layers: int) -> tuple[list[int],
 
 
 class Encoder(nn.Module):
-    """(B, T, H) hidden states + (B, T) bool mask -> list of per-depth outputs, each (B, T, H)."""
+    """(B, T, H) hidden states + (B, T) bool mask -> list of per-depth outputs, each (B, T, H); or packed
+    (N, H) hidden states + their Packing -> per-depth (N, H) (textcls/model/packing.py)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -64,7 +66,7 @@ class Encoder(nn.Module):
         # Pairs of (attention block, FFN block) per depth, resolved once, not per step.
         self._plan = list(zip(self.attention_schedule, self.ffn_schedule))
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None, need_weights: bool = False,
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | Packing | None, need_weights: bool = False,
                 return_all: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         mask = attention_bias(attention_mask, self.causal, x.shape[1], x.device)
         hidden: list[torch.Tensor] = []

@@ -3,6 +3,7 @@
 A layer at depth d is `FeedForwardBlock(AttentionBlock(x))`. The blocks are separate modules so
 that sharing can apply to one of them only (ALBERT's attention-only / FFN-only ablation). Each
 block takes the depth's adapter as an argument: adapters belong to depths, blocks may be shared.
+Everything but the attention itself is per token, so the blocks take packed (N, H) rows as they are.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from textcls.model.attention import SelfAttention
+from textcls.model.packing import Packing
 
 ACTIVATIONS = {
     "gelu": F.gelu,
@@ -33,7 +35,7 @@ class AttentionBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.pre_norm = pre_norm
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, adapter: nn.Module,
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | Packing | None, adapter: nn.Module,
                 need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = self.norm(x) if self.pre_norm else x
         h, probs = self.attention(h, mask, need_weights)

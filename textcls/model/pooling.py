@@ -1,10 +1,16 @@
-"""Pooling a (B, T, H) sequence to (B, H): cls, cls_tanh, cls_relu, cls_gelu, mean, max, last; all padding-aware."""
+"""Pooling a (B, T, H) sequence to (B, H): cls, cls_tanh, cls_relu, cls_gelu, mean, max, last; all padding-aware.
+
+A padding-free batch pools its packed (N, H) rows: cls and last read each sequence's own first and last
+row; mean and max scatter the rows back to (B, T, H) and pool as a padded batch does.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from textcls.model.packing import Packing
 
 POOLINGS = ("cls", "cls_tanh", "cls_relu", "cls_gelu", "mean", "max", "last")
 # A Linear(H, H) + activation on the first token: BERT/ALBERT/RoBERTa's pooler (tanh), DistilBERT's
@@ -21,12 +27,16 @@ class Pooler(nn.Module):
         # The dense kinds have a Linear(H, H); the others have no parameters.
         self.dense = nn.Linear(hidden_size, hidden_size) if kind in DENSE_ACTIVATIONS else nn.Identity()
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, T, H), mask (B, T) bool True on real tokens -> (B, H)."""
-        if self.kind == "cls":
-            return x[:, 0]
-        if self.kind in DENSE_ACTIVATIONS:
-            return DENSE_ACTIVATIONS[self.kind](self.dense(x[:, 0]))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | Packing) -> torch.Tensor:
+        """x (B, T, H) with mask (B, T) bool True on real tokens, or packed x (N, H) with its Packing -> (B, H)."""
+        packing = mask if isinstance(mask, Packing) else None
+        if self.kind == "cls" or self.kind in DENSE_ACTIVATIONS:
+            first = x[:, 0] if packing is None else x[packing.first]  # (B, H)
+            return first if self.kind == "cls" else DENSE_ACTIVATIONS[self.kind](self.dense(first))
+        if packing is not None:
+            if self.kind == "last":
+                return x[packing.last]
+            x, mask = packing.unpack(x), packing.mask  # (B, T, H), zeros on the padding
         m = mask.unsqueeze(-1)  # (B, T, 1)
         if self.kind == "mean":
             return (x * m).sum(1) / m.sum(1).clamp(min=1).to(x.dtype)

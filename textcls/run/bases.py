@@ -189,6 +189,7 @@ def with_base(cfg: Config) -> Config:
         if getattr(ours, key) != getattr(default, key):
             setattr(merged, key, getattr(ours, key))
     merged.embeddings, merged.adapters, merged.pool_layers = ours.embeddings, ours.adapters, ours.pool_layers
+    merged.padding_free = ours.padding_free  # how batches run, not architecture
     merged.init_from = str(base_dir)
     cfg = copy.deepcopy(cfg)
     cfg.model = merged
