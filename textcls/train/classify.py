@@ -118,7 +118,7 @@ def train_model(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = 
     cfg, resume, device, metrics = start_run(cfg, run_dir, resume)
     t, main = cfg.train, distributed.is_main()
     tokenizer = load_tokenizer(run_dir / TOKENIZER) if resume else _init_from_tokenizer(cfg)
-    data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok), tokenizer)
+    data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok, quiet=quiet or not main), tokenizer)
     check_label_options(cfg, data.labels)
     if resume:
         _check_resumed_labels(run_dir, data.labels)
@@ -219,12 +219,13 @@ def _init_from_tokenizer(cfg: Config):
     return load_tokenizer(source / TOKENIZER)
 
 
-def check_inputs(cfg: Config) -> None:
+def check_inputs(cfg: Config, quiet: bool = True) -> None:
     """What `train` checks before it writes its first file, without training: device, data, labels, the
     model with `init_from`, word vectors, trainable parts and class weights. An ensemble checks each
-    member's variant this way before any member trains (and before it replaces an old run)."""
+    member's variant this way before any member trains (and before it replaces an old run); `quiet=False`
+    shows the progress of preparing its data (a variant's own tokenizer is trained here)."""
     check_device_options(cfg, select_device(cfg.train.device))
-    data = prepare_data(cfg, _init_from_tokenizer(cfg))
+    data = prepare_data(cfg, _init_from_tokenizer(cfg), quiet=quiet)
     check_label_options(cfg, data.labels)
     model = build_model(cfg, data.tokenizer, len(data.labels))
     if cfg.model.init_from:
