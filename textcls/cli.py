@@ -360,6 +360,7 @@ def eval_cmd(
                                           "predicted, probability), most confident first: .jsonl, .csv or .tsv."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Save the confusion matrix (normalized per true label) "
                                         "as a picture (PNG)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Accuracy, F1, per-class metrics and the confusion matrix on a labelled file."""
     from textcls.errors import ConfigError
@@ -376,7 +377,7 @@ def eval_cmd(
         raise ConfigError("--plot draws a confusion matrix, which a multi-label run does not have")
     reading = reading_options(run.cfg.data, input_format, text_columns, label_column, header, encoding)
     result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading,
-                           str(errors) if errors else None)
+                           str(errors) if errors else None, quiet=quiet)
     if str(report) != "-":
         print_report(result, out)
     if errors:
@@ -409,6 +410,8 @@ def predict(
                                        "number (line), or a column of a CSV/TSV/JSONL input (e.g. id)."),
     stream: bool = typer.Option(False, "--stream", help="Answer each input line as soon as it is read (stdin from a "
                                 "pipe that stays open; on by default for a terminal)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, and no closing `wrote N predictions` "
+                               "line."),
 ) -> None:
     """Labels and probabilities for each input line or row, in input order."""
     from textcls.errors import ConfigError
@@ -429,8 +432,8 @@ def predict(
     run = load_run(run_dir, device=target)
     n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, device=target,
                      precision=precision, window_stride=window_stride(run.cfg.data, chunk_long, stride),
-                     encoding=encoding, echo=echo, stream=stream)
-    if output not in (None, "-"):
+                     encoding=encoding, echo=echo, stream=stream, quiet=quiet)
+    if output not in (None, "-") and not quiet:
         err.print(f"wrote {n} predictions to {output}", highlight=False, markup=False)
 
 
