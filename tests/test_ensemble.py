@@ -82,6 +82,15 @@ def test_members_hold_out_the_same_validation_rows(tmp_path):
     assert held_out[0] == held_out[1] and len(held_out[0]) == 60
 
 
+def test_members_say_how_many_are_done(tmp_path, capsys):
+    train_file = write_tsv(tmp_path / "train.tsv", sst2_slice(100))
+    cfg = tiny_config(train_file, None, tmp_path / "ens", train={"ensemble": 2, "max_steps": 1})
+    train(cfg)
+    lines = capsys.readouterr().err.splitlines()
+    assert "members: 1/2 done" in lines and "members: 2/2 done" in lines
+    assert lines.index("ensemble member 2/2 (seed 1)") > lines.index("members: 1/2 done")
+
+
 def test_resume_trains_only_unfinished_members_and_unfinished_runs_refuse_to_load(sst2_files, tmp_path):
     train_file, valid_file = sst2_files
     out = tmp_path / "ens"

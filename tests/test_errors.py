@@ -34,14 +34,18 @@ def cli(*args: str):
 
 
 def user_error(result, *needles: str) -> str:
-    """Assert exit 2, a one-paragraph message and no traceback; return the message."""
+    """Assert exit 2, a one-paragraph message and no traceback; return the message. Progress lines (the
+    work done before the error: training the tokenizer, tokenizing, eval) may come before it."""
     stderr = result.stderr
     assert result.exit_code == 2, (result.exit_code, stderr, result.exception)
     assert "Traceback" not in stderr and "Traceback" not in result.stdout
-    assert stderr.startswith("error:"), stderr
+    lines = stderr.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.startswith("error:")), None)
+    assert start is not None and len(lines) == start + 1, stderr  # the message is the last line, and one line
+    message = lines[start]
     for needle in needles:
-        assert needle in stderr, (needle, stderr)
-    return stderr
+        assert needle in message, (needle, stderr)
+    return message
 
 
 def write(path: Path, data: bytes | str) -> Path:

@@ -94,3 +94,22 @@ def test_config_head_is_sized_by_its_label_names(tmp_path):
     assert (four.num_labels, two.num_labels) == (4, 2)
     hidden = four.cfg.model.hidden_size
     assert four.counts.unique["pooler + head"] - two.counts.unique["pooler + head"] == 2 * (hidden + 1)
+
+
+def test_the_vocabulary_of_a_config_is_an_upper_bound(tmp_path):
+    config = write_config(tmp_path)
+    assert model_info(config).vocab_bound
+    said = " ".join(CliRunner().invoke(app, ["info", config]).stdout.split())
+    assert f"vocab up to {V}," in said
+    assert f"`tokenizer.vocab_size` {V} is an upper bound; the tokenizer trainer may learn fewer tokens" in said
+
+    cfg = config_from_dict({"model": tiny_model(), "data": {"max_length": T}})
+    tok = train_tokenizer(["a tiny corpus of words"], TokenizerConfig(vocab_size=V, min_frequency=1))
+    save_run_files(tmp_path / "run", cfg, tok, ["x", "y"])
+    assert tok.get_vocab_size() < V  # what the bound is about: small data, fewer tokens
+    said = " ".join(CliRunner().invoke(app, ["info", str(tmp_path / "run")]).stdout.split())
+    assert f"vocab {tok.get_vocab_size()}," in said and "upper bound" not in said  # a run's vocabulary is known
+    raw = yaml.safe_load(open(config))
+    raw["model"]["init_from"] = str(tmp_path / "run")
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(raw))
+    assert not model_info(tmp_path / "ft.yaml").vocab_bound  # the base run's tokenizer is used as it is

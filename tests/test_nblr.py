@@ -207,3 +207,15 @@ def test_a_run_written_before_the_rename_still_loads_its_nblr_model(tmp_path):
     loaded, share = load_nblr_model(tmp_path, 2)
     assert share == 0.3 and loaded.vocab == model.vocab
     torch.testing.assert_close(loaded.weight, model.weight)
+
+
+def test_fitting_shows_its_phases_unless_quiet(capsys):
+    texts = [t for t, _ in chn_rows(40)]
+    targets = one_hot([i % 2 for i in range(40)], 2)
+    fit_nblr_model(texts, None, targets, min_count=1)
+    assert capsys.readouterr().err == ""  # quiet by default
+    model = fit_nblr_model(texts, None, targets, min_count=1, quiet=False)
+    lines = capsys.readouterr().err.splitlines()  # in a log: plain lines
+    fitting = f"NB-LR fitting (L-BFGS on {len(model.vocab):,} n-grams)"
+    assert lines[:3] == ["NB-LR counting n-grams: 40/40 texts", "NB-LR n-gram features: 40/40 texts", f"{fitting} ..."]
+    assert lines[3].startswith(f"{fitting}: ") and " iterations in " in lines[3] and len(lines) == 4

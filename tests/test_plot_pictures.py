@@ -1,18 +1,22 @@
 """`textcls plot` draws the validation confusion matrix and per-class F1 beside the curves, its lr panel
-follows the schedule function exactly, and `textcls eval --plot` draws the confusion matrix of a file."""
+follows the schedule function exactly, and `textcls eval --plot` draws the confusion matrix of a file;
+`textcls train` writes curves.png at the end of a run (each member's for an ensemble), a failure to draw
+it is a warning, and without matplotlib nothing is drawn."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import sst2_slice, tiny_config, write_tsv
+from conftest import sst2_slice, tiny_config, tiny_finished_run, write_tsv
 from textcls.cli import app
+from textcls.config import save_config
 from textcls.errors import CheckpointError
-from textcls.plot import exact_lr_curve, read_report, report_picture_paths
+from textcls.plot import exact_lr_curve, plot_training_curves, read_report, report_picture_paths
 from textcls.run.info import load_run_config
 from textcls.train.logs import read_metrics
 from textcls.train.loop import train
@@ -90,3 +94,47 @@ def test_a_damaged_report_is_a_checkpoint_error(tmp_path):
     path.write_text("{")
     with pytest.raises(CheckpointError, match="cannot be read"):
         read_report(path)
+
+
+def _train_cli(tmp_path, **train_keys):
+    """`textcls train CONFIG` on 120 SST-2 rows (40 validation rows); returns (result, run directory)."""
+    cfg = tiny_config(write_tsv(tmp_path / "train.tsv", sst2_slice(120)),
+                      write_tsv(tmp_path / "valid.tsv", sst2_slice(40, "dev")), tmp_path / "run",
+                      train={"max_steps": 3, **train_keys})
+    save_config(cfg, tmp_path / "tiny.yaml")
+    return CliRunner().invoke(app, ["train", str(tmp_path / "tiny.yaml"), "-q"]), tmp_path / "run"
+
+
+def test_train_writes_curves_at_the_end_of_a_run(tmp_path):
+    result, run = _train_cli(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (run / "curves.png").read_bytes()[:4] == PNG and result.output == ""  # -q: written without a word
+    assert not (run / "confusion.png").exists()  # the report's pictures are `textcls plot`'s
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # atomic: no temp file left
+
+
+def test_an_ensemble_gets_each_members_curves(tmp_path):
+    result, run = _train_cli(tmp_path, ensemble=2, max_steps=2)
+    assert result.exit_code == 0, result.output
+    assert not (run / "curves.png").exists()  # an ensemble has no training curve of its own
+    for k in range(2):
+        assert (run / "members" / str(k) / "curves.png").read_bytes()[:4] == PNG
+
+
+def test_a_picture_that_cannot_be_drawn_is_a_warning_not_a_failed_run(tmp_path, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts\nsecond line")
+
+    monkeypatch.setattr("textcls.plot.plot_run", broken)
+    result, run = _train_cli(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (run / "model.safetensors").is_file() and not (run / "curves.png").exists()
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning == f"{run / 'curves.png'} not drawn (RuntimeError: no fonts); `textcls plot {run}` tries again"
+
+
+def test_without_matplotlib_nothing_is_drawn_or_said(tmp_path, monkeypatch, caplog):
+    run = tiny_finished_run(tmp_path)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails as when not installed
+    assert plot_training_curves(run) == [] and not (run / "curves.png").exists()
+    assert not caplog.records

@@ -27,8 +27,9 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def predict(run_dir: Path, *args: str) -> tuple[int, str]:
+    """(exit code, the predictions on stdout, or the error on stderr); stderr also holds the progress lines."""
     result = CliRunner().invoke(app, ["predict", str(run_dir), *args])
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.stderr
 
 
 def test_echo_text_and_line_on_plain_text(run_dir, tmp_path):

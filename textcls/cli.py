@@ -162,7 +162,9 @@ def train(
     budget: Optional[str] = BudgetOption,
     base: Optional[str] = BaseOption,
 ) -> None:
-    """Train a tokenizer and classifier; writes a run directory."""
+    """Train a tokenizer and classifier; writes a run directory (with curves.png when matplotlib is installed)."""
+    from textcls.plot import plot_training_curves
+    from textcls.train.distributed import is_main
     from textcls.train.loop import train as run_training
 
     started = time.perf_counter()
@@ -175,6 +177,8 @@ def train(
         flags = _data_flags(config, text_columns, label_column, valid, budget, base)
         cfg = _run_config(config, [*flags, *(overrides or [])], output, resume)
     result = run_training(cfg, output, resume=resume, quiet=quiet)
+    if is_main() and not os.environ.get(MEMBER_ENV):  # an ensemble draws its members' once they are all done
+        plot_training_curves(result.run_dir)
     best = f", best {cfg.train.metric} {result.best_metric:.4f}" if result.best_metric is not None else ""
     tokens = f"{result.tokens_per_second:,.0f} tokens/s, " if result.tokens_per_second else ""
     rate = f"{tokens}{result.examples_per_second:,.0f} examples/s"
@@ -360,6 +364,7 @@ def eval_cmd(
                                           "predicted, probability), most confident first: .jsonl, .csv or .tsv."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Save the confusion matrix (normalized per true label) "
                                         "as a picture (PNG)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Accuracy, F1, per-class metrics and the confusion matrix on a labelled file."""
     from textcls.errors import ConfigError
@@ -376,7 +381,7 @@ def eval_cmd(
         raise ConfigError("--plot draws a confusion matrix, which a multi-label run does not have")
     reading = reading_options(run.cfg.data, input_format, text_columns, label_column, header, encoding)
     result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading,
-                           str(errors) if errors else None)
+                           str(errors) if errors else None, quiet=quiet)
     if str(report) != "-":
         print_report(result, out)
     if errors:
@@ -409,6 +414,8 @@ def predict(
                                        "number (line), or a column of a CSV/TSV/JSONL input (e.g. id)."),
     stream: bool = typer.Option(False, "--stream", help="Answer each input line as soon as it is read (stdin from a "
                                 "pipe that stays open; on by default for a terminal)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, and no closing `wrote N predictions` "
+                               "line."),
 ) -> None:
     """Labels and probabilities for each input line or row, in input order."""
     from textcls.errors import ConfigError
@@ -429,8 +436,8 @@ def predict(
     run = load_run(run_dir, device=target)
     n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, device=target,
                      precision=precision, window_stride=window_stride(run.cfg.data, chunk_long, stride),
-                     encoding=encoding, echo=echo, stream=stream)
-    if output not in (None, "-"):
+                     encoding=encoding, echo=echo, stream=stream, quiet=quiet)
+    if output not in (None, "-") and not quiet:
         err.print(f"wrote {n} predictions to {output}", highlight=False, markup=False)
 
 

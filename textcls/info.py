@@ -116,33 +116,34 @@ class ModelInfo:
     ffn_schedule: list[int]
     flops: dict[str, float] = field(default_factory=dict)
     note: str = ""  # e.g. what is shown for a pretraining run
+    vocab_bound: bool = False  # vocab_size is `tokenizer.vocab_size` (a config to train), the most it can be
 
     @property
     def flops_total(self) -> float:
         return sum(self.flops.values())
 
 
-def _load(path: Path, num_labels: Optional[int]) -> tuple[Config, int, int]:
-    """(config, vocab size, label count) of a run directory (its tokenizer and labels) or a config file
-    (`num_labels`, else the count in `data.label_names`, else 2)."""
+def _load(path: Path, num_labels: Optional[int]) -> tuple[Config, int, int, bool]:
+    """(config, vocab size, label count, whether the vocab size is only an upper bound) of a run directory (its
+    tokenizer and labels) or a config file (`num_labels`, else the count in `data.label_names`, else 2)."""
     if path.is_dir():
         cfg = load_run_config(path)
         tok = load_tokenizer(path / TOKENIZER)
         labels = load_labels(path / LABELS) if (path / LABELS).exists() else []
-        return cfg, tok.get_vocab_size(), len(labels) or num_labels or 2
+        return cfg, tok.get_vocab_size(), len(labels) or num_labels or 2, False
     cfg = with_base(load_config(path))  # a HuggingFace base gives the architecture
     if num_labels is None:
         num_labels = len(read_label_names(cfg.data.label_names)) if cfg.data.label_names else 2
     # The vocabulary training will use: init_from's tokenizer, tokenizer.path, else tokenizer.vocab_size.
     tok_file = Path(cfg.model.init_from) / TOKENIZER if cfg.model.init_from else cfg.tokenizer.path
     vocab = load_tokenizer(tok_file).get_vocab_size() if tok_file else cfg.tokenizer.vocab_size
-    return cfg, vocab, num_labels
+    return cfg, vocab, num_labels, not tok_file
 
 
 def model_info(path: Path | str, num_labels: Optional[int] = None, seq_len: Optional[int] = None) -> ModelInfo:
     """Build the model a config or run directory describes (random weights) and measure it."""
     path = Path(path)
-    cfg, vocab, labels = _load(path, num_labels)
+    cfg, vocab, labels, vocab_bound = _load(path, num_labels)
     with torch.device("meta"):  # counted, not allocated: a config too large for memory is measured too
         model = TextClassifier(cfg.model, vocab, labels, 0)
     if apply_trainable is not None:
@@ -154,7 +155,7 @@ def model_info(path: Path | str, num_labels: Optional[int] = None, seq_len: Opti
                 "assumed, --num-labels to change); the masked-LM head it trained is not counted")
     return ModelInfo(str(path), cfg, vocab, labels, t, parameter_counts(model),
                      list(model.encoder.attention_schedule), list(model.encoder.ffn_schedule),
-                     flops_per_token(model, t), note)
+                     flops_per_token(model, t), note, vocab_bound)
 
 
 def _fmt(n: float) -> str:
@@ -167,9 +168,14 @@ def _fmt(n: float) -> str:
 def print_info(info: ModelInfo, console: Console) -> None:
     m = info.cfg.model
     s = m.sharing
-    console.print(f"[bold]{escape(info.source)}[/]: vocab {info.vocab_size}, {info.num_labels} labels, "
+    vocab = f"up to {info.vocab_size}" if info.vocab_bound else str(info.vocab_size)
+    console.print(f"[bold]{escape(info.source)}[/]: vocab {vocab}, {info.num_labels} labels, "
                   f"H={m.hidden_size} E={m.embedding_size or m.hidden_size} I={m.intermediate_size} "
                   f"L={m.num_layers} heads={m.num_heads}; sharing {s.strategy} (share {s.share})", highlight=False)
+    if info.vocab_bound:
+        console.print(f"vocab: `tokenizer.vocab_size` {info.vocab_size} is an upper bound; the tokenizer trainer may "
+                      "learn fewer tokens on small data, and the embedding parameters are then fewer than counted "
+                      "here (`textcls info RUN_DIR` counts a trained run's)", highlight=False, markup=False)
     if info.note:
         console.print(info.note, highlight=False, markup=False)
     c = info.counts

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -41,15 +41,29 @@ class _Computed:
         return self.probs
 
 
-def computed_once(predictor: Predictor, texts: list[str], pairs: Optional[list[str]]) -> tuple[np.ndarray, Predictor]:
+def computed_once(predictor: Predictor, texts: list[str], pairs: Optional[list[str]],
+                  advance: Optional[Callable[[int], None]] = None,
+                  chunk_size: int = 4096) -> tuple[np.ndarray, Predictor]:
     """(the predictor's probabilities of the rows, a stand-in predictor that reports them without predicting
-    again): `predictor_report` of the stand-in is that of the predictor, an NB-LR mix's parts included."""
-    if isinstance(predictor, NblrMix):
-        base, alone = predictor.predict_parts(texts, pairs)
-        mix = NblrMix(_Computed(predictor.base, base), _Computed(predictor.nblr, alone), predictor.share)
-        return predictor.combine([base, alone]), mix
-    probs = predictor.predict_proba(texts, pairs)
-    return probs, _Computed(predictor, probs)
+    again): `predictor_report` of the stand-in is that of the predictor, an NB-LR mix's parts included.
+
+    The rows are predicted `chunk_size` at a time, as `predict` reads its input, and `advance(n)` is called
+    after each chunk of n rows (a progress display)."""
+    mix = isinstance(predictor, NblrMix)
+    parts: list[list[np.ndarray]] = []
+    for start in range(0, max(len(texts), 1), chunk_size):
+        chunk = texts[start:start + chunk_size]
+        chunk_pairs = pairs[start:start + chunk_size] if pairs is not None else None
+        parts.append(predictor.predict_parts(chunk, chunk_pairs) if mix else
+                     [predictor.predict_proba(chunk, chunk_pairs)])
+        if advance is not None:
+            advance(len(chunk))
+    joined = [np.concatenate(column) for column in zip(*parts)]
+    if mix:
+        base, alone = joined
+        stand_in = NblrMix(_Computed(predictor.base, base), _Computed(predictor.nblr, alone), predictor.share)
+        return predictor.combine([base, alone]), stand_in
+    return joined[0], _Computed(predictor, joined[0])
 
 
 def mistakes(texts: list[str], pairs: Optional[list[str]], targets: np.ndarray, probs: np.ndarray,

@@ -8,6 +8,7 @@ with the non-interactive Agg backend, so plotting works without a display.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Optional
@@ -16,12 +17,14 @@ from rich.table import Table
 
 from textcls.config import Config, TrainConfig
 from textcls.errors import CheckpointError, ConfigError
+from textcls.run.info import load_run_config
 from textcls.run.layout import CLASS_F1, CONFUSION, CURVES, EVAL_REPORT, LAST, METRICS, is_ensemble_dir
-from textcls.run.members import member_name
+from textcls.run.members import member_name, read_ensemble
 from textcls.run.store import read_state
 from textcls.train.logs import read_metrics
 from textcls.train.schedules import key_steps, lr_multiplier, phase
 
+log = logging.getLogger("textcls")
 MAX_POINTS = 4000  # curve points drawn; longer schedules are sampled evenly (plus the boundaries)
 
 
@@ -184,6 +187,41 @@ def plot_run(run_dir: Path, path: Path, metric: str = "accuracy", train: Optiona
     fig.suptitle(str(run_dir))
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_training_curves(run_dir: Path) -> list[Path]:
+    """`textcls train`'s closing picture: RUN/curves.png as `textcls plot` draws it, or for an ensemble (which
+    has no curves of its own) each member's `members/K/curves.png`; returns the files written. Nothing
+    without matplotlib (the `plot` extra) or for a run that logged nothing. A picture that cannot be drawn
+    is a one-line warning: a finished run never fails for its picture."""
+    try:
+        import matplotlib  # noqa: F401 (only whether it is there)
+    except ImportError:
+        return []
+    try:
+        targets = [run_dir / name for name in read_ensemble(run_dir)["members"]] if is_ensemble_dir(run_dir) \
+            else [run_dir]
+    except Exception as exc:  # a damaged ensemble.json: its pictures are not worth a failed run
+        log.warning("%s not drawn: %s", run_dir / CURVES, _first_line(exc))
+        return []
+    written = []
+    for target in targets:
+        try:
+            if not read_metrics(target / METRICS):
+                continue
+            cfg = load_run_config(target)
+            plot_run(target, target / CURVES, cfg.train.metric, cfg.train)
+        except Exception as exc:  # matplotlib fails in many ways (fonts, backends, memory)
+            log.warning("%s not drawn (%s); `textcls plot %s` tries again", target / CURVES, _first_line(exc),
+                        target)
+        else:
+            written.append(target / CURVES)
+    return written
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- evaluation reports

@@ -7,6 +7,7 @@ goes to a temp file renamed onto the target at the end (a killed predict leaves 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import dataclasses
 import json
@@ -22,6 +23,7 @@ from textcls.data.readers import SUFFIXES, Record, detect_format, has_header, it
 from textcls.errors import ConfigError, DataError, data_error_hint
 from textcls.io import open_output
 from textcls.predictor import predict_ids, run_predictor, window_starts  # noqa: F401 (re-exported: bench/ and tests use them)
+from textcls.progress import WorkProgress
 from textcls.run.load import Run
 from textcls.run.outputs import check_output
 
@@ -87,7 +89,7 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
                  output_format: Optional[str] = None, input_format: Optional[str] = None, batch_size: int = 64,
                  chunk_size: int = 4096, device: torch.device = torch.device("cpu"), precision: str = "fp32",
                  window_stride: Optional[int] = None, encoding: Optional[str] = None, echo: Optional[str] = None,
-                 stream: bool = False) -> int:
+                 stream: bool = False, quiet: bool = True) -> int:
     """Predict every input line/row; writes one output line per input in order. Returns the count.
 
     The input is read with the run's data options (columns, header, encoding), in `input_format`, else
@@ -95,7 +97,8 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
     `window_stride` (tokens) turns on window averaging for long documents (see predict_windowed).
     `echo`: each output row also holds the input's `text` (and `text_pair`), its `line` number, or the
     value of that column of a CSV/TSV/JSONL input, first. `stream`: each input line is answered (and
-    flushed) as soon as it is read, for stdin from a terminal or a pipe that stays open."""
+    flushed) as soon as it is read, for stdin from a terminal or a pipe that stays open. `quiet=False` (and
+    not `stream`): progress on stderr, in lines of a file (rows of stdin or a JSON array, with no total)."""
     check_output(output_path, "--output", (input_path,))
     fmt = output_format or _output_format(output_path)
     if fmt == "tsv" and top_k > 1 and run.cfg.data.task == "multilabel":
@@ -113,7 +116,12 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
     predictor = run_predictor(run, batch_size, device, precision, chunk_long=bool(window_stride),
                               stride=window_stride)
     count = 0
-    with _output(output_path) as out:
+    # No progress while answering line by line, nor while the predictions scroll past on the same terminal.
+    shown = not (quiet or stream or (output_path in (None, "-") and sys.stdout.isatty()))
+    lines = _line_count(input_path, data_cfg) if shown else None
+    what = f"predict {'stdin' if input_path == '-' else input_path}"
+    with _output(output_path) as out, WorkProgress(what, lines, enabled=shown,
+                                                   unit="rows" if lines is None else "lines") as progress:
         with data_error_hint("predict reads the input with the run's data options; --input-format and --encoding "
                              "override them"):
             for chunk in _chunks(records, 1 if stream else chunk_size):
@@ -128,12 +136,38 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
                 if stream:
                     out.flush()
                 count += len(chunk)
+                if lines is None:
+                    progress.advance(len(chunk))
+                else:
+                    progress.update(chunk[-1].line)
+            if lines is not None and count:
+                progress.update(lines)  # every line read: the header and blank lines too
         if count == 0:  # inside the `with`: the empty temp file is discarded, not renamed onto the output
             header = data_cfg.format in ("csv", "tsv") and has_header(data_cfg)
             raise DataError(f"input file {input_path} has no rows: nothing to predict" + (
                 " (the first line of a CSV/TSV input is its header; --input-format txt reads one text per line)"
                 if header else ""))
     return count
+
+
+def _line_count(path: str, data_cfg: DataConfig) -> Optional[int]:
+    """The lines of a regular input file (predict's progress total); None for stdin, a FIFO or device, a JSON
+    array (its records are items, not lines) and UTF-16/32 text (where a byte 0x0A is not a line end)."""
+    try:
+        wide = codecs.lookup(data_cfg.encoding or "utf-8").name.startswith(("utf-16", "utf-32"))
+    except LookupError:  # the reader names the unknown encoding
+        return None
+    if path == "-" or wide or not Path(path).is_file():
+        return None
+    count, last = 0, b"\n"
+    with open(path, "rb") as handle:
+        if data_cfg.format == "jsonl" and handle.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"["):
+            return None
+        handle.seek(0)
+        while block := handle.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
 
 
 def _echoed(rec: Record, echo: str, line: str, fmt: str) -> str:

@@ -39,6 +39,7 @@ from textcls.io import (
     read_regular_text,
     sha256_file,
 )
+from textcls.progress import WorkProgress
 
 log = logging.getLogger("textcls")
 datasets.disable_progress_bars()
@@ -181,13 +182,14 @@ def _read_all(path: str, cfg: DataConfig, labelled: bool) -> Records:
 
 
 def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[list[str]],
-                  read: Optional[Callable[[], Records]] = None,
-                  part: Optional[dict] = None) -> tuple[datasets.Dataset, SplitInfo]:
+                  read: Optional[Callable[[], Records]] = None, part: Optional[dict] = None,
+                  quiet: bool = True) -> tuple[datasets.Dataset, SplitInfo]:
     """Tokenize one labelled file into a cached Arrow dataset (reused when nothing changed).
 
     `labels=None` means "take the label list from this file" (the training split); it is then
     stored in the cache entry's metadata. `part` names a subset of the rows that `read` returns
-    (a `data.valid_fraction` split) and is part of the cache key.
+    (a `data.valid_fraction` split) and is part of the cache key. `quiet=False`: progress on stderr
+    while the rows are tokenized (not when the cache is reused).
     """
     ident = _file_identity(path)
     data_opts = {k: getattr(cfg, k) for k in _DATA_KEYS}
@@ -219,10 +221,12 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
         tmp = make_temp_dir(f"{entry.name}.{os.getpid()}.", entry.parent)
     except OSError as exc:
         raise DataError(_cache_problem(entry.parent, exc)) from None
+    what = f"tokenizing {path}" + (f" ({part['rows']} rows)" if part and part.get("rows") else "")
     try:
-        raw.map(_encode_map(tok, cfg, has_pairs), batched=True, batch_size=1000,
-                remove_columns=[c for c in ("text", "text_pair") if c in raw.column_names],
-                cache_file_name=str(tmp / "data.arrow"), new_fingerprint=entry.name)
+        with WorkProgress(what, len(records), enabled=not quiet, unit="rows") as progress:
+            raw.map(_counted(_encode_map(tok, cfg, has_pairs), progress), batched=True, batch_size=1000,
+                    remove_columns=[c for c in ("text", "text_pair") if c in raw.column_names],
+                    cache_file_name=str(tmp / "data.arrow"), new_fingerprint=entry.name)
         atomic_write_json(tmp / "meta.json", {"rows": len(records), "skipped_lines": skipped,
                                               "labels": labels, "source": ident,
                                               "sha256": sha256_file(tmp / "data.arrow")})
@@ -233,6 +237,15 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
         shutil.rmtree(tmp, ignore_errors=True)
     ds = datasets.Dataset.from_file(str(entry / "data.arrow"))
     return ds, SplitInfo(path, len(records), skipped)
+
+
+def _counted(fn: Callable[[dict], dict], progress: WorkProgress) -> Callable[[dict], dict]:
+    """`fn` for `datasets.map(batched=True)` that advances `progress` by each batch's rows."""
+    def counted(batch: dict) -> dict:
+        out = fn(batch)
+        progress.advance(len(batch["text"]))
+        return out
+    return counted
 
 
 def _reuse_entry(entry: Path, vocab_size: int, labels: Optional[list[str]]):
@@ -336,12 +349,13 @@ def split_labels(ds: datasets.Dataset) -> Optional[list[str]]:
 
 
 def get_tokenizer(cfg: Config, read: Optional[Callable[[], Records]] = None,
-                  part: Optional[dict] = None) -> Tokenizer:
+                  part: Optional[dict] = None, quiet: bool = True) -> Tokenizer:
     """Load `tokenizer.path`, else reuse a cached one trained on this training file, else train one.
 
     `read()` returns the training records (and skipped lines); prepare_data passes one that reads
     the file once for both the tokenizer and the tokenized split, and `part` when those records are
-    the training part of a `data.valid_fraction` split.
+    the training part of a `data.valid_fraction` split. `quiet=False`: a line when training starts
+    and one when it ends (the trainer gives no count to show a bar of).
     """
     if cfg.tokenizer.path:
         return load_tokenizer(cfg.tokenizer.path)
@@ -363,8 +377,12 @@ def get_tokenizer(cfg: Config, read: Optional[Callable[[], Records]] = None,
             log.warning("the cached tokenizer %s is damaged (%s); training it again", path, str(exc)[:120])
             for stale in (path, digest):
                 shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    records, _ = read() if read is not None else _read_all(cfg.data.train, cfg.data, labelled=True)
-    tok = train_tokenizer(_texts(records), cfg.tokenizer)
+    t = cfg.tokenizer
+    what = f"training a {t.type} tokenizer (vocab_size {t.vocab_size:,}) on {cfg.data.train}"
+    with WorkProgress(what, None, enabled=not quiet) as progress:
+        records, _ = read() if read is not None else _read_all(cfg.data.train, cfg.data, labelled=True)
+        tok = train_tokenizer(_texts(records), t)
+        progress.finish(f"{tok.get_vocab_size():,} tokens from {len(records):,} rows")
     try:
         atomic_write_text(path, tok.to_str())
         atomic_write_text(digest, sha256_file(path) + "\n")
@@ -388,11 +406,12 @@ class PreparedData:
     valid: Optional[datasets.Dataset]
 
 
-def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None) -> PreparedData:
+def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None, quiet: bool = True) -> PreparedData:
     """Tokenizer, label list, and tokenized train/valid splits for a training run.
 
     With `data.valid_fraction` the rows are split first: the tokenizer and the label list come from
-    the training part only, as with a separate validation file.
+    the training part only, as with a separate validation file. `quiet=False`: progress on stderr while
+    the tokenizer trains and the rows are tokenized.
     """
     d = cfg.data
     if not d.train:
@@ -409,16 +428,16 @@ def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None) -> Prepared
     else:
         read_train, part = read_once, None
     if tokenizer is None:
-        tokenizer = get_tokenizer(cfg, read_train, part)
-    train, _ = tokenize_file(d.train, d, tokenizer, labels=None, read=read_train, part=part)
+        tokenizer = get_tokenizer(cfg, read_train, part, quiet)
+    train, _ = tokenize_file(d.train, d, tokenizer, labels=None, read=read_train, part=part, quiet=quiet)
     labels = split_labels(train)
     valid = None
     if d.valid:
-        valid, _ = tokenize_file(d.valid, d, tokenizer, labels=labels)
+        valid, _ = tokenize_file(d.valid, d, tokenizer, labels=labels, quiet=quiet)
     elif held_out:
         part, read_held = held_out
         valid, _ = tokenize_file(d.train, d, tokenizer, labels=labels, part={**part, "rows": "valid"},
-                                 read=lambda: _known_labels(read_held(), labels, d))
+                                 read=lambda: _known_labels(read_held(), labels, d), quiet=quiet)
     if len(train) == 0:
         raise DataError(f"{d.train}: the training set is empty")
     return PreparedData(tokenizer, labels, train, valid)

@@ -170,7 +170,7 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
             say(f"{choice['key']}: {choice['value']}  ({choice['reason']})")
 
     cfg, resume, device, metrics = start_run(cfg, run_dir, resume)
-    data = prepare_data(cfg, load_tokenizer(run_dir / TOKENIZER) if resume else None)
+    data = prepare_data(cfg, load_tokenizer(run_dir / TOKENIZER) if resume else None, quiet=quiet)
     order = _label_order(teacher.labels, data.labels, cfg)
     labels = np.full(len(texts), NO_LABEL, dtype=np.int64)
     labels[:rows["labelled"]] = np.asarray(order)[train_rows.targets.argmax(1)]

@@ -26,7 +26,7 @@ from textcls.explain.words import Word, encoding_words, word_scores
 from textcls.io import atomic_write_bytes, atomic_write_text
 from textcls.model.ensemble import EnsembleClassifier
 from textcls.predictor import run_predictor
-from textcls.train.progress import WorkProgress
+from textcls.progress import WorkProgress
 
 METHODS = {"ig": "integrated gradients", "attention": "attention rollout"}
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from textcls.data.tokenizer import CJK
 from textcls.errors import ConfigError
+from textcls.progress import WorkProgress
 
 log = logging.getLogger("textcls")
 
@@ -128,20 +129,26 @@ class NblrModel:
 
 def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.ndarray, task: str = "single",
                     max_order: int = 3, min_count: int = 2, max_features: int = 1_000_000, c: float = 1.0,
-                    lowercase: bool = True, max_iter: int = 300) -> NblrModel:
-    """Fit on N texts with (N, C) 0/1 targets (one 1 per row unless multilabel).
+                    lowercase: bool = True, max_iter: int = 300, quiet: bool = True) -> NblrModel:
+    """Fit on N texts with (N, C) 0/1 targets (one 1 per row unless multilabel). `quiet=False`: progress
+    on stderr for its three phases (counting n-grams, the features of each text, L-BFGS).
 
     Minimizes mean loss + |W|^2 / (2 c N), the objective of scikit-learn's LogisticRegression(C=c) divided
     by c N, over W (F, C) with logits x (W * R) + b, R the NB ratios and x the binary n-gram vector."""
-    def docs() -> Iterable[set[str]]:  # made twice, for counting and for the bags, not held: memory
-        return (document_ngrams(t, pairs[i] if pairs else None, max_order, lowercase) for i, t in enumerate(texts))
+    def docs(progress: WorkProgress) -> Iterable[set[str]]:  # made twice, for counting and the bags: not held
+        for i, t in enumerate(texts):
+            yield document_ngrams(t, pairs[i] if pairs else None, max_order, lowercase)
+            if (i + 1) % 1000 == 0 or i + 1 == len(texts):
+                progress.update(i + 1)
 
     num_classes = targets.shape[1]
-    vocab = build_vocab(docs(), min_count, min(max_features, max(1, _MAX_PARAMETERS // num_classes)))
+    with WorkProgress("NB-LR counting n-grams", len(texts), enabled=not quiet, unit="texts") as progress:
+        vocab = build_vocab(docs(progress), min_count, min(max_features, max(1, _MAX_PARAMETERS // num_classes)))
     if not vocab:
         raise ConfigError(f"no n-gram occurs in {min_count} or more of the {len(texts)} training texts, so the n-gram "
                           "model has no features; lower `nblr.min_count` or set `nblr.weight: 0`")
-    flat, offsets = _bags(docs(), {g: i for i, g in enumerate(vocab)})
+    with WorkProgress("NB-LR n-gram features", len(texts), enabled=not quiet, unit="texts") as progress:
+        flat, offsets = _bags(docs(progress), {g: i for i, g in enumerate(vocab)})
     y = torch.from_numpy(np.asarray(targets, dtype=np.float32))
     ratios = nb_ratios(flat, offsets, y, len(vocab))
     w = torch.zeros(len(vocab), num_classes, requires_grad=True)
@@ -163,6 +170,8 @@ def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.nda
         loss.backward()
         return loss
 
-    optimizer.step(closure)
+    with WorkProgress(f"NB-LR fitting (L-BFGS on {len(vocab):,} n-grams)", None, enabled=not quiet) as progress:
+        optimizer.step(closure)
+        progress.finish(f"{optimizer.state[w].get('n_iter', 0)} iterations")
     log.info("nblr model: %d features, %d L-BFGS iterations", len(vocab), optimizer.state[w].get("n_iter", 0))
     return NblrModel(vocab, (w * ratios).detach(), b.detach(), max_order, lowercase, task)

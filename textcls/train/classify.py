@@ -118,7 +118,7 @@ def train_model(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = 
     cfg, resume, device, metrics = start_run(cfg, run_dir, resume)
     t, main = cfg.train, distributed.is_main()
     tokenizer = load_tokenizer(run_dir / TOKENIZER) if resume else _init_from_tokenizer(cfg)
-    data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok), tokenizer)
+    data = distributed.prepare_once(lambda tok: prepare_data(cfg, tok, quiet=quiet or not main), tokenizer)
     check_label_options(cfg, data.labels)
     if resume:
         _check_resumed_labels(run_dir, data.labels)
@@ -184,7 +184,7 @@ def build_classifier(cfg: Config, run_dir: Path, data: PreparedData, resume: boo
     seed_everything(t.seed)
     model = build_model(cfg, data.tokenizer, len(data.labels))
     if cfg.model.init_from and not resume:
-        _init_from(model, cfg.model.init_from)
+        _init_from(model, cfg.model.init_from, quiet=quiet or not main, labels=data.labels)
     vectors = init_word_embeddings(model.embeddings.word, cfg.model.embeddings.pretrained, data.tokenizer.get_vocab(),
                                    cfg.model.embeddings.freeze, load=not resume)
     if vectors and not quiet and main:
@@ -219,12 +219,13 @@ def _init_from_tokenizer(cfg: Config):
     return load_tokenizer(source / TOKENIZER)
 
 
-def check_inputs(cfg: Config) -> None:
+def check_inputs(cfg: Config, quiet: bool = True) -> None:
     """What `train` checks before it writes its first file, without training: device, data, labels, the
     model with `init_from`, word vectors, trainable parts and class weights. An ensemble checks each
-    member's variant this way before any member trains (and before it replaces an old run)."""
+    member's variant this way before any member trains (and before it replaces an old run); `quiet=False`
+    shows the progress of preparing its data (a variant's own tokenizer is trained here)."""
     check_device_options(cfg, select_device(cfg.train.device))
-    data = prepare_data(cfg, _init_from_tokenizer(cfg))
+    data = prepare_data(cfg, _init_from_tokenizer(cfg), quiet=quiet)
     check_label_options(cfg, data.labels)
     model = build_model(cfg, data.tokenizer, len(data.labels))
     if cfg.model.init_from:
@@ -237,10 +238,14 @@ def check_inputs(cfg: Config) -> None:
     _class_weights(cfg, data, torch.device("cpu"))
 
 
-def _init_from(model: torch.nn.Module, run_dir_path: str, quiet: bool = False) -> None:
-    """Start from another run's weights: every tensor except the classification head."""
+def _init_from(model: torch.nn.Module, run_dir_path: str, quiet: bool = False,
+               labels: Optional[list[str]] = None) -> None:
+    """Start from another run's weights: every tensor except the classification head, which starts fresh
+    whatever the labels (the base is a starting point for a new task). Unless `quiet`, a line says so when
+    the base has a head, naming its labels and this data's `labels` (see head_note)."""
     src = Path(run_dir_path)
-    state = {k: v for k, v in load_full_state(src).items() if not k.startswith("head.")}
+    full = load_full_state(src)
+    state = {k: v for k, v in full.items() if not k.startswith("head.")}
     own = model.state_dict()
     dropped = sorted(k for k in state if k.startswith(("embeddings.", "encoder.")) and k not in own)
     if dropped:  # fewer layers, or more sharing: the source's encoder would be cut without a word
@@ -252,6 +257,27 @@ def _init_from(model: torch.nn.Module, run_dir_path: str, quiet: bool = False) -
     if missing and not quiet:
         console.print(f"init_from {src}: {len(missing)} tensor(s) not in the source start fresh "
                       f"(e.g. {missing[0]})", highlight=False)
+    if labels is not None and not quiet and len(state) < len(full):  # the base has a classifier head
+        console.print(head_note(src, labels), highlight=False, markup=False, soft_wrap=True)
+
+
+def head_note(src: Path, labels: list[str]) -> str:
+    """The line that says `model.init_from` left the base's classifier head behind, and why."""
+    base = load_labels(src / LABELS) if (src / LABELS).is_file() else None
+    fresh = "this run's head starts fresh"
+    if base is None:
+        return f"init_from {src}: its classifier head is not loaded (it has no {LABELS}); {fresh}"
+    if base != labels:
+        order = " (the same labels in another order)" if sorted(base) == sorted(labels) else ""
+        return (f"init_from {src}: its classifier head is not loaded, since its labels {_shown(base)} differ from "
+                f"this data's {_shown(labels)}{order}; {fresh}")
+    return (f"init_from {src}: its classifier head is not loaded although its labels match this data's "
+            f"{_shown(labels)}: model.init_from always leaves the head out, a base being a starting point for a "
+            f"new task; {fresh}")
+
+
+def _shown(labels: list[str], most: int = 8) -> str:
+    return repr(labels) if len(labels) <= most else repr(labels[:most])[:-1] + f", ... ({len(labels)} in all)]"
 
 
 def _class_weights(cfg: Config, data: PreparedData, device: torch.device) -> Optional[torch.Tensor]:

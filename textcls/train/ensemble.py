@@ -85,8 +85,8 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
         cfg, _ = prepare_run_dir(cfg, run_dir, resume=False)
         base = Path(cfg.model.init_from) / TOKENIZER if cfg.model.init_from else None
         # The shared tokenizer: the base run's when starting from one, else trained (or loaded) once here.
-        data = prepare_data(cfg, load_tokenizer(base) if base and base.is_file() else None)
-        _check_members(cfg, data.tokenizer)
+        data = prepare_data(cfg, load_tokenizer(base) if base and base.is_file() else None, quiet=quiet)
+        _check_members(cfg, data.tokenizer, quiet)
         replace_old_run(run_dir)
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
         del data  # the data is not kept while members train
@@ -126,22 +126,26 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     return TrainResult(run_dir, metric, steps, seconds, examples / seconds if seconds > 0 else 0.0)
 
 
-def _check_members(cfg: Config, tokenizer) -> None:
+def _check_members(cfg: Config, tokenizer, quiet: bool) -> None:
     """Each distinct member's inputs (its variant's tokenizer, data, vectors, ...), before any member trains."""
     with tempfile.TemporaryDirectory() as tmp:
         shared = Path(tmp) / TOKENIZER
         shared.write_text(tokenizer.to_str(), encoding="utf-8")
         for index in range(min(cfg.train.ensemble, max(1, len(cfg.train.ensemble_variants)))):
-            check_inputs(member_config(cfg, index, shared))
+            check_inputs(member_config(cfg, index, shared), quiet)
 
 
-def _finish(run_dir: Path, info: dict, name: str, best: Optional[float]) -> None:
+def _finish(run_dir: Path, info: dict, name: str, best: Optional[float], quiet: bool = True) -> None:
+    """Record a finished member in ensemble.json; unless `quiet`, say how many of the members are done."""
     if best is not None:
         scores = {**info.get("member_best", {}), name: best}
         info["member_best"] = {m: scores[m] for m in info["members"] if m in scores}  # in member order
     info["finished"].append(name)
     info["finished"].sort(key=info["members"].index)
     atomic_write_json(run_dir / ENSEMBLE, info)
+    if not quiet:
+        console.print(f"members: {len(info['finished'])}/{len(info['members'])} done", highlight=False,
+                      soft_wrap=True)
 
 
 def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[int, str]], resume: bool,
@@ -160,7 +164,7 @@ def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tupl
             raise Interrupted(run_dir) from None
         steps += result.steps
         examples += result.examples_per_second * result.seconds
-        _finish(run_dir, info, name, result.best_metric)
+        _finish(run_dir, info, name, result.best_metric, quiet)
         if result.stop_requested and (index, name) != pending[-1]:  # Ctrl-C as a member finished
             raise Interrupted(run_dir)
     return steps, examples
@@ -212,11 +216,11 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
                     done = _member_summary(run_dir / name)
                     steps += done.get("steps", 0)
                     examples += done.get("steps", 0) * cfg.train.batch_size * cfg.train.grad_accum
-                    _finish(run_dir, info, name, done.get("best"))
                     if not quiet:
                         best = f", best {cfg.train.metric} {done['best']:.4f}" if done.get("best") is not None else ""
                         console.print(f"ensemble member {index + 1} finished in {time.perf_counter() - began:.0f}s"
                                       f"{best}", highlight=False)
+                    _finish(run_dir, info, name, done.get("best"), quiet)
                 elif proc.returncode != 130 and not (forwarded and proc.returncode == -signal.SIGTERM):
                     # (a child stopped by our SIGTERM before it set up its handler has saved nothing yet)
                     log_path = run_dir / f"{member_name(index)}.log"

@@ -31,7 +31,7 @@ def fit_run_nblr(cfg: Config, run_dir: Path, labels: list[str],
     n = cfg.nblr
     train, valid = text_splits(cfg, labels)
     model = fit_nblr_model(train.texts, train.pairs, train.targets, cfg.data.task, n.max_order, n.min_count,
-                            n.max_features, n.c, n.lowercase)
+                            n.max_features, n.c, n.lowercase, quiet=console is None)
     probs, alone = None, {}
     if valid is not None:
         probs = model.probabilities(valid.texts, valid.pairs)

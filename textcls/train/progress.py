@@ -1,14 +1,18 @@
-"""Progress: a rich bar (loss, lr, tokens/s, examples/s, ETA) on a terminal, plain log lines otherwise."""
+"""Training progress: a rich bar (loss, lr, tokens/s, examples/s, ETA) on a terminal, plain log lines otherwise.
+
+The console and WorkProgress (the progress of other work) live in textcls/progress.py, below every layer
+that shows progress; they are re-exported here."""
 
 from __future__ import annotations
 
 import sys
 import time
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())  # in logs, lines are not wrapped at 80 columns
+from textcls.progress import WorkProgress, console
+
+__all__ = ["TrainProgress", "WorkProgress", "announcer", "console"]
 
 
 def announcer(enabled: bool):
@@ -70,40 +74,3 @@ class TrainProgress:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / max(time.perf_counter() - self.t0, 1e-9)
-
-
-class WorkProgress:
-    """Progress of a job of `total` items other than training (explaining texts, ...): a rich bar on a
-    terminal; in a log, a plain `what: N/total` line at most every `every` seconds and at the end."""
-
-    def __init__(self, what: str, total: int, enabled: bool = True, every: float = 10.0):
-        self.what, self.total, self.every, self.done = what, total, every, 0
-        self.enabled = enabled and total > 0
-        self.shown = time.perf_counter()
-        self.progress = None
-        if self.enabled and console.is_terminal and sys.stderr.isatty():
-            self.progress = Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                                     transient=True)
-            self.task = self.progress.add_task(what, total=total)
-            self.progress.start()
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        if self.progress is not None:
-            self.progress.update(self.task, completed=self.done)
-        elif time.perf_counter() - self.shown >= self.every or self.done == self.total:
-            self.shown = time.perf_counter()
-            console.print(f"{self.what}: {self.done}/{self.total}", highlight=False)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def __enter__(self) -> "WorkProgress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
