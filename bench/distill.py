@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretrained import DATA, FASTTEXT_BEST, ROOT, SETS, minilm_folder, subsample
+from pretrained import DATA, FASTTEXT_BEST, ROOT, SETS, minilm_folder, subsample, weights_bytes
 
 from textcls.device import machine_summary
 
@@ -80,16 +80,6 @@ def measure(run: Path, test: Path, threads: int, timing_input: Path | None = Non
                      threads=threads)
     return {"test_accuracy": accuracy, "unique_parameters": params, "weights_bytes": weights,
             "predict_examples_per_second": rows / seconds, "predict_seconds": seconds}
-
-
-def weights_bytes(run: Path) -> int:
-    """The bytes of a run's weights files (checkpoints and the teacher cache left out), with its base's for an
-    adapter run, which stores only what it trained."""
-    total = sum(p.stat().st_size for p in run.rglob("*.safetensors")
-                if p.name != "teacher_probs.safetensors" and "last" not in p.relative_to(run).parts
-                and not p.relative_to(run).parts[0].startswith("checkpoint-"))
-    info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
-    return total + (weights_bytes(Path(info["base"]["path"])) if info.get("base") else 0)
 
 
 def teacher_for(name: str, train_file: Path, base: Path | None, teacher_dir: Path | None, out: Path, budget: str,

@@ -89,6 +89,16 @@ def subsample(path: Path, rows: int, folder: Path) -> Path:
     return target
 
 
+def weights_bytes(run: Path, with_base: bool = True) -> int:
+    """The bytes of a run's weights files (all of an ensemble's members; checkpoints and the teacher cache left
+    out), with its base's for an adapter run, which stores only what it trained (unless `with_base` is off)."""
+    total = sum(p.stat().st_size for p in run.rglob("*.safetensors")
+                if p.name != "teacher_probs.safetensors" and "last" not in p.relative_to(run).parts
+                and not p.relative_to(run).parts[0].startswith("checkpoint-"))
+    info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+    return total + (weights_bytes(Path(info["base"]["path"])) if with_base and info.get("base") else 0)
+
+
 def one_run(job: dict) -> dict:
     inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
     out, env = Path(job["out"]), {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *inherited])}
@@ -109,7 +119,7 @@ def one_run(job: dict) -> dict:
         return {**job["key"], "error": evaluated.stderr[-800:]}
     test = json.loads(report.read_text())
     valid = json.loads((out / "eval_report.json").read_text())
-    weights = (out / "model.safetensors").stat().st_size
+    weights = weights_bytes(out, with_base=False)  # the run's own files: all of an ensemble's members
     result = {**job["key"], "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
               "valid_accuracy": valid["accuracy"], "train_seconds": round(seconds, 1), "weights_bytes": weights}
     if job.get("log"):  # each result as it comes, so a run cut short still leaves the finished ones
