@@ -10,8 +10,9 @@ Each system runs in its own subprocess (on the CPU, then on the GPU when there i
 one's own (VmHWM of the process: loading, tokenizing, training and prediction).
 
 textcls is fine-tuned as a user does it, `textcls train TRAIN --base DIR --valid DEV`, run in-process through
-the CLI (with `--budget 24h` so that the budget never cuts epochs, `--set nblr.weight=0`: the transformer
-alone, `--set train.num_threads=N`, and --epochs as `--set train.epochs=E`). Its training time is
+the CLI (with `--budget 24h` so that the budget never cuts epochs, `--set nblr.weight=0 --set
+train.ensemble=1`: one transformer alone, `--set train.num_threads=N`, and --epochs as `--set
+train.epochs=E`). Its training time is
 `Trainer.fit()` less the evaluations and `last/` checkpoints inside it, read by wrapping those methods
 (the code path is unchanged): the step loop alone, from its first batch until the last step's work is
 done. HF Trainer gets textcls's resolved choices (lr, epochs, warmup, weight decay, clipping, batch 32,
@@ -237,7 +238,8 @@ def textcls_worker(spec: dict) -> dict:
 
     argv = ["train", spec["train"], "--base", spec["base"], "--valid", spec["dev"], "--text-column", TEXT,
             "--label-column", LABEL, "--budget", "24h", "--output", spec["out"], "--quiet",
-            "--set", "nblr.weight=0", "--set", "output.overwrite=true", "--set", f"train.seed={spec['seed']}",
+            "--set", "nblr.weight=0", "--set", "train.ensemble=1",
+            "--set", "output.overwrite=true", "--set", f"train.seed={spec['seed']}",
             "--set", f"train.num_threads={spec['threads']}", "--set", f"train.device={spec['device']}"]
     if spec.get("epochs"):
         argv += ["--set", f"train.epochs={spec['epochs']}"]
