@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/textcls train --output runs/demo --set output.overwrite=true
 	$(BIN)/textcls eval runs/demo data/ag_news_demo/test.csv
 
-# `make test` leaves out the tests marked slow (about 4.5 minutes on 2 cores); CI runs both.
+# `make test` leaves out the tests marked slow (about 4 minutes on 2 cores); CI runs both.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --timeout 600 -m "not slow"
 

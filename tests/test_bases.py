@@ -117,6 +117,7 @@ def test_a_folder_that_is_neither_a_run_nor_a_checkpoint_is_refused(tmp_path):
         resolve_base(str(tmp_path / "empty"), tmp_path / "cache")
 
 
+@pytest.mark.slow  # 20-40 s of whole CLI runs; `make test-slow` and CI run it
 def test_train_a_data_file_on_a_base_in_one_command(tmp_path, hf_dir):
     """`textcls train FILE --base DIR`: the recipe's fine-tuning choices, the base's architecture and tokenizer,
     a run that eval and predict use."""

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import yaml
 
 from conftest import run_cli, sst2_slice, tiny_model, write_tsv
@@ -22,6 +23,7 @@ def write_config(tmp_path, **train):
     return path, train_file, valid_file
 
 
+@pytest.mark.slow  # 20-40 s of whole CLI runs; `make test-slow` and CI run it
 def test_train_eval_predict(tmp_path):
     cfg, _, valid = write_config(tmp_path)
     run = tmp_path / "run"
@@ -84,6 +86,7 @@ def test_train_eval_predict(tmp_path):
     assert len(res.stdout.splitlines()) == 60
 
 
+@pytest.mark.slow  # 20-40 s of whole CLI runs; `make test-slow` and CI run it
 def test_user_errors_exit_2_without_traceback(tmp_path):
     cfg, _, _ = write_config(tmp_path)
     cases = [
@@ -107,6 +110,7 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
     assert res.returncode == 2 and "byte offset" in res.stderr and "data.encoding" in res.stderr
 
 
+@pytest.mark.slow  # 20-40 s of whole CLI runs; `make test-slow` and CI run it
 def test_resume_refuses_a_changed_plan_and_takes_runtime_keys(tmp_path):
     cfg, _, _ = write_config(tmp_path, epochs=1)
     run = tmp_path / "run"

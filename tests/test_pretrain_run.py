@@ -109,6 +109,7 @@ def test_init_from_loads_the_encoder_and_ignores_pretraining_heads(tmp_path, sst
         load_run(tmp_path / "pre")
 
 
+@pytest.mark.slow  # 20-40 s of whole CLI runs; `make test-slow` and CI run it
 def test_pretrain_then_train_then_predict_through_the_cli(tmp_path, sst2_files):
     txt, tsv = _corpus(tmp_path)
     train, valid = sst2_files
