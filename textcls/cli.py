@@ -164,7 +164,7 @@ def train(
 ) -> None:
     """Train a tokenizer and classifier; writes a run directory (with curves.png when matplotlib is installed)."""
     from textcls.plot import plot_training_curves
-    from textcls.train.distributed import is_main
+    from textcls.train.distributed import launched
     from textcls.train.loop import train as run_training
 
     started = time.perf_counter()
@@ -177,7 +177,9 @@ def train(
         flags = _data_flags(config, text_columns, label_column, valid, budget, base)
         cfg = _run_config(config, [*flags, *(overrides or [])], output, resume)
     result = run_training(cfg, output, resume=resume, quiet=quiet)
-    if is_main() and not os.environ.get(MEMBER_ENV):  # an ensemble draws its members' once they are all done
+    # Not under torchrun (a rank drawing while the others exit raced the process group's teardown), nor in an
+    # ensemble member (the ensemble draws its members' once they are all done); `textcls plot` draws it there.
+    if not launched() and not os.environ.get(MEMBER_ENV):
         plot_training_curves(result.run_dir)
     best = f", best {cfg.train.metric} {result.best_metric:.4f}" if result.best_metric is not None else ""
     tokens = f"{result.tokens_per_second:,.0f} tokens/s, " if result.tokens_per_second else ""
