@@ -1,5 +1,5 @@
 """bench/finetune_speed.py's pure helpers: HF TrainingArguments from textcls's choices, the examples a
-number of HF steps saw, and the textcls / HF ratio table (the benchmark itself needs ../shared's data)."""
+number of HF steps saw, and the textcls / HF ratio table (the benchmark itself reads the full SST-2 set; these tests need none)."""
 
 from __future__ import annotations
 

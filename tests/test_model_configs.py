@@ -21,7 +21,7 @@ def test_sharing_configs(name, attention, ffn, embedding_size):
     path = CONFIGS / f"{name}.yaml"
     cfg = load_config(path)
     assert cfg.model.embedding_size == embedding_size
-    assert Path(cfg.data.train).resolve() == (path.parent / "../../shared/data/sst2/train.tsv").resolve()
+    assert Path(cfg.data.train).parts[-3:] == ("data", "sst2", "train.tsv")  # a path in the config, never opened
     info = model_info(path)
     assert (info.attention_schedule, info.ffn_schedule) == (attention, ffn)
     assert info.counts.unique_total < info.counts.effective_total

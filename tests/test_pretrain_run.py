@@ -167,9 +167,8 @@ def test_pretrain_reports_a_missing_file_as_a_user_error(tmp_path):
 def test_pretraining_configs_load(name):
     cfg = load_config(ROOT / "configs" / name)
     if name == "pretrain_sst2.yaml":
-        assert [Path(f).name for f in cfg.pretrain.files] == ["train.tsv", "test.tsv"]
-        if (ROOT.parent / "shared" / "data").is_dir():  # the benchmark data, beside the checkout where it is
-            assert all(Path(f).exists() for f in cfg.pretrain.files)
+        # Names only: the files are the benchmark data, which tests never read (they ship their own slices).
+        assert [Path(f).parts[-2:] for f in cfg.pretrain.files] == [("sst2", "train.tsv"), ("sst2", "test.tsv")]
     else:
         assert Path(cfg.model.init_from).resolve() == (ROOT / "runs" / "pretrain_sst2").resolve()
         pre = load_config(ROOT / "configs" / "pretrain_sst2.yaml")
