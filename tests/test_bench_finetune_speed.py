@@ -1,5 +1,6 @@
 """bench/finetune_speed.py's pure helpers: HF TrainingArguments from textcls's choices, the examples a
-number of HF steps saw, and the textcls / HF ratio table (the benchmark itself reads the full SST-2 set; these tests need none)."""
+number of HF steps saw, and the textcls / HF ratio table (the benchmark reads the full SST-2 set; these
+tests read no data)."""
 
 from __future__ import annotations
 
