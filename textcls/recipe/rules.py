@@ -319,8 +319,10 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
     step = step_seconds(Candidate("base-model", None, batch, length, precision))
     cost = _Cost(stats, machine, train_rows, valid_rows, batch)
     nblr = cost.nblr_seconds() <= 0.25 * budget
-    reserve = cost.reserve_seconds(step, 1, nblr, views=0) + base.num_layers * 0.5  # loading the base
-    avail = budget - elapsed - reserve
+    def reserve(members: int) -> float:  # tokenizing, the NB-LR model, the final evaluation, loading the base
+        return cost.reserve_seconds(step, members, nblr, views=0) + base.num_layers * 0.5
+
+    avail = budget - elapsed - reserve(1)
     per_epoch = cost.loop_seconds(step, 1) - MEMBER_OVERHEAD
     fit = (PLAN_SHARE * avail - MEMBER_OVERHEAD) / per_epoch if per_epoch > 0 else wanted
     epochs = wanted if fit >= wanted else math.floor(fit * 10) / 10
@@ -335,7 +337,7 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
         cores = machine.cores if machine.device == "cpu" else 1
         for m in range(BASE_MAX_MEMBERS, 1, -1):
             w = min(cores, m)
-            spare = budget - elapsed - cost.reserve_seconds(step, m, nblr, views=0) - base.num_layers * 0.5
+            spare = budget - elapsed - reserve(m)
             if cost.loop_seconds(step, wanted, m, w) <= PLAN_SHARE * spare:
                 members, workers, avail = m, w, spare
                 break
