@@ -113,6 +113,55 @@ def test_resume_trains_only_unfinished_members_and_unfinished_runs_refuse_to_loa
     assert load_run(out).model.members.__len__() == 3
 
 
+def test_a_budget_with_time_left_adds_members_and_one_without_adds_none(sst2_files, tmp_path, capsys):
+    train_file, valid_file = sst2_files
+    fill = {"ensemble": 2, "ensemble_max": 4, "max_steps": 2, "seed": 3}
+    out = tmp_path / "filled"
+    train(tiny_config(train_file, valid_file, out, train={**fill, "ensemble_fill_seconds": 600}))
+    info = read_ensemble(out)
+    assert info["members"] == info["finished"] == [f"members/{k}" for k in range(4)]  # the cap, not more
+    assert info["seeds"] == [3, 4, 5, 6] and info["added"] == 2
+    assert [load_run(out / m).cfg.train.seed for m in info["members"]] == [3, 4, 5, 6]
+    assert len(load_run(out).model.members) == 4 and json.loads((out / "eval_report.json").read_text())["members"] == 4
+    err = capsys.readouterr().err
+    assert "member 3 added (at most 4)" in err and "members: 4/4 done" in err
+
+    out = tmp_path / "tight"  # no member is expected to end within a millisecond: the two planned ones only
+    train(tiny_config(train_file, valid_file, out, train={**fill, "ensemble_fill_seconds": 0.001}), quiet=True)
+    info = read_ensemble(out)
+    assert info["finished"] == ["members/0", "members/1"] and "added" not in info
+
+
+def test_parallel_workers_take_added_members_and_a_resume_adds_none(sst2_files, tmp_path):
+    train_file, valid_file = sst2_files
+    out = tmp_path / "ens"
+    cfg = tiny_config(train_file, valid_file, out, train={"ensemble": 2, "ensemble_workers": 2, "num_threads": 2,
+                                                          "ensemble_max": 3, "ensemble_fill_seconds": 600,
+                                                          "max_steps": 2})
+    train(cfg, quiet=True)
+    info = read_ensemble(out)
+    assert info["finished"] == ["members/0", "members/1", "members/2"] and info["seeds"] == [0, 1, 2]
+    assert (out / "members/2.log").is_file()  # trained by a worker process like the planned members
+    info["finished"] = ["members/0", "members/1"]  # as if stopped while the added member trained
+    (out / "ensemble.json").write_text(json.dumps(info))
+    mtime = (out / "members/0/model.safetensors").stat().st_mtime_ns
+    train(cfg, out, resume=True, quiet=True)
+    info = read_ensemble(out)
+    assert info["finished"] == info["members"] == ["members/0", "members/1", "members/2"]  # none added on resume
+    assert (out / "members/0/model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_fill_settings_are_validated(sst2_files, tmp_path):
+    from textcls.errors import ConfigError
+
+    for train_keys, message in [({"ensemble": 3, "ensemble_max": 2, "ensemble_fill_seconds": 60}, "ensemble_max"),
+                                ({"ensemble": 1, "ensemble_max": 4, "ensemble_fill_seconds": 60}, "2 or more"),
+                                ({"ensemble": 2, "ensemble_max": 4}, "needs `train.ensemble_fill_seconds`"),
+                                ({"ensemble": 2, "ensemble_max": 4, "ensemble_fill_seconds": 0}, "positive")]:
+        with pytest.raises(ConfigError, match=message):
+            tiny_config(*sst2_files, tmp_path / "x", train=train_keys)
+
+
 def test_ensemble_size_is_validated(sst2_files, tmp_path):
     from textcls.errors import ConfigError
 

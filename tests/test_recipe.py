@@ -143,6 +143,40 @@ def test_the_plan_fits_the_budget():
         assert choices(r)["train.time_budget_seconds"] <= budget
 
 
+def test_members_below_the_cap_leave_the_rest_of_the_budget_to_added_members():
+    stats = data_stats(records(10_000, words=20))
+    for budget in (300, 600, 1200, 3600, 20_000):
+        r = auto_recipe(stats, budget, CPU2, fake_step, elapsed=5)
+        c = choices(r)
+        if c.get("train.ensemble", 1) == 1:
+            assert "train.ensemble_max" not in c  # nothing to fill: one model is what the budget holds
+        elif c["train.ensemble"] < 10:
+            assert c["train.ensemble_max"] == 10
+            # the added members' deadline: within what is left once the reserve for 10 members is set aside
+            assert c["train.time_budget_seconds"] < c["train.ensemble_fill_seconds"] < budget - 5 - 2.0
+        else:
+            assert "train.ensemble_max" not in c and "train.ensemble_fill_seconds" not in c  # at the cap
+    capped = choices(auto_recipe(stats, 20_000, CPU2, fake_step))
+    assert capped["train.ensemble"] == 10 and "train.ensemble_max" not in capped
+    with_base = choices(auto_recipe(data_stats(records(5000)), 130, CPU2, lambda c: 10 * fake_step(c),
+                                    base=BaseModel("hf:org/name", 384, 6, 512, length_p95=40, length_mean=20)))
+    assert 1 < with_base["train.ensemble"] < 5 and with_base["train.ensemble_max"] == 5
+    assert 0 < with_base["train.ensemble_fill_seconds"] < 130
+
+
+def test_a_student_gets_epochs_where_a_trainer_gets_members():
+    stats = data_stats(records(30_000, words=20))  # one epoch by the rows (30,000 / 27,000)
+    plain = choices(auto_recipe(stats, 1200, CPU2, fake_step))
+    assert plain["train.epochs"] == 1 and plain["train.ensemble"] > 1
+    student = auto_recipe(stats, 1200, CPU2, fake_step, most_epochs=20)
+    c = choices(student)
+    assert 1 < c["train.epochs"] <= 20 and "train.ensemble" not in c and "at most 20" in \
+        next(x.reason for x in student.choices if x.key == "train.epochs")
+    assert student.estimate["loop"] + student.estimate["reserve"] <= 1200  # still within the budget
+    longer = choices(auto_recipe(stats, 20_000, CPU2, fake_step, most_epochs=20))
+    assert longer["train.epochs"] == 20  # the cap
+
+
 def test_validation_rows_are_held_out_only_without_a_validation_file():
     stats = data_stats(records(50_000))
     assert choices(auto_recipe(stats, 600, CPU2, fake_step))["data.valid_fraction"] == 0.04  # at most 2,000 rows

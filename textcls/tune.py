@@ -90,7 +90,7 @@ def parse_space(space: Any, source: str) -> list[Param]:
     params, problems = [], []
     for key, spec in space.items():
         where = f"`tune.{key}`"
-        if key in ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.metric"):
+        if str(key).startswith("train.ensemble") or key == "train.metric":
             problems.append(f"{where} cannot be searched: trials train single models and score --metric "
                             "(the ensemble settings of the config are kept in best.yaml)")
             continue

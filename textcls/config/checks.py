@@ -177,6 +177,17 @@ def validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`train.ensemble` must be at least 1 (the number of members), got {t.ensemble}")
     if t.ensemble_workers < 1:
         problems.append(f"`train.ensemble_workers` must be at least 1, got {t.ensemble_workers}")
+    if t.ensemble_max and t.ensemble_max < max(2, t.ensemble):
+        problems.append(f"`train.ensemble_max` ({t.ensemble_max}) is the most members a budget may fill to: at least "
+                        f"`train.ensemble` ({t.ensemble}) and 2, or 0 for exactly `train.ensemble` members")
+    if t.ensemble_max and t.ensemble < 2:
+        problems.append("`train.ensemble_max` adds members to an ensemble: set `train.ensemble` to 2 or more "
+                        "(the members planned) as well")
+    if t.ensemble_fill_seconds is not None and not t.ensemble_fill_seconds > 0:
+        problems.append(f"`train.ensemble_fill_seconds` must be positive seconds, got {t.ensemble_fill_seconds}")
+    if t.ensemble_max and t.ensemble_fill_seconds is None:
+        problems.append("`train.ensemble_max` needs `train.ensemble_fill_seconds`: the seconds within which the added "
+                        "members must finish")
     if t.trainable == "adapters" and not m.adapters.enabled:
         problems.append("`train.trainable: adapters` needs `model.adapters.enabled: true`")
     _validate_adapters(m, problems)

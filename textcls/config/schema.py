@@ -156,6 +156,12 @@ class TrainConfig:
     # Per-member overrides, cycled over the members: member k applies ensemble_variants[k % len], e.g.
     # [{}, {tokenizer.type: bpe}] alternates the config as written with a BPE-tokenized member.
     ensemble_variants: list[dict[str, Any]] = field(default_factory=list)
+    # Filling a time budget: once the `ensemble` members are under way, more members (seeds and variants
+    # continuing) are started, up to `ensemble_max` in all, while one more is expected to finish within
+    # `ensemble_fill_seconds` of the first member's start (expected: as long as the slowest finished member).
+    # 0 / None: exactly `ensemble` members. The automatic recipe sets both.
+    ensemble_max: int = 0
+    ensemble_fill_seconds: Optional[float] = None
     compile: bool = False
     # Seconds of one model's training loop: past them it stops at the next step and evaluates and saves as
     # at the end (each ensemble member counts its own). None = no limit. The automatic recipe sets it.
@@ -398,14 +404,14 @@ def config_to_dict(cfg: Config) -> dict:
 
 
 VARIANT_SECTIONS = ("tokenizer.", "model.", "train.")
-VARIANT_FIXED = ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.device",
-                 "train.num_threads", "train.metric", "train.seed")
+VARIANT_FIXED = ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.ensemble_max",
+                 "train.ensemble_fill_seconds", "train.device", "train.num_threads", "train.metric", "train.seed")
 
 
 def member_raw(cfg: Config, variant: dict[str, Any]) -> dict:
     """The raw config of an ensemble member with `variant` (dotted key -> value) applied."""
     raw = config_to_dict(cfg)
-    raw["train"].update(ensemble=1, ensemble_variants=[])
+    raw["train"].update(ensemble=1, ensemble_variants=[], ensemble_max=0, ensemble_fill_seconds=None)
     for key, value in variant.items():
         set_dotted(raw, key, value)
     return raw

@@ -3,7 +3,10 @@
 
 The recipe sizes the tokenizer, `max_length`, the model, the batch, epochs and the time budget from the data's
 statistics and this machine, with the distillation set's rows (labelled rows, augmented copies, unlabelled
-texts) counted as training rows, so epochs and steps are planned for what the student reads. Then:
+texts) counted as training rows, so epochs and steps are planned for what the student reads. The time a
+trainer from labels would give to ensemble members goes to more epochs instead (at most MOST_EPOCHS): the
+teacher's probabilities keep a long run from fitting the labels' noise, and the best epoch on the validation
+rows is kept. Then:
 every depth runs one shared layer (`model.sharing.strategy: all`), the word embeddings are factorized (half the
 hidden size when the recipe chose none), positions are learned and no hashed n-gram table is added (it would
 hold more parameters than the rest of the student), one model is trained (no ensemble) and no NB-LR model.
@@ -21,6 +24,7 @@ from textcls.recipe.speed import step_timer, this_machine
 from textcls.recipe.stats import data_stats
 
 KEPT = ("tokenizer.", "data.max_length", "data.truncation", "data.head_tokens", "model.", "train.")
+MOST_EPOCHS = 20
 DROPPED = ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.time_budget_seconds",
            "model.position", "model.embeddings.")
 
@@ -33,8 +37,8 @@ def plan_student(data: DataConfig, distill_rows: int, valid_rows: int, budget: f
     planned = dataclasses.replace(stats, rows=distill_rows)  # epochs and steps count the rows the student reads
     machine = this_machine(device)
     timer = step_timer(machine, 8000, max(2, stats.num_classes))
-    auto_recipe(planned, budget, machine, timer, valid_rows, None, elapsed)  # measures the candidates
-    recipe = auto_recipe(planned, budget, machine, timer, valid_rows, None, elapsed)
+    auto_recipe(planned, budget, machine, timer, valid_rows, None, elapsed, MOST_EPOCHS)  # measures the candidates
+    recipe = auto_recipe(planned, budget, machine, timer, valid_rows, None, elapsed, MOST_EPOCHS)
     raw = student_sections(recipe, budget, elapsed)
     m = raw["model"]
     student = [("model.sharing.strategy", "all", "distilled student: one layer shared by every depth"),

@@ -24,6 +24,8 @@ Without a base:
 - Members: when the preferred model trains all its epochs with time to spare, the budget is filled with
   ensemble members (at most 10; on a CPU as many at once as there are cores, one thread each), whose
   tokenizers alternate two views: the vocabulary doubled, or for CJK text BPE words of several characters.
+  The planned count comes from step times measured before training; while members train, more are added
+  (up to the same 10) as long as one more, as slow as the slowest so far, ends within the budget.
 - The bag-of-n-grams model is fitted after the transformer(s) and its share of the mix is chosen on the
   validation rows; it is left out when fitting it would take over a quarter of the budget.
 
@@ -33,7 +35,7 @@ With a base (`model.init_from`, the base's tokenizer and architecture):
   epoch) when the budget allows fewer; batch 32; `max_length` from the base tokenizer's 95th percentile
   (+ special tokens, a multiple of 16, at most the base's positions). When the epochs fit with time to
   spare, the budget is filled with more fine-tuned copies (other seeds; at most 5, each a whole copy of the
-  base), averaged, as without a base. A sentence-transformers
+  base), averaged, and copies are added while time is left, as without a base. A sentence-transformers
   base keeps the pooling it was trained with (its Pooling module: mean for all-MiniLM-L6-v2); other bases
   pool as their checkpoint does (BERT's pooler: the first token through a dense tanh layer).
 
@@ -127,12 +129,15 @@ def round_up(value: float, multiple: int) -> int:
 
 
 def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds: Callable[[Candidate], float],
-                valid_rows: Optional[int] = None, base: Optional[BaseModel] = None, elapsed: float = 0.0) -> Recipe:
+                valid_rows: Optional[int] = None, base: Optional[BaseModel] = None, elapsed: float = 0.0,
+                most_epochs: Optional[int] = None) -> Recipe:
     """The config keys (and reasons) for training on data with `stats` within `budget` seconds.
 
     `valid_rows`: rows of a separate validation file (None: rows are held out). `step_seconds`: seconds per
     optimizer step of a candidate, on one thread of a CPU or on the GPU. `elapsed`: seconds already spent.
-    Raises ConfigError when the data or the budget cannot make a run."""
+    `most_epochs` (one model, no base): spare time goes to more epochs, up to this many, instead of members
+    (a distilled student: textcls/distill/student.py). Raises ConfigError when the data or the budget cannot
+    make a run."""
     check_data(stats)
     r = Recipe()
     if valid_rows is None:
@@ -210,7 +215,9 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
                               f"{train_rows:,} rows here (about {need:.0f}s needed); raise --budget to at least "
                               f"{math.ceil(need * 1.2 / 10) * 10:.0f}s, or train on fewer rows")
     members, workers = 1, 1
-    if chosen == preferred and epochs == wanted:
+    if most_epochs and chosen == preferred and epochs == wanted:
+        epochs = next((e for e in range(most_epochs, wanted, -1) if fits(chosen, e)[0]), wanted)
+    elif chosen == preferred and epochs == wanted:
         workers = machine.cores if machine.device == "cpu" else 1
         for m in range(MAX_MEMBERS, 1, -1):
             if fits(chosen, wanted, m, min(workers, m))[0]:
@@ -233,6 +240,7 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
         r.set("model.embeddings.ngram_buckets", extras["embeddings"]["ngram_buckets"],
               "rows of the hashed table: twice the training tokens, within 4,000..100,000")
     r.set("train.epochs", epochs, f"30,000 / {train_rows:,} training rows, within 1..8" if epochs == wanted else
+          f"what the budget holds, at most {most_epochs} ({wanted} by the rows)" if epochs > wanted else
           f"what the budget allows ({wanted} wanted)")
     r.set("train.batch_size", batch, "20,000 training rows or more" if big else "fewer than 20,000 training rows")
     r.set("train.lr", 1.0e-3, "small encoders trained from scratch")
@@ -242,6 +250,7 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
         r.set("train.ensemble", members, f"the budget holds {members} members; their average errs less")
         r.set("train.ensemble_workers", workers, "one per core, one thread each" if machine.device == "cpu"
               else "one at a time on the GPU")
+        _fill(r, members, MAX_MEMBERS, fits(chosen, epochs, MAX_MEMBERS, workers)[1])
         view = ({"tokenizer.type": "bpe", "tokenizer.split_cjk": False, "tokenizer.vocab_size": 16_000}
                 if stats.cjk else {"tokenizer.vocab_size": vocab * 2})
         r.set("train.ensemble_variants", [{}, view], "members alternate two views of the text, which err apart: "
@@ -346,6 +355,7 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
               f"{BASE_MAX_MEMBERS}); their average errs less")
         r.set("train.ensemble_workers", workers, "one per core, one thread each" if machine.device == "cpu"
               else "one at a time on the GPU")
+        _fill(r, members, BASE_MAX_MEMBERS, budget - elapsed - reserve(BASE_MAX_MEMBERS))
     r.set("train.batch_size", batch, "fine-tuning")
     r.set("train.warmup", 0.06 if train_rows >= 20_000 else 0.1, "share of the steps")
     _machine_choices(r, machine, precision)
@@ -360,6 +370,18 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
     r.estimate = {"loop": round(cost.loop_seconds(step, epochs, members, workers), 1),
                   "reserve": round(budget - elapsed - avail, 1), "step_seconds": round(step, 4)}
     return r
+
+
+def _fill(r: Recipe, members: int, most: int, seconds: float) -> None:
+    """Members beyond the plan while the budget holds one more: the plan's count comes from step times measured
+    before training, the members' real durations correct it (train/ensemble.py `_Filling`)."""
+    if members >= most or seconds <= 0:
+        return
+    r.set("train.ensemble_max", most, f"more members while time is left, at most {most}: the plan's {members} come "
+          "from step times measured before training")
+    r.set("train.ensemble_fill_seconds", round(seconds, 1), "an added member must be expected to end within this "
+          "many seconds of the first member's start: the budget less the time spent and the reserve for the "
+          "NB-LR model and evaluating every member")
 
 
 def _machine_choices(r, machine, precision: str) -> None:

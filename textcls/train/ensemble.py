@@ -60,6 +60,7 @@ def member_config(cfg: Config, index: int, tokenizer_path: Path) -> Config:
     member = config_from_dict(member_raw(cfg, variant), source=f"{cfg.source} (member {index})") if variant \
         else copy.deepcopy(cfg)
     member.train.ensemble, member.train.ensemble_variants = 1, []
+    member.train.ensemble_max, member.train.ensemble_fill_seconds = 0, None
     member.nblr.weight = 0.0  # the NB-LR model is the ensemble's, fitted once after the members
     member.train.seed = cfg.train.seed + index
     if member.data.split_seed is None:
@@ -102,7 +103,8 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     pending = [(k, name) for k, name in enumerate(info["members"]) if name not in info["finished"]]
     workers = min(cfg.train.ensemble_workers, len(pending)) if pending else 1
     runner = _train_parallel if workers > 1 else _train_sequential
-    steps, examples = runner(cfg, run_dir, info, pending, resume, quiet, workers)
+    filling = _Filling(cfg, run_dir, info, active=not resume)  # a resumed run finishes the members it recorded
+    steps, examples = runner(cfg, run_dir, info, pending, resume, quiet, workers, filling)
 
     t = cfg.train
     # The members' mean (and the NB-LR model's mix) on the validation rows, through the run's predictor.
@@ -135,6 +137,44 @@ def _check_members(cfg: Config, tokenizer, quiet: bool) -> None:
             check_inputs(member_config(cfg, index, shared), quiet)
 
 
+class _Filling:
+    """More members while the budget holds one (`train.ensemble_max`, `train.ensemble_fill_seconds`): the plan's
+    member count comes from step times measured before training, and the members' real durations correct it.
+
+    A member is added when one more, taking as long as the slowest member finished so far, still ends within
+    the fill seconds of the first member's start; it continues the seeds (and cycles the variants), and
+    ensemble.json lists it before it starts, so a resumed run trains it like any planned member."""
+
+    def __init__(self, cfg: Config, run_dir: Path, info: dict, active: bool):
+        t = cfg.train
+        self.cfg, self.run_dir, self.info = cfg, run_dir, info
+        self.limit = t.ensemble_max if active and t.ensemble_fill_seconds else 0
+        self.deadline = t.ensemble_fill_seconds or 0.0
+        self.started = time.perf_counter()
+        self.durations: list[float] = []
+
+    def finished(self, seconds: float) -> None:
+        self.durations.append(seconds)
+
+    def next_member(self, quiet: bool) -> Optional[tuple[int, str]]:
+        """(index, name) of a member added now, or None when the budget or `ensemble_max` holds no more."""
+        members = self.info["members"]
+        if len(members) >= self.limit or not self.durations:
+            return None
+        spent, expected = time.perf_counter() - self.started, max(self.durations)
+        if spent + expected > self.deadline:
+            return None
+        index = len(members)
+        members.append(member_name(index))
+        self.info["seeds"].append(self.cfg.train.seed + index)
+        self.info["added"] = self.info.get("added", 0) + 1
+        atomic_write_json(self.run_dir / ENSEMBLE, self.info)
+        if not quiet:
+            console.print(f"time for another member: {spent:.0f}s of {self.deadline:.0f}s spent, a member takes "
+                          f"about {expected:.0f}s; member {index + 1} added (at most {self.limit})", highlight=False)
+        return index, members[-1]
+
+
 def _finish(run_dir: Path, info: dict, name: str, best: Optional[float], quiet: bool = True) -> None:
     """Record a finished member in ensemble.json; unless `quiet`, say how many of the members are done."""
     if best is not None:
@@ -149,11 +189,15 @@ def _finish(run_dir: Path, info: dict, name: str, best: Optional[float], quiet: 
 
 
 def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[int, str]], resume: bool,
-                      quiet: bool, workers: int) -> tuple[int, float]:
-    """Members one after another in this process; (optimizer steps, training examples) of all members."""
+                      quiet: bool, workers: int, filling: _Filling) -> tuple[int, float]:
+    """Members one after another in this process (and any `filling` adds); (optimizer steps, training
+    examples) of all members."""
     steps, examples = 0, 0.0
-    for index, name in pending:
+    queue = list(pending)
+    while queue or (added := filling.next_member(quiet)) is not None:
+        index, name = queue.pop(0) if queue else added
         member_dir = run_dir / name
+        began = time.perf_counter()
         if not quiet:
             console.print(f"ensemble member {index + 1}/{len(info['members'])} (seed {cfg.train.seed + index})",
                           highlight=False)
@@ -165,14 +209,18 @@ def _train_sequential(cfg: Config, run_dir: Path, info: dict, pending: list[tupl
         steps += result.steps
         examples += result.examples_per_second * result.seconds
         _finish(run_dir, info, name, result.best_metric, quiet)
-        if result.stop_requested and (index, name) != pending[-1]:  # Ctrl-C as a member finished
-            raise Interrupted(run_dir)
+        filling.finished(time.perf_counter() - began)
+        if result.stop_requested and (queue or len(info["finished"]) < len(info["members"])):
+            raise Interrupted(run_dir)  # Ctrl-C as a member finished
+        if result.stop_requested:
+            break  # the last member: the ensemble is complete, and nothing more is added
     return steps, examples
 
 
 def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[int, str]], resume: bool,
-                    quiet: bool, workers: int) -> tuple[int, float]:
-    """Up to `workers` members at once, each a `textcls train` child process with its share of threads.
+                    quiet: bool, workers: int, filling: _Filling) -> tuple[int, float]:
+    """Up to `workers` members at once, each a `textcls train` child process with its share of threads; a free
+    worker with no member queued takes one `filling` adds.
 
     Children run in their own session, so a Ctrl-C reaches only this process, which forwards one
     SIGTERM to each child: every child saves its `last/` and exits 130, and the ensemble resumes.
@@ -183,10 +231,17 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
     threads = max(1, (cfg.train.num_threads or torch.get_num_threads()) // sharing)
     queue, running, steps, examples = list(pending), {}, 0, 0.0
     failed: list[str] = []
+
+    def more() -> bool:  # a member added to the queue now
+        added = filling.next_member(quiet)
+        if added is not None:
+            queue.append(added)
+        return added is not None
+
     with StopFlag() as flag, _reaped(running):
         forwarded = False
-        while running or (queue and not flag.raised and not failed):
-            while queue and len(running) < workers and not flag.raised and not failed:
+        while running or (not flag.raised and not failed and (queue or more())):
+            while len(running) < workers and not flag.raised and not failed and (queue or more()):
                 index, name = queue.pop(0)
                 member_dir = run_dir / name
                 member = member_config(cfg, index, run_dir / TOKENIZER)
@@ -213,6 +268,7 @@ def _train_parallel(cfg: Config, run_dir: Path, info: dict, pending: list[tuple[
                 index, name, log, began = running.pop(proc)
                 log.close()
                 if proc.returncode == 0:
+                    filling.finished(time.perf_counter() - began)
                     done = _member_summary(run_dir / name)
                     steps += done.get("steps", 0)
                     examples += done.get("steps", 0) * cfg.train.batch_size * cfg.train.grad_accum
