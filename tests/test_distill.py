@@ -328,3 +328,49 @@ def test_an_ensemble_teacher_gives_its_averaged_probabilities(tmp_path):
     assert info["teacher"]["sha256"] == run_digest(tmp_path / "ensemble") == teacher.sha256
     with pytest.raises(ConfigError, match="ensemble"):
         teacher.pooled(texts, torch.device("cpu"))
+
+
+# --------------------------------------------------------------------------- word vectors from the teacher
+
+
+def test_a_token_reads_as_the_text_it_stands_for():
+    from textcls.distill.vectors import token_text
+
+    assert [token_text(t) for t in ("film", "##ing", "film</w>", "\u2581film", "##")] == \
+        ["film", "ing", "film", "film", ""]
+
+
+def test_the_reduction_keeps_the_largest_components_at_an_rms_of_one():
+    from textcls.distill.vectors import reduce
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(200, 6)) * np.array([5.0, 3.0, 1.0, 0.5, 0.2, 0.1]) + 7.0  # offset: centred away
+    out = reduce(vectors, 3)
+    assert out.shape == (200, 3) and out.dtype == np.float32
+    assert np.sqrt(np.mean(out.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-5)
+    assert np.allclose(out.mean(axis=0), 0, atol=1e-5)
+    spread = out.std(axis=0)
+    assert spread[0] > spread[1] > spread[2]  # by variance, largest first
+    assert reduce(vectors, 10).shape == (200, 6)  # no more components than the vectors have
+
+
+def test_the_students_word_vectors_come_from_the_teacher(teacher_run):
+    from textcls.data.tokenizer import SPECIAL_TOKENS
+    from textcls.distill.vectors import init_from_teacher, teacher_vectors
+
+    teacher = load_teacher(teacher_run)
+    vocab = {t: i for i, t in enumerate([*SPECIAL_TOKENS, "good", "bad", "film", "##film", "the"])}
+    embedding = torch.nn.Embedding(len(vocab), 4, padding_idx=0)
+    before = embedding.weight.detach().clone()
+    assert init_from_teacher(embedding, vocab, teacher) == 5
+    after = embedding.weight.detach()
+    assert torch.equal(after[:5], before[:5])  # [PAD], [UNK], [CLS], [SEP], [MASK] keep their rows
+    assert not torch.equal(after[5:], before[5:])
+    assert torch.equal(after[vocab["film"]], after[vocab["##film"]])  # both stand for "film"
+    # the teacher's pooled vector of each text read alone
+    full = teacher_vectors(teacher, ["good", "bad", "the"])
+    assert full.shape == (3, 48) and not np.allclose(full[0], full[1])
+    wide = torch.nn.Embedding(len(vocab), 64)  # wider than the teacher: the remaining columns stay random
+    kept = wide.weight.detach().clone()
+    init_from_teacher(wide, vocab, teacher)
+    assert torch.equal(wide.weight[5:, 4:].detach(), kept[5:, 4:]) and not torch.equal(wide.weight[5:, :4], kept[5:, :4])

@@ -219,6 +219,9 @@ class DistillConfig:
     augment_copies: int = 2  # augmented copies of each training text, learned from the teacher alone
     mask_probability: float = 0.15  # per word of a copy: masked, replaced by a training word, or deleted
     unlabelled: list[str] = field(default_factory=list)  # files whose texts are learned from the teacher alone
+    # Start the student's word embedding from the teacher: each token of its vocabulary read alone by the
+    # teacher, reduced by PCA to the embedding width (textcls/distill/vectors.py).
+    teacher_vectors: bool = True
     # Also match the teacher's pooled vector (a single-model teacher): MSE between a learned projection of the
     # student's pooled vector and the teacher's, weighted by hidden_weight. The projection is not saved.
     match_hidden: bool = False

@@ -31,6 +31,7 @@ from textcls.data.tokenizer import load_tokenizer
 from textcls.distill.augment import augment_texts, training_vocabulary
 from textcls.distill.student import plan_student
 from textcls.distill.task import NO_LABEL, DistillTask, ProjectedStudent
+from textcls.distill.vectors import init_from_teacher
 from textcls.distill.teacher import (
     POOLED_TENSOR,
     PROBS_TENSOR,
@@ -179,6 +180,11 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     prepared = PreparedData(data.tokenizer, data.labels, distill_dataset(data.tokenizer, texts, labels, cfg),
                             data.valid)
     student, _, _ = build_classifier(cfg, run_dir, prepared, resume, quiet)
+    if k.teacher_vectors and not resume:  # (a resumed run reads its weights from last/)
+        vocab = data.tokenizer.get_vocab()
+        began = time.perf_counter()
+        filled = init_from_teacher(student.embeddings.word, vocab, teacher)
+        say(f"word vectors from the teacher: {filled:,} of {len(vocab):,} tokens ({time.perf_counter() - began:.0f}s)")
     pooled = cached.get(POOLED_TENSOR)
     model = student if pooled is None else ProjectedStudent(student, pooled.shape[1])  # what the engine trains
     model.to(device)
