@@ -373,4 +373,5 @@ def test_the_students_word_vectors_come_from_the_teacher(teacher_run):
     wide = torch.nn.Embedding(len(vocab), 64)  # wider than the teacher: the remaining columns stay random
     kept = wide.weight.detach().clone()
     init_from_teacher(wide, vocab, teacher)
-    assert torch.equal(wide.weight[5:, 4:].detach(), kept[5:, 4:]) and not torch.equal(wide.weight[5:, :4], kept[5:, :4])
+    now = wide.weight.detach()
+    assert torch.equal(now[5:, 4:], kept[5:, 4:]) and not torch.equal(now[5:, :4], kept[5:, :4])

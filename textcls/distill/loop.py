@@ -31,7 +31,6 @@ from textcls.data.tokenizer import load_tokenizer
 from textcls.distill.augment import augment_texts, training_vocabulary
 from textcls.distill.student import plan_student
 from textcls.distill.task import NO_LABEL, DistillTask, ProjectedStudent
-from textcls.distill.vectors import init_from_teacher
 from textcls.distill.teacher import (
     POOLED_TENSOR,
     PROBS_TENSOR,
@@ -41,6 +40,7 @@ from textcls.distill.teacher import (
     read_cache,
     write_cache,
 )
+from textcls.distill.vectors import init_from_teacher
 from textcls.errors import CheckpointError, ConfigError, DataError
 from textcls.recipe import DEFAULT_BUDGET
 from textcls.run.info import save_run_files
