@@ -14,7 +14,8 @@ Per set, through the CLI only:
   rows, split, tokenizer settings and model, with `train.max_steps` the student's step count and no time
   budget, so that it takes as many optimizer steps as the student did (whose epochs also cover the augmented
   copies);
-- each: `textcls eval RUN TEST` (test accuracy), unique parameters (`model.parameters()`, shared layers once),
+- each (the teacher's figures can come from an earlier run's --json: --teacher-figures): `textcls eval RUN TEST`
+  (test accuracy), unique parameters (`model.parameters()`, shared layers once),
   the size of its weights files, and `textcls predict RUN INPUT` timed as a whole process (start, load, predict)
   with OMP_NUM_THREADS=--threads, as examples/s, where INPUT is the test file's rows repeated to --predict-rows
   rows (default 10,000, the same file for every system), so that throughput rather than start-up is timed.
@@ -127,6 +128,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "bench_distill")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="--set for the student")
+    parser.add_argument("--teacher-figures", type=Path, default=None, help="the --json of an earlier run with the "
+                        "same --teacher-dir: its teachers' figures are reported and the teachers not measured again")
     args = parser.parse_args()
     print(machine_summary(), flush=True)  # the figures below belong to this machine
 
@@ -153,7 +156,11 @@ def main() -> None:
         row = {"set": name, "rows": rows or "all", "fasttext": FASTTEXT_BEST[name], "distill_seconds": seconds}
         timing_input = repeated(test, args.predict_rows, scratch)
         row["predict_rows"] = max(args.predict_rows, sum(1 for _ in open(test, encoding="utf-8")) - 1)
+        earlier = {r["set"]: r for r in json.loads(args.teacher_figures.read_text())} if args.teacher_figures else {}
         for role, run in (("teacher", teacher), ("student", student), ("labels_only", plain)):
+            if role == "teacher" and name in earlier:
+                row[role] = {**earlier[name]["teacher"], "from": str(args.teacher_figures)}
+                continue
             row[role] = measure(run, test, args.threads, timing_input)
         results.append(row)
         if args.json:
