@@ -81,6 +81,21 @@ def test_info_counts_ngram_table_and_names_the_ensemble(tmp_path):
     result = CliRunner().invoke(app, ["info", str(tmp_path / "ens.yaml")])
     assert result.exit_code == 0, result.output
     assert f"3 members like this one: {3 * info.counts.unique_total:,} parameters" in result.output
+    raw["train"].update(ensemble_max=8, ensemble_fill_seconds=300)  # members added while the budget holds them
+    (tmp_path / "fill.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["info", str(tmp_path / "fill.yaml")])
+    assert "3 members (more while the budget holds them, up to 8) like this one" in result.output
+
+
+def test_info_on_an_ensemble_run_counts_its_added_members(sst2_files, tmp_path):
+    from conftest import tiny_config
+    from textcls.train.loop import train
+
+    out = tmp_path / "ens"
+    train(tiny_config(*sst2_files, out, train={"ensemble": 2, "ensemble_max": 3, "ensemble_fill_seconds": 600,
+                                               "max_steps": 1}), quiet=True)
+    info = model_info(out)
+    assert info.members == 3 and info.up_to == 0 and info.cfg.train.ensemble == 2
 
 
 def test_config_head_is_sized_by_its_label_names(tmp_path):

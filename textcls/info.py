@@ -33,6 +33,7 @@ from textcls.model.trainable import is_adapter_param
 from textcls.run.bases import with_base
 from textcls.run.info import load_run_config, read_run_info
 from textcls.run.layout import LABELS, TOKENIZER
+from textcls.run.members import is_ensemble_dir, read_ensemble
 
 try:  # train.trainable freezing, when this textcls has it
     from textcls.model.trainable import apply_trainable
@@ -117,6 +118,8 @@ class ModelInfo:
     flops: dict[str, float] = field(default_factory=dict)
     note: str = ""  # e.g. what is shown for a pretraining run
     vocab_bound: bool = False  # vocab_size is `tokenizer.vocab_size` (a config to train), the most it can be
+    members: int = 1  # an ensemble run's members (ensemble.json, added ones included); a config's train.ensemble
+    up_to: int = 0  # a config's train.ensemble_max: members added while its budget holds them
 
     @property
     def flops_total(self) -> float:
@@ -153,9 +156,12 @@ def model_info(path: Path | str, num_labels: Optional[int] = None, seq_len: Opti
     if path.is_dir() and read_run_info(path).get("kind") == "pretrain":
         note = (f"a pretraining run: its encoder with the classifier head fine-tuning adds ({labels} labels "
                 "assumed, --num-labels to change); the masked-LM head it trained is not counted")
+    run_members = path.is_dir() and is_ensemble_dir(path)
+    members = len(read_ensemble(path)["members"]) if run_members else cfg.train.ensemble
+    up_to = 0 if path.is_dir() else cfg.train.ensemble_max
     return ModelInfo(str(path), cfg, vocab, labels, t, parameter_counts(model),
                      list(model.encoder.attention_schedule), list(model.encoder.ffn_schedule),
-                     flops_per_token(model, t), note, vocab_bound)
+                     flops_per_token(model, t), note, vocab_bound, members, up_to)
 
 
 def _fmt(n: float) -> str:
@@ -191,12 +197,13 @@ def print_info(info: ModelInfo, console: Console) -> None:
     console.print(f"trainable {c.trainable:,} of {c.unique_total:,} (train.trainable: {info.cfg.train.trainable}); "
                   f"adapters {c.adapters:,}; FLOPs/token = forward matmul FLOPs at T={info.seq_len} "
                   f"(x3 for training)", highlight=False)
-    n = info.cfg.train.ensemble
-    if n > 1 and info.cfg.train.ensemble_variants:
-        console.print(f"train.ensemble: {n} members; train.ensemble_variants change the members' settings "
+    n, t = info.members, info.cfg.train
+    more = f" (more while the budget holds them, up to {info.up_to})" if info.up_to > n else ""
+    if n > 1 and t.ensemble_variants:
+        console.print(f"ensemble: {n} members{more}; train.ensemble_variants change the members' settings "
                       f"(the figures above are for the config as written)", highlight=False)
     elif n > 1:
-        console.print(f"train.ensemble: {n} members like this one: {n * c.unique_total:,} parameters and "
+        console.print(f"ensemble: {n} members{more} like this one: {n * c.unique_total:,} parameters and "
                       f"{_fmt(n * info.flops_total)} FLOPs/token in all at predict time", highlight=False)
     n_attn, n_ffn = len(set(info.attention_schedule)), len(set(info.ffn_schedule))
     layers = Table(title=f"depth -> unique layer ({n_attn} attention and {n_ffn} FFN blocks for "
