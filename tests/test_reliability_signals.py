@@ -22,9 +22,13 @@ from textcls.run.store import read_state
 WORDS = "good bad film plot actor story fine dull great weak boring lovely".split()
 
 
-def start(args: list[str], cache: Path) -> subprocess.Popen:
+def start(args: list[str], cache: Path, hangup: bool = False) -> subprocess.Popen:
+    """`textcls ARGS` as a child process; `hangup`: with SIGHUP's default action even where this process ignores
+    it (under `nohup` the child would inherit the ignoring, and textcls rightly leaves an ignored SIGHUP alone)."""
+    reset = (lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL)) if hangup else None
     return subprocess.Popen([sys.executable, "-m", "textcls", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, env=child_env(TEXTCLS_CACHE=str(cache), OMP_NUM_THREADS="1"))
+                            text=True, cwd=ROOT, env=child_env(TEXTCLS_CACHE=str(cache), OMP_NUM_THREADS="1"),
+                            preexec_fn=reset)
 
 
 def signal_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 240) -> tuple[int, str]:
@@ -125,7 +129,7 @@ model: {{hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64, ma
 train: {{epochs: 1000, batch_size: 8, checkpoint_every: 1, log_every: 1000}}
 """)
     run = tmp_path / "run"
-    proc = start(["train", str(config), "-o", str(run), "-q"], tmp_path / "cache")
+    proc = start(["train", str(config), "-o", str(run), "-q"], tmp_path / "cache", hangup=True)
     code, stderr = signal_when(proc, lambda: (run / "last" / "state.json").exists(), signal.SIGHUP)
     assert code == 130, stderr
     assert read_state(run / "last")["step"] >= 1
