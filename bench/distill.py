@@ -137,6 +137,7 @@ def main() -> None:
     data = args.data.resolve()
     scratch = Path(tempfile.mkdtemp(prefix="textcls-bench-distill-"))
     results = []
+    earlier = {r["set"]: r for r in json.loads(args.teacher_figures.read_text())} if args.teacher_figures else {}
     for name in args.sets.split(","):
         train_rel, test_rel, _, _ = SETS[name]
         train_file, test = data / train_rel, data / test_rel
@@ -156,7 +157,6 @@ def main() -> None:
         row = {"set": name, "rows": rows or "all", "fasttext": FASTTEXT_BEST[name], "distill_seconds": seconds}
         timing_input = repeated(test, args.predict_rows, scratch)
         row["predict_rows"] = max(args.predict_rows, sum(1 for _ in open(test, encoding="utf-8")) - 1)
-        earlier = {r["set"]: r for r in json.loads(args.teacher_figures.read_text())} if args.teacher_figures else {}
         for role, run in (("teacher", teacher), ("student", student), ("labels_only", plain)):
             if role == "teacher" and name in earlier:
                 row[role] = {**earlier[name]["teacher"], "from": str(args.teacher_figures)}

@@ -65,11 +65,18 @@ class Teacher:
         if not isinstance(model, TextClassifier):
             raise ConfigError(f"`distill.match_hidden` matches the pooled vector of one model, and the teacher "
                               f"{self.path} is an ensemble; set `distill.match_hidden: false` or distil a member")
-        model.to(device)
-        d, tok = self.run.cfg.data, self.run.tokenizer
-        ids, _ = encode_texts(tok, texts, None, d.max_length, d.truncation, d.head_tokens)
-        return batched_outputs(model.features, ids, None, model.cfg.hidden_size, batch_size,
-                               tok.token_to_id(PAD) or 0, device, "fp32")
+        d = self.run.cfg.data
+        return pooled_vectors(model, self.run.tokenizer, texts, d.max_length, d.truncation, d.head_tokens, device,
+                              batch_size)
+
+
+def pooled_vectors(model: TextClassifier, tokenizer, texts: list[str], max_length: int, truncation: str,
+                   head_tokens: Optional[int], device: torch.device, batch_size: int = 64) -> np.ndarray:
+    """(N, H) float32: the pooled vector `model`'s head reads for each of `texts`, in fp32."""
+    model.to(device)
+    ids, _ = encode_texts(tokenizer, texts, None, max_length, truncation, head_tokens)
+    return batched_outputs(model.features, ids, None, model.cfg.hidden_size, batch_size,
+                           tokenizer.token_to_id(PAD) or 0, device, "fp32")
 
 
 def load_teacher(path: Path | str) -> Teacher:

@@ -19,12 +19,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from textcls.data.pipeline import encode_texts
 from textcls.data.subword import BPE_SUFFIX
-from textcls.data.tokenizer import PAD, SPECIAL_TOKENS
-from textcls.distill.teacher import Teacher
+from textcls.data.tokenizer import SPECIAL_TOKENS
+from textcls.distill.teacher import Teacher, pooled_vectors
 from textcls.model import TextClassifier
-from textcls.predictor import batched_outputs
 
 MAX_TOKEN_LENGTH = 16  # the teacher's tokens for one student token, with [CLS] and [SEP]
 
@@ -49,9 +47,8 @@ def teacher_vectors(teacher: Teacher, texts: list[str], batch_size: int = 256) -
     """(N, H_teacher) float32: the pooled vector of each text read alone by the teacher's one model."""
     model, tokenizer, data = teacher_single(teacher)
     model.eval()
-    ids, _ = encode_texts(tokenizer, texts, None, min(MAX_TOKEN_LENGTH, data.max_length), "head", None)
-    return batched_outputs(model.features, ids, None, model.cfg.hidden_size, batch_size,
-                           tokenizer.token_to_id(PAD) or 0, torch.device("cpu"), "fp32")
+    return pooled_vectors(model, tokenizer, texts, min(MAX_TOKEN_LENGTH, data.max_length), "head", None,
+                          torch.device("cpu"), batch_size)
 
 
 def reduce(vectors: np.ndarray, width: int) -> np.ndarray:
