@@ -8,12 +8,14 @@
 Per set, through the CLI only:
 - teacher: `textcls train TRAIN --base MINILM --budget B` (the automatic recipe with the base), or the run given
   by --teacher-dir (a run directory, or a folder holding one run per set name);
-- student: `textcls distill TEACHER --budget B` (no CONFIG: the recipe-sized shared encoder), on the teacher's
-  training file and validation split (with --rows / --sst2-rows: `--set data.train=SUBSAMPLE`);
-- label-only student: `textcls train` with the student's own config.yaml less its `distill` section, on the same
-  rows, split, tokenizer settings and model, with `train.max_steps` the student's step count and no time
-  budget, so that it takes as many optimizer steps as the student did (whose epochs also cover the augmented
-  copies);
+- student: `textcls distill TEACHER --budget B` (no CONFIG: the automatic student, the teacher's lower layers
+  or the recipe-sized shared encoder), on the teacher's training file and validation split (with --rows /
+  --sst2-rows: `--set data.train=SUBSAMPLE`);
+- label-only student: the same student on the same rows and split, with `train.max_steps` the student's step
+  count and no time budget, so that it takes as many optimizer steps as the student did (whose epochs also
+  cover the augmented copies): for a student of the teacher's layers, `textcls distill` with `distill.alpha=0`
+  and no augmented copies (the same starting layers); otherwise `textcls train` with the student's own
+  config.yaml less its `distill` section;
 - each (the teacher's figures can come from an earlier run's --json: --teacher-figures): `textcls eval RUN TEST`
   (test accuracy), unique parameters (`model.parameters()`, shared layers once),
   the size of its weights files, and `textcls predict RUN INPUT` timed as a whole process (start, load, predict)
@@ -96,15 +98,23 @@ def teacher_for(name: str, train_file: Path, base: Path | None, teacher_dir: Pat
     return out
 
 
-def label_only(student: Path, out: Path, threads: int) -> Path:
-    """The student's config less `distill` (and the recipe record), epochs scaled to the student's step count."""
+def label_only(student: Path, teacher: Path, out: Path, threads: int, sets: list[str]) -> Path:
+    """The same student trained on the labels alone, for as many steps as the student took. A student of the
+    teacher's lower layers (`distill.student_layers` > 0) starts from the same layers: `textcls distill` with
+    `distill.alpha: 0` and no augmented copies (the teacher lends its layers and nothing else). Any other student:
+    its config.yaml less `distill` (and the recipe record) through `textcls train`."""
     cfg = yaml.safe_load((student / "config.yaml").read_text(encoding="utf-8"))
     info = json.loads((student / "run.json").read_text())
+    records = [json.loads(line) for line in (student / "metrics.jsonl").read_text().splitlines()]
+    steps = int(max((r["step"] for r in records), default=info.get("step", 1)))
+    if (cfg.get("distill") or {}).get("student_layers"):
+        cli("distill", str(teacher), "--output", str(out), "--quiet", *sets, "--set=distill.alpha=0",
+            "--set=distill.augment_copies=0", f"--set=distill.student_layers={cfg['distill']['student_layers']}",
+            f"--set=train.max_steps={steps}", "--set=train.time_budget_seconds=null", threads=threads)
+        return out
     cfg.pop("distill", None)
     cfg.pop("recipe", None)
-    records = [json.loads(line) for line in (student / "metrics.jsonl").read_text().splitlines()]
-    steps = max((r["step"] for r in records), default=info.get("step", 1))
-    cfg["train"]["max_steps"] = int(steps)
+    cfg["train"]["max_steps"] = steps
     cfg["train"]["time_budget_seconds"] = None  # the step count bounds it, not a slower machine's moment
     cfg["output"] = {"dir": str(out), "overwrite": True}
     path = out.parent / f"{out.name}.yaml"
@@ -153,7 +163,7 @@ def main() -> None:
             sets.append(f"--set=data.train={train_file}")
         _, seconds = cli("distill", str(teacher), "--output", str(student), "--budget", args.budget, "--quiet",
                          *sets, threads=args.threads)
-        plain = label_only(student, out / "labels-only", args.threads)
+        plain = label_only(student, teacher, out / "labels-only", args.threads, sets)
         row = {"set": name, "rows": rows or "all", "fasttext": FASTTEXT_BEST[name], "distill_seconds": seconds}
         timing_input = repeated(test, args.predict_rows, scratch)
         row["predict_rows"] = max(args.predict_rows, sum(1 for _ in open(test, encoding="utf-8")) - 1)

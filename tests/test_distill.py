@@ -375,3 +375,114 @@ def test_the_students_word_vectors_come_from_the_teacher(teacher_run):
     init_from_teacher(wide, vocab, teacher)
     now = wide.weight.detach()
     assert torch.equal(now[5:, 4:], kept[5:, 4:]) and not torch.equal(now[5:, :4], kept[5:, :4])
+
+
+# --------------------------------------------------------------------------- a student of the teacher's layers
+
+
+@pytest.fixture(scope="module")
+def deep_teacher(tmp_path_factory) -> Path:
+    """A 3-layer classifier (a few steps on 240 SST-2 rows): deep enough to lend its first layer."""
+    mp = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("deep")
+    mp.setenv("TEXTCLS_CACHE", str(folder / "cache"))
+    try:
+        data = write_tsv(folder / "train.tsv", sst2_slice(240))
+        cfg = tiny_config(data, None, folder / "run", data={"valid_fraction": 0.2, "split_seed": 5},
+                          model=tiny_model(hidden_size=48, num_heads=2, num_layers=3), train={"max_steps": 6})
+        train(cfg, quiet=True)
+    finally:
+        mp.undo()
+    return folder / "run"
+
+
+def test_the_pruned_tokenizer_reads_the_texts_as_the_teachers_does(deep_teacher):
+    from textcls.data.tokenizer import SPECIAL_TOKENS
+    from textcls.distill.layers import prune_tokenizer
+
+    full = load_teacher(deep_teacher).run.tokenizer
+    texts = [r[0] for r in sst2_slice(60)]
+    pruned, kept = prune_tokenizer(full, texts)
+    assert len(kept) < full.get_vocab_size() and kept == sorted(kept)
+    assert all(pruned.token_to_id(t) is not None for t in SPECIAL_TOKENS) and pruned.token_to_id("[PAD]") == 0
+    for text in texts:  # the same pieces, each under its new id
+        before, after = full.encode(text), pruned.encode(text)
+        assert after.tokens == before.tokens and [kept[i] for i in after.ids] == before.ids
+    unseen = "zebras"  # its whole-word token (if the teacher has one) is gone; its characters remain
+    assert pruned.token_to_id("[UNK]") not in pruned.encode(unseen).ids or "z" not in "".join(texts)
+    # a BERT tokenizer's post-processor names [CLS] and [SEP] by id: the ids move with the vocabulary
+    spec = json.loads(full.to_str())
+    ids = {t: full.token_to_id(t) for t in ("[CLS]", "[SEP]")}
+    spec["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                   {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {t: {"id": t, "ids": [i], "tokens": [t]} for t, i in ids.items()}}
+    from tokenizers import Tokenizer
+
+    bert, _ = prune_tokenizer(Tokenizer.from_str(json.dumps(spec)), texts)
+    enc = bert.encode(texts[0])
+    assert enc.tokens[0] == "[CLS]" and enc.tokens[-1] == "[SEP]"
+    assert enc.ids[0] == bert.token_to_id("[CLS]") and enc.ids[-1] == bert.token_to_id("[SEP]")
+
+
+def test_the_layers_student_starts_as_the_teachers_first_layers(deep_teacher):
+    from textcls.config import config_from_dict as from_dict
+    from textcls.distill.layers import layers_student, unfit_reason
+    from textcls.model import TextClassifier
+
+    teacher = load_teacher(deep_teacher)
+    assert unfit_reason(teacher) is None
+    texts = [r[0] for r in sst2_slice(60)]
+    lent = layers_student(teacher, texts, 1, 32)
+    assert lent.model["num_layers"] == 1 and lent.teacher_layers == 3 and lent.vocab < lent.teacher_vocab
+    assert not any(k.startswith("head.") or ".1." in k or ".2." in k for k in lent.state)
+    cfg = from_dict({"model": lent.model, "data": {"max_length": 32}}).model
+    student = TextClassifier(cfg, lent.vocab, 2, 0)
+    student.load_state_dict(lent.state, strict=False)
+    model = teacher.run.model
+    student.eval(), model.eval()
+    old = torch.tensor([teacher.run.tokenizer.encode(texts[0]).ids])
+    new = torch.tensor([lent.tokenizer.encode(texts[0]).ids])
+    with torch.no_grad():
+        mask = torch.ones_like(old, dtype=torch.bool)
+        assert torch.allclose(student.embeddings(new), model.embeddings(old))  # the teacher's rows, row for row
+        ours = student.encoder(student.embeddings(new), mask)[0][-1]
+        theirs = model.encoder(model.embeddings(old), mask, return_all=True)[0][0]  # after the teacher's layer 0
+    assert ours.shape == (1, old.shape[1], 48) and torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_the_automatic_student_keeps_the_teachers_lower_layers(deep_teacher, tmp_path):
+    from textcls.data.tokenizer import load_tokenizer
+
+    out = tmp_path / "student"
+    result = distill(deep_teacher, None, ["train.max_steps=2", "distill.augment_copies=1"], output=out,
+                     budget=120, quiet=True)
+    assert result.steps == 2
+    cfg = load_config(out / "config.yaml")
+    assert cfg.model.num_layers == 1 and cfg.distill.student_layers == 1 and cfg.recipe.name == "auto"
+    assert cfg.model.sharing.strategy == "none" and cfg.model.hidden_size == 48
+    keys = [c.key if hasattr(c, "key") else c["key"] for c in cfg.recipe.choices]
+    assert "model.num_layers" in keys and "tokenizer" in keys
+    teacher_vocab = load_teacher(deep_teacher).run.tokenizer.get_vocab_size()
+    assert load_tokenizer(out / "tokenizer.json").get_vocab_size() < teacher_vocab
+    texts = [r[0] for r in sst2_slice(8, "dev")]
+    probs = run_predictor(load_run(out)).predict_proba(texts)
+    assert probs.shape == (8, 2) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    scratch = distill(deep_teacher, None, ["train.max_steps=1", "distill.student_layers=0",
+                                           "distill.augment_copies=1"], output=tmp_path / "scratch", budget=120,
+                      quiet=True)
+    assert load_config(scratch.run_dir / "config.yaml").model.sharing.strategy == "all"  # the recipe student
+
+
+def test_student_layers_the_teacher_cannot_lend_are_refused(deep_teacher, teacher_run, tmp_path):
+    with pytest.raises(ConfigError, match="has 3 layers; keep fewer"):
+        distill(deep_teacher, None, ["distill.student_layers=3"], output=tmp_path / "a", budget=60, quiet=True)
+    with pytest.raises(ConfigError, match="cannot lend its layers .*2 layer"):
+        distill(teacher_run, None, ["distill.student_layers=1"], output=tmp_path / "b", budget=60, quiet=True)
+    with pytest.raises(ConfigError, match="with a CONFIG the student is"):
+        distill(deep_teacher, student_yaml(tmp_path / "s.yaml", max_steps=1), ["distill.student_layers=1"],
+                output=tmp_path / "c", quiet=True)
+    with pytest.raises(ConfigError, match="student_layers"):
+        config_from_dict({"distill": {"student_layers": -1}})

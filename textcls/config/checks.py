@@ -276,6 +276,9 @@ def _validate_distill(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`distill.augment_copies` must be >= 0 (0: no augmented copies), got {k.augment_copies}")
     if k.hidden_weight < 0:
         problems.append(f"`distill.hidden_weight` must be >= 0, got {k.hidden_weight}")
+    if k.student_layers is not None and (isinstance(k.student_layers, bool) or k.student_layers < 0):
+        problems.append("`distill.student_layers` is how many of the teacher's layers the student keeps (0: a "
+                        f"student from scratch; null: chosen), got {k.student_layers}")
     if not 0.0 <= k.mask_probability < 1.0:
         problems.append(f"`distill.mask_probability` must be in [0, 1), got {k.mask_probability}")
     if k.augment_copies > 0 and k.mask_probability == 0:

@@ -222,6 +222,10 @@ class DistillConfig:
     # Start the student's word embedding from the teacher: each token of its vocabulary read alone by the
     # teacher, reduced by PCA to the embedding width (textcls/distill/vectors.py).
     teacher_vectors: bool = True
+    # The automatic student (no CONFIG): the teacher's first K layers with its pruned tokenizer
+    # (textcls/distill/layers.py). None: a third of the teacher's layers when its one model lends them, else a
+    # student from scratch; 0: always from scratch.
+    student_layers: Optional[int] = None
     # Also match the teacher's pooled vector (a single-model teacher): MSE between a learned projection of the
     # student's pooled vector and the teacher's, weighted by hidden_weight. The projection is not saved.
     match_hidden: bool = False

@@ -29,7 +29,8 @@ from textcls.data.pipeline import PreparedData, encode_texts, prepare_data, text
 from textcls.data.readers import iter_records
 from textcls.data.tokenizer import load_tokenizer
 from textcls.distill.augment import augment_texts, training_vocabulary
-from textcls.distill.student import plan_student
+from textcls.distill.layers import default_layers, layers_student, unfit_reason
+from textcls.distill.student import plan_layers_student, plan_student
 from textcls.distill.task import NO_LABEL, DistillTask, ProjectedStudent
 from textcls.distill.teacher import (
     POOLED_TENSOR,
@@ -157,21 +158,34 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         teacher_seconds = time.perf_counter() - began
     else:
         say(f"teacher {teacher.path}: probabilities of {len(texts):,} texts read from {run_dir / TEACHER_PROBS}")
+    lent = None  # the student of the teacher's lower layers (distill/layers.py)
     if auto:
-        sections, record = plan_student(cfg.data, len(texts), len(valid_rows.texts) if valid_rows else 0, budget,
-                                        time.perf_counter() - started, cfg.train.device)
+        layers = student_layers(teacher, k.student_layers, say)
+        valid_count = len(valid_rows.texts) if valid_rows else 0
+        elapsed = time.perf_counter() - started
+        if layers:
+            lent = layers_student(teacher, texts, layers, cfg.data.max_length)
+            sections, record = plan_layers_student(lent, cfg.data, len(texts), valid_count, budget, elapsed,
+                                                   cfg.train.device)
+        else:
+            sections, record = plan_student(cfg.data, len(texts), valid_count, budget, elapsed, cfg.train.device)
         raw = config_to_dict(cfg)
         for section in ("tokenizer", "model", "train"):
             raw.pop(section)
         raw = merge_raw(raw, sections)
+        raw["distill"]["student_layers"] = layers
         raw["recipe"] = record
         cfg = config_from_dict(raw, source=f"the student of {teacher.path} (automatic recipe)",
                                overrides=tuple(assignments))
         for choice in record["choices"]:
             say(f"{choice['key']}: {choice['value']}  ({choice['reason']})")
+    elif k.student_layers and not resume:
+        raise ConfigError("`distill.student_layers` chooses the automatic student; with a CONFIG the student is "
+                          "the CONFIG's model: remove the key, or distil without a CONFIG")
 
     cfg, resume, device, metrics = start_run(cfg, run_dir, resume)
-    data = prepare_data(cfg, load_tokenizer(run_dir / TOKENIZER) if resume else None, quiet=quiet)
+    tokenizer = load_tokenizer(run_dir / TOKENIZER) if resume else lent.tokenizer if lent else None
+    data = prepare_data(cfg, tokenizer, quiet=quiet)
     order = _label_order(teacher.labels, data.labels, cfg)
     labels = np.full(len(texts), NO_LABEL, dtype=np.int64)
     labels[:rows["labelled"]] = np.asarray(order)[train_rows.targets.argmax(1)]
@@ -180,7 +194,11 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     prepared = PreparedData(data.tokenizer, data.labels, distill_dataset(data.tokenizer, texts, labels, cfg),
                             data.valid)
     student, _, _ = build_classifier(cfg, run_dir, prepared, resume, quiet)
-    if k.teacher_vectors and not resume:  # (a resumed run reads its weights from last/)
+    if lent is not None:  # (a resumed run reads its weights from last/)
+        _load_lent(student, lent)
+        say(f"student: the teacher's first {lent.layers} of {lent.teacher_layers} layers, {lent.vocab:,} of "
+            f"{lent.teacher_vocab:,} tokens")
+    elif k.teacher_vectors and not resume:
         vocab = data.tokenizer.get_vocab()
         began = time.perf_counter()
         filled = init_from_teacher(student.embeddings.word, vocab, teacher)
@@ -204,6 +222,43 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     state = trainer.fit()
     return DistillResult(run_dir, state.best, state.step, time.perf_counter() - trainer.started,
                          trainer.progress.examples_per_second, rows, teacher_seconds, trainer.stop_requested)
+
+
+def student_layers(teacher: Teacher, wanted: Optional[int], say) -> int:
+    """How many of the teacher's layers the automatic student keeps (0: a student from scratch)."""
+    if wanted == 0:
+        return 0
+    reason = unfit_reason(teacher)
+    total = teacher_layer_count(teacher)
+    if wanted is None:
+        if reason:
+            say(f"student: from scratch, since the teacher cannot lend its layers ({reason})")
+            return 0
+        return default_layers(total)
+    if reason:
+        raise ConfigError(f"`distill.student_layers: {wanted}`: the teacher {teacher.path} cannot lend its layers "
+                          f"({reason}); set it to 0 (a student from scratch) or remove it")
+    if wanted >= total:
+        raise ConfigError(f"`distill.student_layers: {wanted}`: the teacher {teacher.path} has {total} layers; "
+                          f"keep fewer (1..{total - 1})")
+    return wanted
+
+
+def teacher_layer_count(teacher: Teacher) -> int:
+    from textcls.distill.vectors import teacher_single
+
+    return teacher_single(teacher)[0].cfg.num_layers
+
+
+def _load_lent(student, lent) -> None:
+    """The teacher's tensors into the student: all but the head, which starts fresh."""
+    own = student.state_dict()
+    missing = [name for name in own if name not in lent.state and not name.startswith("head.")]
+    extra = [name for name in lent.state if name not in own or own[name].shape != lent.state[name].shape]
+    if missing or extra:
+        raise CheckpointError(f"the student's tensors differ from the teacher's lower layers (missing {missing[:3]}, "
+                              f"unexpected or reshaped {extra[:3]}); distil with `--set distill.student_layers=0`")
+    student.load_state_dict(lent.state, strict=False)
 
 
 def unlabelled_texts(files: Sequence[str], cfg: Config) -> list[str]:

@@ -1,5 +1,11 @@
-"""The student's config without a CONFIG: the automatic recipe's choices for the teacher's training data
-(textcls/recipe), made into a small ALBERT-style student.
+"""The student's config without a CONFIG: the teacher's own lower layers when it lends them
+(distill/layers.py; `plan_layers_student`), else the automatic recipe's choices for the teacher's training data
+(textcls/recipe), made into a small ALBERT-style student (`plan_student`).
+
+The layers student is fine-tuned as a pretrained base is (lr by its width, batch 32, warmup 10%), for as many
+epochs as the budget holds, at most MOST_EPOCHS, the best epoch on the validation rows kept.
+
+The from-scratch student:
 
 The recipe sizes the tokenizer, `max_length`, the model, the batch, epochs and the time budget from the data's
 statistics and this machine, with the distillation set's rows (labelled rows, augmented copies, unlabelled
@@ -15,11 +21,13 @@ hold more parameters than the rest of the student), one model is trained (no ens
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from textcls.config import DataConfig
 from textcls.data.readers import iter_records
-from textcls.recipe.rules import MEMBER_OVERHEAD, Recipe, auto_recipe
+from textcls.distill.layers import LayersStudent
+from textcls.recipe.rules import MEMBER_OVERHEAD, PLAN_SHARE, Candidate, Recipe, _Cost, auto_recipe, round_up
 from textcls.recipe.speed import step_timer, this_machine
 from textcls.recipe.stats import data_stats
 
@@ -78,3 +86,62 @@ def student_sections(recipe: Recipe, budget: float, elapsed: float) -> dict:
     raw["nblr"] = {"weight": 0.0}
     return raw
 
+
+
+def plan_layers_student(student: LayersStudent, data: DataConfig, distill_rows: int, valid_rows: int,
+                        budget: float, elapsed: float, device: str = "auto") -> tuple[dict, dict]:
+    """(raw config sections, the `recipe` record) for the student of the teacher's lower layers (`student`),
+    learning from `distill_rows` rows within `budget` seconds (`elapsed` spent)."""
+    from textcls.config import config_from_dict
+
+    stats = data_stats(iter_records(data.train, data))
+    machine = this_machine(device)
+    precision = "bf16" if machine.bf16 else "fp32"
+    batch, width = 32, student.model["hidden_size"]
+    model_cfg = config_from_dict({"model": student.model, "data": {"max_length": data.max_length}},
+                                 source="the distilled student").model
+    lengths = [len(e.ids) for e in student.tokenizer.encode_batch(_sample(data), add_special_tokens=True)]
+    mean = sum(lengths) / max(1, len(lengths))
+    length = min(data.max_length, round_up(mean * 1.25, 8))
+    step = step_timer(machine, student.vocab, max(2, stats.num_classes), model_cfg)(
+        Candidate("layers-student", None, batch, length, precision))
+    cost = _Cost(dataclasses.replace(stats, rows=distill_rows), machine, distill_rows, valid_rows, batch)
+    avail = budget - elapsed - cost.reserve_seconds(step, 1, False, views=0)
+    epochs = next((e for e in range(MOST_EPOCHS, 0, -1) if cost.loop_seconds(step, e) <= PLAN_SHARE * avail), None)
+    if epochs is None:
+        per_epoch = cost.loop_seconds(step, 1) - MEMBER_OVERHEAD
+        epochs = max(0.1, math.floor((PLAN_SHARE * avail - MEMBER_OVERHEAD) / max(per_epoch, 1e-9) * 10) / 10)
+    lr = 1e-4 if width <= 384 else 5e-5 if width <= 640 else 2e-5
+    choices = [
+        ("model.num_layers", student.layers, f"the teacher's first {student.layers} of {student.teacher_layers} "
+         "layers (a third, at least 1), with its word, position and segment embeddings; a fresh head"),
+        ("tokenizer", f"the teacher's, {student.vocab:,} of {student.teacher_vocab:,} tokens",
+         "the tokens of the distillation texts and their characters"),
+        ("train.epochs", epochs, f"what the budget holds, at most {MOST_EPOCHS}"),
+        ("train.lr", lr, f"hidden size {width} (up to 384: 1e-4; up to 640: 5e-5; larger: 2e-5), as for a base"),
+        ("train.batch_size", batch, "fine-tuning"),
+        ("train.warmup", 0.1, "share of the steps"),
+        ("train.schedule", "linear", "linear decay to zero"),
+        ("train.weight_decay", 0.01, "AdamW"),
+        ("train.precision", "auto", f"bf16 where the device has bf16 units ({precision} here)"),
+        ("train.time_budget_seconds", round(max(1.0, avail - MEMBER_OVERHEAD), 1),
+         f"the budget less the time spent ({elapsed:.0f}s, the teacher's probabilities included) and a reserve "
+         "for evaluation"),
+    ]
+    train = {key.removeprefix("train."): value for key, value, _ in choices if key.startswith("train.")}
+    if machine.device == "cpu":
+        train["num_threads"] = machine.cores
+    raw = {"model": student.model, "train": {**train, "ensemble": 1}, "nblr": {"weight": 0.0}}
+    record = {"name": "auto", "budget_seconds": budget, "stats": stats.summary(),
+              "choices": [{"key": k, "value": v, "reason": r} for k, v, r in choices]}
+    return raw, record
+
+
+def _sample(data: DataConfig, most: int = 2000) -> list[str]:
+    """The first `most` training texts, to measure the lengths the student reads."""
+    texts = []
+    for record in iter_records(data.train, data):
+        texts.append(record.text)
+        if len(texts) >= most:
+            break
+    return texts

@@ -1,0 +1,128 @@
+"""A student made of the teacher's own lower layers (`distill.student_layers`; the automatic student when the
+teacher qualifies).
+
+A student trained from scratch learns its words and their contexts from a few thousand rows; the teacher's lower
+layers already know them from pretraining and the task. The student here is the teacher's one model (a
+single-model run, or an ensemble's first member) cut to its first K layers, K a third of its depth (from 3 layers on),
+with the teacher's tokenizer pruned to the tokens the distillation texts use:
+
+- the vocabulary keeps the special tokens, every token of the teacher's tokenization of the distillation texts
+  (training rows, augmented copies, unlabelled texts), and each character of those tokens as a word start and a
+  continuation, so a later word that lacks a whole-word token still splits into pieces. WordPiece matches the
+  longest token it has, and every token of a distillation text is kept, so those texts are tokenized exactly as
+  the teacher tokenizes them;
+- the word embedding keeps those tokens' rows, the position table the rows `max_length` reads, and the encoder
+  its first K layers; the classification head starts fresh.
+
+Then the student learns from the teacher's probabilities as any student does. The teacher must be a plain
+stack of layers with a WordPiece tokenizer: no layer sharing, no adapters, no hashed n-gram embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from textcls.data.tokenizer import SPECIAL_TOKENS, check_special_tokens, encode_batch_safely
+from textcls.distill.teacher import Teacher
+from textcls.distill.vectors import teacher_single
+
+CONTINUATION = "##"
+LAYER_KEY = re.compile(r"^encoder\.\w+\.(\d+)\.")
+
+
+@dataclass
+class LayersStudent:
+    model: dict  # the student's `model` section
+    tokenizer: object  # the teacher's tokenizer, pruned
+    state: dict[str, torch.Tensor]  # the student's tensors from the teacher (no head)
+    layers: int
+    teacher_layers: int
+    vocab: int
+    teacher_vocab: int
+
+
+def default_layers(teacher_layers: int) -> int:
+    """A third of the teacher's layers (a teacher lends them from 3 layers on)."""
+    return max(1, teacher_layers // 3)
+
+
+def unfit_reason(teacher: Teacher) -> Optional[str]:
+    """Why the teacher's one model cannot lend its lower layers (None: it can)."""
+    model, tokenizer, _ = teacher_single(teacher)
+    m = model.cfg
+    kind = json.loads(tokenizer.to_str())["model"]["type"] if hasattr(tokenizer, "to_str") else "another kind"
+    if kind != "WordPiece":
+        return f"its tokenizer is {kind}, and only a WordPiece vocabulary is pruned"
+    if m.sharing.strategy != "none":
+        return f"its layers are shared (`model.sharing.strategy: {m.sharing.strategy}`)"
+    if m.adapters.enabled:
+        return "it has adapters"
+    if m.embeddings.ngram_orders:
+        return "it adds hashed n-gram embeddings"
+    if m.num_layers < 3:
+        return f"it has {m.num_layers} layer(s), and a third of them is less than one"
+    return None
+
+
+def prune_tokenizer(tokenizer, texts: list[str]):
+    """(the tokenizer with only the tokens `texts` use, their characters and the special tokens; the kept tokens'
+    ids in the original vocabulary, ascending). Kept tokens keep their order, so the special tokens that came
+    first (the padding token at 0) still do."""
+    spec = json.loads(tokenizer.to_str())
+    vocab: dict[str, int] = spec["model"]["vocab"]
+    seen: set[int] = set()
+    for enc in encode_batch_safely(tokenizer, texts, "the teacher's tokenizer", add_special_tokens=False):
+        seen.update(enc.ids)
+    by_id = {i: token for token, i in vocab.items()}
+    chars = {c for i in seen for c in by_id[i].removeprefix(CONTINUATION)}
+    wanted = {by_id[i] for i in seen} | {c for c in chars} | {CONTINUATION + c for c in chars}
+    wanted |= {t["content"] for t in spec.get("added_tokens", [])} | set(SPECIAL_TOKENS)
+    kept = sorted(vocab[t] for t in wanted if t in vocab)
+    new_id = {old: new for new, old in enumerate(kept)}
+    spec["model"]["vocab"] = {by_id[old]: new for old, new in new_id.items()}
+    for added in spec.get("added_tokens", []):
+        added["id"] = new_id[added["id"]]
+    post = spec.get("post_processor") or {}
+    for special in (post.get("special_tokens") or {}).values():
+        special["ids"] = [new_id[i] for i in special["ids"]]
+    for key in ("cls", "sep"):  # a BertProcessing post-processor: [token, id]
+        if isinstance(post.get(key), list):
+            post[key][1] = new_id[post[key][1]]
+    from tokenizers import Tokenizer
+
+    pruned = Tokenizer.from_str(json.dumps(spec))
+    check_special_tokens(pruned, "the pruned teacher tokenizer")
+    return pruned, kept
+
+
+def layers_student(teacher: Teacher, texts: list[str], layers: int, max_length: int) -> LayersStudent:
+    """The student of the teacher's first `layers` layers, its vocabulary the tokens of `texts` (see above)."""
+    model, tokenizer, _ = teacher_single(teacher)
+    m = model.cfg
+    pruned, kept = prune_tokenizer(tokenizer, texts)
+    positions = min(m.max_positions, m.position_offset + max_length)
+    state = {}
+    for name, tensor in model.state_dict().items():
+        layer = LAYER_KEY.match(name)
+        if name.startswith("head.") or (layer and int(layer.group(1)) >= layers):
+            continue
+        if name == "embeddings.word.weight":
+            tensor = tensor[torch.tensor(kept)]
+        elif name == "embeddings.position.weight":
+            tensor = tensor[:positions]
+        state[name] = tensor.detach().clone().contiguous()
+    section = _model_section(m, layers, positions)
+    return LayersStudent(section, pruned, state, layers, m.num_layers, len(kept), len(tokenizer.get_vocab()))
+
+
+def _model_section(m, layers: int, positions: int) -> dict:
+    import dataclasses
+
+    section = dataclasses.asdict(m)
+    section.update(num_layers=layers, max_positions=positions, init_from=None)
+    return section
