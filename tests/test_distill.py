@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from conftest import interrupt_at, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.config import config_from_dict, config_to_dict, load_config
 from textcls.data.readers import Record
+from textcls.device import resolve_precision
 from textcls.distill import distill
 from textcls.distill.augment import augment_texts, training_vocabulary
 from textcls.distill.student import student_sections
@@ -162,7 +163,8 @@ def test_a_student_is_an_ordinary_run_that_names_its_teacher(teacher_run, tmp_pa
     assert cached.shape == (386, 2)
     teacher = load_run(teacher_run)
     texts = ["a quietly moving film", "the worst movie of the year"]
-    assert np.allclose(cached[-2:], run_predictor(teacher).predict_proba(texts), atol=1e-6)
+    precision = resolve_precision("auto", torch.device("cpu"))  # the student's: bf16 where the CPU has bf16 units
+    assert np.allclose(cached[-2:], run_predictor(teacher, precision=precision).predict_proba(texts), atol=1e-6)
     # eval, predict and info read it as any run
     student = load_run(out)
     probs = run_predictor(student).predict_proba(texts)
@@ -323,7 +325,8 @@ def test_an_ensemble_teacher_gives_its_averaged_probabilities(tmp_path):
     distill(tmp_path / "ensemble", student_yaml(tmp_path / "s.yaml", max_steps=2), output=tmp_path / "student",
             unlabelled=[str(extra)], quiet=True)
     cached = load_file(str(tmp_path / "student" / "teacher_probs.safetensors"))["probabilities"].numpy()
-    assert np.allclose(cached[-2:], run_predictor(teacher.run).predict_proba(texts), atol=1e-6)
+    precision = resolve_precision("auto", torch.device("cpu"))  # the student's
+    assert np.allclose(cached[-2:], run_predictor(teacher.run, precision=precision).predict_proba(texts), atol=1e-6)
     info = json.loads((tmp_path / "student" / "run.json").read_text())
     assert info["teacher"]["sha256"] == run_digest(tmp_path / "ensemble") == teacher.sha256
     with pytest.raises(ConfigError, match="ensemble"):
@@ -474,6 +477,21 @@ def test_the_automatic_student_keeps_the_teachers_lower_layers(deep_teacher, tmp
                                            "distill.augment_copies=1"], output=tmp_path / "scratch", budget=120,
                       quiet=True)
     assert load_config(scratch.run_dir / "config.yaml").model.sharing.strategy == "all"  # the recipe student
+
+
+def test_a_layers_student_resumes_to_the_same_weights(deep_teacher, tmp_path, monkeypatch):
+    sets = ["train.max_steps=8", "train.eval_every=3", "distill.augment_copies=1"]
+    full = distill(deep_teacher, None, sets, output=tmp_path / "full", budget=120, quiet=True)
+    with monkeypatch.context() as m:
+        interrupt_at(m, 4)
+        with pytest.raises(Interrupted):
+            distill(deep_teacher, None, sets, output=tmp_path / "cut", budget=120, quiet=True)
+    monkeypatch.setattr(Teacher, "probabilities", lambda *a, **k: pytest.fail("the cache should answer"))
+    resumed = distill(deep_teacher, None, output=tmp_path / "cut", resume=True, quiet=True)
+    assert resumed.steps == full.steps == 8
+    a, b = (load_file(str(tmp_path / run / "model.safetensors")) for run in ("full", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "cut" / "tokenizer.json").read_text() == (tmp_path / "full" / "tokenizer.json").read_text()
 
 
 def test_student_layers_the_teacher_cannot_lend_are_refused(deep_teacher, teacher_run, tmp_path):

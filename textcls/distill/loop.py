@@ -28,6 +28,7 @@ from textcls.config import Config, config_from_dict, config_to_dict, load_config
 from textcls.data.pipeline import PreparedData, encode_texts, prepare_data, text_splits
 from textcls.data.readers import iter_records
 from textcls.data.tokenizer import load_tokenizer
+from textcls.device import resolve_precision
 from textcls.distill.augment import augment_texts, training_vocabulary
 from textcls.distill.layers import default_layers, layers_student, unfit_reason
 from textcls.distill.student import plan_layers_student, plan_student
@@ -152,7 +153,9 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
             f"{rows['augmented']:,} augmented copies, {rows['unlabelled']:,} unlabelled)")
         began = time.perf_counter()
         device = select_device(cfg.train.device)
-        cached = {PROBS_TENSOR: teacher.probabilities(texts, device)}
+        # in the precision the student trains in: bf16 where the device has bf16 units (`train.precision: auto`)
+        bf16 = resolve_precision(cfg.train.precision, device) == "bf16"
+        cached = {PROBS_TENSOR: teacher.probabilities(texts, device, precision="bf16" if bf16 else "fp32")}
         if k.match_hidden:
             cached[POOLED_TENSOR] = teacher.pooled(texts, device)
         teacher_seconds = time.perf_counter() - began

@@ -27,7 +27,17 @@ from typing import Any
 from textcls.config import DataConfig
 from textcls.data.readers import iter_records
 from textcls.distill.layers import LayersStudent
-from textcls.recipe.rules import MEMBER_OVERHEAD, PLAN_SHARE, Candidate, Recipe, _Cost, auto_recipe, round_up
+from textcls.errors import ConfigError
+from textcls.recipe.rules import (
+    EPOCH_OVERHEAD,
+    MEMBER_OVERHEAD,
+    PLAN_SHARE,
+    STEP_FACTOR,
+    Candidate,
+    Recipe,
+    auto_recipe,
+    round_up,
+)
 from textcls.recipe.speed import step_timer, this_machine
 from textcls.recipe.stats import data_stats
 
@@ -103,14 +113,20 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, distill_rows: 
     lengths = [len(e.ids) for e in student.tokenizer.encode_batch(_sample(data), add_special_tokens=True)]
     mean = sum(lengths) / max(1, len(lengths))
     length = min(data.max_length, round_up(mean * 1.25, 8))
-    step = step_timer(machine, student.vocab, max(2, stats.num_classes), model_cfg)(
-        Candidate("layers-student", None, batch, length, precision))
-    cost = _Cost(dataclasses.replace(stats, rows=distill_rows), machine, distill_rows, valid_rows, batch)
-    avail = budget - elapsed - cost.reserve_seconds(step, 1, False, views=0)
-    epochs = next((e for e in range(MOST_EPOCHS, 0, -1) if cost.loop_seconds(step, e) <= PLAN_SHARE * avail), None)
-    if epochs is None:
-        per_epoch = cost.loop_seconds(step, 1) - MEMBER_OVERHEAD
-        epochs = max(0.1, math.floor((PLAN_SHARE * avail - MEMBER_OVERHEAD) / max(per_epoch, 1e-9) * 10) / 10)
+    threads = machine.cores if machine.device == "cpu" else 1
+    step = step_timer(machine, student.vocab, max(2, stats.num_classes), model_cfg, threads)(
+        Candidate("layers-student", None, batch, length, precision))  # one model on every core: timed so
+    steps, evals = math.ceil(distill_rows / batch), math.ceil(valid_rows / batch)
+    epoch_seconds = (steps + evals / 3) * step * STEP_FACTOR + EPOCH_OVERHEAD  # an evaluation: a third of a step
+    avail = budget - elapsed - MEMBER_OVERHEAD - (evals * step / 3 + 3.0)  # the final evaluation and files
+    fit = PLAN_SHARE * avail / epoch_seconds
+    if fit < 0.1:
+        need = elapsed + MEMBER_OVERHEAD + 0.1 * epoch_seconds / PLAN_SHARE + evals * step / 3 + 3.0
+        raise ConfigError(f"a budget of {budget:.0f}s is too small to train the student of the teacher's layers "
+                          f"after the teacher's probabilities ({elapsed:.0f}s so far; one epoch of {distill_rows:,} "
+                          f"rows takes about {epoch_seconds:.0f}s); raise --budget to at least "
+                          f"{math.ceil(need * 1.2 / 10) * 10:.0f}s, or set distill.augment_copies lower")
+    epochs = min(MOST_EPOCHS, math.floor(fit)) if fit >= 1 else max(0.1, math.floor(fit * 10) / 10)
     lr = 1e-4 if width <= 384 else 5e-5 if width <= 640 else 2e-5
     choices = [
         ("model.num_layers", student.layers, f"the teacher's first {student.layers} of {student.teacher_layers} "
@@ -124,7 +140,7 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, distill_rows: 
         ("train.schedule", "linear", "linear decay to zero"),
         ("train.weight_decay", 0.01, "AdamW"),
         ("train.precision", "auto", f"bf16 where the device has bf16 units ({precision} here)"),
-        ("train.time_budget_seconds", round(max(1.0, avail - MEMBER_OVERHEAD), 1),
+        ("train.time_budget_seconds", round(max(1.0, avail), 1),
          f"the budget less the time spent ({elapsed:.0f}s, the teacher's probabilities included) and a reserve "
          "for evaluation"),
     ]

@@ -54,10 +54,11 @@ class Teacher:
         vocab = self.run.tokenizer.get_vocab()
         return next((t for t in (MASK, "<mask>", UNK, "<unk>") if t in vocab), MASK)
 
-    def probabilities(self, texts: list[str], device: torch.device, batch_size: int = 64) -> np.ndarray:
-        """(N, C) float32 probabilities of `texts` in the teacher's label order."""
+    def probabilities(self, texts: list[str], device: torch.device, batch_size: int = 64,
+                      precision: str = "fp32") -> np.ndarray:
+        """(N, C) float32 probabilities of `texts` in the teacher's label order, computed in `precision`."""
         self.run.model.to(device)
-        return run_predictor(self.run, batch_size=batch_size, device=device).predict_proba(texts)
+        return run_predictor(self.run, batch_size=batch_size, device=device, precision=precision).predict_proba(texts)
 
     def pooled(self, texts: list[str], device: torch.device, batch_size: int = 64) -> np.ndarray:
         """(N, H) float32 pooled vectors of `texts` (the vector the teacher's head reads), for a single model."""

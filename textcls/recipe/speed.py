@@ -26,16 +26,16 @@ def this_machine(device: str = "auto") -> Machine:
 
 
 def step_timer(machine: Machine, vocab_size: int, num_labels: int,
-               base_model: Optional[ModelConfig] = None) -> Callable[[Candidate], float]:
-    """`step_seconds(candidate)` for auto_recipe: measured once per candidate, on one CPU thread (the recipe
-    scales to more threads) or on the GPU."""
+               base_model: Optional[ModelConfig] = None, threads: int = 1) -> Callable[[Candidate], float]:
+    """`step_seconds(candidate)` for auto_recipe: measured once per candidate, on `threads` CPU threads (one for
+    auto_recipe, which scales to more threads itself) or on the GPU."""
     cache: dict[tuple, float] = {}
 
     def step_seconds(candidate: Candidate) -> float:
         key = (candidate.name, candidate.batch_size, candidate.length, candidate.precision)
         if key not in cache:
             model_cfg = base_model if candidate.model is None else _model_config(candidate)
-            cache[key] = _measure(model_cfg, vocab_size, num_labels, candidate, machine)
+            cache[key] = _measure(model_cfg, vocab_size, num_labels, candidate, machine, threads)
         return cache[key]
     return step_seconds
 
@@ -48,15 +48,16 @@ def _model_config(candidate: Candidate) -> ModelConfig:
     return config_from_dict({"model": model, "data": data}, source="the automatic recipe's candidate").model
 
 
-def _measure(model_cfg: ModelConfig, vocab_size: int, num_labels: int, c: Candidate, machine: Machine) -> float:
+def _measure(model_cfg: ModelConfig, vocab_size: int, num_labels: int, c: Candidate, machine: Machine,
+             threads: int = 1) -> float:
     from textcls.device import autocast_context
     from textcls.model.classifier import TextClassifier
     from textcls.train.optim import build_optimizer
 
     device = torch.device("cuda" if machine.device == "cuda" else "cpu")
-    threads = torch.get_num_threads()
+    before = torch.get_num_threads()
     if device.type == "cpu":
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)
     try:
         torch.manual_seed(0)
         model = TextClassifier(model_cfg, vocab_size, num_labels, 0).to(device)
@@ -84,4 +85,4 @@ def _measure(model_cfg: ModelConfig, vocab_size: int, num_labels: int, c: Candid
                 torch.cuda.synchronize()
         return (time.perf_counter() - started) / steps
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
