@@ -479,6 +479,46 @@ def test_the_automatic_student_keeps_the_teachers_lower_layers(deep_teacher, tmp
     assert load_config(scratch.run_dir / "config.yaml").model.sharing.strategy == "all"  # the recipe student
 
 
+def test_a_low_rank_word_table_is_the_closest_fit_to_the_teachers():
+    from textcls.distill.layers import low_rank
+
+    torch.manual_seed(0)
+    exact = torch.randn(50, 3) @ torch.randn(3, 16) + torch.randn(16)  # rank 3 about a mean
+    out = low_rank({"embeddings.word.weight": exact, "other": torch.ones(2)}, 3)
+    vectors, proj = out["embeddings.word.weight"], out["embeddings.word_project.weight"]
+    assert vectors.shape == (50, 3) and proj.shape == (16, 3) and torch.equal(out["other"], torch.ones(2))
+    rebuilt = torch.nn.functional.linear(vectors, proj, out["embeddings.word_project.bias"])
+    torch.testing.assert_close(rebuilt, exact, atol=1e-4, rtol=0)
+    noisy = exact + 0.1 * torch.randn(50, 16)  # at rank 3 the remainder is the smallest possible
+    two = low_rank({"embeddings.word.weight": noisy}, 3)
+    fit = torch.nn.functional.linear(two["embeddings.word.weight"], two["embeddings.word_project.weight"],
+                                     two["embeddings.word_project.bias"])
+    s = torch.linalg.svdvals(noisy - noisy.mean(0))
+    assert torch.isclose((noisy - fit).pow(2).sum(), s[3:].pow(2).sum(), rtol=1e-3)
+
+
+def test_the_word_rank_keeps_the_student_within_its_share_of_the_teacher():
+    from textcls.distill.layers import LayersStudent, fitting_rank
+
+    state = {"embeddings.word.weight": torch.zeros(1000, 64), "encoder.ffn.0.up.weight": torch.zeros(500)}
+    lent = LayersStudent({"hidden_size": 64, "embedding_size": None}, None, state, 1, 3, 1000, 30000)
+    full = 1000 * 64 + 500 + 65 * 2  # the table, the rest, a 2-label head
+    assert fitting_rank(lent, full, 2) is None
+    assert fitting_rank(lent, 60_000, 2) == 48  # 1000 x 48 + 48 x 64 + 64 + 630 = 51,766 <= 60,000 < at 64
+    assert fitting_rank(lent, 50_000, 2) == 32
+    assert fitting_rank(lent, 1_000, 2) == 32  # never below 32: the student is then over its share
+
+
+def test_a_layers_student_takes_a_low_rank_word_table(deep_teacher, tmp_path):
+    out = tmp_path / "low"
+    distill(deep_teacher, None, ["train.max_steps=1", "distill.augment_copies=1", "model.embeddings.word_rank=8"],
+            output=out, budget=120, quiet=True)
+    weights = load_file(str(out / "model.safetensors"))
+    assert weights["embeddings.word.weight"].shape[1] == 8
+    assert weights["embeddings.word_project.weight"].shape == (48, 8)
+    assert load_run(out).model.cfg.embeddings.word_rank == 8
+
+
 def test_a_layers_student_resumes_to_the_same_weights(deep_teacher, tmp_path, monkeypatch):
     sets = ["train.max_steps=8", "train.eval_every=3", "distill.augment_copies=1"]
     full = distill(deep_teacher, None, sets, output=tmp_path / "full", budget=120, quiet=True)

@@ -70,6 +70,28 @@ def test_factorized_embedding_and_scaling():
     assert isinstance(unfactorized.project, torch.nn.Identity)
 
 
+def test_a_low_rank_word_table_projects_its_vectors():
+    torch.manual_seed(0)
+    emb = Embeddings(model_cfg(embeddings={"word_rank": 4}), 40).eval()
+    assert emb.word.weight.shape == (40, 4) and emb.word_project.weight.shape == (32, 4)
+    ids = torch.randint(0, 40, (2, 6))
+    want = emb.norm(emb.word_project(emb.word(ids)) + emb.position.weight[:6] + emb.segment.weight[0])
+    torch.testing.assert_close(emb(ids), want, rtol=0, atol=1e-6)
+    full = sum(p.numel() for p in TextClassifier(model_cfg(), 1000, 2).parameters())
+    low = sum(p.numel() for p in TextClassifier(model_cfg(embeddings={"word_rank": 4}), 1000, 2).parameters())
+    assert full - low == 1000 * (32 - 4) - (4 * 32 + 32)  # the table's saving less the projection's weights
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ({"embeddings": {"word_rank": 32}}, "between 1 and the embedding width"),
+    ({"embeddings": {"word_rank": 0}}, "between 1"),
+    ({"embedding_size": 16, "embeddings": {"word_rank": 16}}, r"less one \(15\)"),
+    ({"embeddings": {"word_rank": 8, "pretrained": "v.txt"}}, "cannot be")])
+def test_the_word_rank_is_checked(extra, needle):
+    with pytest.raises(Exception, match=needle):
+        model_cfg(**extra)
+
+
 def test_segment_embeddings():
     torch.manual_seed(0)
     emb = Embeddings(model_cfg(), 40).eval()

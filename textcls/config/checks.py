@@ -152,6 +152,13 @@ def validate(cfg: Config, problems: list[str]) -> None:
                         f"got {e.ngram_orders}")
     if e.ngram_orders and e.ngram_buckets < 1:
         problems.append(f"`model.embeddings.ngram_buckets` must be at least 1, got {e.ngram_buckets}")
+    width = m.embedding_size or m.hidden_size
+    if e.word_rank is not None and not 1 <= e.word_rank < width:
+        problems.append(f"`model.embeddings.word_rank` must be between 1 and the embedding width less one "
+                        f"({width - 1}), got {e.word_rank}; remove it for a full-rank word table")
+    elif e.word_rank is not None and e.pretrained:
+        problems.append("`model.embeddings.word_rank` and `model.embeddings.pretrained` cannot be combined: word "
+                        "vectors fill a full-width table; remove one of them")
     if m.pool_layers > m.num_layers:
         problems.append(f"`model.pool_layers` ({m.pool_layers}) exceeds `model.num_layers` ({m.num_layers})")
     if m.adapters.layers is not None:

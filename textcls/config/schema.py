@@ -81,6 +81,9 @@ class EmbeddingsConfig:
     freeze: bool = False
     ngram_orders: list[int] = field(default_factory=list)  # e.g. [2, 3]: hashed n-gram embeddings added
     ngram_buckets: int = 100000  # rows of the hashed n-gram table (fastText's bucket trick)
+    # The word table at low rank: (V, word_rank) vectors through a learned (word_rank -> E) projection, for
+    # fewer parameters where the vocabulary is large (a distilled student of the teacher's layers).
+    word_rank: Optional[int] = None
 
 
 @dataclass

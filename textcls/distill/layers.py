@@ -32,6 +32,7 @@ from textcls.distill.teacher import Teacher
 from textcls.distill.vectors import teacher_single
 
 CONTINUATION = "##"
+MIN_RANK, RANK_STEP = 32, 16  # a low-rank word table (fitting_rank)
 LAYER_KEY = re.compile(r"^encoder\.\w+\.(\d+)\.")
 
 
@@ -118,6 +119,39 @@ def layers_student(teacher: Teacher, texts: list[str], layers: int, max_length: 
         state[name] = tensor.detach().clone().contiguous()
     section = _model_section(m, layers, positions)
     return LayersStudent(section, pruned, state, layers, m.num_layers, len(kept), len(tokenizer.get_vocab()))
+
+
+def low_rank(state: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
+    """`state` with its (V, E) word table as a rank-`rank` table and a projection (`model.embeddings.word_rank`):
+    the rows' mean and first principal components, so that vectors @ projection + mean is the closest rank-r
+    fit to the centred rows."""
+    word = state["embeddings.word.weight"].double()
+    mean = word.mean(0)
+    _, _, vt = torch.linalg.svd(word - mean, full_matrices=False)
+    components = vt[:rank]  # (r, E)
+    out = dict(state)
+    out["embeddings.word.weight"] = ((word - mean) @ components.T).float().contiguous()  # (V, r)
+    out["embeddings.word_project.weight"] = components.T.float().contiguous()  # Linear(r, E): (E, r)
+    out["embeddings.word_project.bias"] = mean.float().contiguous()
+    return out
+
+
+def teacher_parameters(teacher: Teacher) -> int:
+    """The teacher's unique parameters: every model of the run (each ensemble member), a shared tensor once."""
+    runs = [group for group, _ in teacher.run.groups] if teacher.run.groups else [teacher.run]
+    return sum(p.numel() for run in runs for p in run.model.parameters())
+
+
+def fitting_rank(student: LayersStudent, most: int, num_labels: int) -> Optional[int]:
+    """The word table's rank that keeps the student within `most` parameters: None when the full table fits,
+    else the largest multiple of RANK_STEP that fits, at least MIN_RANK."""
+    width = student.state["embeddings.word.weight"].shape[1]
+    rest = sum(t.numel() for name, t in student.state.items() if name != "embeddings.word.weight")
+    rest += (student.model["hidden_size"] + 1) * num_labels  # the head
+    if rest + student.vocab * width <= most:
+        return None
+    rank = (most - rest - width) // (student.vocab + width)  # V x r vectors, an (r -> E) projection and its bias
+    return int(min(width - 1, max(MIN_RANK, rank // RANK_STEP * RANK_STEP)))
 
 
 def _model_section(m, layers: int, positions: int) -> dict:

@@ -30,7 +30,7 @@ from textcls.data.readers import iter_records
 from textcls.data.tokenizer import load_tokenizer
 from textcls.device import resolve_precision
 from textcls.distill.augment import augment_texts, training_vocabulary
-from textcls.distill.layers import default_layers, layers_student, unfit_reason
+from textcls.distill.layers import default_layers, layers_student, low_rank, teacher_parameters, unfit_reason
 from textcls.distill.student import plan_layers_student, plan_student
 from textcls.distill.task import NO_LABEL, DistillTask, ProjectedStudent
 from textcls.distill.teacher import (
@@ -169,7 +169,7 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         if layers:
             lent = layers_student(teacher, texts, layers, cfg.data.max_length)
             sections, record = plan_layers_student(lent, cfg.data, len(texts), valid_count, budget, elapsed,
-                                                   cfg.train.device)
+                                                   teacher_parameters(teacher), cfg.train.device)
         else:
             sections, record = plan_student(cfg.data, len(texts), valid_count, budget, elapsed, cfg.train.device)
         raw = config_to_dict(cfg)
@@ -198,7 +198,8 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
                             data.valid)
     student, _, _ = build_classifier(cfg, run_dir, prepared, resume, quiet)
     if lent is not None:  # (a resumed run reads its weights from last/)
-        _load_lent(student, lent)
+        rank = cfg.model.embeddings.word_rank
+        _load_lent(student, lent if not rank else dataclasses.replace(lent, state=low_rank(lent.state, rank)))
         say(f"student: the teacher's first {lent.layers} of {lent.teacher_layers} layers, {lent.vocab:,} of "
             f"{lent.teacher_vocab:,} tokens")
     elif k.teacher_vectors and not resume:

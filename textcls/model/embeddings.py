@@ -66,7 +66,8 @@ class NgramEmbedding(nn.Module):
 class Embeddings(nn.Module):
     """input ids (B, T) -> hidden states (B, T, H); with a Packing, the real tokens only, packed: (N, H).
 
-    word (V, E) [+ hashed n-grams (N, E)] [+ position (P, E)] [+ segment (S, E)] -> LayerNorm(E) -> dropout
+    word (V, E) (or (V, r) -> Linear(r, E) with `embeddings.word_rank`) [+ hashed n-grams (N, E)]
+    [+ position (P, E)] [+ segment (S, E)] -> LayerNorm(E) -> dropout
     -> Linear(E, H) when E != H (ALBERT's factorization), else Identity.
 
     Position t reads row `position_offset + t` (RoBERTa's positions start after its padding index, at 2).
@@ -79,7 +80,9 @@ class Embeddings(nn.Module):
         e = cfg.embedding_size or cfg.hidden_size
         self.embedding_size = e
         self.scale = math.sqrt(e) if cfg.scale_embeddings else 1.0
-        self.word = nn.Embedding(vocab_size, e, padding_idx=pad_id)
+        rank = cfg.embeddings.word_rank
+        self.word = nn.Embedding(vocab_size, rank or e, padding_idx=pad_id)
+        self.word_project = nn.Linear(rank, e) if rank else None  # a low-rank word table: (V, r) -> (V, E)
         ngrams = cfg.embeddings.ngram_orders
         self.ngram = NgramEmbedding(ngrams, cfg.embeddings.ngram_buckets, e, pad_id) if ngrams else None
         if cfg.position == "learned":
@@ -103,7 +106,10 @@ class Embeddings(nn.Module):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 packing: Packing | None = None) -> torch.Tensor:
         pack = (lambda t: t) if packing is None else packing.pack
-        x = self.word(pack(input_ids)) * self.scale  # (B, T, E), or packed (N, E)
+        x = self.word(pack(input_ids))  # (B, T, E), or packed (N, E); (.., r) at a low rank
+        if self.word_project is not None:
+            x = self.word_project(x)
+        x = x * self.scale
         if self.ngram is not None:
             x = x + self.ngram(input_ids, packing)
         o = self.position_offset

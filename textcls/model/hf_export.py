@@ -76,6 +76,8 @@ def _choose(cfg: ModelConfig, pad_id: int) -> tuple[str, list[str]]:
         why.append("it scales the word vectors by sqrt(E) (model.scale_embeddings); BERT does not")
     if cfg.causal:
         why.append("its attention is causal (model.causal); BERT's is bidirectional")
+    if cfg.embeddings.word_rank:
+        why.append("its word table is low-rank (model.embeddings.word_rank), which HF models do not have")
     if cfg.embeddings.ngram_orders:
         why.append("it adds hashed n-gram embeddings (model.embeddings.ngram_orders), which HF models do not have")
     if cfg.adapters.enabled:

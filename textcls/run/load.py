@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -54,10 +56,25 @@ class Run:
     nblr: tuple[NblrModel, float] | None = None
 
 
-def build_model(cfg: Config, tokenizer: Tokenizer, num_labels: int) -> TextClassifier:
-    """The classifier with random weights, on the CPU, after checking that its fp32 weights fit in memory."""
-    check_model_memory(cfg, tokenizer.get_vocab_size(), num_labels, torch.device("cpu"), training=False)
+def build_model(cfg: Config, tokenizer: Tokenizer, num_labels: int, params: Optional[int] = None) -> TextClassifier:
+    """The classifier with random weights, on the CPU, after checking that its fp32 weights fit in memory
+    (`params`: its parameter count when known, e.g. from the weights file about to be loaded)."""
+    check_model_memory(cfg, tokenizer.get_vocab_size(), num_labels, torch.device("cpu"), training=False,
+                       params=params)
     return TextClassifier(cfg.model, tokenizer.get_vocab_size(), num_labels, tokenizer.token_to_id(PAD) or 0)
+
+
+def stored_parameters(path: Path) -> Optional[int]:
+    """The number of values in a safetensors file, from its header alone (None when the header cannot be read:
+    loading the file then says what is wrong with it). Counting them here spares a process the ~1 s that
+    building a model on the meta device costs the first time."""
+    if not path.is_file():  # (not a FIFO or a device: load_weights refuses those)
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    except (OSError, SafetensorError, ValueError):
+        return None
 
 
 # Bytes a parameter takes: fp32 weights; training adds its gradient and AdamW's two moments.
@@ -71,14 +88,15 @@ def count_parameters(cfg: Config, vocab_size: int, num_labels: int) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def check_model_memory(cfg: Config, vocab_size: int, num_labels: int, device: torch.device, training: bool) -> None:
+def check_model_memory(cfg: Config, vocab_size: int, num_labels: int, device: torch.device, training: bool,
+                       params: Optional[int] = None) -> None:
     """Refuse a model whose parameters (x 4 bytes to hold, x 16 to train with AdamW) exceed the memory
     available on `device`, before anything is allocated (a model too large is otherwise a crash or a
-    machine swapping to a halt)."""
+    machine swapping to a halt). `params`: the count when known (else counted from the config)."""
     available = available_memory(device)
     if available is None:
         return
-    params = count_parameters(cfg, vocab_size, num_labels)
+    params = params if params is not None else count_parameters(cfg, vocab_size, num_labels)
     need = params * BYTES_PER_PARAMETER[training]
     if need > available:
         gib = lambda n: f"{n / 2**30:,.1f} GiB"  # noqa: E731
@@ -108,7 +126,9 @@ def load_run(run_dir: Path | str, weights: str = WEIGHTS, device: torch.device |
         raise CheckpointError(f"{run_dir} was interrupted before its first evaluation, so it has no {weights} yet; "
                               f"continue it with `textcls train --output {run_dir} --resume`")
     tokenizer, labels = _tokenizer_and_labels(run_dir, info)
-    model = build_model(cfg, tokenizer, len(labels))
+    # an adapter run's file holds its adapters only: its model is counted from the config
+    stored = None if info.get("base") else stored_parameters(run_dir / weights)
+    model = build_model(cfg, tokenizer, len(labels), stored)
     state = load_weights(run_dir / weights, expected_checksums(info, weights))
     if info.get("base"):  # adapter run: frozen tensors come from the base it names
         own = model.state_dict()
