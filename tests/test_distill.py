@@ -466,8 +466,10 @@ def test_the_automatic_student_keeps_the_teachers_lower_layers(deep_teacher, tmp
     cfg = load_config(out / "config.yaml")
     assert cfg.model.num_layers == 1 and cfg.distill.student_layers == 1 and cfg.recipe.name == "auto"
     assert cfg.model.sharing.strategy == "none" and cfg.model.hidden_size == 48
-    keys = [c.key if hasattr(c, "key") else c["key"] for c in cfg.recipe.choices]
-    assert "model.num_layers" in keys and "tokenizer" in keys
+    choices = {c["key"]: c for c in cfg.recipe.choices}
+    assert "model.num_layers" in choices and "tokenizer" in choices
+    assert cfg.model.embeddings.word_rank is None  # the whole table; the record names the rank for a tenth
+    assert "model.embeddings.word_rank=32" in choices["model.embeddings.word_rank"]["reason"]
     teacher_vocab = load_teacher(deep_teacher).run.tokenizer.get_vocab_size()
     assert load_tokenizer(out / "tokenizer.json").get_vocab_size() < teacher_vocab
     texts = [r[0] for r in sst2_slice(8, "dev")]

@@ -142,12 +142,16 @@ def teacher_parameters(teacher: Teacher) -> int:
     return sum(p.numel() for run in runs for p in run.model.parameters())
 
 
+def student_parameters(student: LayersStudent, num_labels: int) -> int:
+    """The student's parameters with a full word table: the teacher's tensors it keeps and a fresh head."""
+    return sum(t.numel() for t in student.state.values()) + (student.model["hidden_size"] + 1) * num_labels
+
+
 def fitting_rank(student: LayersStudent, most: int, num_labels: int) -> Optional[int]:
     """The word table's rank that keeps the student within `most` parameters: None when the full table fits,
     else the largest multiple of RANK_STEP that fits, at least MIN_RANK."""
     width = student.state["embeddings.word.weight"].shape[1]
-    rest = sum(t.numel() for name, t in student.state.items() if name != "embeddings.word.weight")
-    rest += (student.model["hidden_size"] + 1) * num_labels  # the head
+    rest = student_parameters(student, num_labels) - student.vocab * width
     if rest + student.vocab * width <= most:
         return None
     rank = (most - rest - width) // (student.vocab + width)  # V x r vectors, an (r -> E) projection and its bias

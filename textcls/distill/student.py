@@ -26,7 +26,7 @@ from typing import Any
 
 from textcls.config import DataConfig
 from textcls.data.readers import iter_records
-from textcls.distill.layers import LayersStudent, fitting_rank
+from textcls.distill.layers import LayersStudent, fitting_rank, student_parameters
 from textcls.errors import ConfigError
 from textcls.recipe.rules import (
     EPOCH_OVERHEAD,
@@ -43,7 +43,7 @@ from textcls.recipe.stats import data_stats
 
 KEPT = ("tokenizer.", "data.max_length", "data.truncation", "data.head_tokens", "model.", "train.")
 MOST_EPOCHS = 20
-SIZE_SHARE = 10  # a student of the teacher's layers keeps within 1 / SIZE_SHARE of the teacher's parameters
+SIZE_SHARE = 10  # the share of the teacher's parameters a smaller layers student is offered (a low-rank table)
 DROPPED = ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.time_budget_seconds",
            "model.position", "model.embeddings.")
 
@@ -103,8 +103,9 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, distill_rows: 
                         budget: float, elapsed: float, teacher_parameters: int,
                         device: str = "auto") -> tuple[dict, dict]:
     """(raw config sections, the `recipe` record) for the student of the teacher's lower layers (`student`),
-    learning from `distill_rows` rows within `budget` seconds (`elapsed` spent), within a tenth of the teacher's
-    `teacher_parameters` (a low-rank word table where the full one is too large)."""
+    learning from `distill_rows` rows within `budget` seconds (`elapsed` spent). The word table stays whole; where
+    that makes the student more than a tenth of the teacher's `teacher_parameters`, the record names the
+    `model.embeddings.word_rank` that would not."""
     from textcls.config import config_from_dict
 
     stats = data_stats(iter_records(data.train, data))
@@ -131,18 +132,19 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, distill_rows: 
                           f"{math.ceil(need * 1.2 / 10) * 10:.0f}s, or set distill.augment_copies lower")
     epochs = min(MOST_EPOCHS, math.floor(fit)) if fit >= 1 else max(0.1, math.floor(fit * 10) / 10)
     lr = 1e-4 if width <= 384 else 5e-5 if width <= 640 else 2e-5
-    most = teacher_parameters // SIZE_SHARE
-    rank = fitting_rank(student, most, max(2, stats.num_classes))
-    model = {**student.model, "embeddings": {**student.model["embeddings"], "word_rank": rank}}
+    classes = max(2, stats.num_classes)
+    share = teacher_parameters / max(1, student_parameters(student, classes))
+    smaller = fitting_rank(student, teacher_parameters // SIZE_SHARE, classes)
     choices = [
         ("model.num_layers", student.layers, f"the teacher's first {student.layers} of {student.teacher_layers} "
          "layers (a third, at least 1), with its word, position and segment embeddings; a fresh head"),
         ("tokenizer", f"the teacher's, {student.vocab:,} of {student.teacher_vocab:,} tokens",
          "the tokens of the distillation texts and their characters"),
-        ("model.embeddings.word_rank", rank, f"the student within a tenth of the teacher's {teacher_parameters:,} "
-         "parameters: " + ("the full word table fits" if rank is None else
-                           f"a word table of rank {rank} (the largest multiple of 16 that fits, at least 32), its "
-                           "vectors the principal components of the teacher's")),
+        ("model.embeddings.word_rank", None, f"the full word table: the student has 1/{share:.1f} of the teacher's "
+         f"{teacher_parameters:,} parameters" + ("" if smaller is None else
+                                                f"; `--set model.embeddings.word_rank={smaller}` brings it to about "
+                                                f"1/{SIZE_SHARE}, a rank-{smaller} table started from the teacher's "
+                                                "principal components, at some cost in accuracy")),
         ("train.epochs", epochs, f"what the budget holds, at most {MOST_EPOCHS}"),
         ("train.lr", lr, f"hidden size {width} (up to 384: 1e-4; up to 640: 5e-5; larger: 2e-5), as for a base"),
         ("train.batch_size", batch, "fine-tuning"),
@@ -157,7 +159,7 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, distill_rows: 
     train = {key.removeprefix("train."): value for key, value, _ in choices if key.startswith("train.")}
     if machine.device == "cpu":
         train["num_threads"] = machine.cores
-    raw = {"model": model, "train": {**train, "ensemble": 1}, "nblr": {"weight": 0.0}}
+    raw = {"model": student.model, "train": {**train, "ensemble": 1}, "nblr": {"weight": 0.0}}
     record = {"name": "auto", "budget_seconds": budget, "stats": stats.summary(),
               "choices": [{"key": k, "value": v, "reason": r} for k, v, r in choices]}
     return raw, record
