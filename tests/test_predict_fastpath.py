@@ -87,3 +87,29 @@ def test_predict_warns_when_bf16_would_be_emulated(monkeypatch, caplog):
         assert caplog.text == ""
         _inference_device("cpu", "bf16")
     assert "--precision: bf16 on this CPU" in caplog.text and "use fp32 here" in caplog.text
+
+
+def test_a_predict_process_neither_imports_datasets_nor_builds_on_the_meta_device(tmp_path):
+    """What `textcls predict` does not need stays out of its start: the `datasets` package (half a second to
+    import) and a model built on the meta device to count its parameters (about a second the first time; the
+    weights file's header counts them)."""
+    import subprocess
+    import sys
+
+    from conftest import tiny_finished_run
+
+    finished = tiny_finished_run(tmp_path)
+    texts = tmp_path / "in.txt"
+    texts.write_text("a fine film\ndull\n", encoding="utf-8")
+    probe = (
+        "import sys, runpy\n"
+        "import textcls.run.load as load\n"
+        "built, count = [], load.count_parameters\n"
+        "load.count_parameters = lambda *a, **k: (built.append('meta'), count(*a, **k))[1]\n"
+        f"sys.argv = ['textcls', 'predict', {str(finished)!r}, {str(texts)!r}, '-q']\n"
+        "try:\n    runpy.run_module('textcls', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code\n"
+        "print('datasets' in sys.modules, 'meta' in built, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 2
+    assert done.stderr.strip().splitlines()[-1] == "False False"

@@ -10,11 +10,13 @@ from __future__ import annotations
 import itertools
 import weakref
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
-import datasets
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import datasets
 
 
 def _row_map(ds: datasets.Dataset) -> Optional[np.ndarray]:

@@ -18,9 +18,8 @@ import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
-import datasets
 import numpy as np
 from tokenizers import Tokenizer
 
@@ -41,9 +40,21 @@ from textcls.io import (
 )
 from textcls.progress import WorkProgress
 
+if TYPE_CHECKING:
+    import datasets
+
 log = logging.getLogger("textcls")
-datasets.disable_progress_bars()
-datasets.logging.set_verbosity_error()
+
+
+@functools.lru_cache(maxsize=1)
+def hf_datasets():
+    """The `datasets` module, imported on first use (it takes half a second, which `predict` does not need),
+    with its progress bars and logging off."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    return datasets
 
 # Data options that change the tokenized result (and so the cache key).
 _DATA_KEYS = ("format", "header", "delimiter", "text_columns", "label_column", "label_names",
@@ -154,7 +165,7 @@ def _records_to_dataset(records: list[Record], labels_of: Optional[Callable[[lis
         columns["text_pair"] = [r.text_pair or "" for r in records]
     if labels_of is not None:
         columns.update(labels_of(records))
-    return datasets.Dataset.from_dict(columns)
+    return hf_datasets().Dataset.from_dict(columns)
 
 
 def _label_columns(path: str, cfg: DataConfig, labels: list[str]):
@@ -235,7 +246,7 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
         raise DataError(_cache_problem(entry.parent, exc)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    ds = datasets.Dataset.from_file(str(entry / "data.arrow"))
+    ds = hf_datasets().Dataset.from_file(str(entry / "data.arrow"))
     return ds, SplitInfo(path, len(records), skipped)
 
 
@@ -259,7 +270,7 @@ def _reuse_entry(entry: Path, vocab_size: int, labels: Optional[list[str]]):
             return "meta.json is not what textcls writes"
         if meta.get("sha256") != sha256_file(entry / "data.arrow"):
             return "data.arrow does not match the sha256 in meta.json"
-        ds = datasets.Dataset.from_file(str(entry / "data.arrow"))
+        ds = hf_datasets().Dataset.from_file(str(entry / "data.arrow"))
         problem = _dataset_problem(ds, meta, vocab_size, len(labels if labels is not None else meta["labels"]))
         return problem or (ds, meta)
     except Exception as exc:  # pyarrow, datasets and json fail in many ways on a damaged file

@@ -12,7 +12,9 @@ with the teacher's tokenizer pruned to the tokens the distillation texts use:
   longest token it has, and every token of a distillation text is kept, so those texts are tokenized exactly as
   the teacher tokenizes them;
 - the word embedding keeps those tokens' rows, the position table the rows `max_length` reads, and the encoder
-  its first K layers; the classification head starts fresh.
+  its first K layers; the classification head starts fresh. With `model.embeddings.word_rank` the rows become
+  a low-rank table (`low_rank`), for a smaller student; `fitting_rank` is the rank that fits a share of the
+  teacher's parameters.
 
 Then the student learns from the teacher's probabilities as any student does. The teacher must be a plain
 stack of layers with a WordPiece tokenizer: no layer sharing, no adapters, no hashed n-gram embeddings.

@@ -19,13 +19,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-import datasets
 import numpy as np
 
 from textcls.config import Config, config_from_dict, config_to_dict, load_config, merge_raw, read_yaml
-from textcls.data.pipeline import PreparedData, encode_texts, prepare_data, text_splits
+from textcls.data.pipeline import PreparedData, encode_texts, hf_datasets, prepare_data, text_splits
 from textcls.data.readers import iter_records
 from textcls.data.tokenizer import load_tokenizer
 from textcls.device import resolve_precision
@@ -54,6 +53,9 @@ from textcls.train.classify import build_classifier, start_run
 from textcls.train.ema import WeightAverage
 from textcls.train.engine import Trainer, select_device
 from textcls.train.progress import announcer
+
+if TYPE_CHECKING:
+    import datasets
 
 
 @dataclass
@@ -283,7 +285,8 @@ def distill_dataset(tokenizer, texts: list[str], labels: np.ndarray, cfg: Config
     the row has only the teacher's probabilities)."""
     d = cfg.data
     ids, _ = encode_texts(tokenizer, texts, None, d.max_length, d.truncation, d.head_tokens)
-    return datasets.Dataset.from_dict({"input_ids": ids, "length": [len(x) for x in ids], "label": labels.tolist()})
+    columns = {"input_ids": ids, "length": [len(x) for x in ids], "label": labels.tolist()}
+    return hf_datasets().Dataset.from_dict(columns)
 
 
 def _label_order(teacher_labels: list[str], student_labels: list[str], cfg: Config) -> list[int]:

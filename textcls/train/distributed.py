@@ -33,9 +33,8 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 
-import datasets
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -47,6 +46,9 @@ from textcls.errors import CheckpointError, ConfigError
 from textcls.io import recover_dir
 from textcls.run.layout import STATE
 from textcls.run.store import read_state
+
+if TYPE_CHECKING:
+    import datasets
 
 T = TypeVar("T")
 
