@@ -110,20 +110,24 @@ def test_the_distill_section_is_checked_and_absent_elsewhere():
 # --------------------------------------------------------------------------- a tiny teacher
 
 
-@pytest.fixture(scope="module")
-def teacher_run(tmp_path_factory) -> Path:
-    """A small classifier trained on 240 SST-2 rows, 20% held out for validation."""
+def trained_teacher(folder: Path, model: dict, train_opts: dict) -> Path:
+    """A small classifier trained on 240 SST-2 rows in `folder`, 20% held out for validation (split seed 5)."""
     mp = pytest.MonkeyPatch()
-    folder = tmp_path_factory.mktemp("teacher")
     mp.setenv("TEXTCLS_CACHE", str(folder / "cache"))
     try:
         data = write_tsv(folder / "train.tsv", sst2_slice(240))
         cfg = tiny_config(data, None, folder / "run", data={"valid_fraction": 0.2, "split_seed": 5},
-                          model=tiny_model(hidden_size=48, num_heads=2), train={"epochs": 2, "seed": 1})
+                          model=tiny_model(hidden_size=48, num_heads=2, **model), train=train_opts)
         train(cfg, quiet=True)
     finally:
         mp.undo()
     return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory) -> Path:
+    """A 2-layer classifier trained for 2 epochs."""
+    return trained_teacher(tmp_path_factory.mktemp("teacher"), {}, {"epochs": 2, "seed": 1})
 
 
 def student_yaml(path: Path, **train_opts) -> Path:
@@ -385,18 +389,8 @@ def test_the_students_word_vectors_come_from_the_teacher(teacher_run):
 
 @pytest.fixture(scope="module")
 def deep_teacher(tmp_path_factory) -> Path:
-    """A 3-layer classifier (a few steps on 240 SST-2 rows): deep enough to lend its first layer."""
-    mp = pytest.MonkeyPatch()
-    folder = tmp_path_factory.mktemp("deep")
-    mp.setenv("TEXTCLS_CACHE", str(folder / "cache"))
-    try:
-        data = write_tsv(folder / "train.tsv", sst2_slice(240))
-        cfg = tiny_config(data, None, folder / "run", data={"valid_fraction": 0.2, "split_seed": 5},
-                          model=tiny_model(hidden_size=48, num_heads=2, num_layers=3), train={"max_steps": 6})
-        train(cfg, quiet=True)
-    finally:
-        mp.undo()
-    return folder / "run"
+    """A 3-layer classifier (6 steps): deep enough to lend its first layer."""
+    return trained_teacher(tmp_path_factory.mktemp("deep"), {"num_layers": 3}, {"max_steps": 6})
 
 
 def test_the_pruned_tokenizer_reads_the_texts_as_the_teachers_does(deep_teacher):
