@@ -22,6 +22,7 @@ stack of layers with a WordPiece tokenizer: no layer sharing, no adapters, no ha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ class LayersStudent:
     teacher_layers: int
     vocab: int
     teacher_vocab: int
+
+
+def teacher_depth(teacher: Teacher) -> int:
+    """The layers of the teacher's one model."""
+    return teacher_single(teacher)[0].cfg.num_layers
 
 
 def default_layers(teacher_layers: int) -> int:
@@ -152,17 +158,16 @@ def student_parameters(student: LayersStudent, num_labels: int) -> int:
 def fitting_rank(student: LayersStudent, most: int, num_labels: int) -> Optional[int]:
     """The word table's rank that keeps the student within `most` parameters: None when the full table fits,
     else the largest multiple of RANK_STEP that fits, at least MIN_RANK."""
-    width = student.state["embeddings.word.weight"].shape[1]
-    rest = student_parameters(student, num_labels) - student.vocab * width
-    if rest + student.vocab * width <= most:
+    full = student_parameters(student, num_labels)
+    if full <= most:
         return None
+    width = student.state["embeddings.word.weight"].shape[1]
+    rest = full - student.vocab * width
     rank = (most - rest - width) // (student.vocab + width)  # V x r vectors, an (r -> E) projection and its bias
     return int(min(width - 1, max(MIN_RANK, rank // RANK_STEP * RANK_STEP)))
 
 
 def _model_section(m, layers: int, positions: int) -> dict:
-    import dataclasses
-
     section = dataclasses.asdict(m)
     section.update(num_layers=layers, max_positions=positions, init_from=None)
     return section

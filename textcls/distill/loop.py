@@ -29,7 +29,14 @@ from textcls.data.readers import iter_records
 from textcls.data.tokenizer import load_tokenizer
 from textcls.device import resolve_precision
 from textcls.distill.augment import augment_texts, training_vocabulary
-from textcls.distill.layers import default_layers, layers_student, low_rank, teacher_parameters, unfit_reason
+from textcls.distill.layers import (
+    default_layers,
+    layers_student,
+    low_rank,
+    teacher_depth,
+    teacher_parameters,
+    unfit_reason,
+)
 from textcls.distill.student import plan_layers_student, plan_student
 from textcls.distill.task import NO_LABEL, DistillTask, ProjectedStudent
 from textcls.distill.teacher import (
@@ -46,6 +53,7 @@ from textcls.errors import CheckpointError, ConfigError, DataError
 from textcls.recipe import DEFAULT_BUDGET
 from textcls.run.info import save_run_files
 from textcls.run.layout import CONFIG, TEACHER_PROBS, TOKENIZER, is_run_dir
+from textcls.run.load import load_state
 from textcls.run.lock import run_lock
 from textcls.run.prepare import check_resume_config, prepare_run_dir, replace_old_run
 from textcls.train.adversarial import EmbeddingAdversary
@@ -170,8 +178,8 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         elapsed = time.perf_counter() - started
         if layers:
             lent = layers_student(teacher, texts, layers, cfg.data.max_length)
-            sections, record = plan_layers_student(lent, cfg.data, len(texts), valid_count, budget, elapsed,
-                                                   teacher_parameters(teacher), cfg.train.device)
+            sections, record = plan_layers_student(lent, cfg.data, train_rows.texts, len(texts), valid_count, budget,
+                                                   elapsed, teacher_parameters(teacher), cfg.train.device)
         else:
             sections, record = plan_student(cfg.data, len(texts), valid_count, budget, elapsed, cfg.train.device)
         raw = config_to_dict(cfg)
@@ -201,7 +209,9 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     student, _, _ = build_classifier(cfg, run_dir, prepared, resume, quiet)
     if lent is not None:  # (a resumed run reads its weights from last/)
         rank = cfg.model.embeddings.word_rank
-        _load_lent(student, lent if not rank else dataclasses.replace(lent, state=low_rank(lent.state, rank)))
+        lent_state = low_rank(lent.state, rank) if rank else lent.state
+        fresh_head = {k: v for k, v in student.state_dict().items() if k.startswith("head.")}
+        load_state(student, {**lent_state, **fresh_head}, "the teacher's lower layers")
         say(f"student: the teacher's first {lent.layers} of {lent.teacher_layers} layers, {lent.vocab:,} of "
             f"{lent.teacher_vocab:,} tokens")
     elif k.teacher_vectors and not resume:
@@ -235,7 +245,7 @@ def student_layers(teacher: Teacher, wanted: Optional[int], say) -> int:
     if wanted == 0:
         return 0
     reason = unfit_reason(teacher)
-    total = teacher_layer_count(teacher)
+    total = teacher_depth(teacher)
     if wanted is None:
         if reason:
             say(f"student: from scratch, since the teacher cannot lend its layers ({reason})")
@@ -248,23 +258,6 @@ def student_layers(teacher: Teacher, wanted: Optional[int], say) -> int:
         raise ConfigError(f"`distill.student_layers: {wanted}`: the teacher {teacher.path} has {total} layers; "
                           f"keep fewer (1..{total - 1})")
     return wanted
-
-
-def teacher_layer_count(teacher: Teacher) -> int:
-    from textcls.distill.vectors import teacher_single
-
-    return teacher_single(teacher)[0].cfg.num_layers
-
-
-def _load_lent(student, lent) -> None:
-    """The teacher's tensors into the student: all but the head, which starts fresh."""
-    own = student.state_dict()
-    missing = [name for name in own if name not in lent.state and not name.startswith("head.")]
-    extra = [name for name in lent.state if name not in own or own[name].shape != lent.state[name].shape]
-    if missing or extra:
-        raise CheckpointError(f"the student's tensors differ from the teacher's lower layers (missing {missing[:3]}, "
-                              f"unexpected or reshaped {extra[:3]}); distil with `--set distill.student_layers=0`")
-    student.load_state_dict(lent.state, strict=False)
 
 
 def unlabelled_texts(files: Sequence[str], cfg: Config) -> list[str]:

@@ -43,6 +43,7 @@ from textcls.recipe.stats import data_stats
 
 KEPT = ("tokenizer.", "data.max_length", "data.truncation", "data.head_tokens", "model.", "train.")
 MOST_EPOCHS = 20
+LENGTH_SAMPLE = 2000  # training texts whose token lengths size the layers student's timed batch
 SIZE_SHARE = 10  # the share of the teacher's parameters a smaller layers student is offered (a low-rank table)
 DROPPED = ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.time_budget_seconds",
            "model.position", "model.embeddings.")
@@ -99,11 +100,12 @@ def student_sections(recipe: Recipe, budget: float, elapsed: float) -> dict:
 
 
 
-def plan_layers_student(student: LayersStudent, data: DataConfig, distill_rows: int, valid_rows: int,
-                        budget: float, elapsed: float, teacher_parameters: int,
+def plan_layers_student(student: LayersStudent, data: DataConfig, train_texts: list[str], distill_rows: int,
+                        valid_rows: int, budget: float, elapsed: float, teacher_parameters: int,
                         device: str = "auto") -> tuple[dict, dict]:
     """(raw config sections, the `recipe` record) for the student of the teacher's lower layers (`student`),
-    learning from `distill_rows` rows within `budget` seconds (`elapsed` spent). The word table stays whole; where
+    learning from `distill_rows` rows (`train_texts` the labelled ones) within `budget` seconds (`elapsed`
+    spent). The word table stays whole; where
     that makes the student more than a tenth of the teacher's `teacher_parameters`, the record names the
     `model.embeddings.word_rank` that would not."""
     from textcls.config import config_from_dict
@@ -114,7 +116,8 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, distill_rows: 
     batch, width = 32, student.model["hidden_size"]
     model_cfg = config_from_dict({"model": student.model, "data": {"max_length": data.max_length}},
                                  source="the distilled student").model
-    lengths = [len(e.ids) for e in student.tokenizer.encode_batch(_sample(data), add_special_tokens=True)]
+    sample = train_texts[:LENGTH_SAMPLE]  # the lengths the student reads
+    lengths = [len(e.ids) for e in student.tokenizer.encode_batch(sample, add_special_tokens=True)]
     mean = sum(lengths) / max(1, len(lengths))
     length = min(data.max_length, round_up(mean * 1.25, 8))
     threads = machine.cores if machine.device == "cpu" else 1
@@ -164,12 +167,3 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, distill_rows: 
               "choices": [{"key": k, "value": v, "reason": r} for k, v, r in choices]}
     return raw, record
 
-
-def _sample(data: DataConfig, most: int = 2000) -> list[str]:
-    """The first `most` training texts, to measure the lengths the student reads."""
-    texts = []
-    for record in iter_records(data.train, data):
-        texts.append(record.text)
-        if len(texts) >= most:
-            break
-    return texts
