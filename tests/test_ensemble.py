@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from conftest import child_env, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
-from textcls.errors import CheckpointError, DataError
+from textcls.errors import CheckpointError, ConfigError, DataError
 from textcls.model.ensemble import EnsembleClassifier
 from textcls.predict import predict_probabilities
 from textcls.run.load import load_run, weights_digest
@@ -80,6 +80,56 @@ def test_members_hold_out_the_same_validation_rows(tmp_path):
 
     held_out = [prepare_data(load_run(out / m).cfg, None).valid["input_ids"] for m in ("members/0", "members/1")]
     assert held_out[0] == held_out[1] and len(held_out[0]) == 60
+
+
+def test_cross_fit_members_hold_out_their_own_folds_and_report_out_of_fold(tmp_path):
+    rows = sst2_slice(200)
+    train_file = write_tsv(tmp_path / "train.tsv", rows)
+    out = tmp_path / "ens"
+    cfg = tiny_config(train_file, None, out, data={"valid_fraction": 0.25},
+                      train={"ensemble": 3, "max_steps": 3, "ensemble_cross_fit": True})
+    result = train(cfg, quiet=True)
+    from textcls.data.pipeline import prepare_data
+
+    members = [load_run(out / m) for m in read_ensemble(out)["members"]]
+    assert [m.cfg.data.valid_fold for m in members] == [0, 1, 2]
+    held = [prepare_data(m.cfg, m.tokenizer).valid["line"] for m in members]
+    assert all(len(h) == 50 for h in held) and len(set(held[0]) | set(held[1]) | set(held[2])) == 150
+    # The report: each row scored by the member that held it out (file line n is row n - 2).
+    right = sum(int(np.argmax(predict_probabilities(m, [rows[n - 2][0] for n in h]), axis=1)[i]
+                    == m.labels.index(rows[n - 2][1])) for m, h in zip(members, held) for i, n in enumerate(h))
+    report = json.loads((out / "eval_report.json").read_text())
+    assert report["examples"] == 150 and report["accuracy"] == pytest.approx(right / 150)
+    assert result.best_metric == pytest.approx(right / 150)
+
+
+def test_cross_fit_chooses_the_ngram_share_out_of_fold_and_fits_it_on_every_row(tmp_path):
+    train_file = write_tsv(tmp_path / "train.tsv", sst2_slice(200))
+    out = tmp_path / "ens"
+    cfg = tiny_config(train_file, None, out, data={"valid_fraction": 0.25}, nblr={"weight": 0.5, "choose_weight": True},
+                      train={"ensemble": 2, "max_steps": 2, "ensemble_cross_fit": True})
+    train(cfg, quiet=True)
+    from textcls.data.pipeline import labelled_rows
+    from textcls.model.nblr import fit_nblr_model
+    from textcls.run.nblr import load_nblr_model
+
+    report = json.loads((out / "eval_report.json").read_text())
+    assert report["examples"] == 100 and "without_nblr" in report
+    saved, share = load_nblr_model(out, 2)
+    assert share == report["nblr"]["weight"]
+    rows, _ = labelled_rows(str(train_file), cfg.data, load_run(out).labels)
+    n = cfg.nblr
+    whole = fit_nblr_model(rows.texts, None, rows.targets, "single", n.max_order, n.min_count, n.max_features, n.c,
+                           n.lowercase)
+    assert saved.vocab == whole.vocab and torch.equal(saved.weight, whole.weight)
+
+
+def test_cross_fit_needs_a_held_out_fraction_and_members(sst2_files, tmp_path):
+    train_file, valid_file = sst2_files
+    with pytest.raises(ConfigError, match="ensemble_cross_fit"):
+        tiny_config(train_file, valid_file, tmp_path / "e", train={"ensemble": 2, "ensemble_cross_fit": True})
+    with pytest.raises(ConfigError, match="ensemble_cross_fit"):
+        tiny_config(train_file, None, tmp_path / "e", data={"valid_fraction": 0.2}, train={"ensemble_cross_fit": True})
 
 
 def test_members_say_how_many_are_done(tmp_path, capsys):

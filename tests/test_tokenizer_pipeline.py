@@ -114,6 +114,30 @@ def test_valid_fraction_rows_shape_neither_the_vocabulary_nor_the_labels(tmp_pat
     assert not rare_held_out  # the split is stratified: a class of one row always trains
 
 
+def test_valid_folds_are_disjoint_stratified_and_cover_the_rows(tmp_path):
+    rows = [(f"row {i} film", "a" if i % 4 else "b") for i in range(80)]  # 60 a, 20 b
+    train = write_tsv(tmp_path / "train.tsv", rows)
+    held = []
+    for fold in range(4):
+        cfg = tiny_config(train, None, tmp_path / "run", data={"valid_fraction": 0.25, "valid_fold": fold})
+        data = prepare_data(cfg)
+        lines = set(data.valid["line"])
+        assert not lines & set(data.train["line"]) and len(lines) + len(data.train) == 80
+        assert sorted(data.valid["label"]).count(data.labels.index("b")) == 5  # a quarter of each class
+        held.append(lines)
+    assert len(set().union(*held)) == 80 and sum(map(len, held)) == 80
+    first = tiny_config(train, None, tmp_path / "run", data={"valid_fraction": 0.25})
+    assert set(prepare_data(first).valid["line"]) == held[0]  # fold 0 is the split without folds
+
+
+@pytest.mark.parametrize("data, message", [({"valid_fraction": 0.25, "valid_fold": 4}, r"in 0\.\.3"),
+                                           ({"valid_fold": 1}, "set `data.valid_fraction`")])
+def test_a_fold_outside_the_split_is_refused(tmp_path, data, message):
+    train = write_tsv(tmp_path / "train.tsv", sst2_slice(50))
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(train, None, tmp_path / "run", data=data)
+
+
 def test_valid_file_and_valid_fraction_together_are_refused(tmp_path):
     train = write_tsv(tmp_path / "train.tsv", sst2_slice(50))
     with pytest.raises(ConfigError, match="valid_fraction"):

@@ -16,6 +16,7 @@ from textcls.config.schema import (
     ModelConfig,
     TrainConfig,
     build_dataclass,
+    fold_count,
     member_raw,
     short_repr,
 )
@@ -108,6 +109,12 @@ def validate(cfg: Config, problems: list[str]) -> None:
     if d.valid_fraction is not None and d.valid:
         problems.append("`data.valid` and `data.valid_fraction` are both set; validate on the file or on a held-out "
                         "fraction of the training rows, not both (remove one)")
+    if d.valid_fold and not (d.valid_fraction and 0 < d.valid_fraction < 1):
+        problems.append("`data.valid_fold` picks one of the folds of a `data.valid_fraction` split; set "
+                        "`data.valid_fraction` (e.g. 0.1) or remove it")
+    elif d.valid_fold and not 0 <= d.valid_fold < fold_count(d.valid_fraction):
+        problems.append(f"`data.valid_fold` must be in 0..{fold_count(d.valid_fraction) - 1} (`data.valid_fraction` "
+                        f"{d.valid_fraction:g} makes {fold_count(d.valid_fraction)} folds), got {d.valid_fold}")
     negative = [c for c in [*d.text_columns, d.label_column] if isinstance(c, int) and c < 0]
     if negative:
         problems.append(f"`data.text_columns` / `data.label_column` indexes count from 0, got {negative}")
@@ -190,6 +197,10 @@ def validate(cfg: Config, problems: list[str]) -> None:
     if t.ensemble_max and t.ensemble < 2:
         problems.append("`train.ensemble_max` adds members to an ensemble: set `train.ensemble` to 2 or more "
                         "(the members planned) as well")
+    if t.ensemble_cross_fit and not (t.ensemble >= 2 and cfg.data.valid_fraction and not cfg.data.valid):
+        problems.append("`train.ensemble_cross_fit` gives each member of an ensemble its own held-out fold of the "
+                        "training rows: it needs `train.ensemble` 2 or more and `data.valid_fraction` (not "
+                        "`data.valid`)")
     if t.ensemble_fill_seconds is not None and not t.ensemble_fill_seconds > 0:
         problems.append(f"`train.ensemble_fill_seconds` must be positive seconds, got {t.ensemble_fill_seconds}")
     if t.ensemble_max and t.ensemble_fill_seconds is None:

@@ -23,6 +23,7 @@ class DataConfig:
     valid: Optional[str] = None
     valid_fraction: Optional[float] = None
     split_seed: Optional[int] = None  # valid_fraction split; None = train.seed
+    valid_fold: int = 0  # valid_fraction split: which of the 1 / valid_fraction disjoint folds is held out
     format: Optional[Literal["csv", "tsv", "jsonl", "fasttext", "txt"]] = None
     header: Optional[bool] = None  # None: csv/tsv have a header unless columns are given as indexes
     delimiter: Optional[str] = None
@@ -38,6 +39,12 @@ class DataConfig:
     encoding: str = "utf-8"
     on_bad_lines: Literal["error", "skip"] = "error"
     cache_dir: Optional[str] = None  # tokenized Arrow cache; default ~/.cache/textcls or $TEXTCLS_CACHE
+
+
+def fold_count(valid_fraction: float) -> int:
+    """How many disjoint `data.valid_fold`s a `data.valid_fraction` split has: 1 / fraction, rounded up (the last
+    one smaller)."""
+    return math.ceil(1 / valid_fraction - 1e-9)
 
 
 @dataclass
@@ -165,6 +172,10 @@ class TrainConfig:
     # 0 / None: exactly `ensemble` members. The automatic recipe sets both.
     ensemble_max: int = 0
     ensemble_fill_seconds: Optional[float] = None
+    # true: member k holds out fold k (cycling) of the `data.valid_fraction` split instead of the same rows, so the
+    # ensemble learns from every row; its validation report is out-of-fold (each row scored by the members that
+    # held it out).
+    ensemble_cross_fit: bool = False
     compile: bool = False
     # Seconds of one model's training loop: past them it stops at the next step and evaluates and saves as
     # at the end (each ensemble member counts its own). None = no limit. The automatic recipe sets it.
@@ -415,13 +426,15 @@ def config_to_dict(cfg: Config) -> dict:
 
 VARIANT_SECTIONS = ("tokenizer.", "model.", "train.")
 VARIANT_FIXED = ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.ensemble_max",
-                 "train.ensemble_fill_seconds", "train.device", "train.num_threads", "train.metric", "train.seed")
+                 "train.ensemble_fill_seconds", "train.ensemble_cross_fit", "train.device", "train.num_threads",
+                 "train.metric", "train.seed")
 
 
 def member_raw(cfg: Config, variant: dict[str, Any]) -> dict:
     """The raw config of an ensemble member with `variant` (dotted key -> value) applied."""
     raw = config_to_dict(cfg)
-    raw["train"].update(ensemble=1, ensemble_variants=[], ensemble_max=0, ensemble_fill_seconds=None)
+    raw["train"].update(ensemble=1, ensemble_variants=[], ensemble_max=0, ensemble_fill_seconds=None,
+                        ensemble_cross_fit=False)
     for key, value in variant.items():
         set_dotted(raw, key, value)
     return raw

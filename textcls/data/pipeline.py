@@ -432,8 +432,10 @@ def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None, quiet: bool
     held_out = None
     if d.valid_fraction and not d.valid:
         split_seed = cfg.train.seed if d.split_seed is None else d.split_seed
-        part = {"valid_fraction": d.valid_fraction, "split_seed": split_seed, "split": "stratified"}
-        split = functools.lru_cache(maxsize=1)(lambda: _split_records(*read_once(), d.valid_fraction, split_seed))
+        part = {"valid_fraction": d.valid_fraction, "split_seed": split_seed, "split": "stratified",
+                **({"fold": d.valid_fold} if d.valid_fold else {})}
+        split = functools.lru_cache(maxsize=1)(
+            lambda: _split_records(*read_once(), d.valid_fraction, split_seed, d.valid_fold))
         read_train, held_out = (lambda: split()[0]), (part, lambda: split()[1])
         part = {**part, "rows": "train"}
     else:
@@ -472,12 +474,27 @@ def text_splits(cfg: Config, labels: list[str]) -> tuple[TextSplit, Optional[Tex
         train, valid = records, _read_all(d.valid, d, labelled=True)
     elif d.valid_fraction:
         split_seed = cfg.train.seed if d.split_seed is None else d.split_seed
-        train, held = _split_records(*records, d.valid_fraction, split_seed)
+        train, held = _split_records(*records, d.valid_fraction, split_seed, d.valid_fold)
         valid = _known_labels(held, labels, d)
     else:
         train, valid = records, None
     return _text_split(train[0], d, labels, d.train), (_text_split(valid[0], d, labels, d.valid or d.train)
                                                       if valid else None)
+
+
+def fold_text_splits(cfg: Config, labels: list[str],
+                     folds: Iterable[int]) -> tuple[TextSplit, list[tuple[TextSplit, TextSplit]]]:
+    """All rows of a `data.valid_fraction` run's training file as text, and (training part, held-out part) of each
+    of `folds` (`data.valid_fold`), from one read of the file."""
+    d = cfg.data
+    records = _read_all(d.train, d, labelled=True)
+    split_seed = cfg.train.seed if d.split_seed is None else d.split_seed
+    parts = []
+    for fold in folds:
+        train, held = _split_records(*records, d.valid_fraction, split_seed, fold)
+        parts.append((_text_split(train[0], d, labels, d.train),
+                      _text_split(_known_labels(held, labels, d)[0], d, labels, d.train)))
+    return _text_split(_known_labels(records, labels, d)[0], d, labels, d.train), parts
 
 
 def labelled_rows(path: str, cfg: DataConfig, labels: list[str]) -> tuple[TextSplit, list[int]]:
@@ -496,10 +513,14 @@ def _text_split(records: list[Record], cfg: DataConfig, labels: list[str], path:
     return TextSplit([r.text for r in records], pairs, targets)
 
 
-def _split_records(records: list[Record], skipped: list[int], fraction: float, seed: int) -> tuple[Records, Records]:
+def _split_records(records: list[Record], skipped: list[int], fraction: float, seed: int,
+                   fold: int = 0) -> tuple[Records, Records]:
     """(training part, held-out part), each in file order; the held-out part is a seeded random sample,
     stratified: `fraction` of each label set's rows (rounded; at least one of a label set with two or more
-    rows), so that rare classes are evaluated and still trained on."""
+    rows), so that rare classes are evaluated and still trained on.
+
+    `fold` k holds out the k-th such sample of the same seeded order: folds 0 .. 1/fraction - 1 are
+    disjoint (but for label sets too small to give each fold a row) and together cover the rows."""
     rng = np.random.default_rng(seed)
     groups: dict[tuple, list[int]] = collections.defaultdict(list)
     for i, r in enumerate(records):
@@ -507,10 +528,10 @@ def _split_records(records: list[Record], skipped: list[int], fraction: float, s
     held = np.zeros(len(records), dtype=bool)
     for key in sorted(groups):
         rows = np.asarray(groups[key])
-        take = int(round(fraction * len(rows)))
-        if take == 0 and len(rows) >= 2 and fraction > 0:
-            take = 1
-        held[rng.permutation(rows)[:take]] = True
+        start, end = (int(round(k * fraction * len(rows))) for k in (fold, fold + 1))
+        if start == end and len(rows) >= 2 and fraction > 0:
+            start, end = fold % len(rows), fold % len(rows) + 1
+        held[rng.permutation(rows)[start:end]] = True
     if not held.any():
         held[rng.integers(len(records))] = True
     if held.all():

@@ -25,9 +25,12 @@ Without a base:
   ensemble members (at most 10; on a CPU as many at once as there are cores, one thread each), whose
   tokenizers alternate two views: the vocabulary doubled, or for CJK text BPE words of several characters.
   The planned count comes from step times measured before training; while members train, more are added
-  (up to the same 10) as long as one more, as slow as the slowest so far, ends within the budget.
+  (up to the same 10) as long as one more, as slow as the slowest so far, ends within the budget. When the
+  held-out rows are 5% of the rows or more, member k holds out fold k of them instead (cross-fitting), so
+  the ensemble learns from every row and validation is out of fold.
 - The bag-of-n-grams model is fitted after the transformer(s) and its share of the mix is chosen on the
-  validation rows; it is left out when fitting it would take over a quarter of the budget.
+  validation rows (cross-fitted: out of fold, then it is fitted on all rows); it is left out when fitting
+  it would take over a quarter of the budget.
 
 With a base (`model.init_from`, the base's tokenizer and architecture):
 - lr by the base's hidden size: up to 384 1e-4, up to 640 5e-5, larger 2e-5; warmup 10% under 20,000
@@ -50,12 +53,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from textcls.config.schema import fold_count
 from textcls.errors import ConfigError
 from textcls.recipe.stats import DataStats
 from textcls.train.nblr import SHARES as NBLR_GRID
 
 MAX_HELD_OUT = 2000
 MAX_MEMBERS = 10
+CROSS_FIT_SHARE = 0.05  # members hold out folds of their own when the held-out rows are at least this share
 BASE_MAX_MEMBERS = 5  # each member of a fine-tuned base is a whole copy of it (90 MB for MiniLM-L6)
 PLAN_SHARE = 0.85  # the plan fills this share of the time left; the rest absorbs a slower machine
 MEMBER_OVERHEAD = 6.0  # seconds per model outside its steps: process start, model, cached data
@@ -140,6 +145,7 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     make a run."""
     check_data(stats)
     r = Recipe()
+    fraction = None
     if valid_rows is None:
         held = min(MAX_HELD_OUT, max(stats.num_classes, math.ceil(0.1 * stats.rows)))
         fraction = round(held / stats.rows, 4)
@@ -148,6 +154,10 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
         train_rows, valid_rows = stats.rows - held, held
     else:
         train_rows = stats.rows
+    # Members that hold out folds of their own give the ensemble the held-out rows back; each fold the members
+    # cover costs one more NB-LR fit for its out-of-fold probabilities.
+    may_cross_fit, cross_fit = fraction is not None and fraction >= CROSS_FIT_SHARE, False
+    folds = fold_count(fraction) if fraction else 0
     big = train_rows >= 20_000
     precision = "bf16" if machine.bf16 else "fp32"
     if base is not None:
@@ -194,9 +204,11 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     timed = {name: step_seconds(c) for name, c in candidates.items()}
 
     # One model first: the largest size that trains the wanted epochs, else the smallest with what fits.
-    def fits(name: str, epochs: float, members: int = 1, workers: int = 1) -> tuple[bool, float]:
+    def fits(name: str, epochs: float, members: int = 1, workers: int = 1,
+             cross: bool = False) -> tuple[bool, float]:
         plan = cost.loop_seconds(timed[name], epochs, members, workers)
-        reserve = cost.reserve_seconds(timed[name], members, use_nblr, views=min(members, 2))
+        nblr_fits = 1 + min(members, folds) if cross and members > 1 else 1
+        reserve = cost.reserve_seconds(timed[name], members, use_nblr, views=min(members, 2), nblr_fits=nblr_fits)
         return plan <= PLAN_SHARE * (time_left - reserve), time_left - reserve
 
     chosen, epochs = None, wanted
@@ -219,10 +231,14 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
         epochs = next((e for e in range(most_epochs, wanted, -1) if fits(chosen, e)[0]), wanted)
     elif chosen == preferred and epochs == wanted:
         workers = machine.cores if machine.device == "cpu" else 1
-        for m in range(MAX_MEMBERS, 1, -1):
-            if fits(chosen, wanted, m, min(workers, m))[0]:
-                members = m
-                break
+
+        def most_members(cross: bool) -> int:
+            return next((m for m in range(MAX_MEMBERS, 1, -1) if fits(chosen, wanted, m, min(workers, m), cross)[0]),
+                        1)
+
+        members = most_members(False)
+        # Cross-fitting only when its NB-LR fits cost no member (a bigger budget never plans fewer members).
+        cross_fit = may_cross_fit and members > 1 and most_members(True) == members
         workers = min(workers, members)
     model = dict(LADDER[chosen])
     reason_size = {"base": "2,000 rows or more", "small": "fewer than 2,000 rows", "tiny": "the smallest size"}[chosen]
@@ -250,16 +266,21 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
         r.set("train.ensemble", members, f"the budget holds {members} members; their average errs less")
         r.set("train.ensemble_workers", workers, "one per core, one thread each" if machine.device == "cpu"
               else "one at a time on the GPU")
-        _fill(r, members, MAX_MEMBERS, fits(chosen, epochs, MAX_MEMBERS, workers)[1])
+        _fill(r, members, MAX_MEMBERS, fits(chosen, epochs, MAX_MEMBERS, workers, cross_fit)[1])
         view = ({"tokenizer.type": "bpe", "tokenizer.split_cjk": False, "tokenizer.vocab_size": 16_000}
                 if stats.cjk else {"tokenizer.vocab_size": vocab * 2})
         r.set("train.ensemble_variants", [{}, view], "members alternate two views of the text, which err apart: "
               + ("BPE words of several characters" if stats.cjk else "a doubled vocabulary"))
+        if cross_fit:
+            r.set("train.ensemble_cross_fit", True, f"member k holds out fold k of {folds}, so the ensemble learns "
+                  f"from every row; validation is out of fold (held-out rows {CROSS_FIT_SHARE:.0%} of the rows or "
+                  "more)")
     r.set("nblr.weight", 0.5 if use_nblr else 0.0, "bag-of-n-grams model beside the transformer(s)" if use_nblr
           else f"fitting the NB-LR model (about {nblr_fit:.0f}s) would take over a quarter of the budget")
     if use_nblr:
-        r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}")
-    _, avail = fits(chosen, epochs, members, workers)
+        r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}"
+              + (", then it is fitted on all rows" if cross_fit else ""))
+    _, avail = fits(chosen, epochs, members, workers, cross_fit)
     rounds = math.ceil(members / workers)
     r.set("train.time_budget_seconds", round(max(1.0, avail / rounds - MEMBER_OVERHEAD), 1),
           f"each model's training stops here: the budget less the time spent ({elapsed:.0f}s) and a reserve for "
@@ -302,11 +323,12 @@ class _Cost:
         per_char = 25e-6 if self.stats.cjk else 6e-6  # CJK characters make many more distinct n-grams
         return 2.0 + per_char * self.stats.chars
 
-    def reserve_seconds(self, step: float, members: int, nblr: bool, views: int) -> float:
-        """Tokenizers and tokenizing, the NB-LR model, the final evaluation of all members, files."""
+    def reserve_seconds(self, step: float, members: int, nblr: bool, views: int, nblr_fits: int = 1) -> float:
+        """Tokenizers and tokenizing, the NB-LR model (`nblr_fits` times), the final evaluation of all members,
+        files."""
         tokenize = views * (2.0 + 3e-6 * self.stats.chars)
         final = members * self.eval_batches * step / 3 / self.speedup(self.machine.cores)
-        return tokenize + (self.nblr_seconds() if nblr else 0.0) + final + 3.0
+        return tokenize + (nblr_fits * self.nblr_seconds() if nblr else 0.0) + final + 3.0
 
 
 def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, step_seconds, train_rows: int,

@@ -31,6 +31,7 @@ from typing import Optional
 import torch
 
 from textcls.config import Config, config_from_dict, member_raw, save_config
+from textcls.config.schema import fold_count
 from textcls.data.labels import load_labels
 from textcls.data.pipeline import prepare_data
 from textcls.data.tokenizer import load_tokenizer
@@ -43,7 +44,7 @@ from textcls.run.prepare import prepare_run_dir, replace_old_run, resumed_config
 from textcls.train import distributed
 from textcls.train.classify import TrainResult, check_inputs, train_model
 from textcls.train.engine import Interrupted, StopFlag, select_device
-from textcls.train.nblr import validation_report
+from textcls.train.nblr import cross_fit_report, validation_report
 from textcls.train.progress import console
 
 
@@ -61,6 +62,9 @@ def member_config(cfg: Config, index: int, tokenizer_path: Path) -> Config:
         else copy.deepcopy(cfg)
     member.train.ensemble, member.train.ensemble_variants = 1, []
     member.train.ensemble_max, member.train.ensemble_fill_seconds = 0, None
+    if cfg.train.ensemble_cross_fit:
+        member.data.valid_fold = index % fold_count(cfg.data.valid_fraction)
+    member.train.ensemble_cross_fit = False
     member.nblr.weight = 0.0  # the NB-LR model is the ensemble's, fitted once after the members
     member.train.seed = cfg.train.seed + index
     if member.data.split_seed is None:
@@ -108,8 +112,11 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
 
     t = cfg.train
     # The members' mean (and the NB-LR model's mix) on the validation rows, through the run's predictor.
-    report = validation_report(cfg, run_dir, load_labels(run_dir / LABELS), select_device(t.device),
-                               None if quiet else console, precision="fp32")
+    labels, device, out = load_labels(run_dir / LABELS), select_device(t.device), None if quiet else console
+    if t.ensemble_cross_fit:  # out of fold: each member holds out its own rows
+        report = cross_fit_report(cfg, run_dir, info["members"], labels, device, out, precision="fp32")
+    else:
+        report = validation_report(cfg, run_dir, labels, device, out, precision="fp32")
     metric = None
     if report is not None:
         metric = report[t.metric]

@@ -14,7 +14,8 @@ from typing import Optional
 import numpy as np
 
 from textcls.config import Config
-from textcls.data.pipeline import TextSplit, text_splits
+from textcls.config.schema import fold_count
+from textcls.data.pipeline import TextSplit, fold_text_splits, text_splits
 from textcls.metrics import METRICS, report_from_probabilities
 from textcls.model.nblr import NblrModel, fit_nblr_model
 from textcls.predictor import NblrMix, predictor_report, run_predictor
@@ -30,8 +31,7 @@ def fit_run_nblr(cfg: Config, run_dir: Path, labels: list[str],
     validation metrics alone and the model."""
     n = cfg.nblr
     train, valid = text_splits(cfg, labels)
-    model = fit_nblr_model(train.texts, train.pairs, train.targets, cfg.data.task, n.max_order, n.min_count,
-                            n.max_features, n.c, n.lowercase, quiet=console is None)
+    model = _fit_nblr(cfg, train, console)
     probs, alone = None, {}
     if valid is not None:
         probs = model.probabilities(valid.texts, valid.pairs)
@@ -73,6 +73,60 @@ def validation_report(cfg: Config, run_dir: Path, labels: list[str], device, con
             console.print(f"NB-LR share {share:g}, chosen on the validation rows by {t.metric}", highlight=False)
         predictor = NblrMix(_Known(base, predictor.base), predictor.nblr, share)
     return predictor_report(predictor, valid.texts, valid.pairs, valid.targets, t.threshold, nblr_probs)
+
+
+def cross_fit_report(cfg: Config, run_dir: Path, members: list[str], labels: list[str], device, console=None,
+                     precision: Optional[str] = None) -> dict:
+    """The out-of-fold validation report of an ensemble whose member k held out fold k (cycling) of the training
+    rows (`train.ensemble_cross_fit`): each fold's rows are scored by the mean of the members that held it out,
+    and the rows of all those folds make one report. With `nblr.weight` > 0 the NB-LR model is fitted once per
+    fold on that fold's training part for its out-of-fold probabilities (its share is chosen on them with
+    `nblr.choose_weight`), then once on all the rows, which is the model saved."""
+    from textcls.run.load import load_run
+
+    t, n = cfg.train, cfg.nblr
+    count = fold_count(cfg.data.valid_fraction)
+    folds: dict[int, list[str]] = {}
+    for k, name in enumerate(members):
+        folds.setdefault(k % count, []).append(name)
+    everything, parts = fold_text_splits(cfg, labels, sorted(folds))
+    base, nblr, targets, texts, pairs = [], [], [], [], []
+    for fold, (train, valid) in zip(sorted(folds), parts):
+        probs = [run_predictor(load_run(run_dir / name, device=device), t.eval_batch_size, device,
+                               precision or t.precision, nblr=False).predict_proba(valid.texts, valid.pairs)
+                 for name in folds[fold]]
+        base.append(np.mean(probs, axis=0))
+        if n.weight > 0:
+            nblr.append(_fit_nblr(cfg, train).probabilities(valid.texts, valid.pairs))
+        targets.append(valid.targets)
+        texts += valid.texts
+        pairs += valid.pairs or []
+    base_probs, targets_all = np.concatenate(base), np.concatenate(targets)
+    like = _Known(base_probs, _Labelled(labels, cfg.data.task))
+    if n.weight <= 0:
+        return report_from_probabilities(base_probs, targets_all, labels, cfg.data.task, t.threshold)
+    nblr_probs = np.concatenate(nblr)
+    share = choose_share(base_probs, nblr_probs, targets_all, labels, cfg.data.task, t.threshold, t.metric) \
+        if n.choose_weight else n.weight
+    alone = report_from_probabilities(nblr_probs, targets_all, labels, cfg.data.task, t.threshold)
+    save_nblr_model(_fit_nblr(cfg, everything, console), run_dir, share, {k: alone[k] for k in METRICS if k in alone})
+    if console is not None:
+        chosen = f", chosen on them by {t.metric}" if n.choose_weight else ""
+        console.print(f"NB-LR share {share:g} of the out-of-fold probabilities of {len(folds)} folds{chosen}; "
+                      f"the model saved is fitted on all {len(everything.texts):,} rows", highlight=False)
+    return predictor_report(NblrMix(like, _Known(nblr_probs, like), share), texts, pairs or None, targets_all,
+                            t.threshold, nblr_probs)
+
+
+def _fit_nblr(cfg: Config, rows: TextSplit, console=None) -> NblrModel:
+    n = cfg.nblr
+    return fit_nblr_model(rows.texts, rows.pairs, rows.targets, cfg.data.task, n.max_order, n.min_count,
+                          n.max_features, n.c, n.lowercase, quiet=console is None)
+
+
+class _Labelled:
+    def __init__(self, labels: list[str], task: str):
+        self.labels, self.task = labels, task
 
 
 def choose_share(base: np.ndarray, nblr: np.ndarray, targets: np.ndarray, labels: list[str], task: str,
