@@ -87,7 +87,7 @@ def test_cross_fit_members_hold_out_their_own_folds_and_report_out_of_fold(tmp_p
     train_file = write_tsv(tmp_path / "train.tsv", rows)
     out = tmp_path / "ens"
     cfg = tiny_config(train_file, None, out, data={"valid_fraction": 0.25},
-                      train={"ensemble": 3, "max_steps": 3, "ensemble_cross_fit": True})
+                      train={"ensemble": 3, "max_steps": 3, "ensemble_folds": 3})
     result = train(cfg, quiet=True)
     from textcls.data.pipeline import prepare_data
 
@@ -107,14 +107,15 @@ def test_cross_fit_chooses_the_ngram_share_out_of_fold_and_fits_it_on_every_row(
     train_file = write_tsv(tmp_path / "train.tsv", sst2_slice(200))
     out = tmp_path / "ens"
     cfg = tiny_config(train_file, None, out, data={"valid_fraction": 0.25}, nblr={"weight": 0.5, "choose_weight": True},
-                      train={"ensemble": 2, "max_steps": 2, "ensemble_cross_fit": True})
+                      train={"ensemble": 4, "max_steps": 2, "ensemble_folds": 2})
     train(cfg, quiet=True)
     from textcls.data.pipeline import labelled_rows
     from textcls.model.nblr import fit_nblr_model
     from textcls.run.nblr import load_nblr_model
 
+    assert [load_run(out / m).cfg.data.valid_fold for m in read_ensemble(out)["members"]] == [0, 1, 0, 1]
     report = json.loads((out / "eval_report.json").read_text())
-    assert report["examples"] == 100 and "without_nblr" in report
+    assert report["examples"] == 100 and "without_nblr" in report  # folds 0 and 1, each scored by two members
     saved, share = load_nblr_model(out, 2)
     assert share == report["nblr"]["weight"]
     rows, _ = labelled_rows(str(train_file), cfg.data, load_run(out).labels)
@@ -124,12 +125,23 @@ def test_cross_fit_chooses_the_ngram_share_out_of_fold_and_fits_it_on_every_row(
     assert saved.vocab == whole.vocab and torch.equal(saved.weight, whole.weight)
 
 
-def test_cross_fit_needs_a_held_out_fraction_and_members(sst2_files, tmp_path):
+def test_folds_take_turns_after_each_round_of_the_variants(sst2_files, tmp_path):
+    from textcls.train.ensemble import member_fold
+
+    cfg = tiny_config(sst2_files[0], None, tmp_path / "e", data={"valid_fraction": 0.1},
+                      train={"ensemble": 8, "ensemble_folds": 2,
+                             "ensemble_variants": [{}, {"tokenizer.vocab_size": 400}]})
+    assert [member_fold(cfg, k) for k in range(8)] == [0, 0, 1, 1, 0, 0, 1, 1]  # each fold: both views
+
+
+def test_folds_need_a_held_out_fraction_and_members(sst2_files, tmp_path):
     train_file, valid_file = sst2_files
-    with pytest.raises(ConfigError, match="ensemble_cross_fit"):
-        tiny_config(train_file, valid_file, tmp_path / "e", train={"ensemble": 2, "ensemble_cross_fit": True})
-    with pytest.raises(ConfigError, match="ensemble_cross_fit"):
-        tiny_config(train_file, None, tmp_path / "e", data={"valid_fraction": 0.2}, train={"ensemble_cross_fit": True})
+    for data, keys in [({}, {"ensemble": 2, "ensemble_folds": 2}),  # a validation file: no rows held out
+                       ({"valid_fraction": 0.2}, {"ensemble_folds": 2}),  # one model
+                       ({"valid_fraction": 0.2}, {"ensemble": 4, "ensemble_folds": 6}),  # 0.2 makes 5 folds
+                       ({"valid_fraction": 0.2}, {"ensemble": 4, "ensemble_folds": 1})]:
+        with pytest.raises(ConfigError, match="ensemble_folds"):
+            tiny_config(train_file, valid_file if not data else None, tmp_path / "e", data=data, train=keys)
 
 
 def test_members_say_how_many_are_done(tmp_path, capsys):

@@ -183,15 +183,15 @@ def test_validation_rows_are_held_out_only_without_a_validation_file():
     assert "data.valid_fraction" not in choices(auto_recipe(stats, 600, CPU2, fake_step, valid_rows=1000))
 
 
-def test_members_cross_fit_when_the_held_out_rows_are_a_sizeable_share_and_it_costs_no_member():
+def test_members_hold_out_two_folds_when_the_held_out_rows_are_a_sizeable_share_and_it_costs_no_member():
     small = data_stats(records(9_000))
     plan = auto_recipe(small, 600, CPU2, fake_step)
     c = choices(plan)
-    assert c["train.ensemble"] > 1 and c["train.ensemble_cross_fit"] is True and c["data.valid_fraction"] == 0.1
+    assert c["train.ensemble"] >= 4 and c["train.ensemble_folds"] == 2 and c["data.valid_fraction"] == 0.1
     without = auto_recipe(small, 600, CPU2, fake_step, valid_rows=900)  # a validation file: no folds to hold out
-    assert "train.ensemble_cross_fit" not in choices(without)
+    assert "train.ensemble_folds" not in choices(without)
     big = choices(auto_recipe(data_stats(records(60_000)), 3600, CPU2, fake_step))
-    assert big["data.valid_fraction"] < 0.05 and big["train.ensemble"] > 1 and "train.ensemble_cross_fit" not in big
+    assert big["data.valid_fraction"] < 0.05 and big["train.ensemble"] > 1 and "train.ensemble_folds" not in big
     # Its NB-LR fits (one per fold the members cover) are in the reserve; the plan stays within the budget.
     for budget in (60, 120, 300, 600, 3600):
         r = auto_recipe(small, budget, CPU2, fake_step)

@@ -197,10 +197,12 @@ def validate(cfg: Config, problems: list[str]) -> None:
     if t.ensemble_max and t.ensemble < 2:
         problems.append("`train.ensemble_max` adds members to an ensemble: set `train.ensemble` to 2 or more "
                         "(the members planned) as well")
-    if t.ensemble_cross_fit and not (t.ensemble >= 2 and cfg.data.valid_fraction and not cfg.data.valid):
-        problems.append("`train.ensemble_cross_fit` gives each member of an ensemble its own held-out fold of the "
-                        "training rows: it needs `train.ensemble` 2 or more and `data.valid_fraction` (not "
-                        "`data.valid`)")
+    if t.ensemble_folds and not (t.ensemble_folds >= 2 and t.ensemble >= t.ensemble_folds and d.valid_fraction
+                                 and not d.valid and t.ensemble_folds <= fold_count(d.valid_fraction)):
+        problems.append(f"`train.ensemble_folds` ({t.ensemble_folds}) is how many disjoint folds of the training rows "
+                        "the members of an ensemble hold out in turn: at least 2, at most `train.ensemble` and the "
+                        "folds of `data.valid_fraction` (1 / fraction), with `data.valid_fraction` set (not "
+                        "`data.valid`); or 0 for the same held-out rows for every member")
     if t.ensemble_fill_seconds is not None and not t.ensemble_fill_seconds > 0:
         problems.append(f"`train.ensemble_fill_seconds` must be positive seconds, got {t.ensemble_fill_seconds}")
     if t.ensemble_max and t.ensemble_fill_seconds is None:

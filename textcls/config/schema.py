@@ -172,10 +172,10 @@ class TrainConfig:
     # 0 / None: exactly `ensemble` members. The automatic recipe sets both.
     ensemble_max: int = 0
     ensemble_fill_seconds: Optional[float] = None
-    # true: member k holds out fold k (cycling) of the `data.valid_fraction` split instead of the same rows, so the
-    # ensemble learns from every row; its validation report is out-of-fold (each row scored by the members that
-    # held it out).
-    ensemble_cross_fit: bool = False
+    # F >= 2 (cross-fitting): the members hold out F disjoint folds of the `data.valid_fraction` split in turn instead
+    # of the same rows (member k: fold (k // variants) % F), so the ensemble learns from every row; its validation
+    # report is out of fold (each fold's rows scored by the members that held it out). 0: the same rows.
+    ensemble_folds: int = 0
     compile: bool = False
     # Seconds of one model's training loop: past them it stops at the next step and evaluates and saves as
     # at the end (each ensemble member counts its own). None = no limit. The automatic recipe sets it.
@@ -426,7 +426,7 @@ def config_to_dict(cfg: Config) -> dict:
 
 VARIANT_SECTIONS = ("tokenizer.", "model.", "train.")
 VARIANT_FIXED = ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.ensemble_max",
-                 "train.ensemble_fill_seconds", "train.ensemble_cross_fit", "train.device", "train.num_threads",
+                 "train.ensemble_fill_seconds", "train.ensemble_folds", "train.device", "train.num_threads",
                  "train.metric", "train.seed")
 
 
@@ -434,7 +434,7 @@ def member_raw(cfg: Config, variant: dict[str, Any]) -> dict:
     """The raw config of an ensemble member with `variant` (dotted key -> value) applied."""
     raw = config_to_dict(cfg)
     raw["train"].update(ensemble=1, ensemble_variants=[], ensemble_max=0, ensemble_fill_seconds=None,
-                        ensemble_cross_fit=False)
+                        ensemble_folds=0)
     for key, value in variant.items():
         set_dotted(raw, key, value)
     return raw

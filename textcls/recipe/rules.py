@@ -53,14 +53,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from textcls.config.schema import fold_count
 from textcls.errors import ConfigError
 from textcls.recipe.stats import DataStats
 from textcls.train.nblr import SHARES as NBLR_GRID
 
 MAX_HELD_OUT = 2000
 MAX_MEMBERS = 10
-CROSS_FIT_SHARE = 0.05  # members hold out folds of their own when the held-out rows are at least this share
+CROSS_FIT_SHARE = 0.05  # members hold out two folds in turn when the held-out rows are at least this share
+CROSS_FIT_FOLDS = 2  # each fold is scored by half the members: an ensemble, so the n-gram share chosen suits one
+CROSS_FIT_MEMBERS = 4  # at least two members per fold
 BASE_MAX_MEMBERS = 5  # each member of a fine-tuned base is a whole copy of it (90 MB for MiniLM-L6)
 PLAN_SHARE = 0.85  # the plan fills this share of the time left; the rest absorbs a slower machine
 MEMBER_OVERHEAD = 6.0  # seconds per model outside its steps: process start, model, cached data
@@ -154,10 +155,9 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
         train_rows, valid_rows = stats.rows - held, held
     else:
         train_rows = stats.rows
-    # Members that hold out folds of their own give the ensemble the held-out rows back; each fold the members
+    # Members that hold out two folds in turn give the ensemble the held-out rows back; each fold
     # cover costs one more NB-LR fit for its out-of-fold probabilities.
     may_cross_fit, cross_fit = fraction is not None and fraction >= CROSS_FIT_SHARE, False
-    folds = fold_count(fraction) if fraction else 0
     big = train_rows >= 20_000
     precision = "bf16" if machine.bf16 else "fp32"
     if base is not None:
@@ -207,7 +207,7 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     def fits(name: str, epochs: float, members: int = 1, workers: int = 1,
              cross: bool = False) -> tuple[bool, float]:
         plan = cost.loop_seconds(timed[name], epochs, members, workers)
-        nblr_fits = 1 + min(members, folds) if cross and members > 1 else 1
+        nblr_fits = 1 + CROSS_FIT_FOLDS if cross else 1
         reserve = cost.reserve_seconds(timed[name], members, use_nblr, views=min(members, 2), nblr_fits=nblr_fits)
         return plan <= PLAN_SHARE * (time_left - reserve), time_left - reserve
 
@@ -238,7 +238,7 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
 
         members = most_members(False)
         # Cross-fitting only when its NB-LR fits cost no member (a bigger budget never plans fewer members).
-        cross_fit = may_cross_fit and members > 1 and most_members(True) == members
+        cross_fit = may_cross_fit and members >= CROSS_FIT_MEMBERS and most_members(True) == members
         workers = min(workers, members)
     model = dict(LADDER[chosen])
     reason_size = {"base": "2,000 rows or more", "small": "fewer than 2,000 rows", "tiny": "the smallest size"}[chosen]
@@ -272,9 +272,10 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
         r.set("train.ensemble_variants", [{}, view], "members alternate two views of the text, which err apart: "
               + ("BPE words of several characters" if stats.cjk else "a doubled vocabulary"))
         if cross_fit:
-            r.set("train.ensemble_cross_fit", True, f"member k holds out fold k of {folds}, so the ensemble learns "
-                  f"from every row; validation is out of fold (held-out rows {CROSS_FIT_SHARE:.0%} of the rows or "
-                  "more)")
+            r.set("train.ensemble_folds", CROSS_FIT_FOLDS, "half the members hold out the validation rows and half "
+                  "as many other rows, so every row is learned by at least half the members; validation is out of "
+                  f"fold, each row scored by the half that held it out (held-out rows {CROSS_FIT_SHARE:.0%} of the "
+                  "rows or more)")
     r.set("nblr.weight", 0.5 if use_nblr else 0.0, "bag-of-n-grams model beside the transformer(s)" if use_nblr
           else f"fitting the NB-LR model (about {nblr_fit:.0f}s) would take over a quarter of the budget")
     if use_nblr:

@@ -31,7 +31,6 @@ from typing import Optional
 import torch
 
 from textcls.config import Config, config_from_dict, member_raw, save_config
-from textcls.config.schema import fold_count
 from textcls.data.labels import load_labels
 from textcls.data.pipeline import prepare_data
 from textcls.data.tokenizer import load_tokenizer
@@ -53,6 +52,12 @@ def member_variant(cfg: Config, index: int) -> dict:
     return variants[index % len(variants)] if variants else {}
 
 
+def member_fold(cfg: Config, index: int) -> int:
+    """The fold member `index` holds out with `train.ensemble_folds`: the folds take turns after each round of the
+    variants, so every fold's members read the text in every way the ensemble does."""
+    return index // max(1, len(cfg.train.ensemble_variants)) % cfg.train.ensemble_folds
+
+
 def member_config(cfg: Config, index: int, tokenizer_path: Path) -> Config:
     """Member `index`: its variant (`train.ensemble_variants`), seed + index, the ensemble's validation
     split, the shared tokenizer unless its variant sets tokenizer keys (then it trains its own), and no
@@ -62,9 +67,9 @@ def member_config(cfg: Config, index: int, tokenizer_path: Path) -> Config:
         else copy.deepcopy(cfg)
     member.train.ensemble, member.train.ensemble_variants = 1, []
     member.train.ensemble_max, member.train.ensemble_fill_seconds = 0, None
-    if cfg.train.ensemble_cross_fit:
-        member.data.valid_fold = index % fold_count(cfg.data.valid_fraction)
-    member.train.ensemble_cross_fit = False
+    if cfg.train.ensemble_folds:
+        member.data.valid_fold = member_fold(cfg, index)
+    member.train.ensemble_folds = 0
     member.nblr.weight = 0.0  # the NB-LR model is the ensemble's, fitted once after the members
     member.train.seed = cfg.train.seed + index
     if member.data.split_seed is None:
@@ -113,8 +118,9 @@ def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = Fa
     t = cfg.train
     # The members' mean (and the NB-LR model's mix) on the validation rows, through the run's predictor.
     labels, device, out = load_labels(run_dir / LABELS), select_device(t.device), None if quiet else console
-    if t.ensemble_cross_fit:  # out of fold: each member holds out its own rows
-        report = cross_fit_report(cfg, run_dir, info["members"], labels, device, out, precision="fp32")
+    if t.ensemble_folds:  # out of fold: the members hold out folds in turn
+        folds = {name: member_fold(cfg, k) for k, name in enumerate(info["members"])}
+        report = cross_fit_report(cfg, run_dir, folds, labels, device, out, precision="fp32")
     else:
         report = validation_report(cfg, run_dir, labels, device, out, precision="fp32")
     metric = None

@@ -14,7 +14,6 @@ from typing import Optional
 import numpy as np
 
 from textcls.config import Config
-from textcls.config.schema import fold_count
 from textcls.data.pipeline import TextSplit, fold_text_splits, text_splits
 from textcls.metrics import METRICS, report_from_probabilities
 from textcls.model.nblr import NblrModel, fit_nblr_model
@@ -71,25 +70,31 @@ def validation_report(cfg: Config, run_dir: Path, labels: list[str], device, con
         save_nblr_model(model, run_dir, share, alone)
         if console is not None:
             console.print(f"NB-LR share {share:g}, chosen on the validation rows by {t.metric}", highlight=False)
-        predictor = NblrMix(_Known(base, predictor.base), predictor.nblr, share)
+        predictor = NblrMix(_Known(base, predictor.labels, predictor.task), predictor.nblr, share)
     return predictor_report(predictor, valid.texts, valid.pairs, valid.targets, t.threshold, nblr_probs)
 
 
-def cross_fit_report(cfg: Config, run_dir: Path, members: list[str], labels: list[str], device, console=None,
-                     precision: Optional[str] = None) -> dict:
-    """The out-of-fold validation report of an ensemble whose member k held out fold k (cycling) of the training
-    rows (`train.ensemble_cross_fit`): each fold's rows are scored by the mean of the members that held it out,
-    and the rows of all those folds make one report. With `nblr.weight` > 0 the NB-LR model is fitted once per
-    fold on that fold's training part for its out-of-fold probabilities (its share is chosen on them with
-    `nblr.choose_weight`), then once on all the rows, which is the model saved."""
+def cross_fit_report(cfg: Config, run_dir: Path, member_folds: dict[str, int], labels: list[str], device,
+                     console=None, precision: Optional[str] = None) -> dict:
+    """The out-of-fold validation report of an ensemble whose members held out folds of the training rows in turn
+    (`train.ensemble_folds`; `member_folds`: member name -> its fold): each fold's rows are scored by the mean of
+    the members that held it out, and the rows of all the folds make one report. With `nblr.weight` > 0 the NB-LR
+    model is fitted once per fold on that fold's training part for its out-of-fold probabilities (its share is
+    chosen on them with `nblr.choose_weight`), then once on all the rows, which is the model saved.
+
+    A fold scored by a single member gives that member's probabilities, not the ensemble's: the share chosen
+    then suits one member (more n-gram model than an ensemble needs), which is why the recipe has at least two
+    members per fold."""
     from textcls.run.load import load_run
 
     t, n = cfg.train, cfg.nblr
-    count = fold_count(cfg.data.valid_fraction)
     folds: dict[int, list[str]] = {}
-    for k, name in enumerate(members):
-        folds.setdefault(k % count, []).append(name)
+    for name, fold in member_folds.items():
+        folds.setdefault(fold, []).append(name)
     everything, parts = fold_text_splits(cfg, labels, sorted(folds))
+    if console is not None and n.weight > 0:
+        console.print(f"NB-LR model: fitted on the training part of each of {len(folds)} folds for out-of-fold "
+                      "probabilities", highlight=False)
     base, nblr, targets, texts, pairs = [], [], [], [], []
     for fold, (train, valid) in zip(sorted(folds), parts):
         probs = [run_predictor(load_run(run_dir / name, device=device), t.eval_batch_size, device,
@@ -102,7 +107,6 @@ def cross_fit_report(cfg: Config, run_dir: Path, members: list[str], labels: lis
         texts += valid.texts
         pairs += valid.pairs or []
     base_probs, targets_all = np.concatenate(base), np.concatenate(targets)
-    like = _Known(base_probs, _Labelled(labels, cfg.data.task))
     if n.weight <= 0:
         return report_from_probabilities(base_probs, targets_all, labels, cfg.data.task, t.threshold)
     nblr_probs = np.concatenate(nblr)
@@ -114,19 +118,14 @@ def cross_fit_report(cfg: Config, run_dir: Path, members: list[str], labels: lis
         chosen = f", chosen on them by {t.metric}" if n.choose_weight else ""
         console.print(f"NB-LR share {share:g} of the out-of-fold probabilities of {len(folds)} folds{chosen}; "
                       f"the model saved is fitted on all {len(everything.texts):,} rows", highlight=False)
-    return predictor_report(NblrMix(like, _Known(nblr_probs, like), share), texts, pairs or None, targets_all,
-                            t.threshold, nblr_probs)
+    mix = NblrMix(_Known(base_probs, labels, cfg.data.task), _Known(nblr_probs, labels, cfg.data.task), share)
+    return predictor_report(mix, texts, pairs or None, targets_all, t.threshold, nblr_probs)
 
 
 def _fit_nblr(cfg: Config, rows: TextSplit, console=None) -> NblrModel:
     n = cfg.nblr
     return fit_nblr_model(rows.texts, rows.pairs, rows.targets, cfg.data.task, n.max_order, n.min_count,
                           n.max_features, n.c, n.lowercase, quiet=console is None)
-
-
-class _Labelled:
-    def __init__(self, labels: list[str], task: str):
-        self.labels, self.task = labels, task
 
 
 def choose_share(base: np.ndarray, nblr: np.ndarray, targets: np.ndarray, labels: list[str], task: str,
@@ -146,8 +145,8 @@ class _Known:
     """A predictor whose probabilities on the validation rows are already computed (they are not predicted
     twice); it answers only for those rows."""
 
-    def __init__(self, probs: np.ndarray, like):
-        self.probs, self.labels, self.task = probs, like.labels, like.task
+    def __init__(self, probs: np.ndarray, labels: list[str], task: str):
+        self.probs, self.labels, self.task = probs, labels, task
 
     def predict_proba(self, texts: list[str], pairs: Optional[list[str]] = None) -> np.ndarray:
         if len(texts) != len(self.probs):
