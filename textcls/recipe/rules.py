@@ -25,9 +25,10 @@ Without a base:
   ensemble members (at most 10; on a CPU as many at once as there are cores, one thread each), whose
   tokenizers alternate two views: the vocabulary doubled, or for CJK text BPE words of several characters.
   The planned count comes from step times measured before training; while members train, more are added
-  (up to the same 10) as long as one more, as slow as the slowest so far, ends within the budget. When the
-  held-out rows are 5% of the rows or more, member k holds out fold k of them instead (cross-fitting), so
-  the ensemble learns from every row and validation is out of fold.
+  (up to the same 10) as long as one more, as slow as the slowest so far, ends within the budget. With 4
+  members or more, when the held-out rows are 5% of the rows or more, half the members hold out other rows
+  of the same size (cross-fitting, `train.ensemble_folds: 2`), so every row is learned by at least half
+  the members and validation is out of fold.
 - The bag-of-n-grams model is fitted after the transformer(s) and its share of the mix is chosen on the
   validation rows (cross-fitted: out of fold, then it is fitted on all rows); it is left out when fitting
   it would take over a quarter of the budget.
@@ -60,7 +61,7 @@ from textcls.train.nblr import SHARES as NBLR_GRID
 MAX_HELD_OUT = 2000
 MAX_MEMBERS = 10
 CROSS_FIT_SHARE = 0.05  # members hold out two folds in turn when the held-out rows are at least this share
-CROSS_FIT_FOLDS = 2  # each fold is scored by half the members: an ensemble, so the n-gram share chosen suits one
+CROSS_FIT_FOLDS = 2  # each fold is scored by half the members, so the n-gram share chosen on it suits an ensemble
 CROSS_FIT_MEMBERS = 4  # at least two members per fold
 BASE_MAX_MEMBERS = 5  # each member of a fine-tuned base is a whole copy of it (90 MB for MiniLM-L6)
 PLAN_SHARE = 0.85  # the plan fills this share of the time left; the rest absorbs a slower machine
@@ -155,8 +156,8 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
         train_rows, valid_rows = stats.rows - held, held
     else:
         train_rows = stats.rows
-    # Members that hold out two folds in turn give the ensemble the held-out rows back; each fold
-    # cover costs one more NB-LR fit for its out-of-fold probabilities.
+    # Members that hold out two folds in turn give the ensemble the held-out rows back; each fold costs one more
+    # NB-LR fit, for its out-of-fold probabilities.
     may_cross_fit, cross_fit = fraction is not None and fraction >= CROSS_FIT_SHARE, False
     big = train_rows >= 20_000
     precision = "bf16" if machine.bf16 else "fp32"
