@@ -137,11 +137,13 @@ def test_folds_take_turns_after_each_round_of_the_variants(sst2_files, tmp_path)
 def test_folds_need_a_held_out_fraction_and_members(sst2_files, tmp_path):
     train_file, valid_file = sst2_files
     for data, keys in [({}, {"ensemble": 2, "ensemble_folds": 2}),  # a validation file: no rows held out
-                       ({"valid_fraction": 0.2}, {"ensemble_folds": 2}),  # one model
                        ({"valid_fraction": 0.2}, {"ensemble": 4, "ensemble_folds": 6}),  # 0.2 makes 5 folds
                        ({"valid_fraction": 0.2}, {"ensemble": 4, "ensemble_folds": 1})]:
         with pytest.raises(ConfigError, match="ensemble_folds"):
             tiny_config(train_file, valid_file if not data else None, tmp_path / "e", data=data, train=keys)
+    # One model ignores it (`--set train.ensemble=1` on a recipe that cross-fits its members).
+    assert tiny_config(train_file, None, tmp_path / "e", data={"valid_fraction": 0.2},
+                       train={"ensemble_folds": 2}).train.ensemble == 1
 
 
 def test_members_say_how_many_are_done(tmp_path, capsys):

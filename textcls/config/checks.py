@@ -197,8 +197,10 @@ def validate(cfg: Config, problems: list[str]) -> None:
     if t.ensemble_max and t.ensemble < 2:
         problems.append("`train.ensemble_max` adds members to an ensemble: set `train.ensemble` to 2 or more "
                         "(the members planned) as well")
-    if t.ensemble_folds and not (t.ensemble_folds >= 2 and t.ensemble >= t.ensemble_folds and d.valid_fraction
-                                 and not d.valid and t.ensemble_folds <= fold_count(d.valid_fraction)):
+    # (a single model ignores it: `--set train.ensemble=1` on a recipe that cross-fits its members trains one model)
+    if t.ensemble > 1 and t.ensemble_folds and not (
+            t.ensemble_folds >= 2 and t.ensemble >= t.ensemble_folds and d.valid_fraction and not d.valid
+            and t.ensemble_folds <= fold_count(d.valid_fraction)):
         problems.append(f"`train.ensemble_folds` ({t.ensemble_folds}) is how many disjoint folds of the training rows "
                         "the members of an ensemble hold out in turn: at least 2, at most `train.ensemble` and the "
                         "folds of `data.valid_fraction` (1 / fraction), with `data.valid_fraction` set (not "
