@@ -431,7 +431,7 @@ def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None, quiet: bool
     read_once = functools.lru_cache(maxsize=1)(lambda: _read_all(d.train, d, labelled=True))
     held_out = None
     if d.valid_fraction and not d.valid:
-        split_seed = cfg.train.seed if d.split_seed is None else d.split_seed
+        split_seed = _split_seed(cfg)
         part = {"valid_fraction": d.valid_fraction, "split_seed": split_seed, "split": "stratified",
                 **({"fold": d.valid_fold} if d.valid_fold else {})}
         split = functools.lru_cache(maxsize=1)(
@@ -473,8 +473,7 @@ def text_splits(cfg: Config, labels: list[str]) -> tuple[TextSplit, Optional[Tex
     if d.valid:
         train, valid = records, _read_all(d.valid, d, labelled=True)
     elif d.valid_fraction:
-        split_seed = cfg.train.seed if d.split_seed is None else d.split_seed
-        train, held = _split_records(*records, d.valid_fraction, split_seed, d.valid_fold)
+        train, held = _split_records(*records, d.valid_fraction, _split_seed(cfg), d.valid_fold)
         valid = _known_labels(held, labels, d)
     else:
         train, valid = records, None
@@ -488,10 +487,9 @@ def fold_text_splits(cfg: Config, labels: list[str],
     of `folds` (`data.valid_fold`), from one read of the file."""
     d = cfg.data
     records = _read_all(d.train, d, labelled=True)
-    split_seed = cfg.train.seed if d.split_seed is None else d.split_seed
     parts = []
     for fold in folds:
-        train, held = _split_records(*records, d.valid_fraction, split_seed, fold)
+        train, held = _split_records(*records, d.valid_fraction, _split_seed(cfg), fold)
         parts.append((_text_split(train[0], d, labels, d.train),
                       _text_split(_known_labels(held, labels, d)[0], d, labels, d.train)))
     return _text_split(_known_labels(records, labels, d)[0], d, labels, d.train), parts
@@ -511,6 +509,10 @@ def _text_split(records: list[Record], cfg: DataConfig, labels: list[str], path:
         targets[i, ids] = 1.0
     pairs = [r.text_pair or "" for r in records] if len(cfg.text_columns) == 2 else None
     return TextSplit([r.text for r in records], pairs, targets)
+
+
+def _split_seed(cfg: Config) -> int:
+    return cfg.train.seed if cfg.data.split_seed is None else cfg.data.split_seed
 
 
 def _split_records(records: list[Record], skipped: list[int], fraction: float, seed: int,
