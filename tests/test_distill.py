@@ -335,6 +335,17 @@ def test_an_ensemble_teacher_gives_its_averaged_probabilities(tmp_path):
     assert info["teacher"]["sha256"] == run_digest(tmp_path / "ensemble") == teacher.sha256
     with pytest.raises(ConfigError, match="ensemble"):
         teacher.pooled(texts, torch.device("cpu"))
+    from textcls.distill.layers import teacher_layer_passes
+
+    assert teacher_layer_passes(teacher) == 2 * 2  # two members of two layers
+
+
+def test_the_automatic_student_is_as_deep_as_a_sixth_of_the_teachers_layer_passes_allows():
+    from textcls.distill.layers import default_layers
+
+    # (teacher's layers, its layer passes: copies x layers) -> the student's layers, at most half the teacher's
+    assert [default_layers(6, 6 * c) for c in (1, 2, 3, 4, 5, 10)] == [1, 2, 3, 3, 3, 3]
+    assert default_layers(3, 3) == 1 and default_layers(12, 12) == 2 and default_layers(12, 48) == 6
 
 
 # --------------------------------------------------------------------------- word vectors from the teacher

@@ -34,6 +34,7 @@ from textcls.distill.layers import (
     layers_student,
     low_rank,
     teacher_depth,
+    teacher_layer_passes,
     teacher_parameters,
     unfit_reason,
 )
@@ -250,7 +251,7 @@ def student_layers(teacher: Teacher, wanted: Optional[int], say) -> int:
         if reason:
             say(f"student: from scratch, since the teacher cannot lend its layers ({reason})")
             return 0
-        return default_layers(total)
+        return default_layers(total, teacher_layer_passes(teacher))
     if reason:
         raise ConfigError(f"`distill.student_layers: {wanted}`: the teacher {teacher.path} cannot lend its layers "
                           f"({reason}); set it to 0 (a student from scratch) or remove it")
