@@ -60,8 +60,12 @@ def teacher_depth(teacher: Teacher) -> int:
 
 def teacher_layer_passes(teacher: Teacher) -> int:
     """The layers a text goes through in the teacher: every model's (each member of an ensemble) summed."""
-    runs = [group for group, _ in teacher.run.groups] if teacher.run.groups else [teacher.run]
-    return sum(model.cfg.num_layers for run in runs for model in _models(run.model))
+    return sum(model.cfg.num_layers for run in _teacher_runs(teacher) for model in _models(run.model))
+
+
+def _teacher_runs(teacher: Teacher) -> list:
+    """The teacher's loaded runs: one per tokenizer group of an ensemble, else the run itself."""
+    return [group for group, _ in teacher.run.groups] if teacher.run.groups else [teacher.run]
 
 
 def _models(model) -> list:
@@ -160,8 +164,7 @@ def low_rank(state: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tenso
 
 def teacher_parameters(teacher: Teacher) -> int:
     """The teacher's unique parameters: every model of the run (each ensemble member), a shared tensor once."""
-    runs = [group for group, _ in teacher.run.groups] if teacher.run.groups else [teacher.run]
-    return sum(p.numel() for run in runs for p in run.model.parameters())
+    return sum(p.numel() for run in _teacher_runs(teacher) for p in run.model.parameters())
 
 
 def student_parameters(student: LayersStudent, num_labels: int) -> int:
