@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from conftest import interrupt_at, run_cli, sst2_slice, tiny_config, tiny_model, write_tsv
 from textcls.config import config_from_dict, config_to_dict, load_config
+from textcls.data.pipeline import encode_texts
 from textcls.data.readers import Record
 from textcls.device import resolve_precision
 from textcls.distill import distill
@@ -333,8 +334,14 @@ def test_an_ensemble_teacher_gives_its_averaged_probabilities(tmp_path):
     assert np.allclose(cached[-2:], run_predictor(teacher.run, precision=precision).predict_proba(texts), atol=1e-6)
     info = json.loads((tmp_path / "student" / "run.json").read_text())
     assert info["teacher"]["sha256"] == run_digest(tmp_path / "ensemble") == teacher.sha256
-    with pytest.raises(ConfigError, match="ensemble"):
-        teacher.pooled(texts, torch.device("cpu"))
+    # an ensemble's pooled vectors are its first member's, the member a layers student starts from
+    first = teacher.run.model.members[0]
+    pooled = teacher.pooled(texts, torch.device("cpu"))
+    ids, _ = encode_texts(teacher.run.tokenizer, texts, None, teacher.run.cfg.data.max_length)
+    with torch.no_grad():  # each text alone, unpadded
+        expected = np.concatenate([first.features(torch.tensor([x]), torch.ones(1, len(x), dtype=torch.bool),
+                                                  torch.zeros(1, len(x), dtype=torch.long)).numpy() for x in ids])
+    assert pooled.shape == (len(texts), first.cfg.hidden_size) and np.allclose(pooled, expected, atol=1e-5)
     from textcls.distill.layers import teacher_layer_passes
 
     assert teacher_layer_passes(teacher) == 2 * 2  # two members of two layers

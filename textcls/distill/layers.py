@@ -32,7 +32,6 @@ import torch
 
 from textcls.data.tokenizer import SPECIAL_TOKENS, check_special_tokens, encode_batch_safely
 from textcls.distill.teacher import Teacher
-from textcls.distill.vectors import teacher_single
 
 CONTINUATION = "##"
 MIN_RANK, RANK_STEP = 32, 16  # a low-rank word table (fitting_rank)
@@ -55,7 +54,7 @@ class LayersStudent:
 
 def teacher_depth(teacher: Teacher) -> int:
     """The layers of the teacher's one model."""
-    return teacher_single(teacher)[0].cfg.num_layers
+    return teacher.single()[0].cfg.num_layers
 
 
 def teacher_layer_passes(teacher: Teacher) -> int:
@@ -80,7 +79,7 @@ def default_layers(teacher_layers: int, passes: int) -> int:
 
 def unfit_reason(teacher: Teacher) -> Optional[str]:
     """Why the teacher's one model cannot lend its lower layers (None: it can)."""
-    model, tokenizer, _ = teacher_single(teacher)
+    model, tokenizer, _ = teacher.single()
     m = model.cfg
     kind = json.loads(tokenizer.to_str())["model"]["type"] if hasattr(tokenizer, "to_str") else "another kind"
     if kind != "WordPiece":
@@ -129,7 +128,7 @@ def prune_tokenizer(tokenizer, texts: list[str]):
 
 def layers_student(teacher: Teacher, texts: list[str], layers: int, max_length: int) -> LayersStudent:
     """The student of the teacher's first `layers` layers, its vocabulary the tokens of `texts` (see above)."""
-    model, tokenizer, _ = teacher_single(teacher)
+    model, tokenizer, _ = teacher.single()
     m = model.cfg
     pruned, kept = prune_tokenizer(tokenizer, texts)
     positions = min(m.max_positions, m.position_offset + max_length)

@@ -165,10 +165,10 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         began = time.perf_counter()
         device = select_device(cfg.train.device)
         # in the precision the student trains in: bf16 where the device has bf16 units (`train.precision: auto`)
-        bf16 = resolve_precision(cfg.train.precision, device) == "bf16"
-        cached = {PROBS_TENSOR: teacher.probabilities(texts, device, precision="bf16" if bf16 else "fp32")}
+        precision = "bf16" if resolve_precision(cfg.train.precision, device) == "bf16" else "fp32"
+        cached = {PROBS_TENSOR: teacher.probabilities(texts, device, precision=precision)}
         if k.match_hidden:
-            cached[POOLED_TENSOR] = teacher.pooled(texts, device)
+            cached[POOLED_TENSOR] = teacher.pooled(texts, device, precision=precision)
         teacher_seconds = time.perf_counter() - began
     else:
         say(f"teacher {teacher.path}: probabilities of {len(texts):,} texts read from {run_dir / TEACHER_PROBS}")

@@ -60,24 +60,32 @@ class Teacher:
         self.run.model.to(device)
         return run_predictor(self.run, batch_size=batch_size, device=device, precision=precision).predict_proba(texts)
 
-    def pooled(self, texts: list[str], device: torch.device, batch_size: int = 64) -> np.ndarray:
-        """(N, H) float32 pooled vectors of `texts` (the vector the teacher's head reads), for a single model."""
-        model = self.run.model
-        if not isinstance(model, TextClassifier):
-            raise ConfigError(f"`distill.match_hidden` matches the pooled vector of one model, and the teacher "
-                              f"{self.path} is an ensemble; set `distill.match_hidden: false` or distil a member")
-        d = self.run.cfg.data
-        return pooled_vectors(model, self.run.tokenizer, texts, d.max_length, d.truncation, d.head_tokens, device,
-                              batch_size)
+    def single(self) -> tuple[TextClassifier, object, object]:
+        """(the teacher's one model, its tokenizer, its data config): a single-model run's, or the first member's
+        of an ensemble (of its first tokenizer group), the member a student of its layers or vectors starts from."""
+        run = self.run.groups[0][0] if self.run.groups else self.run
+        model = run.model
+        while not isinstance(model, TextClassifier):  # EnsembleClassifier -> its first member
+            model = model.members[0]
+        return model, run.tokenizer, run.cfg.data
 
+    def pooled(self, texts: list[str], device: torch.device, batch_size: int = 64,
+               precision: str = "fp32") -> np.ndarray:
+        """(N, H) float32 pooled vectors of `texts` (the vector the head reads) by the teacher's one model (of an
+        ensemble, its first member), computed in `precision`."""
+        model, tokenizer, d = self.single()
+        model.eval()
+        return pooled_vectors(model, tokenizer, texts, d.max_length, d.truncation, d.head_tokens, device,
+                              batch_size, precision)
 
 def pooled_vectors(model: TextClassifier, tokenizer, texts: list[str], max_length: int, truncation: str,
-                   head_tokens: Optional[int], device: torch.device, batch_size: int = 64) -> np.ndarray:
-    """(N, H) float32: the pooled vector `model`'s head reads for each of `texts`, in fp32."""
+                   head_tokens: Optional[int], device: torch.device, batch_size: int = 64,
+                   precision: str = "fp32") -> np.ndarray:
+    """(N, H) float32: the pooled vector `model`'s head reads for each of `texts`, computed in `precision`."""
     model.to(device)
     ids, _ = encode_texts(tokenizer, texts, None, max_length, truncation, head_tokens)
     return batched_outputs(model.features, ids, None, model.cfg.hidden_size, batch_size,
-                           tokenizer.token_to_id(PAD) or 0, device, "fp32")
+                           tokenizer.token_to_id(PAD) or 0, device, precision)
 
 
 def load_teacher(path: Path | str) -> Teacher:

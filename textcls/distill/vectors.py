@@ -22,7 +22,6 @@ import torch
 from textcls.data.subword import BPE_SUFFIX
 from textcls.data.tokenizer import SPECIAL_TOKENS
 from textcls.distill.teacher import Teacher, pooled_vectors
-from textcls.model import TextClassifier
 
 MAX_TOKEN_LENGTH = 16  # the teacher's tokens for one student token, with [CLS] and [SEP]
 
@@ -33,19 +32,9 @@ def token_text(token: str) -> str:
     return token.removeprefix("##").removesuffix(BPE_SUFFIX).replace("\u2581", " ").strip()
 
 
-def teacher_single(teacher: Teacher):
-    """(the teacher's one model, its tokenizer, its data config): a single-model run's, or the first member's of
-    an ensemble (of its first tokenizer group)."""
-    run = teacher.run.groups[0][0] if teacher.run.groups else teacher.run
-    model = run.model
-    while not isinstance(model, TextClassifier):  # EnsembleClassifier -> its first member
-        model = model.members[0]
-    return model, run.tokenizer, run.cfg.data
-
-
 def teacher_vectors(teacher: Teacher, texts: list[str], batch_size: int = 256) -> np.ndarray:
     """(N, H_teacher) float32: the pooled vector of each text read alone by the teacher's one model."""
-    model, tokenizer, data = teacher_single(teacher)
+    model, tokenizer, data = teacher.single()
     model.eval()
     return pooled_vectors(model, tokenizer, texts, min(MAX_TOKEN_LENGTH, data.max_length), "head", None,
                           torch.device("cpu"), batch_size)
