@@ -493,6 +493,41 @@ def test_the_automatic_student_keeps_the_teachers_lower_layers(deep_teacher, tmp
     assert load_config(scratch.run_dir / "config.yaml").model.sharing.strategy == "all"  # the recipe student
 
 
+def test_the_layers_students_plan_fills_the_budget_in_tenths_of_an_epoch(deep_teacher, monkeypatch):
+    import math
+
+    import textcls.distill.student as student_module
+    from textcls.distill.layers import layers_student
+    from textcls.recipe.rules import MEMBER_OVERHEAD, PLAN_SHARE
+    from textcls.recipe.speed import this_machine
+
+    teacher = load_teacher(deep_teacher)
+    texts = [r[0] for r in sst2_slice(200)]
+    lent = layers_student(teacher, texts, 1, 64)
+    timed = []
+
+    def fixed_step(*args, **kwargs):  # every step takes 50 ms; the length it was timed at is recorded
+        return lambda candidate: timed.append(candidate.length) or 0.05
+
+    monkeypatch.setattr(student_module, "step_timer", fixed_step)
+    data = teacher.run.cfg.data
+    budgets = {}
+    for budget in (60.0, 75.0, 600.0):
+        raw, record = student_module.plan_layers_student(lent, data, texts, 3000, 100, budget, 5.0,
+                                                         10 * 10**6)
+        budgets[budget] = raw["train"]["epochs"]
+        assert raw["train"]["time_budget_seconds"] < budget - 5.0
+    lengths = [len(e.ids) for e in lent.tokenizer.encode_batch(texts[:1000], add_special_tokens=True)]
+    mean = sum(lengths) / len(lengths)
+    assert timed[0] == min(data.max_length, math.ceil(mean / 8) * 8)  # bucketed batches pad to about the mean
+    steps, evals = math.ceil(3000 / 32), math.ceil(100 / 32)
+    epoch = (steps + evals / 3) * 0.05 * student_module.STEP_FACTOR + student_module.EPOCH_OVERHEAD
+    for budget, epochs in budgets.items():
+        fit = PLAN_SHARE * (budget - 5.0 - MEMBER_OVERHEAD - (evals * 0.05 / 3 + 3.0)) / epoch
+        assert epochs == min(student_module.MOST_EPOCHS, math.floor(fit * 10) / 10)  # no whole epoch lost
+    assert budgets[60.0] != int(budgets[60.0]) and budgets[60.0] < budgets[75.0] < budgets[600.0] == 20
+
+
 def test_a_low_rank_word_table_is_the_closest_fit_to_the_teachers():
     from textcls.distill.layers import low_rank
 

@@ -3,8 +3,8 @@ teacher qualifies).
 
 A student trained from scratch learns its words and their contexts from a few thousand rows; the teacher's lower
 layers already know them from pretraining and the task. The student here is the teacher's one model (a
-single-model run, or an ensemble's first member) cut to its first K layers, K a third of its depth (from 3 layers on),
-with the teacher's tokenizer pruned to the tokens the distillation texts use:
+single-model run, or an ensemble's first member) cut to its first K layers (`default_layers`: the most, up to half,
+that run a sixth of the teacher's layer passes; from 3 layers on), with the teacher's tokenizer pruned to the tokens the distillation texts use:
 
 - the vocabulary keeps the special tokens, every token of the teacher's tokenization of the distillation texts
   (training rows, augmented copies, unlabelled texts), and each character of those tokens as a word start and a
@@ -91,7 +91,7 @@ def unfit_reason(teacher: Teacher) -> Optional[str]:
     if m.embeddings.ngram_orders:
         return "it adds hashed n-gram embeddings"
     if m.num_layers < 3:
-        return f"it has {m.num_layers} layer(s), and a third of them is less than one"
+        return f"it has {m.num_layers} layer(s), too few to cut (3 or more)"
     return None
 
 

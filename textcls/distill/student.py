@@ -119,7 +119,7 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, train_texts: l
     sample = train_texts[:LENGTH_SAMPLE]  # the lengths the student reads
     lengths = [len(e.ids) for e in student.tokenizer.encode_batch(sample, add_special_tokens=True)]
     mean = sum(lengths) / max(1, len(lengths))
-    length = min(data.max_length, round_up(mean * 1.25, 8))
+    length = min(data.max_length, round_up(mean, 8))  # length-bucketed batches: padded to about the mean
     threads = machine.cores if machine.device == "cpu" else 1
     step = step_timer(machine, student.vocab, max(2, stats.num_classes), model_cfg, threads)(
         Candidate("layers-student", None, batch, length, precision))  # one model on every core: timed so
@@ -133,14 +133,15 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, train_texts: l
                           f"after the teacher's probabilities ({elapsed:.0f}s so far; one epoch of {distill_rows:,} "
                           f"rows takes about {epoch_seconds:.0f}s); raise --budget to at least "
                           f"{math.ceil(need * 1.2 / 10) * 10:.0f}s, or set distill.augment_copies lower")
-    epochs = min(MOST_EPOCHS, math.floor(fit)) if fit >= 1 else max(0.1, math.floor(fit * 10) / 10)
+    epochs = min(MOST_EPOCHS, max(0.1, math.floor(fit * 10) / 10))  # tenths of an epoch: the budget, not a floor
     lr = 1e-4 if width <= 384 else 5e-5 if width <= 640 else 2e-5
     classes = max(2, stats.num_classes)
     share = teacher_parameters / max(1, student_parameters(student, classes))
     smaller = fitting_rank(student, teacher_parameters // SIZE_SHARE, classes)
     choices = [
         ("model.num_layers", student.layers, f"the teacher's first {student.layers} of {student.teacher_layers} "
-         "layers (a third, at least 1), with its word, position and segment embeddings; a fresh head"),
+         "layers (the most, up to half, that run a sixth of the teacher's layer passes), with its word, position "
+         "and segment embeddings; a fresh head"),
         ("tokenizer", f"the teacher's, {student.vocab:,} of {student.teacher_vocab:,} tokens",
          "the tokens of the distillation texts and their characters"),
         ("model.embeddings.word_rank", None, f"the full word table: the student has 1/{share:.1f} of the teacher's "
