@@ -499,7 +499,6 @@ def test_the_layers_students_plan_fills_the_budget_in_tenths_of_an_epoch(deep_te
     import textcls.distill.student as student_module
     from textcls.distill.layers import layers_student
     from textcls.recipe.rules import MEMBER_OVERHEAD, PLAN_SHARE
-    from textcls.recipe.speed import this_machine
 
     teacher = load_teacher(deep_teacher)
     texts = [r[0] for r in sst2_slice(200)]

@@ -3,8 +3,9 @@ teacher qualifies).
 
 A student trained from scratch learns its words and their contexts from a few thousand rows; the teacher's lower
 layers already know them from pretraining and the task. The student here is the teacher's one model (a
-single-model run, or an ensemble's first member) cut to its first K layers (`default_layers`: the most, up to half,
-that run a sixth of the teacher's layer passes; from 3 layers on), with the teacher's tokenizer pruned to the tokens the distillation texts use:
+single-model run, or an ensemble's first member) cut to its first K layers (`default_layers`: the most, up to
+half, that run a sixth of the teacher's layer passes; from 3 layers on), with the teacher's tokenizer pruned to
+the tokens the distillation texts use:
 
 - the vocabulary keeps the special tokens, every token of the teacher's tokenization of the distillation texts
   (training rows, augmented copies, unlabelled texts), and each character of those tokens as a word start and a
