@@ -42,8 +42,10 @@ from textcls.data.batching import BucketSampler, pad_batch
 from textcls.device import autocast_context, machine_summary
 from textcls.model import TextClassifier
 from textcls.predict import predict_ids
+from textcls.train.engine import compile_model
 from textcls.train.loss import compute_loss
 from textcls.train.optim import build_optimizer
+from textcls.train.steps import STATIC_MULTIPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {  # name: model size (textcls and HF alike), vocabulary of the benchmark tokenizer
@@ -85,29 +87,39 @@ def timed_steps(step: Callable, items: list, device: torch.device, warmup: int =
 
 
 def textcls_train(shape: str, arch: str, ids, labels, batch: int, steps: int, device: torch.device,
-                  precision: str) -> tuple[float, float]:
+                  precision: str, static: bool = False) -> tuple[float, float]:
+    """`static`: `train.compile: static` (rows padded to multiples of 16, a graph per shape, CUDA graphs on a GPU);
+    every shape is compiled in the warm-up, before the timed steps."""
     torch.manual_seed(0)
     model = textcls_model(shape, arch).to(device).train()
     optimizer = build_optimizer(model, TrainConfig(lr=5e-5))
+    forward = compile_model(model, "static", device) if static else model
+    multiple = STATIC_MULTIPLE if static else None
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     batches = BucketSampler(lengths, batch, seed=0).batches(0)[:steps + 3]
     label_tensor = torch.as_tensor(labels)
     pin = device.type == "cuda"
 
     def step(rows: np.ndarray) -> None:
-        input_ids, mask, _ = pad_batch([ids[i] for i in rows])
+        input_ids, mask, _ = pad_batch([ids[i] for i in rows], multiple_of=multiple)
         y = label_tensor[rows]
         if pin:
             input_ids, mask, y = input_ids.pin_memory(), mask.pin_memory(), y.pin_memory()
         input_ids, mask, y = (t.to(device, non_blocking=True) for t in (input_ids, mask, y))
+        if static and device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast_context(device, precision):
-            logits = model(input_ids, mask, None)
+            logits = forward(input_ids, mask, None)
         compute_loss(logits, y).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    seconds, peak = timed_steps(step, batches, device)
+    shapes = {}  # the first batch of each padded shape: compiled (and captured) before the timing
+    for rows in batches:
+        shapes.setdefault((len(rows), -(-max(lengths[rows]) // STATIC_MULTIPLE)), rows)
+    warmup = [*shapes.values()] if static else []
+    seconds, peak = timed_steps(step, warmup + batches, device, warmup=len(warmup) + 3)
     return sum(len(b) for b in batches[3:]) / seconds, peak
 
 
@@ -205,6 +217,11 @@ def bench_dataset(name: str, device: torch.device, args) -> None:
                                                                  device, "fp32")),
                           ("textcls bf16", lambda: textcls_train(shape, arch, ids, labels, args.batch, args.steps,
                                                                  device, "bf16")),
+                          *((("textcls fp32 static", lambda: textcls_train(shape, arch, ids, labels, args.batch,
+                                                                           args.steps, device, "fp32", True)),
+                             ("textcls bf16 static", lambda: textcls_train(shape, arch, ids, labels, args.batch,
+                                                                           args.steps, device, "bf16", True)))
+                            if args.static else ()),
                           ("HF bf16 group_by_length", lambda: hf_train(shape, arch, ids, labels, args.batch,
                                                                        args.steps, device, tok, "bf16")),
                           ("HF bf16, no cuDNN attn", lambda: hf_train(shape, arch, ids, labels, args.batch,
@@ -241,21 +258,23 @@ def bench_end_to_end(device: torch.device, args) -> None:
     dev = train_file.parent / "dev.tsv"
     print(f"\n== end to end: configs/sst2.yaml, one epoch over {train_file.name} on {device}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="textcls-gpu-"))
-    for precision in ("fp32", "bf16"):
+    for precision, compiled in [("fp32", False), ("bf16", False), *([("fp32", "static"), ("bf16", "static")]
+                                                                   if args.static else [])]:
         cfg = load_config(ROOT / "configs" / "sst2.yaml",
                           [f"data.train={train_file}", f"data.valid={dev}", f"train.device={device}",
-                           f"train.precision={precision}", "train.eval_every=null"]
+                           f"train.precision={precision}", "train.eval_every=null", f"train.compile={compiled}"]
                           + ([f"train.max_steps={args.e2e_steps}"] if args.e2e_steps else []))
+        label = f"{precision} static" if compiled else precision
         t0 = time.perf_counter()
-        result = train(cfg, work / precision, quiet=True)
+        result = train(cfg, work / label.replace(" ", "-"), quiet=True)
         wall = time.perf_counter() - t0
-        print(f"  train {precision}: {result.steps} steps, {result.examples_per_second:,.0f} ex/s in the loop, "
+        print(f"  train {label}: {result.steps} steps, {result.examples_per_second:,.0f} ex/s in the loop, "
               f"{wall:.1f}s wall (tokenizer and data included), dev accuracy {result.best_metric:.4f}", flush=True)
         run = load_run(result.run_dir, device=device)
         t0 = time.perf_counter()
-        n = predict_file(run, str(dev), str(work / f"{precision}.jsonl"), batch_size=args.eval_batch,
+        n = predict_file(run, str(dev), str(work / f"{label.replace(' ', '-')}.jsonl"), batch_size=args.eval_batch,
                          device=device, precision=precision)
-        print(f"  predict {precision}: {n} rows of {dev.name} in {time.perf_counter() - t0:.2f}s "
+        print(f"  predict {label}: {n} rows of {dev.name} in {time.perf_counter() - t0:.2f}s "
               f"({n / (time.perf_counter() - t0):,.0f} ex/s, reading and writing included)", flush=True)
 
 
@@ -268,6 +287,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--eval-batch", type=int, default=256)
     parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--static", action="store_true", help="also train with `train.compile: static` (a compiled "
+                        "graph per padded shape; CUDA graphs on a GPU), and end to end with it")
     args = parser.parse_args()
     print(machine_summary(), flush=True)  # the figures below belong to this machine
     args.steps = 20 if args.quick else 150

@@ -161,6 +161,17 @@ def test_compiled_bf16_training_on_cuda(tmp_path):
     assert all(torch.isfinite(t).all() for t in weights(result.run_dir).values())
 
 
+@cuda
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_static_compiled_training_replays_cuda_graphs(tmp_path, precision):
+    """`train.compile: static` on a GPU: CUDA graphs over the padded shapes train as eager training does."""
+    result = train(gpu_config(tmp_path, "run", precision=precision, compile="static", epochs=1, eval_every=0),
+                   quiet=True)
+    assert result.best_metric is not None and result.best_metric > 0.55
+    assert all(torch.isfinite(t).all() for t in weights(result.run_dir).values())
+
+
 @pytest.mark.parametrize("spec, message", [("tpu", "is not a device"), ("mps", "is not supported"),
                                            ("cuda:99", "CUDA device")])
 def test_device_names_are_checked(spec, message):

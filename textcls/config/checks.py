@@ -179,6 +179,12 @@ def validate(cfg: Config, problems: list[str]) -> None:
     if t.adversarial_eps > 0 and t.compile:
         problems.append("`train.adversarial_eps` needs the embeddings' gradient, which a compiled model does not "
                         "expose; set `train.compile: false` or `train.adversarial_eps: 0`")
+    if t.compile == "static" and t.batch_tokens:
+        problems.append("`train.compile: static` compiles one graph per batch shape and needs a fixed batch size, "
+                        "and `train.batch_tokens` varies it; unset `train.batch_tokens` or set `train.compile: true`")
+    if t.compile == "static" and m.padding_free:
+        problems.append("`train.compile: static` pads batches to a few fixed shapes, and `model.padding_free: true` "
+                        "packs the tokens of each batch into a new shape; set one of them to false")
     if t.adversarial_eps > 0 and m.padding_free:
         problems.append("`train.adversarial_eps` scales its perturbation by each example's norm over the padded "
                         "(B, T) embeddings, and `model.padding_free: true` packs them into rows without that shape; "

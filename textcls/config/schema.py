@@ -176,7 +176,10 @@ class TrainConfig:
     # of the same rows (member k: fold (k // variants) % F), so the ensemble learns from every row; its validation
     # report is out of fold (each fold's rows scored by the members that held it out). 0: the same rows.
     ensemble_folds: int = 0
-    compile: bool = False
+    # true: torch.compile with dynamic shapes. "static": one graph per batch shape, the training batches padded to
+    # multiples of `pad_to_multiple_of` (16 when unset), so a few shapes recur; on a GPU the graphs are replayed as
+    # CUDA graphs (mode reduce-overhead), which removes the per-kernel launch cost small models are bound by.
+    compile: Union[bool, Literal["static"]] = False
     # Seconds of one model's training loop: past them it stops at the next step and evaluates and saves as
     # at the end (each ensemble member counts its own). None = no limit. The automatic recipe sets it.
     time_budget_seconds: Optional[float] = None

@@ -49,7 +49,7 @@ from textcls.train.logs import MetricsLog
 from textcls.train.loss import auto_class_weights, compute_loss
 from textcls.train.nblr import report_with_nblr
 from textcls.train.progress import announcer, console
-from textcls.train.steps import train_sampler
+from textcls.train.steps import pad_multiple, train_sampler
 
 
 @dataclass
@@ -82,7 +82,7 @@ class ClassifyTask:
     def batches(self, epoch: int, position: int) -> Iterator[distributed.MicroBatch]:
         # One micro-batch per rank; `position` counts sampler batches over all ranks.
         for mb in distributed.shard_batches(self.data.train, self.sampler, len(self.data.labels), epoch, position,
-                                            self.pad_id, self.t.pad_to_multiple_of):
+                                            self.pad_id, pad_multiple(self.t)):
             batch = mb.batch.to(self.device)
             ids = drop_tokens(batch.input_ids, batch.attention_mask, self.t.token_dropout, self.unk_id, self.keep_ids)
             yield dataclasses.replace(mb, batch=dataclasses.replace(batch, input_ids=ids))

@@ -167,6 +167,20 @@ class LoopState:
                    saved.get("best_step"), saved.get("bad_evals", 0), list(window))
 
 
+STATIC_SHAPES = 64  # graphs `compile: static` keeps: 512 / 16 lengths, each with a full and a last, shorter batch
+
+
+def compile_model(model: torch.nn.Module, setting: bool | str, device: torch.device):
+    """`train.compile`: false, the model itself; true, torch.compile with dynamic shapes; "static", a graph per
+    batch shape (room for STATIC_SHAPES of them), replayed as CUDA graphs on a GPU (mode reduce-overhead)."""
+    if not setting:
+        return model
+    if setting != "static":
+        return torch.compile(model, dynamic=True)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, STATIC_SHAPES)
+    return torch.compile(model, dynamic=False, mode="reduce-overhead" if device.type == "cuda" else None)
+
+
 class Trainer:
     """Trains `model` on `task` per `cfg` into `run_dir`; `fit()` runs the loop, resuming from `last/` when asked.
 
@@ -178,14 +192,15 @@ class Trainer:
 
     def __init__(self, task: Task, model: torch.nn.Module, cfg: TrainConfig, run_dir: Path, device: torch.device,
                  metrics: MetricsLog, *, resume: bool = False, quiet: bool = False, average: Any = None,
-                 adversary: Any = None, compile: bool = False, log_train_loss: bool = True,
+                 adversary: Any = None, compile: bool | str = False, log_train_loss: bool = True,
                  on_eval: Optional[Callable[[int, dict], bool]] = None, stop_flag: Callable[[], Any] = StopFlag):
         self.task, self.model, self.cfg, self.run_dir, self.device = task, model, cfg, run_dir, device
         self.metrics, self.resume, self.quiet, self.average, self.adversary = metrics, resume, quiet, average, adversary
         self.log_train_loss, self.on_eval, self.stop_flag = log_train_loss, on_eval, stop_flag
         self.main = distributed.is_main()  # only rank 0 writes files and prints
         self.wrapped = distributed.wrap_model(model, device)  # DDP under torchrun; save/eval/clip use `model`
-        self.compiled = torch.compile(self.wrapped, dynamic=True) if compile else self.wrapped  # same parameters
+        self.compiled = compile_model(self.wrapped, compile, device)  # the same parameters
+        self.cuda_graphs = compile == "static" and device.type == "cuda"
         if resume:  # keep the checkpoint's global batch (world size x grad_accum) at any world size
             cfg.grad_accum = distributed.grad_accum_on_resume(run_dir / LAST, cfg.grad_accum)
         self.plan = plan_steps(cfg, task.batches_per_epoch, distributed.world_size())
@@ -285,6 +300,8 @@ class Trainer:
         return loss
 
     def _forward(self, *args, **kwargs):
+        if self.cuda_graphs:  # a new step: the graphs' earlier outputs (already read into the loss) may be reused
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast_context(self.device, self.cfg.precision):
             return self.compiled(*args, **kwargs)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -24,10 +25,19 @@ class StepPlan:
     total_steps: int
 
 
+STATIC_MULTIPLE = 16  # `train.compile: static` without `pad_to_multiple_of`: max_length / 16 lengths at most
+
+
+def pad_multiple(cfg: TrainConfig) -> Optional[int]:
+    """What training batches are padded to a multiple of: `pad_to_multiple_of`, or STATIC_MULTIPLE under
+    `compile: static` (a graph per shape: few shapes), else None (the longest row)."""
+    return cfg.pad_to_multiple_of or (STATIC_MULTIPLE if cfg.compile == "static" else None)
+
+
 def train_sampler(lengths: np.ndarray, cfg: TrainConfig) -> BucketSampler:
     """The sampler the loop draws training batches from (order is pure in (seed, epoch))."""
     return BucketSampler(lengths, cfg.batch_size, cfg.batch_tokens, shuffle=True, seed=cfg.seed,
-                         multiple_of=cfg.pad_to_multiple_of)
+                         multiple_of=pad_multiple(cfg))
 
 
 def plan_steps(cfg: TrainConfig, batches_per_epoch: int, world_size: int = 1) -> StepPlan:
