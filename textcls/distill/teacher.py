@@ -78,6 +78,7 @@ class Teacher:
         return pooled_vectors(model, tokenizer, texts, d.max_length, d.truncation, d.head_tokens, device,
                               batch_size, precision)
 
+
 def pooled_vectors(model: TextClassifier, tokenizer, texts: list[str], max_length: int, truncation: str,
                    head_tokens: Optional[int], device: torch.device, batch_size: int = 64,
                    precision: str = "fp32") -> np.ndarray:
