@@ -91,7 +91,7 @@ def test_learning_from_the_loss_moves_the_student_to_the_teacher():
 
 def test_the_distill_section_is_checked_and_absent_elsewhere():
     cfg = config_from_dict({"distill": {"alpha": 0.2, "temperature": 4}})
-    assert (cfg.distill.alpha, cfg.distill.temperature, cfg.distill.augment_copies) == (0.2, 4.0, 2)
+    assert (cfg.distill.alpha, cfg.distill.temperature, cfg.distill.augment_copies) == (0.2, 4.0, 4)
     assert "distill" not in config_to_dict(config_from_dict({}))
     assert config_to_dict(cfg)["distill"]["alpha"] == 0.2
     with pytest.raises(ConfigError) as exc:

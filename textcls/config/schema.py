@@ -233,7 +233,7 @@ class DistillConfig:
     teacher: Optional[str] = None  # the teacher's run directory (recorded; the command line gives it)
     alpha: float = 0.5  # a labelled row's loss: (1 - alpha) * CE(label) + alpha * T^2 * KL(teacher_T || student_T)
     temperature: float = 2.0  # T: both distributions softened by it
-    augment_copies: int = 2  # augmented copies of each training text, learned from the teacher alone
+    augment_copies: int = 4  # augmented copies of each training text, learned from the teacher alone
     mask_probability: float = 0.15  # per word of a copy: masked, replaced by a training word, or deleted
     unlabelled: list[str] = field(default_factory=list)  # files whose texts are learned from the teacher alone
     # Start the student's word embedding from the teacher: each token of its vocabulary read alone by the
