@@ -60,16 +60,7 @@ def teacher_depth(teacher: Teacher) -> int:
 
 def teacher_layer_passes(teacher: Teacher) -> int:
     """The layers a text goes through in the teacher: every model's (each member of an ensemble) summed."""
-    return sum(model.cfg.num_layers for run in _teacher_runs(teacher) for model in _models(run.model))
-
-
-def _teacher_runs(teacher: Teacher) -> list:
-    """The teacher's loaded runs: one per tokenizer group of an ensemble, else the run itself."""
-    return [group for group, _ in teacher.run.groups] if teacher.run.groups else [teacher.run]
-
-
-def _models(model) -> list:
-    return [m for member in model.members for m in _models(member)] if hasattr(model, "members") else [model]
+    return sum(model.cfg.num_layers for model in teacher.models())
 
 
 def default_layers(teacher_layers: int, passes: int) -> int:
@@ -164,7 +155,7 @@ def low_rank(state: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tenso
 
 def teacher_parameters(teacher: Teacher) -> int:
     """The teacher's unique parameters: every model of the run (each ensemble member), a shared tensor once."""
-    return sum(p.numel() for run in _teacher_runs(teacher) for p in run.model.parameters())
+    return sum(p.numel() for run in teacher.runs() for p in run.model.parameters())
 
 
 def student_parameters(student: LayersStudent, num_labels: int) -> int:

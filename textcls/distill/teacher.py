@@ -60,14 +60,19 @@ class Teacher:
         self.run.model.to(device)
         return run_predictor(self.run, batch_size=batch_size, device=device, precision=precision).predict_proba(texts)
 
+    def runs(self) -> list[Run]:
+        """The teacher's loaded runs: one per tokenizer group of an ensemble, else the run itself."""
+        return [group for group, _ in self.run.groups] if self.run.groups else [self.run]
+
+    def models(self) -> list[TextClassifier]:
+        """Every model of the teacher, each ensemble member's, in member order."""
+        return [m for run in self.runs() for m in _models(run.model)]
+
     def single(self) -> tuple[TextClassifier, object, object]:
         """(the teacher's one model, its tokenizer, its data config): a single-model run's, or the first member's
         of an ensemble (of its first tokenizer group), the member a student of its layers or vectors starts from."""
-        run = self.run.groups[0][0] if self.run.groups else self.run
-        model = run.model
-        while not isinstance(model, TextClassifier):  # EnsembleClassifier -> its first member
-            model = model.members[0]
-        return model, run.tokenizer, run.cfg.data
+        run = self.runs()[0]
+        return _models(run.model)[0], run.tokenizer, run.cfg.data
 
     def pooled(self, texts: list[str], device: torch.device, batch_size: int = 64,
                precision: str = "fp32") -> np.ndarray:
@@ -77,6 +82,11 @@ class Teacher:
         model.eval()
         return pooled_vectors(model, tokenizer, texts, d.max_length, d.truncation, d.head_tokens, device,
                               batch_size, precision)
+
+
+def _models(model) -> list[TextClassifier]:
+    """A model's TextClassifiers: itself, or an ensemble's members (nested ensembles flattened)."""
+    return [m for member in model.members for m in _models(member)] if hasattr(model, "members") else [model]
 
 
 def pooled_vectors(model: TextClassifier, tokenizer, texts: list[str], max_length: int, truncation: str,
