@@ -417,12 +417,14 @@ def test_the_pruned_tokenizer_reads_the_texts_as_the_teachers_does(deep_teacher)
 
     full = load_teacher(deep_teacher).run.tokenizer
     texts = [r[0] for r in sst2_slice(60)]
-    pruned, kept = prune_tokenizer(full, texts)
+    pruned, kept, counts = prune_tokenizer(full, texts)
     assert len(kept) < full.get_vocab_size() and kept == sorted(kept)
     assert all(pruned.token_to_id(t) is not None for t in SPECIAL_TOKENS) and pruned.token_to_id("[PAD]") == 0
     for text in texts:  # the same pieces, each under its new id
         before, after = full.encode(text), pruned.encode(text)
         assert after.tokens == before.tokens and [kept[i] for i in after.ids] == before.ids
+    used = [i for text in texts for i in pruned.encode(text, add_special_tokens=False).ids]
+    assert counts.tolist() == [used.count(i) for i in range(len(kept))]  # characters kept unused count 0
     unseen = "zebras"  # its whole-word token (if the teacher has one) is gone; its characters remain
     assert pruned.token_to_id("[UNK]") not in pruned.encode(unseen).ids or "z" not in "".join(texts)
     # a BERT tokenizer's post-processor names [CLS] and [SEP] by id: the ids move with the vocabulary
@@ -436,7 +438,7 @@ def test_the_pruned_tokenizer_reads_the_texts_as_the_teachers_does(deep_teacher)
         "special_tokens": {t: {"id": t, "ids": [i], "tokens": [t]} for t, i in ids.items()}}
     from tokenizers import Tokenizer
 
-    bert, _ = prune_tokenizer(Tokenizer.from_str(json.dumps(spec)), texts)
+    bert, _, _ = prune_tokenizer(Tokenizer.from_str(json.dumps(spec)), texts)
     enc = bert.encode(texts[0])
     assert enc.tokens[0] == "[CLS]" and enc.tokens[-1] == "[SEP]"
     assert enc.ids[0] == bert.token_to_id("[CLS]") and enc.ids[-1] == bert.token_to_id("[SEP]")
@@ -543,6 +545,29 @@ def test_a_low_rank_word_table_is_the_closest_fit_to_the_teachers():
                                      two["embeddings.word_project.bias"])
     s = torch.linalg.svdvals(noisy - noisy.mean(0))
     assert torch.isclose((noisy - fit).pow(2).sum(), s[3:].pow(2).sum(), rtol=1e-3)
+
+
+def test_a_low_rank_word_table_fits_the_frequent_tokens_best():
+    from textcls.distill.layers import low_rank
+
+    torch.manual_seed(0)
+    table = torch.randn(60, 16)  # full rank: a rank-4 fit must give something up
+    counts = torch.zeros(60, dtype=torch.float64)
+    counts[:5] = 1000  # five tokens make up nearly all of the texts
+
+    def rebuilt(out):
+        return torch.nn.functional.linear(out["embeddings.word.weight"], out["embeddings.word_project.weight"],
+                                          out["embeddings.word_project.bias"])
+
+    weighted, plain = rebuilt(low_rank({"embeddings.word.weight": table}, 4, counts)), rebuilt(
+        low_rank({"embeddings.word.weight": table}, 4))
+    err_w, err_p = ((table - fit).pow(2).sum(1) for fit in (weighted, plain))
+    assert err_w[:5].max() < 0.01 * err_p[:5].mean()  # the frequent rows are kept almost exactly
+    w = (counts + 1) / (counts + 1).sum()
+    assert (w * err_w).sum() < (w * err_p).sum()  # and the error the texts see is smaller
+    mean = w @ table.double()  # which is the least possible at rank 4
+    s = torch.linalg.svdvals((table.double() - mean) * w.sqrt()[:, None])
+    assert torch.isclose((w * err_w.double()).sum(), s[4:].pow(2).sum(), rtol=1e-3)
 
 
 def test_the_word_rank_keeps_the_student_within_its_share_of_the_teacher():

@@ -210,7 +210,7 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     student, _, _ = build_classifier(cfg, run_dir, prepared, resume, quiet)
     if lent is not None:  # (a resumed run reads its weights from last/)
         rank = cfg.model.embeddings.word_rank
-        lent_state = low_rank(lent.state, rank) if rank else lent.state
+        lent_state = low_rank(lent.state, rank, lent.counts) if rank else lent.state
         fresh_head = {k: v for k, v in student.state_dict().items() if k.startswith("head.")}
         load_state(student, {**lent_state, **fresh_head}, "the teacher's lower layers")
         say(f"student: the teacher's first {lent.layers} of {lent.teacher_layers} layers, {lent.vocab:,} of "
