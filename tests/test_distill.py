@@ -482,8 +482,9 @@ def test_the_automatic_student_keeps_the_teachers_lower_layers(deep_teacher, tmp
     assert cfg.model.sharing.strategy == "none" and cfg.model.hidden_size == 48
     choices = {c["key"]: c for c in cfg.recipe.choices}
     assert "model.num_layers" in choices and "tokenizer" in choices
-    assert cfg.model.embeddings.word_rank is None  # the whole table; the record names the rank for a tenth
-    assert "model.embeddings.word_rank=32" in choices["model.embeddings.word_rank"]["reason"]
+    # the whole table would be over a tenth of the teacher: the table is factorized (at the floor rank here)
+    assert cfg.model.embeddings.word_rank == 32 and "rank 32" in choices["model.embeddings.word_rank"]["reason"]
+    assert load_file(str(out / "model.safetensors"))["embeddings.word.weight"].shape[1] == 32
     teacher_vocab = load_teacher(deep_teacher).run.tokenizer.get_vocab_size()
     assert load_tokenizer(out / "tokenizer.json").get_vocab_size() < teacher_vocab
     texts = [r[0] for r in sst2_slice(8, "dev")]
@@ -527,6 +528,31 @@ def test_the_layers_students_plan_fills_the_budget_in_tenths_of_an_epoch(deep_te
         fit = PLAN_SHARE * (budget - 5.0 - MEMBER_OVERHEAD - (evals * 0.05 / 3 + 3.0)) / epoch
         assert epochs == min(student_module.MOST_EPOCHS, math.floor(fit * 10) / 10)  # no whole epoch lost
     assert budgets[60.0] != int(budgets[60.0]) and budgets[60.0] < budgets[75.0] < budgets[600.0] == 20
+
+
+def test_the_layers_student_is_factorized_to_a_tenth_of_its_teacher(deep_teacher, monkeypatch):
+    import textcls.distill.student as student_module
+    from textcls.distill.layers import layers_student, student_parameters
+
+    teacher = load_teacher(deep_teacher)
+    texts = [r[0] for r in sst2_slice(200)]
+    lent = layers_student(teacher, texts, 1, 64)
+    monkeypatch.setattr(student_module, "step_timer", lambda *a, **k: lambda candidate: 0.05)
+
+    def planned(teacher_parameters: int) -> tuple[dict, str]:
+        raw, record = student_module.plan_layers_student(lent, teacher.run.cfg.data, texts, 3000, 100, 600.0, 5.0,
+                                                         teacher_parameters)
+        reason = next(c["reason"] for c in record["choices"] if c["key"] == "model.embeddings.word_rank")
+        return raw["model"], reason
+
+    whole = student_parameters(lent, 2)
+    model, reason = planned(10 * whole)  # the whole table is a tenth: kept
+    assert model["embeddings"]["word_rank"] is None and "the whole word table" in reason
+    low = student_parameters(lent, 2, 32)
+    assert low < whole
+    model, reason = planned(10 * low + 10)  # only a rank-32 table keeps the student within a tenth
+    assert model["embeddings"]["word_rank"] == 32 and lent.model["embeddings"]["word_rank"] is None
+    assert f"1/{(10 * low + 10) / low:.1f}" in reason and "word_rank=null" in reason
 
 
 def test_a_low_rank_word_table_is_the_closest_fit_to_the_teachers():
@@ -582,14 +608,18 @@ def test_the_word_rank_keeps_the_student_within_its_share_of_the_teacher():
     assert fitting_rank(lent, 1_000, 2) == 32  # never below 32: the student is then over its share
 
 
-def test_a_layers_student_takes_a_low_rank_word_table(deep_teacher, tmp_path):
-    out = tmp_path / "low"
-    distill(deep_teacher, None, ["train.max_steps=1", "distill.augment_copies=1", "model.embeddings.word_rank=8"],
-            output=out, budget=120, quiet=True)
-    weights = load_file(str(out / "model.safetensors"))
+def test_a_layers_student_takes_the_word_rank_it_is_given(deep_teacher, tmp_path):
+    sets = ["train.max_steps=1", "distill.augment_copies=1"]
+    distill(deep_teacher, None, [*sets, "model.embeddings.word_rank=8"], output=tmp_path / "low", budget=120,
+            quiet=True)
+    weights = load_file(str(tmp_path / "low" / "model.safetensors"))
     assert weights["embeddings.word.weight"].shape[1] == 8
     assert weights["embeddings.word_project.weight"].shape == (48, 8)
-    assert load_run(out).model.cfg.embeddings.word_rank == 8
+    assert load_run(tmp_path / "low").model.cfg.embeddings.word_rank == 8
+    distill(deep_teacher, None, [*sets, "model.embeddings.word_rank=null"], output=tmp_path / "whole", budget=120,
+            quiet=True)  # the whole table, teacher's rows as they are
+    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    assert "embeddings.word_project.weight" not in whole and whole["embeddings.word.weight"].shape[1] == 48
 
 
 def test_a_layers_student_resumes_to_the_same_weights(deep_teacher, tmp_path, monkeypatch):

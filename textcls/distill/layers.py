@@ -167,9 +167,14 @@ def teacher_parameters(teacher: Teacher) -> int:
     return sum(p.numel() for run in teacher.runs() for p in run.model.parameters())
 
 
-def student_parameters(student: LayersStudent, num_labels: int) -> int:
-    """The student's parameters with a full word table: the teacher's tensors it keeps and a fresh head."""
-    return sum(t.numel() for t in student.state.values()) + (student.model["hidden_size"] + 1) * num_labels
+def student_parameters(student: LayersStudent, num_labels: int, rank: Optional[int] = None) -> int:
+    """The student's parameters: the teacher's tensors it keeps, with the word table at `rank` (None: whole), and
+    a fresh head."""
+    full = sum(t.numel() for t in student.state.values()) + (student.model["hidden_size"] + 1) * num_labels
+    if rank is None:
+        return full
+    width = student.state["embeddings.word.weight"].shape[1]
+    return full - student.vocab * width + student.vocab * rank + (rank + 1) * width  # vectors, projection, bias
 
 
 def fitting_rank(student: LayersStudent, most: int, num_labels: int) -> Optional[int]:

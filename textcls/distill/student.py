@@ -44,7 +44,7 @@ from textcls.recipe.stats import data_stats
 KEPT = ("tokenizer.", "data.max_length", "data.truncation", "data.head_tokens", "model.", "train.")
 MOST_EPOCHS = 20
 LENGTH_SAMPLE = 2000  # training texts whose token lengths size the layers student's timed batch
-SIZE_SHARE = 10  # the share of the teacher's parameters a smaller layers student is offered (a low-rank table)
+SIZE_SHARE = 10  # the layers student has at most 1/SIZE_SHARE of the teacher's parameters (a low-rank word table)
 DROPPED = ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.time_budget_seconds",
            "model.position", "model.embeddings.")
 
@@ -105,16 +105,18 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, train_texts: l
                         device: str = "auto") -> tuple[dict, dict]:
     """(raw config sections, the `recipe` record) for the student of the teacher's lower layers (`student`),
     learning from `distill_rows` rows (`train_texts` the labelled ones) within `budget` seconds (`elapsed`
-    spent). The word table stays whole; where
-    that makes the student more than a tenth of the teacher's `teacher_parameters`, the record names the
-    `model.embeddings.word_rank` that would not."""
+    spent). Where the whole word table makes the student more than 1/SIZE_SHARE of the teacher's
+    `teacher_parameters`, the table is factorized at the largest rank that keeps it within (`fitting_rank`)."""
     from textcls.config import config_from_dict
 
     stats = data_stats(iter_records(data.train, data))
     machine = this_machine(device)
     precision = "bf16" if machine.bf16 else "fp32"
     batch, width = 32, student.model["hidden_size"]
-    model_cfg = config_from_dict({"model": student.model, "data": {"max_length": data.max_length}},
+    classes = max(2, stats.num_classes)
+    rank = fitting_rank(student, teacher_parameters // SIZE_SHARE, classes)
+    model = {**student.model, "embeddings": {**student.model["embeddings"], "word_rank": rank}}
+    model_cfg = config_from_dict({"model": model, "data": {"max_length": data.max_length}},
                                  source="the distilled student").model
     sample = train_texts[:LENGTH_SAMPLE]  # the lengths the student reads
     lengths = [len(e.ids) for e in student.tokenizer.encode_batch(sample, add_special_tokens=True)]
@@ -135,20 +137,20 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, train_texts: l
                           f"{math.ceil(need * 1.2 / 10) * 10:.0f}s, or set distill.augment_copies lower")
     epochs = min(MOST_EPOCHS, max(0.1, math.floor(fit * 10) / 10))  # tenths of an epoch: the budget, not a floor
     lr = 1e-4 if width <= 384 else 5e-5 if width <= 640 else 2e-5
-    classes = max(2, stats.num_classes)
-    share = teacher_parameters / max(1, student_parameters(student, classes))
-    smaller = fitting_rank(student, teacher_parameters // SIZE_SHARE, classes)
+    whole = teacher_parameters / max(1, student_parameters(student, classes))
+    share = teacher_parameters / max(1, student_parameters(student, classes, rank))
     choices = [
         ("model.num_layers", student.layers, f"the teacher's first {student.layers} of {student.teacher_layers} "
          "layers (the most, up to half, that run a sixth of the teacher's layer passes), with its word, position "
          "and segment embeddings; a fresh head"),
         ("tokenizer", f"the teacher's, {student.vocab:,} of {student.teacher_vocab:,} tokens",
          "the tokens of the distillation texts and their characters"),
-        ("model.embeddings.word_rank", None, f"the full word table: the student has 1/{share:.1f} of the teacher's "
-         f"{teacher_parameters:,} parameters" + ("" if smaller is None else
-                                                f"; `--set model.embeddings.word_rank={smaller}` brings it to about "
-                                                f"1/{SIZE_SHARE}, a rank-{smaller} table started from the teacher's "
-                                                "principal components, at some cost in accuracy")),
+        ("model.embeddings.word_rank", rank, f"the whole word table: the student has 1/{share:.1f} of the "
+         f"teacher's {teacher_parameters:,} parameters" if rank is None else
+         f"the word table at rank {rank}, fitted to the teacher's vectors weighted by how often the texts use each "
+         f"token: the student has 1/{share:.1f} of the teacher's {teacher_parameters:,} parameters (the whole "
+         f"table: 1/{whole:.1f}; the aim is 1/{SIZE_SHARE}); `--set model.embeddings.word_rank=null` keeps the "
+         "whole table, a larger and somewhat more accurate student"),
         ("train.epochs", epochs, f"what the budget holds, at most {MOST_EPOCHS}"),
         ("train.lr", lr, f"hidden size {width} (up to 384: 1e-4; up to 640: 5e-5; larger: 2e-5), as for a base"),
         ("train.batch_size", batch, "fine-tuning"),
@@ -163,7 +165,7 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, train_texts: l
     train = {key.removeprefix("train."): value for key, value, _ in choices if key.startswith("train.")}
     if machine.device == "cpu":
         train["num_threads"] = machine.cores
-    raw = {"model": student.model, "train": {**train, "ensemble": 1}, "nblr": {"weight": 0.0}}
+    raw = {"model": model, "train": {**train, "ensemble": 1}, "nblr": {"weight": 0.0}}
     record = {"name": "auto", "budget_seconds": budget, "stats": stats.summary(),
               "choices": [{"key": k, "value": v, "reason": r} for k, v, r in choices]}
     return raw, record
