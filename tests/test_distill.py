@@ -603,8 +603,8 @@ def test_the_word_rank_keeps_the_student_within_its_share_of_the_teacher():
     lent = LayersStudent({"hidden_size": 64, "embedding_size": None}, None, state, 1, 3, 1000, 30000)
     full = 1000 * 64 + 500 + 65 * 2  # the table, the rest, a 2-label head
     assert fitting_rank(lent, full, 2) is None
-    assert fitting_rank(lent, 60_000, 2) == 48  # 1000 x 48 + 48 x 64 + 64 + 630 = 51,766 <= 60,000 < at 64
-    assert fitting_rank(lent, 50_000, 2) == 32
+    assert fitting_rank(lent, 60_000, 2) == 55  # 1000 x 55 + 55 x 64 + 64 + 630 = 59,214 <= 60,000 < at 56
+    assert fitting_rank(lent, 50_000, 2) == 46
     assert fitting_rank(lent, 1_000, 2) == 32  # never below 32: the student is then over its share
 
 

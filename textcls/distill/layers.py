@@ -38,7 +38,7 @@ from textcls.data.tokenizer import SPECIAL_TOKENS, check_special_tokens, encode_
 from textcls.distill.teacher import Teacher
 
 CONTINUATION = "##"
-MIN_RANK, RANK_STEP = 32, 16  # a low-rank word table (fitting_rank)
+MIN_RANK = 32  # the smallest rank fitting_rank gives a word table
 LAYER_KEY = re.compile(r"^encoder\.\w+\.(\d+)\.")
 # The automatic student runs at most 1/6 of its teacher's layer passes: 2 layers against 2 copies of 6 predicted
 # 5.6-5.8x faster than the teacher on MR and SUBJ (issue 24's bar is 5x; process start and tokenizing are the rest).
@@ -179,14 +179,14 @@ def student_parameters(student: LayersStudent, num_labels: int, rank: Optional[i
 
 def fitting_rank(student: LayersStudent, most: int, num_labels: int) -> Optional[int]:
     """The word table's rank that keeps the student within `most` parameters: None when the full table fits,
-    else the largest multiple of RANK_STEP that fits, at least MIN_RANK."""
+    else the largest rank that fits, at least MIN_RANK."""
     full = student_parameters(student, num_labels)
     if full <= most:
         return None
     width = student.state["embeddings.word.weight"].shape[1]
     rest = full - student.vocab * width
     rank = (most - rest - width) // (student.vocab + width)  # V x r vectors, an (r -> E) projection and its bias
-    return int(min(width - 1, max(MIN_RANK, rank // RANK_STEP * RANK_STEP)))
+    return int(min(width - 1, max(MIN_RANK, rank)))
 
 
 def _model_section(m, layers: int, positions: int) -> dict:
