@@ -597,13 +597,15 @@ def test_a_low_rank_word_table_fits_the_frequent_tokens_best():
 
 
 def test_the_word_rank_keeps_the_student_within_its_share_of_the_teacher():
-    from textcls.distill.layers import LayersStudent, fitting_rank
+    from textcls.distill.layers import LayersStudent, fitting_rank, student_parameters
 
     state = {"embeddings.word.weight": torch.zeros(1000, 64), "encoder.ffn.0.up.weight": torch.zeros(500)}
     lent = LayersStudent({"hidden_size": 64, "embedding_size": None}, None, state, 1, 3, 1000, 30000)
     full = 1000 * 64 + 500 + 65 * 2  # the table, the rest, a 2-label head
     assert fitting_rank(lent, full, 2) is None
     assert fitting_rank(lent, 60_000, 2) == 55  # 1000 x 55 + 55 x 64 + 64 + 630 = 59,214 <= 60,000 < at 56
+    assert student_parameters(lent, 2, 55) == 59_214 and student_parameters(lent, 2, 56) > 60_000
+    assert student_parameters(lent, 2) == full
     assert fitting_rank(lent, 50_000, 2) == 46
     assert fitting_rank(lent, 1_000, 2) == 32  # never below 32: the student is then over its share
 
