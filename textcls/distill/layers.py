@@ -100,10 +100,9 @@ def prune_tokenizer(tokenizer, texts: list[str]):
     used: Counter = Counter()
     for enc in encode_batch_safely(tokenizer, texts, "the teacher's tokenizer", add_special_tokens=False):
         used.update(enc.ids)
-    seen = set(used)
     by_id = {i: token for token, i in vocab.items()}
-    chars = {c for i in seen for c in by_id[i].removeprefix(CONTINUATION)}
-    wanted = {by_id[i] for i in seen} | {c for c in chars} | {CONTINUATION + c for c in chars}
+    chars = {c for i in used for c in by_id[i].removeprefix(CONTINUATION)}
+    wanted = {by_id[i] for i in used} | {c for c in chars} | {CONTINUATION + c for c in chars}
     wanted |= {t["content"] for t in spec.get("added_tokens", [])} | set(SPECIAL_TOKENS)
     kept = sorted(vocab[t] for t in wanted if t in vocab)
     new_id = {old: new for new, old in enumerate(kept)}
@@ -180,12 +179,11 @@ def student_parameters(student: LayersStudent, num_labels: int, rank: Optional[i
 def fitting_rank(student: LayersStudent, most: int, num_labels: int) -> Optional[int]:
     """The word table's rank that keeps the student within `most` parameters: None when the full table fits,
     else the largest rank that fits, at least MIN_RANK."""
-    full = student_parameters(student, num_labels)
-    if full <= most:
+    if student_parameters(student, num_labels) <= most:
         return None
     width = student.state["embeddings.word.weight"].shape[1]
-    rest = full - student.vocab * width
-    rank = (most - rest - width) // (student.vocab + width)  # V x r vectors, an (r -> E) projection and its bias
+    # each rank adds a row of vectors' width and a projection column: V + E parameters over rank 0's count
+    rank = (most - student_parameters(student, num_labels, 0)) // (student.vocab + width)
     return int(min(width - 1, max(MIN_RANK, rank)))
 
 
