@@ -530,7 +530,7 @@ def test_the_layers_students_plan_fills_the_budget_in_tenths_of_an_epoch(deep_te
     assert budgets[60.0] != int(budgets[60.0]) and budgets[60.0] < budgets[75.0] < budgets[600.0] == 20
 
 
-def test_the_layers_student_is_factorized_to_a_tenth_of_its_teacher(deep_teacher, monkeypatch):
+def test_the_layers_student_is_narrowed_then_factorized_to_a_tenth_of_its_teacher(deep_teacher, monkeypatch):
     import textcls.distill.student as student_module
     from textcls.distill.layers import layers_student, student_parameters
 
@@ -539,20 +539,30 @@ def test_the_layers_student_is_factorized_to_a_tenth_of_its_teacher(deep_teacher
     lent = layers_student(teacher, texts, 1, 64)
     monkeypatch.setattr(student_module, "step_timer", lambda *a, **k: lambda candidate: 0.05)
 
-    def planned(teacher_parameters: int) -> tuple[dict, str]:
+    def planned(teacher_parameters: int) -> tuple[dict, dict]:
         raw, record = student_module.plan_layers_student(lent, teacher.run.cfg.data, texts, 3000, 100, 600.0, 5.0,
                                                          teacher_parameters)
-        reason = next(c["reason"] for c in record["choices"] if c["key"] == "model.embeddings.word_rank")
-        return raw["model"], reason
+        return raw["model"], {c["key"]: c["reason"] for c in record["choices"]}
 
+    inter = lent.model["intermediate_size"]
+    half = inter // student_module.FFN_CUT
     whole = student_parameters(lent, 2)
-    model, reason = planned(10 * whole)  # the whole table is a tenth: kept
-    assert model["embeddings"]["word_rank"] is None and "the whole word table" in reason
-    low = student_parameters(lent, 2, 32)
-    assert low < whole
-    model, reason = planned(10 * low + 10)  # only a rank-32 table keeps the student within a tenth
-    assert model["embeddings"]["word_rank"] == 32 and lent.model["embeddings"]["word_rank"] is None
-    assert f"1/{(10 * low + 10) / low:.1f}" in reason and "word_rank=null" in reason
+    model, reasons = planned(10 * whole)  # the whole student is a tenth: kept
+    assert model["embeddings"]["word_rank"] is None and model["intermediate_size"] == inter
+    assert "the whole word table" in reasons["model.embeddings.word_rank"]
+    narrow = student_parameters(lent, 2, None, half)
+    assert narrow == whole - (inter - half) * (2 * lent.model["hidden_size"] + 1)  # one layer's neurons
+    model, reasons = planned(10 * narrow)  # half the neurons are enough: the table stays whole
+    assert model["intermediate_size"] == half and model["embeddings"]["word_rank"] is None
+    assert f"the {half} of the teacher's {inter}" in reasons["model.intermediate_size"]
+    assert f"model.intermediate_size={inter}" in reasons["model.intermediate_size"]
+    low = student_parameters(lent, 2, 32, half)
+    assert low < narrow
+    model, reasons = planned(10 * low + 10)  # only half the neurons and a rank-32 table keep it within a tenth
+    assert model["embeddings"]["word_rank"] == 32 and model["intermediate_size"] == half
+    assert lent.model["embeddings"]["word_rank"] is None and lent.model["intermediate_size"] == inter
+    assert f"1/{(10 * low + 10) / low:.1f}" in reasons["model.embeddings.word_rank"]
+    assert "word_rank=null" in reasons["model.embeddings.word_rank"]
 
 
 def test_a_low_rank_word_table_is_the_closest_fit_to_the_teachers():

@@ -39,6 +39,7 @@ from textcls.distill.teacher import Teacher
 
 CONTINUATION = "##"
 MIN_RANK = 32  # the smallest rank fitting_rank gives a word table
+NEURON_SAMPLE = 1024  # the distillation texts whose activations rank the feed-forward neurons (`neuron_use`)
 LAYER_KEY = re.compile(r"^encoder\.\w+\.(\d+)\.")
 # The automatic student runs at most 1/6 of its teacher's layer passes: 2 layers against 2 copies of 6 predicted
 # 5.6-5.8x faster than the teacher on MR and SUBJ (issue 24's bar is 5x; process start and tokenizing are the rest).
@@ -142,6 +143,68 @@ def layers_student(teacher: Teacher, texts: list[str], layers: int, max_length: 
     return LayersStudent(section, pruned, state, layers, m.num_layers, len(kept), len(tokenizer.get_vocab()), counts)
 
 
+@torch.inference_mode()
+def neuron_use(teacher: Teacher, texts: list[str], layers: int, max_length: int) -> list[torch.Tensor]:
+    """For each of the teacher's first `layers` layers, a (2, I) tensor: each feed-forward neuron's mean
+    activation and mean absolute activation over the tokens of up to NEURON_SAMPLE of `texts` (evenly spaced)."""
+    from textcls.data.pipeline import encode_texts
+    from textcls.data.tokenizer import PAD
+    from textcls.model.layer import ACTIVATIONS
+    from textcls.predictor import batched_outputs
+
+    model, tokenizer, data = teacher.single()
+    sample = texts[::max(1, len(texts) // NEURON_SAMPLE)][:NEURON_SAMPLE]
+    ids, _ = encode_texts(tokenizer, sample, None, max_length, data.truncation, data.head_tokens)
+    act = ACTIVATIONS[model.cfg.activation]
+    sums = [torch.zeros(2, model.cfg.intermediate_size, dtype=torch.float64) for _ in range(layers)]
+    tokens, batch_mask = [0], {}
+
+    def record(depth: int):
+        def hook(_module, _inputs, output):
+            a = act(output)[batch_mask["mask"]].double().cpu()  # (tokens, I): the padding left out
+            sums[depth] += torch.stack([a.sum(0), a.abs().sum(0)])
+        return hook
+
+    def run(input_ids, mask, types):
+        batch_mask["mask"] = mask
+        tokens[0] += int(mask.sum())
+        return model(input_ids, mask, types)
+
+    hooks = [model.encoder.ffn[depth].up.register_forward_hook(record(depth)) for depth in range(layers)]
+    was_training = model.training
+    model.eval()
+    try:
+        batched_outputs(run, ids, None, model.head.out_features, 64, tokenizer.token_to_id(PAD),
+                        next(model.parameters()).device, "fp32")
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return [s.float() / max(1, tokens[0]) for s in sums]
+
+
+def narrow_ffn(state: dict[str, torch.Tensor], width: int, use: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with each layer's feed-forward block cut to the `width` neurons that add most to its output: mean
+    absolute activation (`neuron_use`) times the norm of the neuron's output weights. A dropped neuron's mean
+    output goes into the block's output bias, so the block's output keeps its mean."""
+    out = dict(state)
+    for depth, (mean, mean_abs) in enumerate(use):
+        key = f"encoder.ffn.{depth}."
+        up_w, up_b = state[key + "up.weight"], state[key + "up.bias"]
+        down_w, down_b = state[key + "down.weight"], state[key + "down.bias"]
+        if width > len(up_b):
+            raise ValueError(f"cannot widen a feed-forward block of {len(up_b)} neurons to {width}")
+        score = mean_abs * down_w.float().norm(dim=0)
+        keep = torch.sort(torch.topk(score, width).indices).values
+        drop = torch.ones(len(up_b), dtype=torch.bool)
+        drop[keep] = False
+        out[key + "up.weight"] = up_w[keep].contiguous()
+        out[key + "up.bias"] = up_b[keep].contiguous()
+        out[key + "down.weight"] = down_w[:, keep].contiguous()
+        out[key + "down.bias"] = (down_b + down_w[:, drop] @ mean[drop].to(down_w.dtype)).contiguous()
+    return out
+
+
 def low_rank(state: dict[str, torch.Tensor], rank: int,
              counts: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
     """`state` with its (V, E) word table as a rank-`rank` table and a projection (`model.embeddings.word_rank`):
@@ -166,24 +229,27 @@ def teacher_parameters(teacher: Teacher) -> int:
     return sum(p.numel() for run in teacher.runs() for p in run.model.parameters())
 
 
-def student_parameters(student: LayersStudent, num_labels: int, rank: Optional[int] = None) -> int:
-    """The student's parameters: the teacher's tensors it keeps, with the word table at `rank` (None: whole), and
-    a fresh head."""
+def student_parameters(student: LayersStudent, num_labels: int, rank: Optional[int] = None,
+                       ffn: Optional[int] = None) -> int:
+    """The student's parameters: the teacher's tensors it keeps, with the word table at `rank` (None: whole) and
+    each feed-forward block `ffn` neurons wide (None: the teacher's width), and a fresh head."""
     full = sum(t.numel() for t in student.state.values()) + (student.model["hidden_size"] + 1) * num_labels
+    if ffn is not None:  # each neuron: a row of the up projection, its bias, a column of the down projection
+        full -= student.layers * (student.model["intermediate_size"] - ffn) * (2 * student.model["hidden_size"] + 1)
     if rank is None:
         return full
     width = student.state["embeddings.word.weight"].shape[1]
     return full - student.vocab * width + student.vocab * rank + (rank + 1) * width  # vectors, projection, bias
 
 
-def fitting_rank(student: LayersStudent, most: int, num_labels: int) -> Optional[int]:
-    """The word table's rank that keeps the student within `most` parameters: None when the full table fits,
-    else the largest rank that fits, at least MIN_RANK."""
-    if student_parameters(student, num_labels) <= most:
+def fitting_rank(student: LayersStudent, most: int, num_labels: int, ffn: Optional[int] = None) -> Optional[int]:
+    """The word table's rank that keeps the student (its feed-forward blocks `ffn` wide) within `most`
+    parameters: None when the full table fits, else the largest rank that fits, at least MIN_RANK."""
+    if student_parameters(student, num_labels, None, ffn) <= most:
         return None
     width = student.state["embeddings.word.weight"].shape[1]
     # each rank adds a row of vectors' width and a projection column: V + E parameters over rank 0's count
-    rank = (most - student_parameters(student, num_labels, 0)) // (student.vocab + width)
+    rank = (most - student_parameters(student, num_labels, 0, ffn)) // (student.vocab + width)
     return int(min(width - 1, max(MIN_RANK, rank)))
 
 

@@ -33,6 +33,8 @@ from textcls.distill.layers import (
     default_layers,
     layers_student,
     low_rank,
+    narrow_ffn,
+    neuron_use,
     teacher_depth,
     teacher_layer_passes,
     teacher_parameters,
@@ -191,6 +193,10 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         raw["recipe"] = record
         cfg = config_from_dict(raw, source=f"the student of {teacher.path} (automatic recipe)",
                                overrides=tuple(assignments))
+        if lent is not None and cfg.model.intermediate_size > lent.model["intermediate_size"]:
+            raise ConfigError(f"`model.intermediate_size: {cfg.model.intermediate_size}`: the student of the "
+                              f"teacher's layers keeps some of their {lent.model['intermediate_size']} feed-forward "
+                              f"neurons and cannot add any; set it to {lent.model['intermediate_size']} or less")
         for choice in record["choices"]:
             say(f"{choice['key']}: {choice['value']}  ({choice['reason']})")
     elif k.student_layers and not resume:
@@ -209,8 +215,12 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
                             data.valid)
     student, _, _ = build_classifier(cfg, run_dir, prepared, resume, quiet)
     if lent is not None:  # (a resumed run reads its weights from last/)
-        rank = cfg.model.embeddings.word_rank
+        rank, ffn = cfg.model.embeddings.word_rank, cfg.model.intermediate_size
         lent_state = low_rank(lent.state, rank, lent.counts) if rank else lent.state
+        if ffn != lent.model["intermediate_size"]:
+            lent_state = narrow_ffn(lent_state, ffn, neuron_use(teacher, texts, lent.layers, cfg.data.max_length))
+            say(f"student: the {ffn} of {lent.model['intermediate_size']} feed-forward neurons per layer that add "
+                "most to the teacher's output")
         fresh_head = {k: v for k, v in student.state_dict().items() if k.startswith("head.")}
         load_state(student, {**lent_state, **fresh_head}, "the teacher's lower layers")
         say(f"student: the teacher's first {lent.layers} of {lent.teacher_layers} layers, {lent.vocab:,} of "

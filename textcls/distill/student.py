@@ -45,6 +45,7 @@ KEPT = ("tokenizer.", "data.max_length", "data.truncation", "data.head_tokens", 
 MOST_EPOCHS = 20
 LENGTH_SAMPLE = 2000  # training texts whose token lengths size the layers student's timed batch
 SIZE_SHARE = 10  # the layers student has at most 1/SIZE_SHARE of the teacher's parameters (a low-rank word table)
+FFN_CUT = 2  # a layers student over 1/SIZE_SHARE keeps 1/FFN_CUT of each feed-forward block's neurons
 DROPPED = ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.time_budget_seconds",
            "model.position", "model.embeddings.")
 
@@ -105,8 +106,9 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, train_texts: l
                         device: str = "auto") -> tuple[dict, dict]:
     """(raw config sections, the `recipe` record) for the student of the teacher's lower layers (`student`),
     learning from `distill_rows` rows (`train_texts` the labelled ones) within `budget` seconds (`elapsed`
-    spent). Where the whole word table makes the student more than 1/SIZE_SHARE of the teacher's
-    `teacher_parameters`, the table is factorized at the largest rank that keeps it within (`fitting_rank`)."""
+    spent). Where the whole student is more than 1/SIZE_SHARE of the teacher's `teacher_parameters`, each
+    feed-forward block keeps 1/FFN_CUT of its neurons (the most used: `narrow_ffn`), and the word table, if the
+    student still does not fit, is factorized at the largest rank that keeps it within (`fitting_rank`)."""
     from textcls.config import config_from_dict
 
     stats = data_stats(iter_records(data.train, data))
@@ -114,8 +116,11 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, train_texts: l
     precision = "bf16" if machine.bf16 else "fp32"
     batch, width = 32, student.model["hidden_size"]
     classes = max(2, stats.num_classes)
-    rank = fitting_rank(student, teacher_parameters // SIZE_SHARE, classes)
-    model = {**student.model, "embeddings": {**student.model["embeddings"], "word_rank": rank}}
+    most, teacher_ffn = teacher_parameters // SIZE_SHARE, student.model["intermediate_size"]
+    ffn = teacher_ffn if student_parameters(student, classes) <= most else teacher_ffn // FFN_CUT
+    rank = fitting_rank(student, most, classes, ffn)
+    model = {**student.model, "intermediate_size": ffn,
+             "embeddings": {**student.model["embeddings"], "word_rank": rank}}
     model_cfg = config_from_dict({"model": model, "data": {"max_length": data.max_length}},
                                  source="the distilled student").model
     sample = train_texts[:LENGTH_SAMPLE]  # the lengths the student reads
@@ -138,19 +143,25 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, train_texts: l
     epochs = min(MOST_EPOCHS, max(0.1, math.floor(fit * 10) / 10))  # tenths of an epoch: the budget, not a floor
     lr = 1e-4 if width <= 384 else 5e-5 if width <= 640 else 2e-5
     whole = teacher_parameters / max(1, student_parameters(student, classes))
-    share = teacher_parameters / max(1, student_parameters(student, classes, rank))
+    share = teacher_parameters / max(1, student_parameters(student, classes, rank, ffn))
     choices = [
         ("model.num_layers", student.layers, f"the teacher's first {student.layers} of {student.teacher_layers} "
          "layers (the most, up to half, that run a sixth of the teacher's layer passes), with its word, position "
          "and segment embeddings; a fresh head"),
         ("tokenizer", f"the teacher's, {student.vocab:,} of {student.teacher_vocab:,} tokens",
          "the tokens of the distillation texts and their characters"),
+        ("model.intermediate_size", ffn, f"the teacher's {teacher_ffn} feed-forward neurons per layer: the whole "
+         f"student fits in 1/{SIZE_SHARE} of the teacher's parameters" if ffn == teacher_ffn else
+         f"the {ffn} of the teacher's {teacher_ffn} feed-forward neurons per layer that add most to its output on the "
+         f"texts (the whole student is 1/{whole:.1f} of the teacher's parameters, the aim 1/{SIZE_SHARE}); "
+         f"{(teacher_ffn - ffn) / (2 * width + teacher_ffn):.0%} less arithmetic per layer; "
+         f"`--set model.intermediate_size={teacher_ffn}` keeps them all"),
         ("model.embeddings.word_rank", rank, f"the whole word table: the student has 1/{share:.1f} of the "
          f"teacher's {teacher_parameters:,} parameters" if rank is None else
          f"the word table at rank {rank}, fitted to the teacher's vectors weighted by how often the texts use each "
-         f"token: the student has 1/{share:.1f} of the teacher's {teacher_parameters:,} parameters (the whole "
-         f"table: 1/{whole:.1f}; the aim is 1/{SIZE_SHARE}); `--set model.embeddings.word_rank=null` keeps the "
-         "whole table, a larger and somewhat more accurate student"),
+         f"token: the student has 1/{share:.1f} of the teacher's {teacher_parameters:,} parameters (the aim is "
+         f"1/{SIZE_SHARE}); `--set model.embeddings.word_rank=null` keeps the whole table, a larger and somewhat "
+         "more accurate student"),
         ("train.epochs", epochs, f"what the budget holds, at most {MOST_EPOCHS}"),
         ("train.lr", lr, f"hidden size {width} (up to 384: 1e-4; up to 640: 5e-5; larger: 2e-5), as for a base"),
         ("train.batch_size", batch, "fine-tuning"),
