@@ -659,3 +659,69 @@ def test_student_layers_the_teacher_cannot_lend_are_refused(deep_teacher, teache
                 output=tmp_path / "c", quiet=True)
     with pytest.raises(ConfigError, match="student_layers"):
         config_from_dict({"distill": {"student_layers": -1}})
+
+
+def test_narrowing_a_feed_forward_block_keeps_the_neurons_that_add_most_and_its_mean_output():
+    from textcls.distill.layers import narrow_ffn
+    from textcls.model.layer import FeedForwardBlock
+
+    torch.manual_seed(0)
+    block = FeedForwardBlock(8, 12, "gelu", 0.0, 1e-12, pre_norm=False)
+    with torch.no_grad():
+        block.down.weight[:, 3] = 0.0  # the most active neuron, which adds nothing to the output
+        block.up.bias[3] = 10.0
+    x = torch.randn(500, 8)
+    act = F.gelu(block.up(x)).detach()
+    use = [torch.stack([act.mean(0), act.abs().mean(0)])]
+    state = {f"encoder.ffn.0.{k}": v.detach().clone() for k, v in block.state_dict().items()}
+    out = narrow_ffn(state, 5, use)
+    score = act.abs().mean(0) * block.down.weight.detach().norm(dim=0)
+    keep = sorted(score.topk(5).indices.tolist())
+    assert 3 not in keep
+    assert torch.equal(out["encoder.ffn.0.up.weight"], state["encoder.ffn.0.up.weight"][keep])
+    assert torch.equal(out["encoder.ffn.0.down.weight"], state["encoder.ffn.0.down.weight"][:, keep])
+    narrow = FeedForwardBlock(8, 5, "gelu", 0.0, 1e-12, pre_norm=False)
+    narrow.load_state_dict({k.removeprefix("encoder.ffn.0."): v for k, v in out.items()})
+    with torch.no_grad():  # over the texts the use was measured on, the block's output keeps its mean
+        full_mean = block.down(F.gelu(block.up(x))).mean(0)
+        cut_mean = narrow.down(F.gelu(narrow.up(x))).mean(0)
+    torch.testing.assert_close(cut_mean, full_mean, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="cannot widen"):
+        narrow_ffn(state, 13, use)
+
+
+def test_neuron_use_counts_the_tokens_of_each_text_and_no_padding(deep_teacher):
+    from textcls.distill.layers import neuron_use
+
+    teacher = load_teacher(deep_teacher)
+    model, tokenizer, data = teacher.single()
+    texts = ["a short one", "a rather longer text that the batch pads the short one to fit"]
+    ids, _ = encode_texts(tokenizer, texts, None, 64, data.truncation, data.head_tokens)
+    seen = []
+    hook = model.encoder.ffn[1].up.register_forward_hook(lambda m, i, o: seen.append(F.gelu(o)[0]))
+    with torch.inference_mode():
+        for row in ids:  # each text alone: nothing to pad
+            model(torch.tensor([row]), torch.ones(1, len(row), dtype=torch.bool), None)
+    hook.remove()
+    tokens = torch.cat(seen)
+    use = neuron_use(teacher, texts, 2, 64)
+    assert len(use) == 2 and use[1].shape == (2, model.cfg.intermediate_size)
+    torch.testing.assert_close(use[1][0], tokens.mean(0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(use[1][1], tokens.abs().mean(0), atol=1e-5, rtol=1e-4)
+
+
+def test_a_layers_student_takes_the_feed_forward_width_it_is_given(deep_teacher, tmp_path):
+    sets = ["train.max_steps=1", "distill.augment_copies=1"]
+    inter = load_teacher(deep_teacher).single()[0].cfg.intermediate_size
+    distill(deep_teacher, None, [*sets, f"model.intermediate_size={inter // 4}"], output=tmp_path / "narrow",
+            budget=120, quiet=True)
+    weights = load_file(str(tmp_path / "narrow" / "model.safetensors"))
+    assert weights["encoder.ffn.0.up.weight"].shape == (inter // 4, 48)
+    assert weights["encoder.ffn.0.down.weight"].shape == (48, inter // 4)
+    run = load_run(tmp_path / "narrow")
+    assert run.model.cfg.intermediate_size == inter // 4
+    assert run_predictor(run).predict_proba(["a fine film"]).shape == (1, 2)
+    with pytest.raises(ConfigError, match=f"model.intermediate_size: {inter + 1}.*{inter} or less"):
+        distill(deep_teacher, None, [*sets, f"model.intermediate_size={inter + 1}"], output=tmp_path / "wide",
+                budget=120, quiet=True)
+    assert not (tmp_path / "wide").exists()
