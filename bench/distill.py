@@ -102,17 +102,19 @@ def label_only(student: Path, teacher: Path, out: Path, threads: int, sets: list
     """The same student trained on the labels alone, for as many steps as the student took. A student of the
     teacher's lower layers (`distill.student_layers` > 0) starts from the same layers: `textcls distill` with
     `distill.alpha: 0` and no augmented copies (the teacher lends its layers and nothing else), at the student's
-    word-table rank. Any other student:
-    its config.yaml less `distill` (and the recipe record) through `textcls train`."""
+    word-table rank and feed-forward width. Any other student: its config.yaml less `distill` (and the recipe
+    record) through `textcls train`."""
     cfg = yaml.safe_load((student / "config.yaml").read_text(encoding="utf-8"))
     info = json.loads((student / "run.json").read_text())
     records = [json.loads(line) for line in (student / "metrics.jsonl").read_text().splitlines()]
     steps = int(max((r["step"] for r in records), default=info.get("step", 1)))
     if (cfg.get("distill") or {}).get("student_layers"):
-        rank = ((cfg.get("model") or {}).get("embeddings") or {}).get("word_rank")  # the student's, not re-fitted
+        model = cfg.get("model") or {}
+        rank = (model.get("embeddings") or {}).get("word_rank")  # the student's, not re-fitted
         cli("distill", str(teacher), "--output", str(out), "--quiet", *sets, "--set=distill.alpha=0",
             "--set=distill.augment_copies=0", f"--set=distill.student_layers={cfg['distill']['student_layers']}",
             f"--set=model.embeddings.word_rank={'null' if rank is None else rank}",
+            f"--set=model.intermediate_size={model['intermediate_size']}",
             f"--set=train.max_steps={steps}", "--set=train.time_budget_seconds=null", threads=threads)
         return out
     cfg.pop("distill", None)
