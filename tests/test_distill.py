@@ -514,55 +514,73 @@ def test_the_layers_students_plan_fills_the_budget_in_tenths_of_an_epoch(deep_te
     monkeypatch.setattr(student_module, "step_timer", fixed_step)
     data = teacher.run.cfg.data
     budgets = {}
-    for budget in (60.0, 75.0, 600.0):
+    for budget in (62.0, 75.0, 600.0):
         raw, record = student_module.plan_layers_student(lent, data, texts, 3000, 100, budget, 5.0,
-                                                         10 * 10**6)
+                                                         10 * 10**6, 10**12)
         budgets[budget] = raw["train"]["epochs"]
         assert raw["train"]["time_budget_seconds"] < budget - 5.0
+        reason = next(c["reason"] for c in record["choices"] if c["key"] == "train.epochs")
+        assert f"at 50 ms a step (timed at {timed[-1]} tokens)" in reason
     lengths = [len(e.ids) for e in lent.tokenizer.encode_batch(texts[:1000], add_special_tokens=True)]
     mean = sum(lengths) / len(lengths)
     assert timed[0] == min(data.max_length, math.ceil(mean / 8) * 8)  # bucketed batches pad to about the mean
     steps, evals = math.ceil(3000 / 32), math.ceil(100 / 32)
-    epoch = (steps + evals / 3) * 0.05 * student_module.STEP_FACTOR + student_module.EPOCH_OVERHEAD
+    epoch = (steps + evals / 3) * 0.05 * student_module.LAYERS_STEP_FACTOR + student_module.EPOCH_OVERHEAD
     for budget, epochs in budgets.items():
         fit = PLAN_SHARE * (budget - 5.0 - MEMBER_OVERHEAD - (evals * 0.05 / 3 + 3.0)) / epoch
         assert epochs == min(student_module.MOST_EPOCHS, math.floor(fit * 10) / 10)  # no whole epoch lost
-    assert budgets[60.0] != int(budgets[60.0]) and budgets[60.0] < budgets[75.0] < budgets[600.0] == 20
+    assert budgets[62.0] != int(budgets[62.0]) and budgets[62.0] < budgets[75.0] < budgets[600.0] == 20
 
 
-def test_the_layers_student_is_narrowed_then_factorized_to_a_tenth_of_its_teacher(deep_teacher, monkeypatch):
+def test_the_layers_student_is_narrowed_for_speed_and_factorized_for_size(deep_teacher, monkeypatch):
     import textcls.distill.student as student_module
-    from textcls.distill.layers import layers_student, student_parameters
+    from textcls.distill.layers import ARITHMETIC_SHARE, layer_arithmetic, layers_student, student_parameters
 
     teacher = load_teacher(deep_teacher)
     texts = [r[0] for r in sst2_slice(200)]
     lent = layers_student(teacher, texts, 1, 64)
     monkeypatch.setattr(student_module, "step_timer", lambda *a, **k: lambda candidate: 0.05)
 
-    def planned(teacher_parameters: int) -> tuple[dict, dict]:
+    def planned(teacher_parameters: int, teacher_arithmetic: int) -> tuple[dict, dict]:
         raw, record = student_module.plan_layers_student(lent, teacher.run.cfg.data, texts, 3000, 100, 600.0, 5.0,
-                                                         teacher_parameters)
+                                                         teacher_parameters, teacher_arithmetic)
         return raw["model"], {c["key"]: c["reason"] for c in record["choices"]}
 
-    inter = lent.model["intermediate_size"]
-    half = inter // student_module.FFN_CUT
+    hidden, inter = lent.model["hidden_size"], lent.model["intermediate_size"]
+    fast = ARITHMETIC_SHARE * layer_arithmetic(hidden, inter)  # one layer at exactly the aim
     whole = student_parameters(lent, 2)
-    model, reasons = planned(10 * whole)  # the whole student is a tenth: kept
+    model, reasons = planned(10 * whole, fast)  # a tenth of the parameters and of the arithmetic: kept whole
     assert model["embeddings"]["word_rank"] is None and model["intermediate_size"] == inter
     assert "the whole word table" in reasons["model.embeddings.word_rank"]
-    narrow = student_parameters(lent, 2, None, half)
-    assert narrow == whole - (inter - half) * (2 * lent.model["hidden_size"] + 1)  # one layer's neurons
-    model, reasons = planned(10 * narrow)  # half the neurons are enough: the table stays whole
-    assert model["intermediate_size"] == half and model["embeddings"]["word_rank"] is None
-    assert f"the {half} of the teacher's {inter}" in reasons["model.intermediate_size"]
+    assert f"the teacher's {inter} feed-forward neurons" in reasons["model.intermediate_size"]
+    slow = ARITHMETIC_SHARE * layer_arithmetic(hidden, 32)  # only 32 neurons keep to the aim
+    model, reasons = planned(10 * whole, slow)  # narrowed for speed; fewer parameters, so the table stays whole
+    assert model["intermediate_size"] == 32 and model["embeddings"]["word_rank"] is None
+    assert f"the 32 of the teacher's {inter}" in reasons["model.intermediate_size"]
     assert f"model.intermediate_size={inter}" in reasons["model.intermediate_size"]
-    low = student_parameters(lent, 2, 32, half)
-    assert low < narrow
-    model, reasons = planned(10 * low + 10)  # only half the neurons and a rank-32 table keep it within a tenth
-    assert model["embeddings"]["word_rank"] == 32 and model["intermediate_size"] == half
+    low = student_parameters(lent, 2, 32)
+    assert low < whole
+    model, reasons = planned(10 * low + 10, fast)  # fast enough, but only a rank-32 table is a tenth
+    assert model["embeddings"]["word_rank"] == 32 and model["intermediate_size"] == inter
     assert lent.model["embeddings"]["word_rank"] is None and lent.model["intermediate_size"] == inter
     assert f"1/{(10 * low + 10) / low:.1f}" in reasons["model.embeddings.word_rank"]
     assert "word_rank=null" in reasons["model.embeddings.word_rank"]
+    narrow_low = student_parameters(lent, 2, 32, 32)
+    model, _ = planned(10 * narrow_low + 10, slow)  # both cuts: the narrower blocks leave room for no more rank
+    assert model["intermediate_size"] == 32 and model["embeddings"]["word_rank"] == 32
+
+
+def test_the_feed_forward_width_keeps_the_student_within_its_share_of_the_arithmetic():
+    from textcls.distill.layers import LayersStudent, fitting_ffn, layer_arithmetic
+
+    lent = LayersStudent({"hidden_size": 384, "intermediate_size": 1536}, None, {}, 2, 6, 100, 30000)
+    teacher = 12 * layer_arithmetic(384, 1536)  # two copies of a 6-layer MiniLM: 21,233,664 per token
+    assert layer_arithmetic(384, 1536) == 4 * 384 * 384 + 2 * 384 * 1536 == 1_769_472
+    assert fitting_ffn(lent, teacher // 6) == 1536  # 2 of 12 layers: a sixth fits as they are
+    # a seventh: 3,033,380 / 2 layers - 589,824 = 926,866 for 768 multiply-adds per neuron: 1,206 -> 1,184
+    assert fitting_ffn(lent, teacher // 7) == 1184
+    assert 2 * layer_arithmetic(384, 1184) <= teacher // 7 < 2 * layer_arithmetic(384, 1184 + 32)
+    assert fitting_ffn(lent, 1) == 32  # never below 32
 
 
 def test_a_low_rank_word_table_is_the_closest_fit_to_the_teachers():

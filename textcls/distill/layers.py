@@ -44,6 +44,11 @@ LAYER_KEY = re.compile(r"^encoder\.\w+\.(\d+)\.")
 # The automatic student runs at most 1/6 of its teacher's layer passes: 2 layers against 2 copies of 6 predicted
 # 5.6-5.8x faster than the teacher on MR and SUBJ (issue 24's bar is 5x; process start and tokenizing are the rest).
 SPEED_SHARE = 6
+# ... and its layers do at most 1/ARITHMETIC_SHARE of the teacher's arithmetic per token: a predict run also
+# starts a process, tokenizes, reads and writes (about 3 s of a 2-layer student's 15 on 10,000 MR rows), so a
+# sixth of the arithmetic predicted 4.5-5.3x faster; a seventh leaves room for the rest (`fitting_ffn`).
+ARITHMETIC_SHARE = 7
+FFN_STEP = 32  # `fitting_ffn` keeps a multiple of this many feed-forward neurons
 
 
 @dataclass
@@ -72,6 +77,28 @@ def default_layers(teacher_layers: int, passes: int) -> int:
     """The automatic student's layers: the most, up to half the teacher's, that run at most 1 / SPEED_SHARE of
     the teacher's layer passes (`passes`, teacher_layer_passes); at least 1."""
     return max(1, min(teacher_layers // 2, passes // SPEED_SHARE))
+
+
+def layer_arithmetic(hidden: int, ffn: int) -> int:
+    """A layer's multiply-adds per token: the attention's four projections and the feed-forward block's two
+    (the attention scores, 2 x length x hidden, are left out: under a tenth at the lengths a student reads)."""
+    return 4 * hidden * hidden + 2 * hidden * ffn
+
+
+def teacher_arithmetic(teacher: Teacher) -> int:
+    """The teacher's multiply-adds per token: every model's layers (each member of an ensemble) summed."""
+    return sum(m.cfg.num_layers * layer_arithmetic(m.cfg.hidden_size, m.cfg.intermediate_size)
+               for m in teacher.models())
+
+
+def fitting_ffn(student: "LayersStudent", most: int) -> int:
+    """The feed-forward width that keeps the student's layers within `most` multiply-adds per token: the teacher's
+    when they fit, else the widest multiple of FFN_STEP that does (at least FFN_STEP)."""
+    hidden, width = student.model["hidden_size"], student.model["intermediate_size"]
+    if student.layers * layer_arithmetic(hidden, width) <= most:
+        return width
+    fits = (most // student.layers - 4 * hidden * hidden) // (2 * hidden)
+    return int(min(width, max(FFN_STEP, fits // FFN_STEP * FFN_STEP)))
 
 
 def unfit_reason(teacher: Teacher) -> Optional[str]:

@@ -35,6 +35,7 @@ from textcls.distill.layers import (
     low_rank,
     narrow_ffn,
     neuron_use,
+    teacher_arithmetic,
     teacher_depth,
     teacher_layer_passes,
     teacher_parameters,
@@ -182,7 +183,8 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         if layers:
             lent = layers_student(teacher, texts, layers, cfg.data.max_length)
             sections, record = plan_layers_student(lent, cfg.data, train_rows.texts, len(texts), valid_count, budget,
-                                                   elapsed, teacher_parameters(teacher), cfg.train.device)
+                                                   elapsed, teacher_parameters(teacher), teacher_arithmetic(teacher),
+                                                   cfg.train.device)
         else:
             sections, record = plan_student(cfg.data, len(texts), valid_count, budget, elapsed, cfg.train.device)
         raw = config_to_dict(cfg)
