@@ -17,7 +17,10 @@ the tokens the distillation texts use:
   a low-rank table (`low_rank`), for a smaller student; `fitting_rank` is the rank that fits a share of the
   teacher's parameters. The low-rank fit weighs each row by how often the distillation texts use its token, so
   the words a text is mostly made of keep their vectors best (MR at rank 64: the cut model's pooled vectors
-  keep a cosine of 0.92 to the full table's, against 0.65 for an unweighted fit).
+  keep a cosine of 0.92 to the full table's, against 0.65 for an unweighted fit);
+- with a narrower `model.intermediate_size` each feed-forward block keeps the neurons that add most to its
+  output on the texts (`neuron_use`, `narrow_ffn`), for a faster student; `fitting_ffn` is the width that fits
+  a share of the teacher's arithmetic per token.
 
 Then the student learns from the teacher's probabilities as any student does. The teacher must be a plain
 stack of layers with a WordPiece tokenizer: no layer sharing, no adapters, no hashed n-gram embeddings.
@@ -42,7 +45,7 @@ MIN_RANK = 32  # the smallest rank fitting_rank gives a word table
 NEURON_SAMPLE = 1024  # the distillation texts whose activations rank the feed-forward neurons (`neuron_use`)
 LAYER_KEY = re.compile(r"^encoder\.\w+\.(\d+)\.")
 # The automatic student runs at most 1/6 of its teacher's layer passes: 2 layers against 2 copies of 6 predicted
-# 5.6-5.8x faster than the teacher on MR and SUBJ (issue 24's bar is 5x; process start and tokenizing are the rest).
+# 4.5-5.8x faster than the teacher on MR and SUBJ (issue 24's bar is 5x; process start and tokenizing are the rest).
 SPEED_SHARE = 6
 # ... and its layers do at most 1/ARITHMETIC_SHARE of the teacher's arithmetic per token: a predict run also
 # starts a process, tokenizes, reads and writes (about 3 s of a 2-layer student's 15 on 10,000 MR rows), so a
