@@ -176,3 +176,35 @@ def test_ctrl_c_while_a_trial_is_set_up_stops_without_a_traceback(tmp_path, sst2
     assert tuner.interrupted and len(calls) == 2
     assert [(r.number, r.state) for r in tuner.records] == [(0, "complete")]
     assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped KeyboardInterrupt
+def test_ctrl_c_swallowed_by_a_finalizer_between_trials_still_stops_the_search(tmp_path, sst2_files, monkeypatch):
+    """SIGINT whose KeyboardInterrupt Python swallows (it lands in a finalizer, as in the collection after a
+    trial) is still seen: no further trial starts and the search reports the interruption."""
+    import signal
+
+    import textcls.train.loop as loop
+    from textcls.tune import Tuner
+
+    train, valid = sst2_files
+    cfg = load_config(_write_config(tmp_path, train, valid, {"train.lr": {"low": 1e-4, "high": 3e-3, "log": True}}))
+    real, calls = loop.train, []
+
+    class SignalsWhenCollected:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)  # the KeyboardInterrupt raised in here is printed and dropped
+
+    def train_then_finalize(*args, **kwargs):
+        calls.append(1)
+        result = real(*args, **kwargs)
+        if len(calls) == 1:
+            SignalsWhenCollected()  # collected at once, outside the training loop's own handler
+        return result
+
+    monkeypatch.setattr(loop, "train", train_then_finalize)
+    tuner = Tuner(cfg, tmp_path / "tune", 300, "accuracy", n_trials=5)
+    tuner.run()
+    assert tuner.interrupted and len(calls) == 1
+    assert [(r.number, r.state) for r in tuner.records] == [(0, "complete")]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the search's handler is gone

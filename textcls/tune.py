@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -337,9 +338,10 @@ class Tuner:
                 handle.write(json.dumps(asdict(rec), ensure_ascii=False) + "\n")
 
     def _budget_callback(self, study, frozen) -> None:
+        """After each trial: stop where Ctrl-C came (`_on_interrupt`) or the budget cannot hold another trial."""
         times = [r.seconds for r in self.records]
         remaining = self.deadline - time.monotonic()
-        if times and remaining < statistics.median(times):
+        if self.interrupted or (times and remaining < statistics.median(times)):
             study.stop()
 
     def run(self):
@@ -354,12 +356,24 @@ class Tuner:
             direction=self.direction, sampler=optuna.samplers.TPESampler(seed=self.seed),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
         self.deadline = time.monotonic() + self.budget_s
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, self._on_interrupt)
         try:
             study.optimize(self.objective, n_trials=self.n_trials, callbacks=[self._budget_callback],
                            gc_after_trial=True)
         except KeyboardInterrupt:  # Ctrl-C between trials (within one, training stops at a checkpoint)
             self.interrupted = True
+        finally:
+            if previous is not signal.SIG_IGN:
+                signal.signal(signal.SIGINT, previous)
         return study
+
+    def _on_interrupt(self, signum, frame) -> None:
+        """Ctrl-C outside a trial's training: noted before KeyboardInterrupt is raised, so that the search still
+        stops where Python swallows the exception (a finalizer that runs during the collection after a trial)."""
+        self.interrupted = True
+        raise KeyboardInterrupt
 
     def best(self) -> Optional[TrialRecord]:
         done = [r for r in self.records if r.state in ("complete", "stopped") and r.value is not None]
