@@ -100,7 +100,8 @@ def fitting_ffn(student: "LayersStudent", most: int) -> int:
     hidden, width = student.model["hidden_size"], student.model["intermediate_size"]
     if student.layers * layer_arithmetic(hidden, width) <= most:
         return width
-    fits = (most // student.layers - 4 * hidden * hidden) // (2 * hidden)
+    per_neuron = layer_arithmetic(hidden, 1) - layer_arithmetic(hidden, 0)
+    fits = (most // student.layers - layer_arithmetic(hidden, 0)) // per_neuron
     return int(min(width, max(FFN_STEP, fits // FFN_STEP * FFN_STEP)))
 
 

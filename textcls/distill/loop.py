@@ -195,10 +195,10 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         raw["recipe"] = record
         cfg = config_from_dict(raw, source=f"the student of {teacher.path} (automatic recipe)",
                                overrides=tuple(assignments))
-        if lent is not None and cfg.model.intermediate_size > lent.model["intermediate_size"]:
+        if lent is not None and cfg.model.intermediate_size > (neurons := lent.model["intermediate_size"]):
             raise ConfigError(f"`model.intermediate_size: {cfg.model.intermediate_size}`: the student of the "
-                              f"teacher's layers keeps some of their {lent.model['intermediate_size']} feed-forward "
-                              f"neurons and cannot add any; set it to {lent.model['intermediate_size']} or less")
+                              f"teacher's layers keeps some of their {neurons} feed-forward neurons and cannot add "
+                              f"any; set it to {neurons} or less")
         for choice in record["choices"]:
             say(f"{choice['key']}: {choice['value']}  ({choice['reason']})")
     elif k.student_layers and not resume:

@@ -130,7 +130,8 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, train_texts: l
     teacher_ffn = student.model["intermediate_size"]
     ffn = fitting_ffn(student, teacher_arithmetic // ARITHMETIC_SHARE)
     rank = fitting_rank(student, teacher_parameters // SIZE_SHARE, classes, ffn)
-    arithmetic = teacher_arithmetic / (student.layers * layer_arithmetic(width, ffn))
+    arithmetic, all_neurons = (teacher_arithmetic / (student.layers * layer_arithmetic(width, f))
+                               for f in (ffn, teacher_ffn))
     model = {**student.model, "intermediate_size": ffn,
              "embeddings": {**student.model["embeddings"], "word_rank": rank}}
     model_cfg = config_from_dict({"model": model, "data": {"max_length": data.max_length}},
@@ -167,7 +168,7 @@ def plan_layers_student(student: LayersStudent, data: DataConfig, train_texts: l
          f"1/{ARITHMETIC_SHARE} or less)" if ffn == teacher_ffn else
          f"the {ffn} of the teacher's {teacher_ffn} feed-forward neurons per layer that add most to its output on the "
          f"texts: the student's layers do 1/{arithmetic:.1f} of the teacher's arithmetic per token (with all of "
-         f"them 1/{teacher_arithmetic / (student.layers * layer_arithmetic(width, teacher_ffn)):.1f}; the aim is "
+         f"them 1/{all_neurons:.1f}; the aim is "
          f"1/{ARITHMETIC_SHARE}, for a 5x faster predict run); `--set model.intermediate_size={teacher_ffn}` keeps "
          "them all"),
         ("model.embeddings.word_rank", rank, f"the whole word table: the student has 1/{share:.1f} of the "
