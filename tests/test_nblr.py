@@ -15,7 +15,8 @@ from textcls.config import config_from_dict
 from textcls.data.pipeline import prepare_data, text_splits
 from textcls.errors import CheckpointError, ConfigError
 from textcls.evaluation import evaluate_file
-from textcls.model.nblr import _bags, build_vocab, document_ngrams, fit_nblr_model, nb_ratios, ngrams, units
+from textcls.model.nblr import (_bags, build_vocab, document_ngrams, fit_nblr_model, nb_ratios, ngrams, unit_scales,
+                                units)
 from textcls.predict import predict_probabilities
 from textcls.run.load import load_run
 from textcls.run.members import read_ensemble
@@ -81,6 +82,33 @@ def test_fit_reaches_the_optimum_of_its_objective_and_classifies_real_reviews():
     assert (probs.argmax(1) == gold).mean() > 0.85  # majority class: about 0.5
 
 
+def test_normalized_fit_scales_each_text_to_unit_length_and_reaches_its_optimum():
+    train_rows = chn_rows(600)
+    texts, labels = [t for t, _ in train_rows], [int(y) for _, y in train_rows]
+    model = fit_nblr_model(texts, None, one_hot(labels, 2), c=10.0, normalize=True)
+    docs = [document_ngrams(t, None, 3, True) for t in texts]
+    flat, offsets = _bags(docs, model.index)
+    scales = unit_scales(flat, offsets)
+    # each text's scaled binary vector has unit length
+    norms = torch.zeros(len(texts)).index_add_(0, torch.repeat_interleave(
+        torch.arange(len(texts)), torch.diff(offsets, append=torch.tensor([len(flat)]))), scales ** 2)
+    torch.testing.assert_close(norms, torch.ones(len(texts)))
+    ratios = nb_ratios(flat, offsets, torch.tensor(one_hot(labels, 2)), len(model.vocab))
+    u = torch.where(ratios != 0, model.weight / ratios, 0.0).requires_grad_(True)
+    b = model.bias.clone().requires_grad_(True)
+    z = F.embedding_bag(flat, u * ratios, offsets, mode="sum", per_sample_weights=scales) + b
+    loss = F.cross_entropy(z, torch.tensor(labels)) + (u * u).sum() / (2 * 10.0 * len(texts))
+    loss.backward()
+    assert u.grad.abs().max() < 1e-3 and b.grad.abs().max() < 1e-3
+    # a text's logits are its n-grams' weights summed and divided by the square root of their number
+    text = texts[0]
+    known = [model.index[g] for g in document_ngrams(text, None, 3, True) if g in model.index]
+    expected = model.weight[known].sum(0) / len(known) ** 0.5 + model.bias
+    torch.testing.assert_close(model.logits([text])[0], expected)
+    plain = fit_nblr_model(texts, None, one_hot(labels, 2), c=10.0)
+    assert not torch.allclose(plain.logits([text]), model.logits([text]))
+
+
 def test_multiclass_and_multilabel_fits():
     rng = np.random.default_rng(0)
     words = ["sun", "rain", "snow"]
@@ -106,6 +134,16 @@ def test_saved_model_loads_to_the_same_probabilities_and_damage_is_refused(tmp_p
     assert share == 0.25 and loaded.vocab == model.vocab
     texts = ["great", "dull film"]
     np.testing.assert_array_equal(loaded.probabilities(texts), model.probabilities(texts))
+    normalized = fit_nblr_model(texts * 6, None, one_hot([1, 0] * 6, 2), min_count=1, normalize=True)
+    save_nblr_model(normalized, tmp_path, 0.5)
+    loaded, _ = load_nblr_model(tmp_path, 2)
+    assert loaded.normalize
+    np.testing.assert_array_equal(loaded.probabilities(["dull film", "great"]),
+                                  normalized.probabilities(["dull film", "great"]))
+    info = json.loads((tmp_path / "nblr.json").read_text(encoding="utf-8"))
+    del info["normalize"]  # a run written before the option
+    (tmp_path / "nblr.json").write_text(json.dumps(info), encoding="utf-8")
+    assert not load_nblr_model(tmp_path, 2)[0].normalize
     with pytest.raises(CheckpointError, match="labels"):
         load_nblr_model(tmp_path, 3)
     weights = tmp_path / "nblr.safetensors"

@@ -230,6 +230,15 @@ def test_with_a_base_lr_follows_its_size_and_epochs_the_rows():
     assert big["train.epochs"] == 1
 
 
+def test_the_ngram_model_reads_unit_length_vectors_with_or_without_a_base():
+    stats = data_stats(records(5000))
+    alone = choices(auto_recipe(stats, 600, CPU2, fake_step))
+    based = choices(auto_recipe(stats, 3600, CPU2, fake_step,
+                                base=BaseModel("hf:org/name", 384, 6, 512, length_p95=40, length_mean=20)))
+    for c in (alone, based):
+        assert c["nblr.weight"] > 0 and c["nblr.normalize"] is True and c["nblr.c"] == 10.0
+
+
 def test_the_ngram_share_is_chosen_on_validation_rows():
     targets = np.eye(2, dtype=np.float32)[[0, 1, 0, 1]]
     base = np.array([[0.9, 0.1], [0.6, 0.4], [0.6, 0.4], [0.2, 0.8]], dtype=np.float32)  # 3 of 4 right

@@ -1,7 +1,9 @@
 """A bag-of-n-grams classifier beside the transformer (`nblr:`), mixed into its probabilities.
 
 NB-weighted logistic regression (Wang & Manning 2012, "NBSVM"): binary n-gram features scaled by
-their naive-Bayes log-count ratios, then a logistic regression with L2 (full batch, L-BFGS). It trains
+their naive-Bayes log-count ratios, then a logistic regression with L2 (full batch, L-BFGS). With
+`normalize`, each text's binary vector is first scaled to unit length (divided by the square root of
+its number of known n-grams), so a two-word phrase and a long review weigh alike. It trains
 in seconds, reads every token of a long document, and errs where a small transformer trained from
 scratch does not, so a share of its probabilities lifts an ensemble.
 
@@ -87,6 +89,12 @@ def _bags(docs: Iterable[set[str]], index: dict[str, int]) -> tuple[torch.Tensor
     return torch.tensor(flat, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
 
 
+def unit_scales(flat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Per-feature weights for F.embedding_bag that scale each bag's binary vector to unit length: 1/sqrt(size)."""
+    sizes = torch.diff(offsets, append=torch.tensor([len(flat)]))
+    return torch.repeat_interleave(sizes.clamp_min(1).double().rsqrt().float(), sizes)
+
+
 def nb_ratios(flat: torch.Tensor, offsets: torch.Tensor, targets: torch.Tensor, num_features: int,
               alpha: float = 1.0) -> torch.Tensor:
     """(F, C) log-count ratios, one class against the rest: log(p_c / |p_c|) - log(q_c / |q_c|), where p_c
@@ -109,6 +117,7 @@ class NblrModel:
     max_order: int
     lowercase: bool
     task: str = "single"
+    normalize: bool = False  # each text's vector scaled to unit length (fit_nblr_model)
 
     def __post_init__(self):
         self.index = {g: i for i, g in enumerate(self.vocab)}
@@ -118,7 +127,8 @@ class NblrModel:
         docs = (document_ngrams(t, pairs[i] if pairs else None, self.max_order, self.lowercase)
                 for i, t in enumerate(texts))
         flat, offsets = _bags(docs, self.index)
-        return F.embedding_bag(flat, self.weight, offsets, mode="sum") + self.bias
+        scales = unit_scales(flat, offsets) if self.normalize else None
+        return F.embedding_bag(flat, self.weight, offsets, mode="sum", per_sample_weights=scales) + self.bias
 
     def probabilities(self, texts: list[str], pairs: Optional[list[str]] = None) -> np.ndarray:
         """(N, C) probabilities: softmax, or sigmoid per label for multilabel."""
@@ -129,12 +139,14 @@ class NblrModel:
 
 def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.ndarray, task: str = "single",
                     max_order: int = 3, min_count: int = 2, max_features: int = 1_000_000, c: float = 1.0,
-                    lowercase: bool = True, max_iter: int = 300, quiet: bool = True) -> NblrModel:
+                    lowercase: bool = True, max_iter: int = 300, quiet: bool = True,
+                    normalize: bool = False) -> NblrModel:
     """Fit on N texts with (N, C) 0/1 targets (one 1 per row unless multilabel). `quiet=False`: progress
     on stderr for its three phases (counting n-grams, the features of each text, L-BFGS).
 
     Minimizes mean loss + |W|^2 / (2 c N), the objective of scikit-learn's LogisticRegression(C=c) divided
-    by c N, over W (F, C) with logits x (W * R) + b, R the NB ratios and x the binary n-gram vector."""
+    by c N, over W (F, C) with logits x (W * R) + b, R the NB ratios and x the binary n-gram vector
+    (`normalize`: divided by its length)."""
     def docs(progress: WorkProgress) -> Iterable[set[str]]:  # made twice, for counting and the bags: not held
         for i, t in enumerate(texts):
             yield document_ngrams(t, pairs[i] if pairs else None, max_order, lowercase)
@@ -151,6 +163,7 @@ def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.nda
         flat, offsets = _bags(docs(progress), {g: i for i, g in enumerate(vocab)})
     y = torch.from_numpy(np.asarray(targets, dtype=np.float32))
     ratios = nb_ratios(flat, offsets, y, len(vocab))
+    scales = unit_scales(flat, offsets) if normalize else None
     w = torch.zeros(len(vocab), num_classes, requires_grad=True)
     b = torch.zeros(num_classes, requires_grad=True)
     if task == "single":  # start from the class priors
@@ -161,7 +174,7 @@ def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.nda
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        z = F.embedding_bag(flat, w * ratios, offsets, mode="sum") + b  # (N, C)
+        z = F.embedding_bag(flat, w * ratios, offsets, mode="sum", per_sample_weights=scales) + b  # (N, C)
         if task == "multilabel":
             loss = F.binary_cross_entropy_with_logits(z, y)
         else:
@@ -174,4 +187,4 @@ def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.nda
         optimizer.step(closure)
         progress.finish(f"{optimizer.state[w].get('n_iter', 0)} iterations")
     log.info("nblr model: %d features, %d L-BFGS iterations", len(vocab), optimizer.state[w].get("n_iter", 0))
-    return NblrModel(vocab, (w * ratios).detach(), b.detach(), max_order, lowercase, task)
+    return NblrModel(vocab, (w * ratios).detach(), b.detach(), max_order, lowercase, task, normalize)

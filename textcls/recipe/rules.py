@@ -63,6 +63,7 @@ MAX_MEMBERS = 10
 CROSS_FIT_SHARE = 0.05  # members hold out two folds in turn when the held-out rows are at least this share
 CROSS_FIT_FOLDS = 2  # each fold is scored by half the members, so the n-gram share chosen on it suits an ensemble
 CROSS_FIT_MEMBERS = 4  # at least two members per fold
+NBLR_C = 10.0  # inverse L2 strength on unit-length n-gram vectors (five-fold accuracy on the suite's training rows)
 BASE_MAX_MEMBERS = 5  # each member of a fine-tuned base is a whole copy of it (90 MB for MiniLM-L6)
 PLAN_SHARE = 0.85  # the plan fills this share of the time left; the rest absorbs a slower machine
 MEMBER_OVERHEAD = 6.0  # seconds per model outside its steps: process start, model, cached data
@@ -282,6 +283,7 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     if use_nblr:
         r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}"
               + (", then it is fitted on all rows" if cross_fit else ""))
+        _nblr_features(r)
     _, avail = fits(chosen, epochs, members, workers, cross_fit)
     rounds = math.ceil(members / workers)
     r.set("train.time_budget_seconds", round(max(1.0, avail / rounds - MEMBER_OVERHEAD), 1),
@@ -290,6 +292,13 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     r.estimate = {"loop": round(cost.loop_seconds(timed[chosen], epochs, members, workers), 1),
                   "reserve": round(time_left - avail, 1), "step_seconds": round(timed[chosen], 4)}
     return r
+
+
+def _nblr_features(r: Recipe) -> None:
+    """The n-gram model's features: unit-length vectors, with the weaker L2 penalty that suits them."""
+    r.set("nblr.normalize", True, "each text's n-gram vector scaled to unit length, so short and long texts weigh "
+          "alike")
+    r.set("nblr.c", NBLR_C, "the L2 penalty for unit-length vectors")
 
 
 def check_data(stats: DataStats) -> None:
@@ -387,6 +396,7 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
           "fitting the NB-LR model would take over a quarter of the budget")
     if nblr:
         r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}")
+        _nblr_features(r)
     rounds = math.ceil(members / workers)
     r.set("train.time_budget_seconds", round(max(1.0, avail / rounds - MEMBER_OVERHEAD), 1),
           f"training stops here: the budget less the time spent ({elapsed:.0f}s) and a reserve for the NB-LR model "
