@@ -1,0 +1,79 @@
+"""The bag-of-n-grams model alone, by k-fold accuracy on each suite set's training rows (no test file read).
+
+How `nblr.normalize` and `nblr.c` were chosen for the automatic recipe: each setting is fitted on k-1
+folds of a set's training file and scored on the fold left out, over the same seeded folds for every
+setting. Prints one row per set and the mean over the sets.
+
+    PYTHONPATH=. python bench/nblr_folds.py                               # every set, 5 folds
+    PYTHONPATH=. python bench/nblr_folds.py --sets mpqa,mr --folds 3
+    PYTHONPATH=. python bench/nblr_folds.py --sets sst2 --limit 12000     # the first 12,000 rows of a large set
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from suite import SETS, read  # noqa: E402  (the suite's sets and their reader)
+
+from textcls.device import machine_summary  # noqa: E402
+from textcls.model.nblr import fit_nblr_model  # noqa: E402
+
+SETTINGS = {  # name -> fit_nblr_model options; the first is the schema's default
+    "binary, c 1": {"c": 1.0},
+    "unit length, c 3": {"normalize": True, "c": 3.0},
+    "unit length, c 10": {"normalize": True, "c": 10.0},
+    "unit length, c 30": {"normalize": True, "c": 30.0},
+}
+
+
+def fold_accuracy(texts: list[str], labels: list[str], options: dict, folds: int, seed: int) -> float:
+    """Mean accuracy over `folds` seeded folds: fitted on the others, scored on each."""
+    names = sorted(set(labels))
+    y = np.array([names.index(label) for label in labels])
+    fold = np.empty(len(texts), dtype=int)
+    fold[np.random.default_rng(seed).permutation(len(texts))] = np.arange(len(texts)) % folds
+    scores = []
+    for f in range(folds):
+        train, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        model = fit_nblr_model([texts[i] for i in train], None, np.eye(len(names), dtype=np.float32)[y[train]],
+                               **options)
+        predicted = model.probabilities([texts[i] for i in held]).argmax(1)
+        scores.append(float(np.mean(predicted == y[held])))
+    return float(np.mean(scores))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, from {', '.join(SETS)}")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="the first N training rows of each set")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.sets.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SETS]
+    if unknown:
+        parser.error(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(SETS)}")
+    print(machine_summary(), flush=True)
+    table = {}
+    for name in names:
+        texts, labels = read(SETS[name], SETS[name].train, args.limit)
+        started = time.perf_counter()
+        table[name] = {s: fold_accuracy(texts, labels, o, args.folds, args.seed) for s, o in SETTINGS.items()}
+        print(f"{name}: {len(texts):,} rows, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    print(f"| set ({args.folds}-fold accuracy) | " + " | ".join(SETTINGS) + " |")
+    print("| --- |" + " ---: |" * len(SETTINGS))
+    for name, row in table.items():
+        print(f"| {name} | " + " | ".join(f"{row[s]:.2%}" for s in SETTINGS) + " |")
+    print("| mean | " + " | ".join(f"{np.mean([row[s] for row in table.values()]):.2%}" for s in SETTINGS) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
