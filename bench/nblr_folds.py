@@ -20,10 +20,10 @@ from typing import Optional
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from suite import SETS, read  # noqa: E402  (the suite's sets and their reader)
+from suite import SETS, read
 
-from textcls.device import machine_summary  # noqa: E402
-from textcls.model.nblr import fit_nblr_model  # noqa: E402
+from textcls.device import machine_summary
+from textcls.model.nblr import fit_nblr_model
 
 SETTINGS = {  # name -> fit_nblr_model options; the first is the schema's default
     "binary, c 1": {"c": 1.0},

@@ -15,8 +15,16 @@ from textcls.config import config_from_dict
 from textcls.data.pipeline import prepare_data, text_splits
 from textcls.errors import CheckpointError, ConfigError
 from textcls.evaluation import evaluate_file
-from textcls.model.nblr import (_bags, build_vocab, document_ngrams, fit_nblr_model, nb_ratios, ngrams, unit_scales,
-                                units)
+from textcls.model.nblr import (
+    _bags,
+    build_vocab,
+    document_ngrams,
+    fit_nblr_model,
+    nb_ratios,
+    ngrams,
+    unit_scales,
+    units,
+)
 from textcls.predict import predict_probabilities
 from textcls.run.load import load_run
 from textcls.run.members import read_ensemble

@@ -1,0 +1,34 @@
+"""bench/nblr_folds.py: every setting is scored on the same seeded folds, each fold held out once."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import nblr_folds
+
+
+def test_each_fold_is_held_out_once_and_scored_by_a_model_fitted_on_the_others(monkeypatch):
+    texts = [f"row{i} {'good' if i % 2 else 'bad'}" for i in range(40)]
+    labels = ["pos" if i % 2 else "neg" for i in range(40)]
+    fitted, scored = [], []
+    real_fit = nblr_folds.fit_nblr_model
+
+    def recording_fit(train_texts, pairs, targets, **options):
+        fitted.append(set(train_texts))
+        model = real_fit(train_texts, pairs, targets, **options)
+        real_probabilities = model.probabilities
+        model.probabilities = lambda held: scored.append(set(held)) or real_probabilities(held)
+        return model
+
+    monkeypatch.setattr(nblr_folds, "fit_nblr_model", recording_fit)
+    accuracy = nblr_folds.fold_accuracy(texts, labels, {"min_count": 1, "normalize": True, "c": 10.0}, 4, 0)
+    assert accuracy == 1.0  # "good" and "bad" decide every row
+    assert len(fitted) == len(scored) == 4
+    assert sorted(t for held in scored for t in held) == sorted(texts)  # each row held out exactly once
+    assert all(train.isdisjoint(held) and len(train | held) == 40 for train, held in zip(fitted, scored))
+    noise = list(np.random.default_rng(1).permutation(labels))
+    assert nblr_folds.fold_accuracy(texts, noise, {"min_count": 1}, 4, 0) < 0.9  # the labels are read
