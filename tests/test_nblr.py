@@ -17,6 +17,7 @@ from textcls.errors import CheckpointError, ConfigError
 from textcls.evaluation import evaluate_file
 from textcls.model.nblr import (
     _bags,
+    bag_sizes,
     build_vocab,
     document_ngrams,
     fit_nblr_model,
@@ -70,20 +71,25 @@ def test_nb_ratios_are_the_log_count_ratios_of_each_class_against_the_rest():
     assert r[index["good"], 1] > 0 > r[index["bad"], 1]
 
 
+def objective_gradients(model, texts: list[str], labels: list[int], c: float, scales=None):
+    """The gradients of fit_nblr_model's objective at the fitted model, over U (W = ratios * U) and the bias:
+    both vanish at the optimum."""
+    flat, offsets = _bags([document_ngrams(t, None, 3, True) for t in texts], model.index)
+    ratios = nb_ratios(flat, offsets, torch.tensor(one_hot(labels, 2)), len(model.vocab))
+    u = torch.where(ratios != 0, model.weight / ratios, 0.0).requires_grad_(True)
+    b = model.bias.clone().requires_grad_(True)
+    z = F.embedding_bag(flat, u * ratios, offsets, mode="sum", per_sample_weights=scales) + b
+    loss = F.cross_entropy(z, torch.tensor(labels)) + (u * u).sum() / (2 * c * len(texts))
+    loss.backward()
+    return u.grad, b.grad
+
+
 def test_fit_reaches_the_optimum_of_its_objective_and_classifies_real_reviews():
     train_rows, dev_rows = chn_rows(1500), chn_rows(300, "dev")
     texts, labels = [t for t, _ in train_rows], [int(y) for _, y in train_rows]
     model = fit_nblr_model(texts, None, one_hot(labels, 2), c=1.0)
-    # At the optimum the objective's gradient vanishes: W = ratios * U, U the trained weights.
-    docs = [document_ngrams(t, None, 3, True) for t in texts]
-    flat, offsets = _bags(docs, model.index)
-    ratios = nb_ratios(flat, offsets, torch.tensor(one_hot(labels, 2)), len(model.vocab))
-    u = torch.where(ratios != 0, model.weight / ratios, 0.0).requires_grad_(True)
-    b = model.bias.clone().requires_grad_(True)
-    z = F.embedding_bag(flat, u * ratios, offsets, mode="sum") + b
-    loss = F.cross_entropy(z, torch.tensor(labels)) + (u * u).sum() / (2 * len(texts))
-    loss.backward()
-    assert u.grad.abs().max() < 1e-3 and b.grad.abs().max() < 1e-3
+    u, b = objective_gradients(model, texts, labels, c=1.0)
+    assert u.abs().max() < 1e-3 and b.abs().max() < 1e-3
     gold = np.array([int(y) for _, y in dev_rows])
     probs = model.probabilities([t for t, _ in dev_rows])
     assert probs.shape == (300, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
@@ -99,15 +105,10 @@ def test_normalized_fit_scales_each_text_to_unit_length_and_reaches_its_optimum(
     scales = unit_scales(flat, offsets)
     # each text's scaled binary vector has unit length
     norms = torch.zeros(len(texts)).index_add_(0, torch.repeat_interleave(
-        torch.arange(len(texts)), torch.diff(offsets, append=torch.tensor([len(flat)]))), scales ** 2)
+        torch.arange(len(texts)), bag_sizes(flat, offsets)), scales ** 2)
     torch.testing.assert_close(norms, torch.ones(len(texts)))
-    ratios = nb_ratios(flat, offsets, torch.tensor(one_hot(labels, 2)), len(model.vocab))
-    u = torch.where(ratios != 0, model.weight / ratios, 0.0).requires_grad_(True)
-    b = model.bias.clone().requires_grad_(True)
-    z = F.embedding_bag(flat, u * ratios, offsets, mode="sum", per_sample_weights=scales) + b
-    loss = F.cross_entropy(z, torch.tensor(labels)) + (u * u).sum() / (2 * 10.0 * len(texts))
-    loss.backward()
-    assert u.grad.abs().max() < 1e-3 and b.grad.abs().max() < 1e-3
+    u, b = objective_gradients(model, texts, labels, c=10.0, scales=scales)
+    assert u.abs().max() < 1e-3 and b.abs().max() < 1e-3
     # a text's logits are its n-grams' weights summed and divided by the square root of their number
     text = texts[0]
     known = [model.index[g] for g in document_ngrams(text, None, 3, True) if g in model.index]

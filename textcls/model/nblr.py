@@ -89,9 +89,14 @@ def _bags(docs: Iterable[set[str]], index: dict[str, int]) -> tuple[torch.Tensor
     return torch.tensor(flat, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
 
 
+def bag_sizes(flat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """(N,) the number of features in each document's bag."""
+    return torch.diff(offsets, append=torch.tensor([len(flat)]))
+
+
 def unit_scales(flat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Per-feature weights for F.embedding_bag that scale each bag's binary vector to unit length: 1/sqrt(size)."""
-    sizes = torch.diff(offsets, append=torch.tensor([len(flat)]))
+    sizes = bag_sizes(flat, offsets)
     return torch.repeat_interleave(sizes.clamp_min(1).double().rsqrt().float(), sizes)
 
 
@@ -99,7 +104,7 @@ def nb_ratios(flat: torch.Tensor, offsets: torch.Tensor, targets: torch.Tensor, 
               alpha: float = 1.0) -> torch.Tensor:
     """(F, C) log-count ratios, one class against the rest: log(p_c / |p_c|) - log(q_c / |q_c|), where p_c
     (q_c) counts each n-gram over the documents of class c (of the other classes), plus `alpha`."""
-    doc = torch.repeat_interleave(torch.arange(len(offsets)), torch.diff(offsets, append=torch.tensor([len(flat)])))
+    doc = torch.repeat_interleave(torch.arange(len(offsets)), bag_sizes(flat, offsets))
     pos = torch.stack([torch.bincount(flat, targets[doc, c].double(), minlength=num_features)
                        for c in range(targets.shape[1])], 1)  # (F, C), one class at a time: memory stays O(nnz)
     total = torch.bincount(flat, minlength=num_features).double()[:, None]
