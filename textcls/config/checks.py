@@ -109,6 +109,9 @@ def validate(cfg: Config, problems: list[str]) -> None:
     if d.valid_fraction is not None and d.valid:
         problems.append("`data.valid` and `data.valid_fraction` are both set; validate on the file or on a held-out "
                         "fraction of the training rows, not both (remove one)")
+    if d.valid_whole_texts and not d.valid_fraction:
+        problems.append("`data.valid_whole_texts` says how a `data.valid_fraction` split holds rows out; set "
+                        "`data.valid_fraction` (e.g. 0.1) or remove it")
     if d.valid_fold and not (d.valid_fraction and 0 < d.valid_fraction < 1):
         problems.append("`data.valid_fold` picks one of the folds of a `data.valid_fraction` split; set "
                         "`data.valid_fraction` (e.g. 0.1) or remove it")

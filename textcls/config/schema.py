@@ -24,6 +24,9 @@ class DataConfig:
     valid_fraction: Optional[float] = None
     split_seed: Optional[int] = None  # valid_fraction split; None = train.seed
     valid_fold: int = 0  # valid_fraction split: which of the 1 / valid_fraction disjoint folds is held out
+    # valid_fraction split: hold out whole texts (rows inside no other row) and leave the rows inside them out of
+    # training; valid_fraction is then a share of the whole texts (textcls/data/overlap.py)
+    valid_whole_texts: bool = False
     format: Optional[Literal["csv", "tsv", "jsonl", "fasttext", "txt"]] = None
     header: Optional[bool] = None  # None: csv/tsv have a header unless columns are given as indexes
     delimiter: Optional[str] = None

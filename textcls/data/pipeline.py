@@ -26,6 +26,7 @@ from tokenizers import Tokenizer
 from textcls import __version__
 from textcls.config import Config, DataConfig
 from textcls.data.labels import LabelNamer, build_labels, label_ids
+from textcls.data.overlap import Containment, text_key
 from textcls.data.readers import Record, detect_format, has_header, iter_records
 from textcls.data.tokenizer import CLS, SEP, TRAINER_VERSION, encode_batch_safely, load_tokenizer, train_tokenizer
 from textcls.errors import DataError
@@ -433,9 +434,10 @@ def prepare_data(cfg: Config, tokenizer: Optional[Tokenizer] = None, quiet: bool
     if d.valid_fraction and not d.valid:
         split_seed = _split_seed(cfg)
         part = {"valid_fraction": d.valid_fraction, "split_seed": split_seed, "split": "stratified",
-                **({"fold": d.valid_fold} if d.valid_fold else {})}
+                **({"fold": d.valid_fold} if d.valid_fold else {}),
+                **({"whole_texts": True} if d.valid_whole_texts else {})}
         split = functools.lru_cache(maxsize=1)(
-            lambda: _split_records(*read_once(), d.valid_fraction, split_seed, d.valid_fold))
+            lambda: _split_records(*read_once(), d.valid_fraction, split_seed, d.valid_fold, d.valid_whole_texts))
         read_train, held_out = (lambda: split()[0]), (part, lambda: split()[1])
         part = {**part, "rows": "train"}
     else:
@@ -473,7 +475,7 @@ def text_splits(cfg: Config, labels: list[str]) -> tuple[TextSplit, Optional[Tex
     if d.valid:
         train, valid = records, _read_all(d.valid, d, labelled=True)
     elif d.valid_fraction:
-        train, held = _split_records(*records, d.valid_fraction, _split_seed(cfg), d.valid_fold)
+        train, held = _split_records(*records, d.valid_fraction, _split_seed(cfg), d.valid_fold, d.valid_whole_texts)
         valid = _known_labels(held, labels, d)
     else:
         train, valid = records, None
@@ -489,7 +491,7 @@ def fold_text_splits(cfg: Config, labels: list[str],
     records = _read_all(d.train, d, labelled=True)
     parts = []
     for fold in folds:
-        train, held = _split_records(*records, d.valid_fraction, _split_seed(cfg), fold)
+        train, held = _split_records(*records, d.valid_fraction, _split_seed(cfg), fold, d.valid_whole_texts)
         parts.append((_text_split(train[0], d, labels, d.train),
                       _text_split(_known_labels(held, labels, d)[0], d, labels, d.train)))
     return _text_split(_known_labels(records, labels, d)[0], d, labels, d.train), parts
@@ -516,17 +518,23 @@ def _split_seed(cfg: Config) -> int:
 
 
 def _split_records(records: list[Record], skipped: list[int], fraction: float, seed: int,
-                   fold: int = 0) -> tuple[Records, Records]:
+                   fold: int = 0, whole_texts: bool = False) -> tuple[Records, Records]:
     """(training part, held-out part), each in file order; the held-out part is a seeded random sample,
     stratified: `fraction` of each label set's rows (rounded; at least one of a label set with two or more
     rows), so that rare classes are evaluated and still trained on.
 
     `fold` k holds out the k-th such sample of the same seeded order: folds 0 .. 1/fraction - 1 are
-    disjoint (but for label sets too small to give each fold a row) and together cover the rows."""
+    disjoint (but for label sets too small to give each fold a row) and together cover the rows.
+
+    `whole_texts` (`data.valid_whole_texts`): the sample is drawn from the rows whose text lies inside no other
+    row's, and the rows whose text lies inside a held-out text (or equals one) leave the training part and
+    are not held out either: no held-out text is seen in part in training (textcls/data/overlap.py)."""
     rng = np.random.default_rng(seed)
+    texts = _containment(tuple(text_key(r.text, r.text_pair) for r in records)) if whole_texts else None
+    candidates = np.asarray([i for i in range(len(records)) if texts is None or not texts.inside(i)], dtype=np.int64)
     groups: dict[tuple, list[int]] = collections.defaultdict(list)
-    for i, r in enumerate(records):
-        groups[tuple(sorted(r.labels))].append(i)
+    for i in candidates:
+        groups[tuple(sorted(records[i].labels))].append(i)
     held = np.zeros(len(records), dtype=bool)
     for key in sorted(groups):
         rows = np.asarray(groups[key])
@@ -535,11 +543,22 @@ def _split_records(records: list[Record], skipped: list[int], fraction: float, s
             start, end = fold % len(rows), fold % len(rows) + 1
         held[rng.permutation(rows)[start:end]] = True
     if not held.any():
-        held[rng.integers(len(records))] = True
-    if held.all():
-        raise DataError(f"data.valid_fraction {fraction} holds out all {len(records)} rows, leaving none to train on; "
-                        "lower it (e.g. 0.1) or add rows")
-    return ([r for r, h in zip(records, held) if not h], skipped), ([r for r, h in zip(records, held) if h], [])
+        held[candidates[rng.integers(len(candidates))]] = True
+    trained = ~held
+    if texts is not None:
+        for i in np.flatnonzero(held):
+            trained[texts.within(int(i))] = False
+    if not trained.any():
+        inside = " (with the rows inside the held-out texts)" if texts is not None else ""
+        raise DataError(f"data.valid_fraction {fraction} holds out all {len(records)} rows{inside}, leaving none to "
+                        "train on; lower it (e.g. 0.1) or add rows")
+    return ([r for r, t in zip(records, trained) if t], skipped), ([r for r, h in zip(records, held) if h], [])
+
+
+@functools.lru_cache(maxsize=2)
+def _containment(keys: tuple[str, ...]) -> Containment:
+    """One Containment per file's rows: a run splits the same rows for the tokenizer, each fold and NB-LR."""
+    return Containment(keys)
 
 
 def _known_labels(rows: Records, labels: list[str], cfg: DataConfig) -> Records:

@@ -46,7 +46,8 @@ class AutoPlan:
         out = [f"data: {self.cfg.data.train} ({self.data.get('format')}; {columns})",
                f"rows {s.rows:,}; {s.num_classes} classes ({classes}); imbalance {s.imbalance:.1f}",
                f"tokens per row: median {s.length_p50:.0f}, 95% {s.length_p95:.0f}, 99% {s.length_p99:.0f}; "
-               f"CJK {s.cjk_share:.0%}; duplicate rows {s.duplicate_rate:.1%}"]
+               f"CJK {s.cjk_share:.0%}; duplicate rows {s.duplicate_rate:.1%}; "
+               f"rows inside another {s.inside_share:.0%}"]
         out += [f"{c.key}: {_flow(c.value)}  ({c.reason})" for c in self.recipe.choices]
         est = self.recipe.estimate
         out.append(f"plan: about {est.get('loop', 0):.0f}s of training, {est.get('reserve', 0):.0f}s for tokenizing, "
@@ -141,7 +142,8 @@ def render_yaml(plan: AutoPlan) -> str:
     lines = [f"# Written by `textcls init {cfg.data.train}`: the automatic recipe's choices for this data, each with",
              "# its reason. Edit any key and train with `textcls train THIS_FILE`.",
              f"# Data: {s.rows:,} rows, {s.num_classes} classes (imbalance {s.imbalance:.1f}), tokens per row median "
-             f"{s.length_p50:.0f} / 95% {s.length_p95:.0f}, CJK {s.cjk_share:.0%}, duplicates {s.duplicate_rate:.1%}.",
+             f"{s.length_p50:.0f} / 95% {s.length_p95:.0f}, CJK {s.cjk_share:.0%}, duplicates {s.duplicate_rate:.1%}, "
+             f"rows inside another {s.inside_share:.0%}.",
              f"# Budget: {plan.cfg.recipe.budget_seconds:.0f}s; the time-dependent choices (epochs, members, "
              "train.time_budget_seconds) were measured on this machine."]
     sections: dict[str, list[tuple[str, Any, str]]] = {}

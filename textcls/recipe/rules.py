@@ -7,7 +7,9 @@ dataset; docs/recipe.md explains where their constants come from.
 
 Without a base:
 - Validation: without a validation file, 10% of the rows (at most 2,000) are held out, stratified by
-  label and seeded; choices that need data (the n-gram share) are made on them.
+  label and seeded; choices that need data (the n-gram share) are made on them. When half the rows or
+  more lie word for word inside another row (a treebank's phrases), 10% of the whole texts are held out
+  instead, and the rows inside them leave the training part (`data.valid_whole_texts`).
 - Tokenizer: wordpiece; with a CJK share of 30% or more every CJK character is one token. Vocabulary by
   corpus size in tokens: under 300k 4,000; under 3M 8,000; else 16,000 (CJK: 8,000).
 - `max_length`: the 95th percentile of token lengths plus 10% for sub-words and the special tokens,
@@ -63,6 +65,7 @@ MAX_MEMBERS = 10
 CROSS_FIT_SHARE = 0.05  # members hold out two folds in turn when the held-out rows are at least this share
 CROSS_FIT_FOLDS = 2  # each fold is scored by half the members, so the n-gram share chosen on it suits an ensemble
 CROSS_FIT_MEMBERS = 4  # at least two members per fold
+WHOLE_TEXTS_SHARE = 0.5  # rows inside other rows from which a file counts as phrases of longer texts (a treebank)
 NBLR_C = 10.0  # inverse L2 strength on unit-length n-gram vectors (five-fold accuracy on the suite's training rows)
 BASE_MAX_MEMBERS = 5  # each member of a fine-tuned base is a whole copy of it (90 MB for MiniLM-L6)
 PLAN_SHARE = 0.85  # the plan fills this share of the time left; the rest absorbs a slower machine
@@ -150,11 +153,19 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     r = Recipe()
     fraction = None
     if valid_rows is None:
-        held = min(MAX_HELD_OUT, max(stats.num_classes, math.ceil(0.1 * stats.rows)))
-        fraction = round(held / stats.rows, 4)
-        r.set("data.valid_fraction", fraction, f"no validation file: {held:,} of {stats.rows:,} rows held out "
-              "(10%, at most 2,000), stratified by label, to evaluate and choose the n-gram share")
-        train_rows, valid_rows = stats.rows - held, held
+        whole = stats.inside_share >= WHOLE_TEXTS_SHARE
+        texts = max(stats.num_classes * 2, round(stats.rows * (1 - stats.inside_share))) if whole else stats.rows
+        held = min(MAX_HELD_OUT, max(stats.num_classes, math.ceil(0.1 * texts)))
+        fraction = round(held / texts, 4)
+        if whole:
+            r.set("data.valid_whole_texts", True, f"{stats.inside_share:.0%} of the rows lie word for word inside "
+                  "another row (phrases of longer texts, as in a treebank): rows are held out as whole texts, and "
+                  "the rows inside a held-out text leave the training part, so validation scores unseen texts")
+        r.set("data.valid_fraction", fraction, f"no validation file: {held:,} of {texts:,} "
+              f"{'whole texts' if whole else 'rows'} held out (10%, at most 2,000), stratified by label, to "
+              "evaluate and choose the n-gram share")
+        # a held-out whole text takes its phrases with it: about `fraction` of every row
+        train_rows, valid_rows = round(stats.rows * (1 - fraction)) if whole else stats.rows - held, held
     else:
         train_rows = stats.rows
     # Members that hold out two folds in turn give the ensemble the held-out rows back; each fold costs one more

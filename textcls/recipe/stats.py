@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from textcls.data.overlap import inside_share, text_key
 from textcls.data.readers import Record
 
 # The CJK ranges of data/tokenizer.py (Python's re spells code points above U+FFFF as \U...).
@@ -39,6 +40,7 @@ class DataStats:
     chars: int  # characters of text in all rows
     cjk_share: float  # CJK characters / non-space characters
     duplicate_rate: float  # share of rows whose text occurs in an earlier row
+    inside_share: float = 0.0  # share of rows whose text lies inside another row's (data/overlap.py; a sample)
 
     @property
     def num_classes(self) -> int:
@@ -59,7 +61,8 @@ class DataStats:
         out = asdict(self)
         out["classes"] = dict(self.classes)
         out.update(num_classes=self.num_classes, imbalance=round(self.imbalance, 2))
-        for key in ("length_p50", "length_p95", "length_p99", "length_mean", "cjk_share", "duplicate_rate"):
+        for key in ("length_p50", "length_p95", "length_p99", "length_mean", "cjk_share", "duplicate_rate",
+                    "inside_share"):
             out[key] = round(float(out[key]), 3)
         return out
 
@@ -67,7 +70,7 @@ class DataStats:
 def data_stats(records: Iterable[Record], count: Callable[[str], int] = pre_tokens) -> DataStats:
     """The statistics of labelled records; `count` gives a text's token count (pre-tokens by default)."""
     labels: collections.Counter = collections.Counter()
-    lengths, seen = [], set()
+    lengths, seen, keys = [], set(), []
     chars = cjk = non_space = duplicates = 0
     pairs = False
     for rec in records:
@@ -78,14 +81,15 @@ def data_stats(records: Iterable[Record], count: Callable[[str], int] = pre_toke
         chars += len(text)
         non_space += len(text) - text.count(" ")
         cjk += len(CJK_CHAR.findall(text))
-        key = " ".join(text.lower().split())
+        key = text_key(rec.text, rec.text_pair)
         duplicates += key in seen
         seen.add(key)
+        keys.append(key)
     rows = len(lengths)
     p50, p95, p99 = np.percentile(lengths, [50, 95, 99]) if lengths else (0.0, 0.0, 0.0)
     return DataStats(rows, dict(labels.most_common()), pairs, float(p50), float(p95), float(p99),
                      float(np.mean(lengths)) if lengths else 0.0, chars, cjk / max(1, non_space),
-                     duplicates / max(1, rows))
+                     duplicates / max(1, rows), inside_share(keys))
 
 
 def token_lengths(records: list[Record], encode: Callable[[list[str]], list[int]]) -> Optional[np.ndarray]:
