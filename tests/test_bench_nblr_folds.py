@@ -32,3 +32,25 @@ def test_each_fold_is_held_out_once_and_scored_by_a_model_fitted_on_the_others(m
     assert all(train.isdisjoint(held) and len(train | held) == 40 for train, held in zip(fitted, scored))
     noise = list(np.random.default_rng(1).permutation(labels))
     assert nblr_folds.fold_accuracy(texts, noise, {"min_count": 1}, 4, 0) < 0.9  # the labels are read
+
+
+def test_folds_of_whole_texts_leave_the_phrases_of_held_out_texts_out_of_the_fit(monkeypatch):
+    sentences = [f"s{i} w{i} {'good' if i % 2 else 'bad'} end" for i in range(20)]
+    phrases = [f"w{i} {'good' if i % 2 else 'bad'}" for i in range(20)]  # each inside its own sentence
+    texts, labels = sentences + phrases, ["pos" if i % 2 else "neg" for i in range(20)] * 2
+    fitted, scored = [], []
+    real_fit = nblr_folds.fit_nblr_model
+
+    def recording_fit(train_texts, pairs, targets, **options):
+        fitted.append(set(train_texts))
+        model = real_fit(train_texts, pairs, targets, **options)
+        real_probabilities = model.probabilities
+        model.probabilities = lambda held: scored.append(set(held)) or real_probabilities(held)
+        return model
+
+    monkeypatch.setattr(nblr_folds, "fit_nblr_model", recording_fit)
+    nblr_folds.fold_accuracy(texts, labels, {"min_count": 1}, 4, 0, whole_texts=True)
+    assert sorted(t for held in scored for t in held) == sorted(sentences)  # only whole texts are scored
+    for train, held in zip(fitted, scored):
+        inside = {p for p in phrases if any(p in s for s in held)}
+        assert train.isdisjoint(held | inside) and len(train) == 40 - 2 * len(held)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import sst2_slice, tiny_config, write_tsv
 
+from conftest import sst2_slice, tiny_config, write_tsv
+from test_recipe import CPU2, choices, fake_step
 from textcls.config import config_from_dict
 from textcls.data.overlap import Containment, inside_share, text_key
 from textcls.data.pipeline import _split_records, fold_text_splits, prepare_data, text_splits
@@ -14,7 +15,6 @@ from textcls.data.readers import Record
 from textcls.errors import ConfigError
 from textcls.recipe.rules import auto_recipe
 from textcls.recipe.stats import data_stats
-from test_recipe import CPU2, choices, fake_step
 
 
 def treebank(sentences: int = 300, phrases: int = 5, seed: int = 0) -> list[tuple[str, str]]:
