@@ -44,7 +44,7 @@ def fold_accuracy(texts: list[str], labels: list[str], options: dict, folds: int
     names = sorted(set(labels))
     y = np.array([names.index(label) for label in labels])
     inside = Containment([text_key(t) for t in texts]) if whole_texts else None
-    whole = np.asarray([i for i in range(len(texts)) if inside is None or not inside.inside(i)])
+    whole = np.asarray(inside.whole() if inside is not None else range(len(texts)), dtype=np.int64)
     fold = np.full(len(texts), -1)
     fold[whole[np.random.default_rng(seed).permutation(len(whole))]] = np.arange(len(whole)) % folds
     scores = []
@@ -52,8 +52,7 @@ def fold_accuracy(texts: list[str], labels: list[str], options: dict, folds: int
         held = np.flatnonzero(fold == f)
         trained = fold != f
         if inside is not None:
-            for i in held:
-                trained[inside.within(int(i))] = False
+            trained[inside.within_any(held)] = False
         train = np.flatnonzero(trained)
         model = fit_nblr_model([texts[i] for i in train], None, np.eye(len(names), dtype=np.float32)[y[train]],
                                **options)

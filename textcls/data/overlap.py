@@ -51,6 +51,15 @@ class Containment:
         rarest = min(words, key=lambda w: len(self.with_word[w]))
         return any(self.keys[j] != key and key in self.keys[j] for j in self.with_word[rarest])
 
+    def whole(self) -> list[int]:
+        """The rows whose text lies inside no other row's different text."""
+        return [i for i in range(len(self.keys)) if not self.inside(i)]
+
+    def within_any(self, rows) -> list[int]:
+        """The rows, other than `rows`, whose text lies inside one of theirs or equals one."""
+        given = {int(i) for i in rows}
+        return sorted({j for i in given for j in self.within(i)} - given)
+
     def within(self, i: int) -> list[int]:
         """The other rows whose text lies inside row i's text or equals it."""
         words = self.keys[i].split()

@@ -531,7 +531,7 @@ def _split_records(records: list[Record], skipped: list[int], fraction: float, s
     are not held out either: no held-out text is seen in part in training (textcls/data/overlap.py)."""
     rng = np.random.default_rng(seed)
     texts = _containment(tuple(text_key(r.text, r.text_pair) for r in records)) if whole_texts else None
-    candidates = np.asarray([i for i in range(len(records)) if texts is None or not texts.inside(i)], dtype=np.int64)
+    candidates = np.asarray(texts.whole() if texts is not None else range(len(records)), dtype=np.int64)
     groups: dict[tuple, list[int]] = collections.defaultdict(list)
     for i in candidates:
         groups[tuple(sorted(records[i].labels))].append(i)
@@ -546,8 +546,7 @@ def _split_records(records: list[Record], skipped: list[int], fraction: float, s
         held[candidates[rng.integers(len(candidates))]] = True
     trained = ~held
     if texts is not None:
-        for i in np.flatnonzero(held):
-            trained[texts.within(int(i))] = False
+        trained[texts.within_any(np.flatnonzero(held))] = False
     if not trained.any():
         inside = " (with the rows inside the held-out texts)" if texts is not None else ""
         raise DataError(f"data.valid_fraction {fraction} holds out all {len(records)} rows{inside}, leaving none to "
