@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from conftest import DATA, run_cli, tiny_config, write_tsv
 from textcls.config import config_from_dict
-from textcls.data.pipeline import prepare_data, text_splits
+from textcls.data.pipeline import fold_text_splits, prepare_data, text_splits
 from textcls.errors import CheckpointError, ConfigError
 from textcls.evaluation import evaluate_file
 from textcls.model.nblr import (
@@ -209,6 +209,33 @@ def test_a_single_run_mixes_the_nblr_model_into_its_report_eval_and_predict(tmp_
     train(cfg, quiet=True)
     assert not (out / "nblr.json").exists() and not (out / "nblr.safetensors").exists()
     assert load_run(out).nblr is None and "nblr" not in json.loads((out / "eval_report.json").read_text())
+
+
+def test_rows_held_out_choose_the_share_then_the_model_saved_learns_them_too(tmp_path):
+    """With `data.valid_fraction`, the share and the report come from the model fitted without the held-out rows;
+    the model saved (what eval and predict mix in) is fitted on all the rows. With a validation file it is not."""
+    rows = chn_rows(300)
+    train_file = write_tsv(tmp_path / "train.tsv", rows, header=("text_a", "label"))
+    data = {"text_columns": ["text_a"], "label_column": "label"}
+    cfg = tiny_config(train_file, None, tmp_path / "held", data={**data, "valid_fraction": 0.2},
+                      nblr={"weight": 0.5, "choose_weight": True, "min_count": 1})
+    train(cfg, quiet=True)
+    saved, share = load_nblr_model(tmp_path / "held", 2)
+    part, valid = text_splits(cfg, ["0", "1"])
+    assert len(part.texts) == 240 and share in (0.0, 0.3, 0.5, 0.7, 1.0)
+    all_rows, _ = fold_text_splits(cfg, ["0", "1"], ())
+    assert len(all_rows.texts) == 300
+    everything = fit_nblr_model(all_rows.texts, None, all_rows.targets, min_count=1)
+    assert saved.vocab == everything.vocab
+    torch.testing.assert_close(saved.weight, everything.weight)
+    without = fit_nblr_model(part.texts, None, part.targets, min_count=1)
+    alone = float((without.probabilities(valid.texts).argmax(1) == valid.targets.argmax(1)).mean())
+    report = json.loads((tmp_path / "held" / "eval_report.json").read_text())
+    assert report["nblr"]["accuracy"] == pytest.approx(alone) and report["nblr"]["weight"] == share
+    valid_file = write_tsv(tmp_path / "valid.tsv", chn_rows(60, "dev"), header=("text_a", "label"))
+    train(tiny_config(train_file, valid_file, tmp_path / "file", data=data, nblr={"weight": 0.5, "min_count": 1}),
+          quiet=True)
+    assert load_nblr_model(tmp_path / "file", 2)[0].vocab == everything.vocab  # the training file's rows alone
 
 
 def test_an_ensemble_with_several_tokenizers_mixes_the_nblr_model_once(sst2_files, tmp_path):

@@ -32,8 +32,9 @@ Without a base:
   of the same size (cross-fitting, `train.ensemble_folds: 2`), so every row is learned by at least half
   the members and validation is out of fold.
 - The bag-of-n-grams model is fitted after the transformer(s) and its share of the mix is chosen on the
-  validation rows (cross-fitted: out of fold, then it is fitted on all rows); it is left out when fitting
-  it would take over a quarter of the budget.
+  validation rows (cross-fitted: out of fold); where they were held out of the training file, it is then
+  fitted on all the rows. It is left out when fitting it (once, or twice with rows held out) would take
+  over a quarter of the budget.
 
 With a base (`model.init_from`, the base's tokenizer and architecture):
 - lr by the base's hidden size: up to 384 1e-4, up to 640 5e-5, larger 2e-5; warmup 10% under 20,000
@@ -174,7 +175,8 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     big = train_rows >= 20_000
     precision = "bf16" if machine.bf16 else "fp32"
     if base is not None:
-        return _with_base(r, stats, budget, machine, step_seconds, train_rows, valid_rows, base, precision, elapsed)
+        return _with_base(r, stats, budget, machine, step_seconds, train_rows, valid_rows, base, precision, elapsed,
+                          held_out=fraction is not None)
 
     tokens = stats.length_mean * stats.rows
     if stats.cjk:
@@ -207,7 +209,7 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     wanted = int(min(8, max(1, round(30_000 / train_rows))))
     cost = _Cost(stats, machine, train_rows, valid_rows, batch)
     time_left = budget - elapsed
-    nblr_fit = cost.nblr_seconds()
+    nblr_fit = cost.nblr_seconds() * (2 if fraction is not None else 1)  # held-out rows: once more on all rows
     use_nblr = nblr_fit <= 0.25 * budget
     extras: dict = {}
     if stats.length_p50 <= 16:  # short texts: hashed word-bigram embeddings instead of positions
@@ -220,7 +222,7 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     def fits(name: str, epochs: float, members: int = 1, workers: int = 1,
              cross: bool = False) -> tuple[bool, float]:
         plan = cost.loop_seconds(timed[name], epochs, members, workers)
-        nblr_fits = 1 + CROSS_FIT_FOLDS if cross else 1
+        nblr_fits = 1 + (CROSS_FIT_FOLDS if cross else 1 if fraction is not None else 0)  # + the fit on all rows
         reserve = cost.reserve_seconds(timed[name], members, use_nblr, views=min(members, 2), nblr_fits=nblr_fits)
         return plan <= PLAN_SHARE * (time_left - reserve), time_left - reserve
 
@@ -290,10 +292,10 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
                   f"fold, each row scored by the half that held it out (held-out rows {CROSS_FIT_SHARE:.0%} of the "
                   "rows or more)")
     r.set("nblr.weight", 0.5 if use_nblr else 0.0, "bag-of-n-grams model beside the transformer(s)" if use_nblr
-          else f"fitting the NB-LR model (about {nblr_fit:.0f}s) would take over a quarter of the budget")
+          else f"fitting the NB-LR model (about {nblr_fit:.0f}s in all) would take over a quarter of the budget")
     if use_nblr:
         r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}"
-              + (", then it is fitted on all rows" if cross_fit else ""))
+              + (", then it is fitted on all rows" if fraction is not None else ""))
         _nblr_features(r)
     _, avail = fits(chosen, epochs, members, workers, cross_fit)
     rounds = math.ceil(members / workers)
@@ -354,7 +356,7 @@ class _Cost:
 
 
 def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, step_seconds, train_rows: int,
-               valid_rows: int, base: BaseModel, precision: str, elapsed: float) -> Recipe:
+               valid_rows: int, base: BaseModel, precision: str, elapsed: float, held_out: bool) -> Recipe:
     extra = 3 if stats.pairs else 2
     max_length = min(base.max_positions, 512, max(32, round_up(base.length_p95 + extra, 16)))
     r.set("model.init_from", base.spec, "the pretrained base: its tokenizer and architecture")
@@ -371,9 +373,11 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
     length = min(max_length, round_up(base.length_mean * 1.25 + extra, 8))
     step = step_seconds(Candidate("base-model", None, batch, length, precision))
     cost = _Cost(stats, machine, train_rows, valid_rows, batch)
-    nblr = cost.nblr_seconds() <= 0.25 * budget
+    fits = 2 if held_out else 1  # rows held out: the n-gram model is fitted again on all rows
+    nblr = fits * cost.nblr_seconds() <= 0.25 * budget
+
     def reserve(members: int) -> float:  # tokenizing, the NB-LR model, the final evaluation, loading the base
-        return cost.reserve_seconds(step, members, nblr, views=0) + base.num_layers * 0.5
+        return cost.reserve_seconds(step, members, nblr, views=0, nblr_fits=fits) + base.num_layers * 0.5
 
     avail = budget - elapsed - reserve(1)
     per_epoch = cost.loop_seconds(step, 1) - MEMBER_OVERHEAD
@@ -406,7 +410,8 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
     r.set("nblr.weight", 0.5 if nblr else 0.0, "bag-of-n-grams model beside the fine-tuned base" if nblr else
           "fitting the NB-LR model would take over a quarter of the budget")
     if nblr:
-        r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}")
+        r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}"
+              + (", then it is fitted on all rows" if held_out else ""))
         _nblr_features(r)
     rounds = math.ceil(members / workers)
     r.set("train.time_budget_seconds", round(max(1.0, avail / rounds - MEMBER_OVERHEAD), 1),

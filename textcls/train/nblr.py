@@ -3,7 +3,8 @@
 The report of a finished run goes through its predictor (textcls.predictor), which mixes the n-gram
 model in: `report_with_nblr` for a single run (train/loop.py), `validation_report` for any run
 (an ensemble's too). With `nblr.choose_weight` the share is chosen on the validation rows
-(`choose_share`) and nblr.json records it.
+(`choose_share`) and nblr.json records it. Where the validation rows were held out of the training file,
+the model saved is then fitted on all its rows.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def validation_report(cfg: Config, run_dir: Path, labels: list[str], device, con
                       precision: Optional[str] = None) -> Optional[dict]:
     """The validation report of the run saved in `run_dir` (its best weights; a single run or an ensemble),
     from its predictor's probabilities. With `nblr.weight` > 0 the NB-LR model is fitted and saved
-    first, and the report is of the mix, with "without_nblr" and "nblr" (see predictor_report). None
+    first, and the report is of the mix, with "without_nblr" and "nblr" (see predictor_report); where the
+    validation rows are held out of the training file, the model saved is then fitted on all its rows. None
     without validation data. Runs in one process (rank 0 under torchrun): no collective.
     `precision`: default `train.precision`."""
     from textcls.run.load import load_run
@@ -64,6 +66,7 @@ def validation_report(cfg: Config, run_dir: Path, labels: list[str], device, con
     t = cfg.train
     run = load_run(run_dir, device=device)
     predictor = run_predictor(run, t.eval_batch_size, device, precision or t.precision)
+    share = cfg.nblr.weight
     if cfg.nblr.weight > 0 and cfg.nblr.choose_weight and isinstance(predictor, NblrMix):
         base = predictor.base.predict_proba(valid.texts, valid.pairs)
         share = choose_share(base, nblr_probs, valid.targets, labels, cfg.data.task, t.threshold, t.metric)
@@ -71,7 +74,21 @@ def validation_report(cfg: Config, run_dir: Path, labels: list[str], device, con
         if console is not None:
             console.print(f"NB-LR share {share:g}, chosen on the validation rows by {t.metric}", highlight=False)
         predictor = NblrMix(_Known(base, predictor.labels, predictor.task), predictor.nblr, share)
-    return predictor_report(predictor, valid.texts, valid.pairs, valid.targets, t.threshold, nblr_probs)
+    report = predictor_report(predictor, valid.texts, valid.pairs, valid.targets, t.threshold, nblr_probs)
+    if cfg.nblr.weight > 0 and held_out_of_train(cfg):
+        everything, _ = fold_text_splits(cfg, labels, ())
+        save_nblr_model(_fit_nblr(cfg, everything), run_dir, share, alone)
+        if console is not None:
+            console.print(f"NB-LR model fitted again on all {len(everything.texts):,} training rows, the held-out ones "
+                          "too: the model saved", highlight=False)
+    return report
+
+
+def held_out_of_train(cfg: Config) -> bool:
+    """The validation rows are a held-out part of the training file (`data.valid_fraction`, no validation
+    file): once they have chosen the n-gram model's share, it is fitted again on all the rows, as a cross-fitted
+    run's is; the report keeps the figures of the model that did not see them."""
+    return bool(cfg.data.valid_fraction) and not cfg.data.valid
 
 
 def cross_fit_report(cfg: Config, run_dir: Path, member_folds: dict[str, int], labels: list[str], device,
