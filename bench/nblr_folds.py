@@ -73,8 +73,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="comma-separated numbers of the settings to fit (default all): " +
                         "; ".join(f"{i} {name}" for i, name in enumerate(SETTINGS, 1)))
     args = parser.parse_args(argv)
-    settings = dict(list(SETTINGS.items())[int(i) - 1] for i in args.settings.split(",")) if args.settings \
-        else SETTINGS
+    chosen = args.settings.split(",") if args.settings else [str(i) for i in range(1, len(SETTINGS) + 1)]
+    if not all(i.strip().isdigit() and 1 <= int(i) <= len(SETTINGS) for i in chosen):
+        parser.error(f"--settings takes numbers from 1 to {len(SETTINGS)}, got {args.settings}")
+    settings = dict(list(SETTINGS.items())[int(i) - 1] for i in chosen)
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
     unknown = [n for n in names if n not in SETS]
     if unknown:
