@@ -171,12 +171,13 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
         train_rows = stats.rows
     # Members that hold out two folds in turn give the ensemble the held-out rows back; each fold costs one more
     # NB-LR fit, for its out-of-fold probabilities.
-    may_cross_fit, cross_fit = fraction is not None and fraction >= CROSS_FIT_SHARE, False
+    held_out = fraction is not None  # then the n-gram model is fitted again on all rows after validation
+    may_cross_fit, cross_fit = held_out and fraction >= CROSS_FIT_SHARE, False
     big = train_rows >= 20_000
     precision = "bf16" if machine.bf16 else "fp32"
     if base is not None:
         return _with_base(r, stats, budget, machine, step_seconds, train_rows, valid_rows, base, precision, elapsed,
-                          held_out=fraction is not None)
+                          held_out=held_out)
 
     tokens = stats.length_mean * stats.rows
     if stats.cjk:
@@ -209,7 +210,7 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     wanted = int(min(8, max(1, round(30_000 / train_rows))))
     cost = _Cost(stats, machine, train_rows, valid_rows, batch)
     time_left = budget - elapsed
-    nblr_fit = cost.nblr_seconds() * (2 if fraction is not None else 1)  # held-out rows: once more on all rows
+    nblr_fit = cost.nblr_seconds() * (2 if held_out else 1)
     use_nblr = nblr_fit <= 0.25 * budget
     extras: dict = {}
     if stats.length_p50 <= 16:  # short texts: hashed word-bigram embeddings instead of positions
@@ -222,7 +223,7 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     def fits(name: str, epochs: float, members: int = 1, workers: int = 1,
              cross: bool = False) -> tuple[bool, float]:
         plan = cost.loop_seconds(timed[name], epochs, members, workers)
-        nblr_fits = 1 + (CROSS_FIT_FOLDS if cross else 1 if fraction is not None else 0)  # + the fit on all rows
+        nblr_fits = 1 + (CROSS_FIT_FOLDS if cross else 1 if held_out else 0)  # + the fit on all rows
         reserve = cost.reserve_seconds(timed[name], members, use_nblr, views=min(members, 2), nblr_fits=nblr_fits)
         return plan <= PLAN_SHARE * (time_left - reserve), time_left - reserve
 
@@ -295,7 +296,7 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
           else f"fitting the NB-LR model (about {nblr_fit:.0f}s in all) would take over a quarter of the budget")
     if use_nblr:
         r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}"
-              + (", then it is fitted on all rows" if fraction is not None else ""))
+              + (", then it is fitted on all rows" if held_out else ""))
         _nblr_features(r)
     _, avail = fits(chosen, epochs, members, workers, cross_fit)
     rounds = math.ceil(members / workers)

@@ -18,70 +18,20 @@ from textcls.config import Config
 from textcls.data.pipeline import TextSplit, fold_text_splits, text_splits
 from textcls.metrics import METRICS, report_from_probabilities
 from textcls.model.nblr import NblrModel, fit_nblr_model
-from textcls.predictor import NblrMix, predictor_report, run_predictor
+from textcls.predictor import NblrMix, NblrPredictor, predictor_report, run_predictor
 from textcls.run.nblr import save_nblr_model
 
 SHARES = (0.0, 0.3, 0.5, 0.7, 1.0)  # `nblr.choose_weight`: the shares tried (textcls/recipe/rules.py NBLR_GRID)
 
 
-def fit_run_nblr(cfg: Config, run_dir: Path, labels: list[str],
-                  console=None) -> tuple[Optional[TextSplit], Optional[np.ndarray], dict, NblrModel]:
-    """Fit on the run's training rows, save nblr.safetensors/nblr.json; returns the validation rows as
-    text, the model's (N, C) probabilities on them (both None without validation data), its
-    validation metrics alone and the model."""
-    n = cfg.nblr
+def run_rows(cfg: Config, labels: list[str]) -> tuple[TextSplit, Optional[TextSplit], Optional[TextSplit]]:
+    """The run's training and validation rows as text, and, where the validation rows are held out of the
+    training file (`held_out_of_train`), all of that file's rows: one read of it."""
+    if held_out_of_train(cfg):
+        everything, [(train, valid)] = fold_text_splits(cfg, labels, [cfg.data.valid_fold])
+        return train, valid, everything
     train, valid = text_splits(cfg, labels)
-    model = _fit_nblr(cfg, train, console)
-    probs, alone = None, {}
-    if valid is not None:
-        probs = model.probabilities(valid.texts, valid.pairs)
-        report = report_from_probabilities(probs, valid.targets, labels, cfg.data.task, cfg.train.threshold)
-        alone = {k: report[k] for k in METRICS if k in report}
-    save_nblr_model(model, run_dir, n.weight, alone)
-    if console is not None:
-        score = f", valid {cfg.train.metric} {alone[cfg.train.metric]:.4f} alone" if cfg.train.metric in alone else ""
-        chosen = n.choose_weight and valid is not None
-        share = "its share chosen next" if chosen else f"{n.weight:g} of the probabilities"
-        console.print(f"NB-LR model: {len(model.vocab):,} n-grams{score}; {share}", highlight=False)
-    return valid, probs, alone, model
-
-
-def validation_report(cfg: Config, run_dir: Path, labels: list[str], device, console=None,
-                      precision: Optional[str] = None) -> Optional[dict]:
-    """The validation report of the run saved in `run_dir` (its best weights; a single run or an ensemble),
-    from its predictor's probabilities. With `nblr.weight` > 0 the NB-LR model is fitted and saved
-    first, and the report is of the mix, with "without_nblr" and "nblr" (see predictor_report); where the
-    validation rows are held out of the training file, the model saved is then fitted on all its rows. None
-    without validation data. Runs in one process (rank 0 under torchrun): no collective.
-    `precision`: default `train.precision`."""
-    from textcls.run.load import load_run
-
-    nblr_probs = None
-    if cfg.nblr.weight > 0:
-        valid, nblr_probs, alone, model = fit_run_nblr(cfg, run_dir, labels, console)
-    else:
-        _, valid = text_splits(cfg, labels)
-    if valid is None:
-        return None
-    t = cfg.train
-    run = load_run(run_dir, device=device)
-    predictor = run_predictor(run, t.eval_batch_size, device, precision or t.precision)
-    share = cfg.nblr.weight
-    if cfg.nblr.weight > 0 and cfg.nblr.choose_weight and isinstance(predictor, NblrMix):
-        base = predictor.base.predict_proba(valid.texts, valid.pairs)
-        share = choose_share(base, nblr_probs, valid.targets, labels, cfg.data.task, t.threshold, t.metric)
-        save_nblr_model(model, run_dir, share, alone)
-        if console is not None:
-            console.print(f"NB-LR share {share:g}, chosen on the validation rows by {t.metric}", highlight=False)
-        predictor = NblrMix(_Known(base, predictor.labels, predictor.task), predictor.nblr, share)
-    report = predictor_report(predictor, valid.texts, valid.pairs, valid.targets, t.threshold, nblr_probs)
-    if cfg.nblr.weight > 0 and held_out_of_train(cfg):
-        everything, _ = fold_text_splits(cfg, labels, ())
-        save_nblr_model(_fit_nblr(cfg, everything), run_dir, share, alone)
-        if console is not None:
-            console.print(f"NB-LR model fitted again on all {len(everything.texts):,} training rows, the held-out ones "
-                          "too: the model saved", highlight=False)
-    return report
+    return train, valid, None
 
 
 def held_out_of_train(cfg: Config) -> bool:
@@ -89,6 +39,57 @@ def held_out_of_train(cfg: Config) -> bool:
     file): once they have chosen the n-gram model's share, it is fitted again on all the rows, as a cross-fitted
     run's is; the report keeps the figures of the model that did not see them."""
     return bool(cfg.data.valid_fraction) and not cfg.data.valid
+
+
+def validation_report(cfg: Config, run_dir: Path, labels: list[str], device, console=None,
+                      precision: Optional[str] = None) -> Optional[dict]:
+    """The validation report of the run saved in `run_dir` (its best weights; a single run or an ensemble),
+    from its predictor's probabilities. With `nblr.weight` > 0 the NB-LR model is fitted on the training
+    rows and the report is of the mix, with "without_nblr" and "nblr" (see predictor_report); where the
+    validation rows are held out of the training file, the model saved is then fitted on all its rows. None
+    without validation data. Runs in one process (rank 0 under torchrun): no collective.
+    `precision`: default `train.precision`."""
+    from textcls.run.load import load_run
+
+    n, t = cfg.nblr, cfg.train
+    train, valid, everything = run_rows(cfg, labels)
+    model = _fit_nblr(cfg, train, console) if n.weight > 0 else None
+    if valid is None:
+        if model is not None:
+            save_nblr_model(model, run_dir, n.weight)
+            _say_fitted(model, {}, f"{n.weight:g} of the probabilities", t.metric, console)
+        return None
+    base = run_predictor(load_run(run_dir, device=device), t.eval_batch_size, device, precision or t.precision,
+                         nblr=False)
+    if model is None:
+        return predictor_report(base, valid.texts, valid.pairs, valid.targets, t.threshold)
+    nblr_probs = model.probabilities(valid.texts, valid.pairs)
+    report = report_from_probabilities(nblr_probs, valid.targets, labels, cfg.data.task, t.threshold)
+    alone = {k: report[k] for k in METRICS if k in report}
+    _say_fitted(model, alone, "its share chosen next" if n.choose_weight else f"{n.weight:g} of the probabilities",
+                t.metric, console)
+    share = n.weight
+    if n.choose_weight:
+        base_probs = base.predict_proba(valid.texts, valid.pairs)
+        share = choose_share(base_probs, nblr_probs, valid.targets, labels, cfg.data.task, t.threshold, t.metric)
+        if console is not None:
+            console.print(f"NB-LR share {share:g}, chosen on the validation rows by {t.metric}", highlight=False)
+        base = _Known(base_probs, base.labels, base.task)
+    mix = NblrMix(base, NblrPredictor(model, labels), share)
+    report = predictor_report(mix, valid.texts, valid.pairs, valid.targets, t.threshold, nblr_probs)
+    if everything is not None:
+        model = _fit_nblr(cfg, everything)
+        if console is not None:
+            console.print(f"NB-LR model fitted again on all {len(everything.texts):,} training rows, the held-out ones "
+                          "too: the model saved", highlight=False)
+    save_nblr_model(model, run_dir, share, alone)
+    return report
+
+
+def _say_fitted(model: NblrModel, alone: dict, share: str, metric: str, console) -> None:
+    if console is not None:
+        score = f", valid {metric} {alone[metric]:.4f} alone" if metric in alone else ""
+        console.print(f"NB-LR model: {len(model.vocab):,} n-grams{score}; {share}", highlight=False)
 
 
 def cross_fit_report(cfg: Config, run_dir: Path, member_folds: dict[str, int], labels: list[str], device,
