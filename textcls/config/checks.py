@@ -42,6 +42,22 @@ def _check_nblr(cfg: Config, problems: list[str]) -> None:
 
 def validate(cfg: Config, problems: list[str]) -> None:
     """Append every problem of `cfg` (ranges, cross-field rules, variants, adapters, pretraining) to `problems`."""
+    _check_ranges(cfg, problems)
+    _check_segmenter(cfg, problems)
+    _check_nblr(cfg, problems)
+    _check_numbers(cfg, problems)
+    _check_data(cfg, problems)
+    _check_encoder(cfg, problems)
+    _validate_train_extras(cfg.train, problems)
+    _check_training(cfg, problems)
+    _validate_adapters(cfg.model, problems)
+    _validate_pretrain(cfg, problems)
+    _validate_distill(cfg, problems)
+    _validate_variants(cfg, problems)  # last: a problem of the config itself is not repeated per variant
+
+
+def _check_ranges(cfg: Config, problems: list[str]) -> None:
+    """Sizes and counts that must be at least 1."""
     m, t, d = cfg.model, cfg.train, cfg.data
     positive = {
         "model.hidden_size": m.hidden_size, "model.num_layers": m.num_layers,
@@ -62,8 +78,11 @@ def validate(cfg: Config, problems: list[str]) -> None:
                        "model.adapters.size": m.adapters.size}.items():
         if value is not None and value < 1:
             problems.append(f"`{key}` must be at least 1 when set, got {value}")
-    _check_segmenter(cfg, problems)
-    _check_nblr(cfg, problems)
+
+
+def _check_numbers(cfg: Config, problems: list[str]) -> None:
+    """Heads that divide the width, and the ranges of rates, seeds and optimizer settings."""
+    m, t, d = cfg.model, cfg.train, cfg.data
     if m.hidden_size > 0 and m.num_heads > 0 and m.hidden_size % m.num_heads:
         problems.append(
             f"`model.hidden_size` ({m.hidden_size}) must be divisible by `model.num_heads` "
@@ -104,6 +123,11 @@ def validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`train.max_grad_norm` must be positive or null, got {t.max_grad_norm}")
     if isinstance(t.class_weights, str) and t.class_weights != "auto":
         problems.append(f"`train.class_weights` must be 'auto' or a list of numbers, got {short_repr(t.class_weights)}")
+
+
+def _check_data(cfg: Config, problems: list[str]) -> None:
+    """The validation split, the columns, and the length against the positions."""
+    m, d = cfg.model, cfg.data
     if d.valid_fraction is not None and not 0 < d.valid_fraction < 1:
         problems.append(f"`data.valid_fraction` must be between 0 and 1, got {d.valid_fraction}")
     if d.valid_fraction is not None and d.valid:
@@ -147,6 +171,11 @@ def validate(cfg: Config, problems: list[str]) -> None:
         )
     if d.max_length < 3 and d.max_length >= 1:
         problems.append(f"`data.max_length` must leave room for [CLS] and [SEP], got {d.max_length}")
+
+
+def _check_encoder(cfg: Config, problems: list[str]) -> None:
+    """Layer sharing, n-gram embeddings, the word table's rank, pooled and adapted layers."""
+    m = cfg.model
     s = m.sharing
     for strategy, key in (("sequence", "group_size"), ("cycle", "num_unique")):
         value = getattr(s, key)
@@ -175,7 +204,11 @@ def validate(cfg: Config, problems: list[str]) -> None:
         bad = [i for i in m.adapters.layers if not 0 <= i < m.num_layers]
         if bad:
             problems.append(f"`model.adapters.layers` has depths outside 0..{m.num_layers - 1}: {bad}")
-    _validate_train_extras(t, problems)
+
+
+def _check_training(cfg: Config, problems: list[str]) -> None:
+    """Adversarial training, compiling, dropouts, the moving average and the ensemble keys."""
+    m, t, d = cfg.model, cfg.train, cfg.data
     if t.adversarial_eps < 0:
         problems.append(f"`train.adversarial_eps` must be >= 0 (0 turns adversarial training off), "
                         f"got {t.adversarial_eps}")
@@ -221,10 +254,6 @@ def validate(cfg: Config, problems: list[str]) -> None:
                         "members must finish")
     if t.trainable == "adapters" and not m.adapters.enabled:
         problems.append("`train.trainable: adapters` needs `model.adapters.enabled: true`")
-    _validate_adapters(m, problems)
-    _validate_pretrain(cfg, problems)
-    _validate_distill(cfg, problems)
-    _validate_variants(cfg, problems)  # last: a problem of the config itself is not repeated per variant
 
 
 def _validate_variants(cfg: Config, problems: list[str]) -> None:

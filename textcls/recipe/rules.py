@@ -152,33 +152,80 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     make a run."""
     check_data(stats)
     r = Recipe()
-    fraction = None
-    if valid_rows is None:
-        whole = stats.inside_share >= WHOLE_TEXTS_SHARE
-        texts = max(stats.num_classes * 2, round(stats.rows * (1 - stats.inside_share))) if whole else stats.rows
-        held = min(MAX_HELD_OUT, max(stats.num_classes, math.ceil(0.1 * texts)))
-        fraction = round(held / texts, 4)
-        if whole:
-            r.set("data.valid_whole_texts", True, f"{stats.inside_share:.0%} of the rows lie word for word inside "
-                  "another row (phrases of longer texts, as in a treebank): rows are held out as whole texts, and "
-                  "the rows inside a held-out text leave the training part, so validation scores unseen texts")
-        r.set("data.valid_fraction", fraction, f"no validation file: {held:,} of {texts:,} "
-              f"{'whole texts' if whole else 'rows'} held out (10%, at most 2,000), stratified by label, to "
-              "evaluate and choose the n-gram share")
-        # a held-out whole text takes its phrases with it: about `fraction` of every row
-        train_rows, valid_rows = round(stats.rows * (1 - fraction)) if whole else stats.rows - held, held
-    else:
-        train_rows = stats.rows
-    # Members that hold out two folds in turn give the ensemble the held-out rows back; each fold costs one more
-    # NB-LR fit, for its out-of-fold probabilities.
+    fraction, train_rows, valid_rows = _validation(r, stats, valid_rows)
     held_out = fraction is not None  # then the n-gram model is fitted again on all rows after validation
-    may_cross_fit, cross_fit = held_out and fraction >= CROSS_FIT_SHARE, False
-    big = train_rows >= 20_000
     precision = "bf16" if machine.bf16 else "fp32"
     if base is not None:
         return _with_base(r, stats, budget, machine, step_seconds, train_rows, valid_rows, base, precision, elapsed,
                           held_out=held_out)
+    vocab = _tokenizer_choices(r, stats)
+    max_length, length_extra = _length_choices(r, stats, machine)
+    big = train_rows >= 20_000
+    batch = 64 if big else 32
+    length = min(max_length, round_up(stats.length_mean * 1.25 + length_extra, 8))  # bucketed batches pad little
+    preferred = "base" if train_rows >= 2000 else "small"
+    ladder = list(LADDER)[list(LADDER).index(preferred):]
+    extras: dict = {}
+    if stats.length_p50 <= 16:  # short texts: hashed word-bigram embeddings instead of positions
+        buckets = int(min(100_000, max(4000, round_up(2 * stats.length_mean * stats.rows, 1000))))
+        extras = {"position": "none", "embeddings": {"ngram_orders": [2], "ngram_buckets": buckets}}
+    timed = {name: step_seconds(Candidate(name, {**LADDER[name], **extras}, batch, length, precision))
+             for name in ladder}
+    wanted = int(min(8, max(1, round(30_000 / train_rows))))
+    plan = _Plan(_Cost(stats, machine, train_rows, valid_rows, batch), timed, budget, elapsed, held_out, wanted)
+    chosen, epochs, members, workers, cross_fit = plan.choose(ladder, train_rows, machine, most_epochs,
+                                                              may_cross_fit=held_out and fraction >= CROSS_FIT_SHARE)
 
+    _model_choices(r, chosen, preferred, plan.wanted, max_length, stats, extras)
+    r.set("train.epochs", epochs, f"30,000 / {train_rows:,} training rows, within 1..8" if epochs == plan.wanted else
+          f"what the budget holds, at most {most_epochs} ({plan.wanted} by the rows)" if epochs > plan.wanted else
+          f"what the budget allows ({plan.wanted} wanted)")
+    r.set("train.batch_size", batch, "20,000 training rows or more" if big else "fewer than 20,000 training rows")
+    r.set("train.lr", 1.0e-3, "small encoders trained from scratch")
+    r.set("train.warmup", 0.06 if big else 0.1, "share of the steps")
+    _machine_choices(r, machine, precision)
+    if members > 1:
+        _ensemble_choices(r, stats, machine, members, workers, vocab, cross_fit,
+                          fill_seconds=plan.fits(chosen, epochs, MAX_MEMBERS, workers, cross_fit)[1])
+    r.set("nblr.weight", 0.5 if plan.use_nblr else 0.0, "bag-of-n-grams model beside the transformer(s)"
+          if plan.use_nblr else f"fitting the NB-LR model (about {plan.nblr_fit:.0f}s in all) would take over a "
+          "quarter of the budget")
+    if plan.use_nblr:
+        r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}"
+              + (", then it is fitted on all rows" if held_out else ""))
+        _nblr_features(r)
+    _, avail = plan.fits(chosen, epochs, members, workers, cross_fit)
+    rounds = math.ceil(members / workers)
+    r.set("train.time_budget_seconds", round(max(1.0, avail / rounds - MEMBER_OVERHEAD), 1),
+          f"each model's training stops here: the budget less the time spent ({elapsed:.0f}s) and a reserve for "
+          f"tokenizing, the NB-LR model and evaluation" + (f", over {rounds} rounds of members" if rounds > 1 else ""))
+    r.estimate = {"loop": round(plan.cost.loop_seconds(timed[chosen], epochs, members, workers), 1),
+                  "reserve": round(plan.time_left - avail, 1), "step_seconds": round(timed[chosen], 4)}
+    return r
+
+
+def _validation(r: Recipe, stats: DataStats, valid_rows: Optional[int]) -> tuple[Optional[float], int, int]:
+    """Without a validation file, the held-out share of the rows (or of the whole texts of a treebank's phrases);
+    (that share or None, training rows, validation rows)."""
+    if valid_rows is not None:
+        return None, stats.rows, valid_rows
+    whole = stats.inside_share >= WHOLE_TEXTS_SHARE
+    texts = max(stats.num_classes * 2, round(stats.rows * (1 - stats.inside_share))) if whole else stats.rows
+    held = min(MAX_HELD_OUT, max(stats.num_classes, math.ceil(0.1 * texts)))
+    fraction = round(held / texts, 4)
+    if whole:
+        r.set("data.valid_whole_texts", True, f"{stats.inside_share:.0%} of the rows lie word for word inside "
+              "another row (phrases of longer texts, as in a treebank): rows are held out as whole texts, and "
+              "the rows inside a held-out text leave the training part, so validation scores unseen texts")
+    r.set("data.valid_fraction", fraction, f"no validation file: {held:,} of {texts:,} "
+          f"{'whole texts' if whole else 'rows'} held out (10%, at most 2,000), stratified by label, to "
+          "evaluate and choose the n-gram share")
+    # a held-out whole text takes its phrases with it: about `fraction` of every row
+    return fraction, round(stats.rows * (1 - fraction)) if whole else stats.rows - held, held
+
+
+def _tokenizer_choices(r: Recipe, stats: DataStats) -> int:
+    """The tokenizer's type and vocabulary size (returned)."""
     tokens = stats.length_mean * stats.rows
     if stats.cjk:
         vocab = 8000
@@ -190,7 +237,11 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
         r.set("tokenizer.type", "wordpiece", "sub-words learned from the training rows")
     r.set("tokenizer.vocab_size", vocab, "CJK characters and their common words" if stats.cjk else
           f"{tokens:,.0f} training tokens (under 300k: 4,000; under 3M: 8,000; else 16,000)")
+    return vocab
 
+
+def _length_choices(r: Recipe, stats: DataStats, machine: Machine) -> tuple[int, int]:
+    """`max_length` and truncation; (max_length, the special tokens a text takes)."""
     cap = 512 if machine.device == "cuda" else 256
     extra = 3 if stats.pairs else 2
     max_length = min(cap, max(32, round_up(stats.length_p95 * 1.1 + extra, 16)))
@@ -202,61 +253,67 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
         r.set("data.head_tokens", max_length // 3, "a third of max_length from the start")
     else:
         r.set("data.truncation", "head", f"sentences (median {stats.length_p50:.0f} tokens): keep the start")
+    return max_length, extra
 
-    batch = 64 if big else 32
-    length = min(max_length, round_up(stats.length_mean * 1.25 + extra, 8))  # length-bucketed batches pad little
-    preferred = "base" if train_rows >= 2000 else "small"
-    ladder = list(LADDER)[list(LADDER).index(preferred):]
-    wanted = int(min(8, max(1, round(30_000 / train_rows))))
-    cost = _Cost(stats, machine, train_rows, valid_rows, batch)
-    time_left = budget - elapsed
-    nblr_fit = cost.nblr_seconds() * (2 if held_out else 1)
-    use_nblr = nblr_fit <= 0.25 * budget
-    extras: dict = {}
-    if stats.length_p50 <= 16:  # short texts: hashed word-bigram embeddings instead of positions
-        buckets = int(min(100_000, max(4000, round_up(2 * tokens, 1000))))
-        extras = {"position": "none", "embeddings": {"ngram_orders": [2], "ngram_buckets": buckets}}
-    candidates = {name: Candidate(name, {**LADDER[name], **extras}, batch, length, precision) for name in ladder}
-    timed = {name: step_seconds(c) for name, c in candidates.items()}
 
-    # One model first: the largest size that trains the wanted epochs, else the smallest with what fits.
-    def fits(name: str, epochs: float, members: int = 1, workers: int = 1,
+class _Plan:
+    """What fits the budget: model size, epochs, members and cross-fitting, from each size's timed step."""
+
+    def __init__(self, cost: _Cost, timed: dict[str, float], budget: float, elapsed: float, held_out: bool,
+                 wanted: int):
+        self.cost, self.timed, self.held_out, self.wanted = cost, timed, held_out, wanted  # wanted: epochs
+        self.time_left = budget - elapsed
+        self.budget, self.elapsed = budget, elapsed
+        self.nblr_fit = cost.nblr_seconds() * (2 if held_out else 1)
+        self.use_nblr = self.nblr_fit <= 0.25 * budget
+
+    def fits(self, name: str, epochs: float, members: int = 1, workers: int = 1,
              cross: bool = False) -> tuple[bool, float]:
-        plan = cost.loop_seconds(timed[name], epochs, members, workers)
-        nblr_fits = 1 + (CROSS_FIT_FOLDS if cross else 1 if held_out else 0)  # + the fit on all rows
-        reserve = cost.reserve_seconds(timed[name], members, use_nblr, views=min(members, 2), nblr_fits=nblr_fits)
-        return plan <= PLAN_SHARE * (time_left - reserve), time_left - reserve
+        """Whether the plan fits, and the seconds left for training after the reserve."""
+        plan = self.cost.loop_seconds(self.timed[name], epochs, members, workers)
+        nblr_fits = 1 + (CROSS_FIT_FOLDS if cross else 1 if self.held_out else 0)  # + the fit on all rows
+        reserve = self.cost.reserve_seconds(self.timed[name], members, self.use_nblr, views=min(members, 2),
+                                            nblr_fits=nblr_fits)
+        return plan <= PLAN_SHARE * (self.time_left - reserve), self.time_left - reserve
 
-    chosen, epochs = None, wanted
-    for name in ladder:
-        if fits(name, wanted)[0]:
-            chosen = name
-            break
-    if chosen is None:
-        chosen = ladder[-1]
-        _, avail = fits(chosen, 1)
-        per_epoch = cost.loop_seconds(timed[chosen], 1) - MEMBER_OVERHEAD
-        epochs = int((PLAN_SHARE * avail - MEMBER_OVERHEAD) // per_epoch) if per_epoch > 0 else 0
-        if epochs < 1:
-            need = elapsed + (cost.loop_seconds(timed[chosen], 1) / PLAN_SHARE) + (time_left - avail)
-            raise ConfigError(f"a budget of {budget:.0f}s is too small to train one epoch of the smallest model on "
-                              f"{train_rows:,} rows here (about {need:.0f}s needed); raise --budget to at least "
-                              f"{math.ceil(need * 1.2 / 10) * 10:.0f}s, or train on fewer rows")
-    members, workers = 1, 1
-    if most_epochs and chosen == preferred and epochs == wanted:
-        epochs = next((e for e in range(most_epochs, wanted, -1) if fits(chosen, e)[0]), wanted)
-    elif chosen == preferred and epochs == wanted:
-        workers = machine.cores if machine.device == "cpu" else 1
+    def choose(self, ladder: list[str], train_rows: int, machine: Machine, most_epochs: Optional[int],
+               may_cross_fit: bool) -> tuple[str, int, int, int, bool]:
+        """One model first: the largest size that trains the wanted epochs, else the smallest with what fits; then
+        spare time to epochs (`most_epochs`) or members. (size, epochs, members, workers, cross-fit)."""
+        wanted, preferred = self.wanted, ladder[0]
+        chosen, epochs = next((name for name in ladder if self.fits(name, wanted)[0]), None), wanted
+        if chosen is None:
+            chosen = ladder[-1]
+            _, avail = self.fits(chosen, 1)
+            per_epoch = self.cost.loop_seconds(self.timed[chosen], 1) - MEMBER_OVERHEAD
+            epochs = int((PLAN_SHARE * avail - MEMBER_OVERHEAD) // per_epoch) if per_epoch > 0 else 0
+            if epochs < 1:
+                need = (self.elapsed + (self.cost.loop_seconds(self.timed[chosen], 1) / PLAN_SHARE)
+                        + (self.time_left - avail))
+                raise ConfigError(f"a budget of {self.budget:.0f}s is too small to train one epoch of the smallest "
+                                  f"model on {train_rows:,} rows here (about {need:.0f}s needed); raise --budget to "
+                                  f"at least {math.ceil(need * 1.2 / 10) * 10:.0f}s, or train on fewer rows")
+        members, workers, cross_fit = 1, 1, False
+        if most_epochs and chosen == preferred and epochs == wanted:
+            epochs = next((e for e in range(most_epochs, wanted, -1) if self.fits(chosen, e)[0]), wanted)
+        elif chosen == preferred and epochs == wanted:
+            workers = machine.cores if machine.device == "cpu" else 1
 
-        def most_members(cross: bool) -> int:
-            return next((m for m in range(MAX_MEMBERS, 1, -1) if fits(chosen, wanted, m, min(workers, m), cross)[0]),
-                        1)
+            def most_members(cross: bool) -> int:
+                return next((m for m in range(MAX_MEMBERS, 1, -1)
+                             if self.fits(chosen, wanted, m, min(workers, m), cross)[0]), 1)
 
-        members = most_members(False)
-        # Cross-fitting only when its NB-LR fits cost no member (a bigger budget never plans fewer members).
-        cross_fit = may_cross_fit and members >= CROSS_FIT_MEMBERS and most_members(True) == members
-        workers = min(workers, members)
-    model = dict(LADDER[chosen])
+            members = most_members(False)
+            # Cross-fitting only when its NB-LR fits cost no member (a bigger budget never plans fewer members).
+            cross_fit = may_cross_fit and members >= CROSS_FIT_MEMBERS and most_members(True) == members
+            workers = min(workers, members)
+        return chosen, epochs, members, workers, cross_fit
+
+
+def _model_choices(r: Recipe, chosen: str, preferred: str, wanted: int, max_length: int, stats: DataStats,
+                   extras: dict) -> None:
+    """The encoder's keys: the chosen size, pooling, sharing and, for short texts, word-pair embeddings."""
+    model = LADDER[chosen]
     reason_size = {"base": "2,000 rows or more", "small": "fewer than 2,000 rows", "tiny": "the smallest size"}[chosen]
     if chosen != preferred:
         reason_size = f"the larger sizes cannot train {wanted} epoch(s) in the budget"
@@ -271,41 +328,24 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
         r.set("model.embeddings.ngram_orders", [2], "hashed word-bigram embeddings added to the word vectors")
         r.set("model.embeddings.ngram_buckets", extras["embeddings"]["ngram_buckets"],
               "rows of the hashed table: twice the training tokens, within 4,000..100,000")
-    r.set("train.epochs", epochs, f"30,000 / {train_rows:,} training rows, within 1..8" if epochs == wanted else
-          f"what the budget holds, at most {most_epochs} ({wanted} by the rows)" if epochs > wanted else
-          f"what the budget allows ({wanted} wanted)")
-    r.set("train.batch_size", batch, "20,000 training rows or more" if big else "fewer than 20,000 training rows")
-    r.set("train.lr", 1.0e-3, "small encoders trained from scratch")
-    r.set("train.warmup", 0.06 if big else 0.1, "share of the steps")
-    _machine_choices(r, machine, precision)
-    if members > 1:
-        r.set("train.ensemble", members, f"the budget holds {members} members; their average errs less")
-        r.set("train.ensemble_workers", workers, "one per core, one thread each" if machine.device == "cpu"
-              else "one at a time on the GPU")
-        _fill(r, members, MAX_MEMBERS, fits(chosen, epochs, MAX_MEMBERS, workers, cross_fit)[1])
-        view = ({"tokenizer.type": "bpe", "tokenizer.split_cjk": False, "tokenizer.vocab_size": 16_000}
-                if stats.cjk else {"tokenizer.vocab_size": vocab * 2})
-        r.set("train.ensemble_variants", [{}, view], "members alternate two views of the text, which err apart: "
-              + ("BPE words of several characters" if stats.cjk else "a doubled vocabulary"))
-        if cross_fit:
-            r.set("train.ensemble_folds", CROSS_FIT_FOLDS, "half the members hold out the validation rows and half "
-                  "as many other rows, so every row is learned by at least half the members; validation is out of "
-                  f"fold, each row scored by the half that held it out (held-out rows {CROSS_FIT_SHARE:.0%} of the "
-                  "rows or more)")
-    r.set("nblr.weight", 0.5 if use_nblr else 0.0, "bag-of-n-grams model beside the transformer(s)" if use_nblr
-          else f"fitting the NB-LR model (about {nblr_fit:.0f}s in all) would take over a quarter of the budget")
-    if use_nblr:
-        r.set("nblr.choose_weight", True, f"its share is chosen on the validation rows from {list(NBLR_GRID)}"
-              + (", then it is fitted on all rows" if held_out else ""))
-        _nblr_features(r)
-    _, avail = fits(chosen, epochs, members, workers, cross_fit)
-    rounds = math.ceil(members / workers)
-    r.set("train.time_budget_seconds", round(max(1.0, avail / rounds - MEMBER_OVERHEAD), 1),
-          f"each model's training stops here: the budget less the time spent ({elapsed:.0f}s) and a reserve for "
-          f"tokenizing, the NB-LR model and evaluation" + (f", over {rounds} rounds of members" if rounds > 1 else ""))
-    r.estimate = {"loop": round(cost.loop_seconds(timed[chosen], epochs, members, workers), 1),
-                  "reserve": round(time_left - avail, 1), "step_seconds": round(timed[chosen], 4)}
-    return r
+
+
+def _ensemble_choices(r: Recipe, stats: DataStats, machine: Machine, members: int, workers: int, vocab: int,
+                      cross_fit: bool, fill_seconds: float) -> None:
+    """Members, their workers, filling, the two tokenizer views and cross-fitting."""
+    r.set("train.ensemble", members, f"the budget holds {members} members; their average errs less")
+    r.set("train.ensemble_workers", workers, "one per core, one thread each" if machine.device == "cpu"
+          else "one at a time on the GPU")
+    _fill(r, members, MAX_MEMBERS, fill_seconds)
+    view = ({"tokenizer.type": "bpe", "tokenizer.split_cjk": False, "tokenizer.vocab_size": 16_000}
+            if stats.cjk else {"tokenizer.vocab_size": vocab * 2})
+    r.set("train.ensemble_variants", [{}, view], "members alternate two views of the text, which err apart: "
+          + ("BPE words of several characters" if stats.cjk else "a doubled vocabulary"))
+    if cross_fit:
+        r.set("train.ensemble_folds", CROSS_FIT_FOLDS, "half the members hold out the validation rows and half "
+              "as many other rows, so every row is learned by at least half the members; validation is out of "
+              f"fold, each row scored by the half that held it out (held-out rows {CROSS_FIT_SHARE:.0%} of the "
+              "rows or more)")
 
 
 def _nblr_features(r: Recipe) -> None:
