@@ -667,6 +667,18 @@ def test_a_layers_student_resumes_to_the_same_weights(deep_teacher, tmp_path, mo
     assert (tmp_path / "cut" / "tokenizer.json").read_text() == (tmp_path / "full" / "tokenizer.json").read_text()
 
 
+def test_the_students_model_keys_are_named_at_once_and_their_values_checked_against_the_student(deep_teacher,
+                                                                                                tmp_path):
+    # the 48-wide student takes ranks up to 47; a default 256-wide model up to 255, and 300 must be refused as the
+    # student's (checked against the default, 300 < 383 would refuse a rank a 384-wide student takes)
+    with pytest.raises(ConfigError, match=r"word_rank` must be between 1 and the embedding width less one \(47\)"):
+        distill(deep_teacher, None, ["train.max_steps=1", "model.embeddings.word_rank=300"], output=tmp_path / "a",
+                budget=60, quiet=True)
+    with pytest.raises(ConfigError, match=r"unknown key `model.embeddings.word_rnk` \(from --set\)"):
+        distill(deep_teacher, None, ["model.embeddings.word_rnk=8"], output=tmp_path / "b", budget=60, quiet=True)
+    assert not (tmp_path / "b").exists()  # refused before the teacher's pass
+
+
 def test_student_layers_the_teacher_cannot_lend_are_refused(deep_teacher, teacher_run, tmp_path):
     with pytest.raises(ConfigError, match="has 3 layers; keep fewer"):
         distill(deep_teacher, None, ["distill.student_layers=3"], output=tmp_path / "a", budget=60, quiet=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import yaml
 
@@ -51,7 +51,7 @@ __all__ = [
     # the checks (textcls/config/checks.py)
     "validate",
     # loading and saving (here)
-    "DEMO_CONFIG", "PATH_KEYS", "apply_override", "config_from_dict", "demo_config", "load_config", "merge_raw",
+    "DEMO_CONFIG", "PATH_KEYS", "apply_override", "check_keys", "config_from_dict", "demo_config", "load_config", "merge_raw",
     "read_yaml", "save_config",
 ]
 
@@ -121,6 +121,20 @@ def _renamed_sections(raw: dict, problems: list[str]) -> None:
             problems.append(f"the `{old}:` section (the bag-of-n-grams model) is now called `{new}:`; rename it "
                             f"(its keys are unchanged, e.g. `{new}.weight`)")
             raw.pop(old)
+
+
+def check_keys(overrides: Sequence[str], source: str) -> None:
+    """Refuse `--set` assignments that name keys the config does not have, before their values can be checked
+    against the rest of a config that is not yet complete."""
+    raw: dict = {}
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    problems: list[str] = []
+    _renamed_sections(raw, problems)
+    build_dataclass(Config, raw, "", problems)
+    unknown = [p.replace("` in ", "` (from --set) in ", 1) for p in problems if p.startswith("unknown key `")]
+    if unknown:
+        raise ConfigError(f"{source}: {len(unknown)} problem(s) in the config: {'; '.join(unknown)}.")
 
 
 def config_from_dict(raw: Any, source: str = "<config>", overrides: tuple[str, ...] = (),

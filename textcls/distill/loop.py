@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
-from textcls.config import Config, config_from_dict, config_to_dict, load_config, merge_raw, read_yaml
+from textcls.config import (
+    Config,
+    check_keys,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    merge_raw,
+    read_yaml,
+)
 from textcls.data.pipeline import PreparedData, encode_texts, hf_datasets, prepare_data, text_splits
 from textcls.data.readers import iter_records
 from textcls.data.tokenizer import load_tokenizer
@@ -131,7 +139,13 @@ def _config(teacher: Teacher, config: Optional[Path], overrides: list[str], outp
         return cfg, flags, False
     name = f"{teacher.path.resolve().name}-student"
     raw = {"data": teacher_data(teacher), "distill": {}, "output": {"dir": str(Path("runs") / name)}}
-    cfg = config_from_dict(raw, source=f"the student of {teacher.path}", overrides=(*flags, *overrides))
+    source = f"the student of {teacher.path}"
+    # The recipe chooses the student's tokenizer and model after the teacher's pass, and `_distill` applies these
+    # keys on top of them; checked now against a default model, a value that suits the student (a word-table rank
+    # above 256 for a 384-wide one) would be refused. Their names are checked now, their values then.
+    later = [o for o in overrides if o.split("=", 1)[0].strip().split(".", 1)[0] in ("model", "tokenizer")]
+    check_keys(later, source)
+    cfg = config_from_dict(raw, source=source, overrides=(*flags, *(o for o in overrides if o not in later)))
     return cfg, flags, True
 
 
