@@ -51,8 +51,8 @@ __all__ = [
     # the checks (textcls/config/checks.py)
     "validate",
     # loading and saving (here)
-    "DEMO_CONFIG", "PATH_KEYS", "apply_override", "check_keys", "config_from_dict", "demo_config", "load_config", "merge_raw",
-    "read_yaml", "save_config",
+    "DEMO_CONFIG", "PATH_KEYS", "apply_override", "check_keys", "config_from_dict", "demo_config", "load_config",
+    "merge_raw", "read_yaml", "save_config",
 ]
 
 # The demo config (`textcls train` with no CONFIG): a source checkout's, else the copy an installed wheel
