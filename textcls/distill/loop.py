@@ -141,8 +141,8 @@ def _config(teacher: Teacher, config: Optional[Path], overrides: list[str], outp
     raw = {"data": teacher_data(teacher), "distill": {}, "output": {"dir": str(Path("runs") / name)}}
     source = f"the student of {teacher.path}"
     # The recipe chooses the student's tokenizer and model after the teacher's pass, and `_distill` applies these
-    # keys on top of them; checked now against a default model, a value that suits the student (a word-table rank
-    # above 256 for a 384-wide one) would be refused. Their names are checked now, their values then.
+    # keys on top of them; checked now against a default 256-wide model, a value that suits the student (a
+    # word-table rank of 273 for a 384-wide one) would be refused. Their names are checked now, their values then.
     later = [o for o in overrides if o.split("=", 1)[0].strip().split(".", 1)[0] in ("model", "tokenizer")]
     check_keys(later, source)
     cfg = config_from_dict(raw, source=source, overrides=(*flags, *(o for o in overrides if o not in later)))
