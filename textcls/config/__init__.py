@@ -123,6 +123,13 @@ def _renamed_sections(raw: dict, problems: list[str]) -> None:
             raw.pop(old)
 
 
+def _named_from_set(problems: list[str], overrides: Sequence[str]) -> list[str]:
+    """`problems` with each unknown key that a `--set` assignment gave marked as the command line's."""
+    given = {a.split("=", 1)[0].strip() for a in overrides}
+    from_set = lambda p: p.startswith("unknown key `") and p.split("`")[1] in given  # noqa: E731
+    return [p.replace("` in ", "` (from --set) in ", 1) if from_set(p) else p for p in problems]
+
+
 def check_keys(overrides: Sequence[str], source: str) -> None:
     """Refuse `--set` assignments that name keys the config does not have, before their values can be checked
     against the rest of a config that is not yet complete."""
@@ -132,7 +139,7 @@ def check_keys(overrides: Sequence[str], source: str) -> None:
     problems: list[str] = []
     _renamed_sections(raw, problems)
     build_dataclass(Config, raw, "", problems)
-    unknown = [p.replace("` in ", "` (from --set) in ", 1) for p in problems if p.startswith("unknown key `")]
+    unknown = [p for p in _named_from_set(problems, overrides) if p.startswith("unknown key `")]
     if unknown:
         raise ConfigError(f"{source}: {len(unknown)} problem(s) in the config: {'; '.join(unknown)}.")
 
@@ -158,9 +165,7 @@ def config_from_dict(raw: Any, source: str = "<config>", overrides: tuple[str, .
     _renamed_sections(raw, problems)
     _pooling_mapping(raw, problems)
     cfg = build_dataclass(Config, raw, "", problems)
-    given = {a.split("=", 1)[0].strip() for a in overrides}  # name the command line for its unknown keys
-    from_set = lambda p: p.startswith("unknown key `") and p.split("`")[1] in given  # noqa: E731
-    problems = [p.replace("` in ", "` (from --set) in ", 1) if from_set(p) else p for p in problems]
+    problems = _named_from_set(problems, overrides)
     try:
         validate(cfg, problems)
     except (TypeError, AttributeError):

@@ -262,10 +262,13 @@ class _Plan:
     def __init__(self, cost: _Cost, timed: dict[str, float], budget: float, elapsed: float, held_out: bool,
                  wanted: int):
         self.cost, self.timed, self.held_out, self.wanted = cost, timed, held_out, wanted  # wanted: epochs
-        self.time_left = budget - elapsed
         self.budget, self.elapsed = budget, elapsed
         self.nblr_fit = cost.nblr_seconds() * (2 if held_out else 1)
         self.use_nblr = self.nblr_fit <= 0.25 * budget
+
+    @property
+    def time_left(self) -> float:
+        return self.budget - self.elapsed
 
     def fits(self, name: str, epochs: float, members: int = 1, workers: int = 1,
              cross: bool = False) -> tuple[bool, float]:
