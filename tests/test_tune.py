@@ -116,6 +116,11 @@ def test_values_that_clash_skip_their_trial_and_the_search_goes_on(tmp_path, sst
     assert len(trials) == 8 and (out / "best.yaml").is_file()
 
 
+def _sigint_default() -> None:
+    """In the child: Ctrl-C as in a terminal, even when the tests run as a background job (SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_the_finished_trials_and_writes_best(tmp_path, sst2_files):
     train, valid = sst2_files
     config = _write_config(tmp_path, train, valid, {"train.lr": {"low": 1e-4, "high": 3e-3, "log": True}})
@@ -123,7 +128,7 @@ def test_ctrl_c_keeps_the_finished_trials_and_writes_best(tmp_path, sst2_files):
     proc = subprocess.Popen([sys.executable, "-m", "textcls", "tune", config, "--budget", "5m", "--trials", "50",
                              "--output", str(out), "--set", "train.epochs=20"],
                             env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_sigint_default)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "trials.jsonl").is_file():
         time.sleep(0.05)
@@ -203,6 +208,9 @@ def test_ctrl_c_swallowed_by_a_finalizer_between_trials_still_stops_the_search(t
         return result
 
     monkeypatch.setattr(loop, "train", train_then_finalize)
+    # a background job of a non-interactive shell starts with SIGINT ignored, which textcls respects (as nohup's)
+    monkeypatch.setattr(signal, "getsignal", lambda s, real=signal.getsignal: (
+        signal.default_int_handler if s == signal.SIGINT and real(s) == signal.SIG_IGN else real(s)))
     tuner = Tuner(cfg, tmp_path / "tune", 300, "accuracy", n_trials=5)
     tuner.run()
     assert tuner.interrupted and len(calls) == 1
