@@ -230,6 +230,24 @@ def test_with_a_base_lr_follows_its_size_and_epochs_the_rows():
     assert big["train.epochs"] == 1
 
 
+def test_a_base_is_timed_at_the_mean_length_of_its_own_tokens():
+    """Length-bucketed batches pad to about the mean; the base's lengths are already in its tokens, so unlike
+    the word counts without a base they take no allowance for sub-words (only the special tokens)."""
+    timed = []
+
+    def recording(candidate):
+        timed.append(candidate)
+        return fake_step(candidate)
+
+    for mean, p95 in ((20.0, 40.0), (46.8, 75.0), (120.0, 300.0)):
+        timed.clear()
+        auto_recipe(data_stats(records(3000)), 600, CPU2, recording,
+                    base=BaseModel("hf:org/name", 384, 6, 512, length_p95=p95, length_mean=mean))
+        (candidate,) = timed
+        assert candidate.model is None  # the base's own architecture
+        assert mean + 2 <= candidate.length < mean + 2 + 8, (mean, candidate.length)  # + [CLS] and [SEP]
+
+
 def test_the_ngram_model_reads_unit_length_vectors_with_or_without_a_base():
     stats = data_stats(records(5000))
     alone = choices(auto_recipe(stats, 600, CPU2, fake_step))

@@ -52,7 +52,7 @@ MOST_EPOCHS = 20
 LENGTH_SAMPLE = 2000  # training texts whose token lengths size the layers student's timed batch
 SIZE_SHARE = 10  # the layers student has at most 1/SIZE_SHARE of the teacher's parameters (a low-rank word table)
 # A layers student's real step (length-bucketed batches, evaluations included) took 0.95-1.09x the step timed at
-# its texts' mean length on MR, SUBJ, SST-2 and MPQA; with the recipe's STEP_FACTOR (1.2) its 10-minute runs
+# its texts' mean length on MR, SUBJ, SST-2 and MPQA; with the recipe's former factor of 1.2 its 10-minute runs
 # trained for 66-72% of the time they had and ended after 7.5-8 minutes.
 LAYERS_STEP_FACTOR = 1.05
 DROPPED = ("train.ensemble", "train.ensemble_workers", "train.ensemble_variants", "train.time_budget_seconds",

@@ -72,7 +72,6 @@ BASE_MAX_MEMBERS = 5  # each member of a fine-tuned base is a whole copy of it (
 PLAN_SHARE = 0.85  # the plan fills this share of the time left; the rest absorbs a slower machine
 MEMBER_OVERHEAD = 6.0  # seconds per model outside its steps: process start, model, cached data
 EPOCH_OVERHEAD = 0.5  # seconds per epoch end: evaluation set-up, the best weights and last/ saved
-STEP_FACTOR = 1.2  # a real step (batching, uneven lengths) against a measured one on fixed random batches
 PARALLEL_FACTOR = 1.25  # members trained side by side share caches and memory bandwidth
 THREAD_GAIN = 0.6  # each core beyond the first speeds a lone model's steps up by this much
 
@@ -162,7 +161,7 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     max_length, length_extra = _length_choices(r, stats, machine)
     big = train_rows >= 20_000
     batch = 64 if big else 32
-    length = min(max_length, round_up(stats.length_mean * 1.25 + length_extra, 8))  # bucketed batches pad little
+    length = min(max_length, round_up(stats.length_mean * 1.25 + length_extra, 8))  # words to sub-words, little padding
     preferred = "base" if train_rows >= 2000 else "small"
     ladder = list(LADDER)[list(LADDER).index(preferred):]
     extras: dict = {}
@@ -381,9 +380,10 @@ class _Cost:
         return 1.0 if self.machine.device == "cuda" else 1 + THREAD_GAIN * (max(1, threads) - 1)
 
     def loop_seconds(self, step: float, epochs: float, members: int = 1, workers: int = 1) -> float:
-        """Training (and per-epoch evaluation: a forward pass costs about a third of a step) of all members."""
+        """Training (and per-epoch evaluation: a forward pass costs about a third of a step) of all members. On
+        the suite's six sets a real run's loop took 0.79-0.98 of this (docs/recipe.md, "The time budget")."""
         threads = max(1, self.machine.cores // workers) if self.machine.device == "cpu" else 1
-        step = step * STEP_FACTOR * (PARALLEL_FACTOR if workers > 1 else 1.0) / self.speedup(threads)
+        step = step * (PARALLEL_FACTOR if workers > 1 else 1.0) / self.speedup(threads)
         per_member = epochs * ((self.steps + self.eval_batches / 3) * step + EPOCH_OVERHEAD) + MEMBER_OVERHEAD
         return math.ceil(members / workers) * per_member
 
@@ -414,7 +414,7 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
     r.set("train.lr", lr, f"hidden size {base.hidden_size} (up to 384: 1e-4; up to 640: 5e-5; larger: 2e-5)")
     wanted = 3 if train_rows < 20_000 else 2 if train_rows < 100_000 else 1
     batch = 32
-    length = min(max_length, round_up(base.length_mean * 1.25 + extra, 8))
+    length = min(max_length, round_up(base.length_mean + extra, 8))  # in the base's tokens; buckets pad little
     step = step_seconds(Candidate("base-model", None, batch, length, precision))
     cost = _Cost(stats, machine, train_rows, valid_rows, batch)
     fits = 2 if held_out else 1  # rows held out: the n-gram model is fitted again on all rows
