@@ -10,7 +10,7 @@ import pytest
 from textcls.data.detect import detect_columns
 from textcls.data.readers import Record
 from textcls.errors import ConfigError, DataError
-from textcls.recipe.rules import BaseModel, Machine, auto_recipe
+from textcls.recipe.rules import BaseModel, Machine, auto_recipe, planned_loop_seconds
 from textcls.recipe.stats import data_stats, pre_tokens
 from textcls.train.nblr import choose_share
 
@@ -265,3 +265,15 @@ def test_the_ngram_share_is_chosen_on_validation_rows():
     assert choose_share(base, base, targets, ["a", "b"], "single", 0.5, "accuracy") == 0.5
     wrong = 1 - targets
     assert choose_share(base, wrong, targets, ["a", "b"], "single", 0.5, "accuracy") == 0.0
+
+
+def test_the_planned_loop_of_a_case_is_the_loop_the_recipe_planned_with():
+    """bench/plan_timing.py sets planned_loop_seconds against a real run: it must be the recipe's own figure."""
+    for rows, budget in ((3000, 600), (10_000, 600), (10_000, 3600), (30_000, 1200)):
+        stats = data_stats(records(rows, words=20))
+        r = auto_recipe(stats, budget, CPU2, fake_step, elapsed=5)
+        c = choices(r)
+        members = c.get("train.ensemble", 1)
+        planned = planned_loop_seconds(stats, CPU2, r.estimate["step_seconds"], c["train.epochs"],
+                                       c["train.batch_size"], members, c.get("train.ensemble_workers", 1))
+        assert planned == pytest.approx(r.estimate["loop"], rel=0.01), (rows, budget)  # the step is rounded there

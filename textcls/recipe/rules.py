@@ -399,6 +399,15 @@ class _Cost:
         return tokenize + (nblr_fits * self.nblr_seconds() if nblr else 0.0) + final + 3.0
 
 
+def planned_loop_seconds(stats: DataStats, machine: Machine, step: float, epochs: float, batch: int,
+                         members: int = 1, workers: int = 1, valid_rows: Optional[int] = None) -> float:
+    """The training loop's seconds the plan expects for `members` models of `epochs` epochs, `workers` at a time,
+    from the measured one-thread `step`, the rows held out as the recipe holds them (bench/plan_timing.py sets
+    this against a real run)."""
+    _, train_rows, valid = _validation(Recipe(), stats, valid_rows)
+    return _Cost(stats, machine, train_rows, valid, batch).loop_seconds(step, epochs, members, workers)
+
+
 def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, step_seconds, train_rows: int,
                valid_rows: int, base: BaseModel, precision: str, elapsed: float, held_out: bool) -> Recipe:
     extra = 3 if stats.pairs else 2
