@@ -196,6 +196,30 @@ def test_a_budget_with_time_left_adds_members_and_one_without_adds_none(sst2_fil
     assert info["finished"] == ["members/0", "members/1"] and "added" not in info
 
 
+def test_one_planned_model_grows_into_an_ensemble_while_time_is_left(sst2_files, tmp_path, capsys):
+    """`train.ensemble: 1` with `train.ensemble_max`: the model is the first member, trained on every core, and
+    more members join as they do a planned ensemble; with no time left it stays a one-member ensemble."""
+    train_file, valid_file = sst2_files
+    grow = {"ensemble": 1, "ensemble_max": 3, "max_steps": 2, "seed": 5,
+            "ensemble_variants": [{}, {"tokenizer.vocab_size": 200}]}
+    out = tmp_path / "grown"
+    train(tiny_config(train_file, valid_file, out, train={**grow, "ensemble_fill_seconds": 600}))
+    info = read_ensemble(out)
+    assert info["members"] == info["finished"] == ["members/0", "members/1", "members/2"]
+    assert info["seeds"] == [5, 6, 7] and info["added"] == 2
+    sizes = [load_run(out / f"members/{k}").tokenizer.get_vocab_size() for k in range(3)]
+    assert sizes[1] <= 200 < sizes[0] == sizes[2]  # the added members take the views in turn
+    assert json.loads((out / "eval_report.json").read_text())["members"] == 3
+    assert "member 2 added (at most 3)" in capsys.readouterr().err
+
+    out = tmp_path / "alone"
+    train(tiny_config(train_file, valid_file, out, train={**grow, "ensemble_fill_seconds": 0.001}), quiet=True)
+    info = read_ensemble(out)
+    assert info["finished"] == ["members/0"] and "added" not in info
+    assert json.loads((out / "eval_report.json").read_text())["members"] == 1
+    assert predict_probabilities(load_run(out), ["a fine film"]).shape == (1, 2)  # an ordinary run to predict with
+
+
 def test_parallel_workers_take_added_members_and_a_resume_adds_none(sst2_files, tmp_path):
     train_file, valid_file = sst2_files
     out = tmp_path / "ens"
@@ -219,7 +243,7 @@ def test_fill_settings_are_validated(sst2_files, tmp_path):
     from textcls.errors import ConfigError
 
     for train_keys, message in [({"ensemble": 3, "ensemble_max": 2, "ensemble_fill_seconds": 60}, "ensemble_max"),
-                                ({"ensemble": 1, "ensemble_max": 4, "ensemble_fill_seconds": 60}, "2 or more"),
+                                ({"ensemble": 1, "ensemble_max": 1, "ensemble_fill_seconds": 60}, "and 2"),
                                 ({"ensemble": 2, "ensemble_max": 4}, "needs `train.ensemble_fill_seconds`"),
                                 ({"ensemble": 2, "ensemble_max": 4, "ensemble_fill_seconds": 0}, "positive")]:
         with pytest.raises(ConfigError, match=message):

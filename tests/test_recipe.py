@@ -145,17 +145,26 @@ def test_the_plan_fits_the_budget():
 
 def test_members_below_the_cap_leave_the_rest_of_the_budget_to_added_members():
     stats = data_stats(records(10_000, words=20))
-    for budget in (300, 600, 1200, 3600, 20_000):
-        r = auto_recipe(stats, budget, CPU2, fake_step, elapsed=5)
+    grown = alone = 0
+    for budget in (60, 80, 90, 150, 300, 600, 1200, 3600, 20_000):
+        r = auto_recipe(stats, budget, CPU2, lambda c: 10 * fake_step(c), elapsed=5)
         c = choices(r)
         if c.get("train.ensemble", 1) == 1:
-            assert "train.ensemble_max" not in c  # nothing to fill: one model is what the budget holds
+            # one model: the first member of a growing ensemble (on every core) where the time left holds 1.5 of it
+            if "train.ensemble_max" in c:
+                assert c["train.ensemble"] == 1 and c["train.ensemble_workers"] == 1 and c["train.ensemble_max"] == 10
+                assert c["train.ensemble_fill_seconds"] >= 1.5 * r.estimate["loop"]
+                grown += 1
+            else:
+                assert "train.ensemble" not in c and "train.ensemble_fill_seconds" not in c
+                alone += 1
         elif c["train.ensemble"] < 10:
             assert c["train.ensemble_max"] == 10
             # the added members' deadline: within what is left once the reserve for 10 members is set aside
             assert c["train.time_budget_seconds"] < c["train.ensemble_fill_seconds"] < budget - 5 - 2.0
         else:
             assert "train.ensemble_max" not in c and "train.ensemble_fill_seconds" not in c  # at the cap
+    assert grown and alone  # both sides of the 1.5 rule were seen
     capped = choices(auto_recipe(stats, 20_000, CPU2, fake_step))
     assert capped["train.ensemble"] == 10 and "train.ensemble_max" not in capped
     with_base = choices(auto_recipe(data_stats(records(5000)), 130, CPU2, lambda c: 10 * fake_step(c),
@@ -222,8 +231,10 @@ def test_with_a_base_lr_follows_its_size_and_epochs_the_rows():
     def slow(candidate):
         return 10 * fake_step(candidate)
 
-    tight = choices(auto_recipe(stats, 60, CPU2, slow, base=base(384)))
-    assert tight["train.epochs"] == 3 and "train.ensemble" not in tight  # one copy is what 60 s holds
+    tight = choices(auto_recipe(stats, 50, CPU2, slow, base=base(384)))
+    assert tight["train.epochs"] == 3 and "train.ensemble" not in tight  # one copy is what 50 s holds
+    grows = choices(auto_recipe(stats, 60, CPU2, slow, base=base(384)))  # one copy planned, 1.5 of it left
+    assert grows["train.ensemble"] == 1 and grows["train.ensemble_max"] == 5 and grows["train.ensemble_workers"] == 1
     some = choices(auto_recipe(stats, 130, CPU2, slow, base=base(384)))
     assert 1 < some["train.ensemble"] < 5
     big = choices(auto_recipe(data_stats(records(150_000)), 3600, CPU2, lambda c: 1e-4, base=base(384)))

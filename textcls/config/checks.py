@@ -236,9 +236,6 @@ def _check_training(cfg: Config, problems: list[str]) -> None:
     if t.ensemble_max and t.ensemble_max < max(2, t.ensemble):
         problems.append(f"`train.ensemble_max` ({t.ensemble_max}) is the most members a budget may fill to: at least "
                         f"`train.ensemble` ({t.ensemble}) and 2, or 0 for exactly `train.ensemble` members")
-    if t.ensemble_max and t.ensemble < 2:
-        problems.append("`train.ensemble_max` adds members to an ensemble: set `train.ensemble` to 2 or more "
-                        "(the members planned) as well")
     # (a single model ignores it: `--set train.ensemble=1` on a recipe that cross-fits its members trains one model)
     if t.ensemble > 1 and t.ensemble_folds and not (
             t.ensemble_folds >= 2 and t.ensemble >= t.ensemble_folds and d.valid_fraction and not d.valid
@@ -346,8 +343,8 @@ def _validate_distill(cfg: Config, problems: list[str]) -> None:
                         "training texts; raise mask_probability (e.g. 0.15) or set augment_copies: 0")
     if cfg.data.task == "multilabel":
         problems.append("`distill` trains single-label students; a multilabel teacher cannot be distilled")
-    if cfg.train.ensemble > 1:
-        problems.append("`distill` trains one student; remove `train.ensemble` (or set it to 1)")
+    if cfg.train.ensemble > 1 or cfg.train.ensemble_max:
+        problems.append("`distill` trains one student; remove `train.ensemble` and `train.ensemble_max`")
     if cfg.nblr.weight > 0:
         problems.append("`distill` trains the transformer student alone; remove `nblr.weight` (the NB-LR model is "
                         "not part of a student)")

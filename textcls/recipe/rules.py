@@ -27,7 +27,9 @@ Without a base:
   ensemble members (at most 10; on a CPU as many at once as there are cores, one thread each), whose
   tokenizers alternate two views: the vocabulary doubled, or for CJK text BPE words of several characters.
   The planned count comes from step times measured before training; while members train, more are added
-  (up to the same 10) as long as one more, as slow as the slowest so far, ends within the budget. With 4
+  (up to the same 10) as long as one more, as slow as the slowest so far, ends within the budget. Where the
+  plan holds one model but the time left after it holds 1.5 of it, that model is the first member of an
+  ensemble (on every core) that grows the same way, so a plan that errs slow still fills the budget. With 4
   members or more, when the held-out rows are 5% of the rows or more, half the members hold out other rows
   of the same size (cross-fitting, `train.ensemble_folds: 2`), so every row is learned by at least half
   the members and validation is out of fold.
@@ -42,9 +44,10 @@ With a base (`model.init_from`, the base's tokenizer and architecture):
   epoch) when the budget allows fewer; batch 32; `max_length` from the base tokenizer's 95th percentile
   (+ special tokens, a multiple of 16, at most the base's positions). When the epochs fit with time to
   spare, the budget is filled with more fine-tuned copies (other seeds; at most 5, each a whole copy of the
-  base), averaged, and copies are added while time is left, as without a base. A sentence-transformers
-  base keeps the pooling it was trained with (its Pooling module: mean for all-MiniLM-L6-v2); other bases
-  pool as their checkpoint does (BERT's pooler: the first token through a dense tanh layer).
+  base), averaged, and copies are added while time is left, as without a base (also to one planned copy).
+  A sentence-transformers base keeps the pooling it was trained with (its Pooling module: mean for
+  all-MiniLM-L6-v2); other bases pool as their checkpoint does (BERT's pooler: the first token through a
+  dense tanh layer).
 
 Time: the planned training fits 85% of what is left of the budget after the time already spent and
 a reserve for tokenizing, the NB-LR model and the final evaluation; `train.time_budget_seconds` stops
@@ -74,6 +77,7 @@ MEMBER_OVERHEAD = 6.0  # seconds per model outside its steps: process start, mod
 EPOCH_OVERHEAD = 0.5  # seconds per epoch end: evaluation set-up, the best weights and last/ saved
 PARALLEL_FACTOR = 1.25  # members trained side by side share caches and memory bandwidth
 THREAD_GAIN = 0.6  # each core beyond the first speeds a lone model's steps up by this much
+GROW_SHARE = 1.5  # one planned model may grow into an ensemble when the fill window holds this many of it
 
 LADDER = {  # model sizes, largest first
     "base": {"hidden_size": 256, "num_layers": 2, "num_heads": 4, "intermediate_size": 1024, "embedding_size": 128},
@@ -183,9 +187,11 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     r.set("train.lr", 1.0e-3, "small encoders trained from scratch")
     r.set("train.warmup", 0.06 if big else 0.1, "share of the steps")
     _machine_choices(r, machine, precision)
-    if members > 1:
-        _ensemble_choices(r, stats, machine, members, workers, vocab, cross_fit,
-                          fill_seconds=plan.fits(chosen, epochs, MAX_MEMBERS, workers, cross_fit)[1])
+    fill_seconds = plan.fits(chosen, epochs, MAX_MEMBERS, workers, cross_fit)[1]
+    lone = plan.cost.loop_seconds(timed[chosen], epochs)
+    if members > 1 or (chosen == preferred and epochs == plan.wanted and not most_epochs
+                       and fill_seconds >= GROW_SHARE * lone):
+        _ensemble_choices(r, stats, machine, members, workers, vocab, cross_fit, fill_seconds)
     r.set("nblr.weight", 0.5 if plan.use_nblr else 0.0, "bag-of-n-grams model beside the transformer(s)"
           if plan.use_nblr else f"fitting the NB-LR model (about {plan.nblr_fit:.0f}s in all) would take over a "
           "quarter of the budget")
@@ -335,9 +341,7 @@ def _model_choices(r: Recipe, chosen: str, preferred: str, wanted: int, max_leng
 def _ensemble_choices(r: Recipe, stats: DataStats, machine: Machine, members: int, workers: int, vocab: int,
                       cross_fit: bool, fill_seconds: float) -> None:
     """Members, their workers, filling, the two tokenizer views and cross-fitting."""
-    r.set("train.ensemble", members, f"the budget holds {members} members; their average errs less")
-    r.set("train.ensemble_workers", workers, "one per core, one thread each" if machine.device == "cpu"
-          else "one at a time on the GPU")
+    _members_choices(r, machine, members, workers, "members")
     _fill(r, members, MAX_MEMBERS, fill_seconds)
     view = ({"tokenizer.type": "bpe", "tokenizer.split_cjk": False, "tokenizer.vocab_size": 16_000}
             if stats.cjk else {"tokenizer.vocab_size": vocab * 2})
@@ -348,6 +352,17 @@ def _ensemble_choices(r: Recipe, stats: DataStats, machine: Machine, members: in
               "as many other rows, so every row is learned by at least half the members; validation is out of "
               f"fold, each row scored by the half that held it out (held-out rows {CROSS_FIT_SHARE:.0%} of the "
               "rows or more)")
+
+
+def _members_choices(r: Recipe, machine: Machine, members: int, workers: int, what: str) -> None:
+    """`train.ensemble` and its workers: the planned members, or one model that more may join."""
+    if members > 1:
+        r.set("train.ensemble", members, f"the budget holds {members} {what}; their average errs less")
+    else:
+        r.set("train.ensemble", 1, f"the plan holds one model; the time left may hold more {what}, added while "
+              "the first one's measured time says they fit")
+    r.set("train.ensemble_workers", workers, "one per core, one thread each" if workers > 1 else
+          "one at a time on every core" if machine.device == "cpu" else "one at a time on the GPU")
 
 
 def _nblr_features(r: Recipe) -> None:
@@ -451,12 +466,10 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
             if cost.loop_seconds(step, wanted, m, w) <= PLAN_SHARE * spare:
                 members, workers, avail = m, w, spare
                 break
-    if members > 1:
-        r.set("train.ensemble", members, f"the budget holds {members} fine-tuned copies of the base (at most "
-              f"{BASE_MAX_MEMBERS}); their average errs less")
-        r.set("train.ensemble_workers", workers, "one per core, one thread each" if machine.device == "cpu"
-              else "one at a time on the GPU")
-        _fill(r, members, BASE_MAX_MEMBERS, budget - elapsed - reserve(BASE_MAX_MEMBERS))
+    fill_seconds = budget - elapsed - reserve(BASE_MAX_MEMBERS)
+    if members > 1 or (epochs == wanted and fill_seconds >= GROW_SHARE * cost.loop_seconds(step, wanted)):
+        _members_choices(r, machine, members, workers, f"fine-tuned copies of the base (at most {BASE_MAX_MEMBERS})")
+        _fill(r, members, BASE_MAX_MEMBERS, fill_seconds)
     r.set("train.batch_size", batch, "fine-tuning")
     r.set("train.warmup", 0.06 if train_rows >= 20_000 else 0.1, "share of the steps")
     _machine_choices(r, machine, precision)
@@ -480,8 +493,9 @@ def _fill(r: Recipe, members: int, most: int, seconds: float) -> None:
     before training, the members' real durations correct it (train/ensemble.py `_Filling`)."""
     if members >= most or seconds <= 0:
         return
-    r.set("train.ensemble_max", most, f"more members while time is left, at most {most}: the plan's {members} come "
-          "from step times measured before training")
+    planned = f"the plan's {members} come" if members > 1 else "the plan's one model comes"
+    r.set("train.ensemble_max", most, f"more members while time is left, at most {most}: {planned} from step times "
+          "measured before training")
     r.set("train.ensemble_fill_seconds", round(seconds, 1), "an added member must be expected to end within this "
           "many seconds of the first member's start: the budget less the time spent and the reserve for the "
           "NB-LR model and evaluating every member")

@@ -83,7 +83,8 @@ def member_config(cfg: Config, index: int, tokenizer_path: Path) -> Config:
 def train_ensemble(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False):
     """Train `cfg.train.ensemble` members into OUTPUT/members/k and evaluate their average."""
     if distributed.launched():
-        raise ConfigError("`train.ensemble` > 1 does not run under torchrun; train the ensemble in one process "
+        raise ConfigError("an ensemble (`train.ensemble` > 1 or `train.ensemble_max`) does not run under torchrun; "
+                          "train the ensemble in one process "
                           "(or train members separately with different `train.seed`)")
     run_dir = Path(output or cfg.output.dir)
     if resume and is_ensemble_dir(run_dir):
@@ -146,7 +147,8 @@ def _check_members(cfg: Config, tokenizer, quiet: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         shared = Path(tmp) / TOKENIZER
         shared.write_text(tokenizer.to_str(), encoding="utf-8")
-        for index in range(min(cfg.train.ensemble, max(1, len(cfg.train.ensemble_variants)))):
+        most = max(cfg.train.ensemble, cfg.train.ensemble_max)  # added members take the variants in turn too
+        for index in range(min(most, max(1, len(cfg.train.ensemble_variants)))):
             check_inputs(member_config(cfg, index, shared), quiet)
 
 

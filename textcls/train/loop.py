@@ -30,13 +30,15 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
 
     `on_eval(step, record)` is called after each evaluation with the logged metrics; returning True
     stops training there (used by `textcls tune` for pruning and its time budget). With
-    `train.ensemble` > 1 the members are trained by train/ensemble.py (one after another, or
+    `train.ensemble` > 1, or `train.ensemble_max` (members added while the budget holds them, also to one
+    planned member), the members are trained by train/ensemble.py (one after another, or
     `train.ensemble_workers` at a time in child processes); `textcls tune`
     (with `on_eval`) trains single models and keeps the ensemble size for its best config.
     """
     run_dir = Path(output or cfg.output.dir)
     cfg = with_base(cfg)  # a HuggingFace base: converted once, its architecture taken as the model section
     with run_lock(run_dir, enabled=os.environ.get("RANK", "0") == "0"):  # one writer; torchrun's rank 0 holds it
-        if on_eval is None and (cfg.train.ensemble > 1 or (resume and is_ensemble_dir(run_dir))):
+        members = cfg.train.ensemble > 1 or cfg.train.ensemble_max > 0
+        if on_eval is None and (members or (resume and is_ensemble_dir(run_dir))):
             return train_ensemble(cfg, run_dir, resume=resume, quiet=quiet)
         return train_model(cfg, run_dir, resume=resume, quiet=quiet, on_eval=on_eval)
