@@ -396,7 +396,7 @@ class _Cost:
 
     def loop_seconds(self, step: float, epochs: float, members: int = 1, workers: int = 1) -> float:
         """Training (and per-epoch evaluation: a forward pass costs about a third of a step) of all members. On
-        the suite's six sets a real run's loop took 0.79-0.98 of this (docs/recipe.md, "The time budget")."""
+        the suite's six sets a real run's loop took 0.64-1.11 of this, median 0.83 (bench/plan_timing.py)."""
         threads = max(1, self.machine.cores // workers) if self.machine.device == "cpu" else 1
         step = step * (PARALLEL_FACTOR if workers > 1 else 1.0) / self.speedup(threads)
         per_member = epochs * ((self.steps + self.eval_batches / 3) * step + EPOCH_OVERHEAD) + MEMBER_OVERHEAD
