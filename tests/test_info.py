@@ -85,6 +85,10 @@ def test_info_counts_ngram_table_and_names_the_ensemble(tmp_path):
     (tmp_path / "fill.yaml").write_text(yaml.safe_dump(raw))
     result = CliRunner().invoke(app, ["info", str(tmp_path / "fill.yaml")])
     assert "3 members (more while the budget holds them, up to 8) like this one" in result.output
+    raw["train"].update(ensemble=1)  # one planned model that may grow
+    (tmp_path / "grow.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["info", str(tmp_path / "grow.yaml")])
+    assert "ensemble: 1 member (more while the budget holds them, up to 8) like this one" in result.output
 
 
 def test_info_on_an_ensemble_run_counts_its_added_members(sst2_files, tmp_path):
