@@ -476,3 +476,18 @@ def test_a_signal_in_a_members_last_step_stops_before_the_next_member(sst2_files
     assert read_ensemble(out)["finished"] == ["members/0"]
     train(cfg, out, resume=True, quiet=True)
     assert read_ensemble(out)["finished"] == ["members/0", "members/1", "members/2"]
+
+
+def test_one_planned_model_that_may_grow_trains_alone_under_torchrun(sst2_files, tmp_path, monkeypatch):
+    """Members do not run under torchrun: there a config of one model with `train.ensemble_max` trains that model
+    (a planned ensemble is refused with a message instead)."""
+    from textcls.train import distributed
+    from textcls.train.loop import trains_members
+
+    grow = tiny_config(*sst2_files, tmp_path / "g",
+                       train={"ensemble": 1, "ensemble_max": 3, "ensemble_fill_seconds": 60})
+    planned = tiny_config(*sst2_files, tmp_path / "p", train={"ensemble": 2})
+    single = tiny_config(*sst2_files, tmp_path / "s")
+    assert trains_members(grow) and trains_members(planned) and not trains_members(single)
+    monkeypatch.setattr(distributed, "launched", lambda: True)
+    assert not trains_members(grow) and trains_members(planned) and not trains_members(single)

@@ -15,13 +15,20 @@ from textcls.config import Config
 from textcls.run.bases import with_base
 from textcls.run.layout import is_ensemble_dir
 from textcls.run.lock import run_lock
+from textcls.train import distributed
 from textcls.train.classify import TrainResult, _class_weights, _init_from, check_inputs, train_model
 from textcls.train.engine import Interrupted, StopFlag, seed_everything, select_device
 from textcls.train.ensemble import train_ensemble
 from textcls.train.progress import TrainProgress
 
-__all__ = ["train", "check_inputs", "Interrupted", "TrainResult", "select_device", "seed_everything", "StopFlag",
-           "TrainProgress", "_class_weights", "_init_from"]
+__all__ = ["train", "trains_members", "check_inputs", "Interrupted", "TrainResult", "select_device",
+           "seed_everything", "StopFlag", "TrainProgress", "_class_weights", "_init_from"]
+
+
+def trains_members(cfg: Config) -> bool:
+    """Whether `cfg` trains an ensemble: members planned, or one model that members may join while the budget
+    holds them (`train.ensemble_max`; under torchrun, where members do not run, that one model alone)."""
+    return cfg.train.ensemble > 1 or (cfg.train.ensemble_max > 0 and not distributed.launched())
 
 
 def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quiet: bool = False,
@@ -38,7 +45,6 @@ def train(cfg: Config, output: Optional[Path] = None, resume: bool = False, quie
     run_dir = Path(output or cfg.output.dir)
     cfg = with_base(cfg)  # a HuggingFace base: converted once, its architecture taken as the model section
     with run_lock(run_dir, enabled=os.environ.get("RANK", "0") == "0"):  # one writer; torchrun's rank 0 holds it
-        members = cfg.train.ensemble > 1 or cfg.train.ensemble_max > 0
-        if on_eval is None and (members or (resume and is_ensemble_dir(run_dir))):
+        if on_eval is None and (trains_members(cfg) or (resume and is_ensemble_dir(run_dir))):
             return train_ensemble(cfg, run_dir, resume=resume, quiet=quiet)
         return train_model(cfg, run_dir, resume=resume, quiet=quiet, on_eval=on_eval)
