@@ -77,7 +77,8 @@ MEMBER_OVERHEAD = 6.0  # seconds per model outside its steps: process start, mod
 EPOCH_OVERHEAD = 0.5  # seconds per epoch end: evaluation set-up, the best weights and last/ saved
 PARALLEL_FACTOR = 1.25  # members trained side by side share caches and memory bandwidth
 THREAD_GAIN = 0.6  # each core beyond the first speeds a lone model's steps up by this much
-GROW_SHARE = 1.5  # one planned model may grow into an ensemble when the fill window holds this many of it
+GROW_SHARE = 1.5  # one planned model may grow into an ensemble when the fill window holds this many of it: a
+# second one fits when real loops take 0.75 of the plan or less (bench/plan_timing.py: 0.64-1.11, median 0.83)
 
 LADDER = {  # model sizes, largest first
     "base": {"hidden_size": 256, "num_layers": 2, "num_heads": 4, "intermediate_size": 1024, "embedding_size": 128},
