@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from pretrained import ROOT, minilm_folder
-from suite import SETS
+from suite import SETS, Set
 
 from textcls.device import machine_summary
 from textcls.recipe import plan_data_run
@@ -35,17 +35,14 @@ DEFAULT = ("mr:auto:1,subj:auto:1,mpqa:auto:1,sst2:auto:1,chnsenticorp:auto:1,ag
            "mr:auto:2,chnsenticorp:auto:2,ag_news_demo:base:1,ag_news_demo:base:2")
 
 
-def columns(flags: tuple[str, ...], text: str, label: str) -> tuple[list[str], str]:
-    """The text and label columns a set is read with (its --text-column/--label-column flags, else names)."""
-    if not flags:
-        return text.split("+"), label
-    texts = [flags[i + 1] for i in range(0, len(flags), 2) if flags[i] == "--text-column"]
-    return texts, next(flags[i + 1] for i in range(0, len(flags), 2) if flags[i] == "--label-column")
+def columns(s: Set) -> tuple[list[str], str]:
+    """The text and label columns a suite set is read with (a pair's text columns are joined by "+")."""
+    return s.text.split("+"), s.label
 
 
 def measure(name: str, mode: str, workers: int, epochs: float, base: Path, folder: Path) -> dict:
     s = SETS[name]
-    texts, label = columns(s.flags, s.text, s.label)
+    texts, label = columns(s)
     run = folder / f"{name}-{mode}-{workers}"
     plan = plan_data_run(str(s.train), text_columns=texts, label_column=label, budget=600,
                          base=str(base) if mode == "base" else None, output=str(run))

@@ -12,9 +12,8 @@ import plan_timing
 
 
 def test_a_set_is_planned_with_the_columns_the_suite_reads_it_with():
-    assert plan_timing.columns(("--text-column", "1", "--text-column", "2", "--label-column", "0"), "1+2", "0") == (
-        ["1", "2"], "0")
-    assert plan_timing.columns((), "sentence", "label") == (["sentence"], "label")
+    assert plan_timing.columns(plan_timing.SETS["ag_news_demo"]) == (["1", "2"], "0")
+    assert plan_timing.columns(plan_timing.SETS["sst2"]) == (["sentence"], "label")
 
 
 @pytest.mark.parametrize("case", ["mr:auto", "imdb:auto:1", "mr:large:1", "mr:auto:0", "mr:auto:two"])

@@ -189,9 +189,8 @@ def auto_recipe(stats: DataStats, budget: float, machine: Machine, step_seconds:
     r.set("train.warmup", 0.06 if big else 0.1, "share of the steps")
     _machine_choices(r, machine, precision)
     fill_seconds = plan.fits(chosen, epochs, MAX_MEMBERS, workers, cross_fit)[1]
-    lone = plan.cost.loop_seconds(timed[chosen], epochs)
     if members > 1 or (chosen == preferred and epochs == plan.wanted and not most_epochs
-                       and fill_seconds >= GROW_SHARE * lone):
+                       and _grows(fill_seconds, plan.cost.loop_seconds(timed[chosen], epochs))):
         _ensemble_choices(r, stats, machine, members, workers, vocab, cross_fit, fill_seconds)
     r.set("nblr.weight", 0.5 if plan.use_nblr else 0.0, "bag-of-n-grams model beside the transformer(s)"
           if plan.use_nblr else f"fitting the NB-LR model (about {plan.nblr_fit:.0f}s in all) would take over a "
@@ -355,6 +354,11 @@ def _ensemble_choices(r: Recipe, stats: DataStats, machine: Machine, members: in
               "rows or more)")
 
 
+def _grows(fill_seconds: float, one_model_seconds: float) -> bool:
+    """Whether one planned model should be the first member of an ensemble that grows while time is left."""
+    return fill_seconds >= GROW_SHARE * one_model_seconds
+
+
 def _members_choices(r: Recipe, machine: Machine, members: int, workers: int, what: str) -> None:
     """`train.ensemble` and its workers: the planned members, or one model that more may join."""
     if members > 1:
@@ -468,7 +472,7 @@ def _with_base(r: Recipe, stats: DataStats, budget: float, machine: Machine, ste
                 members, workers, avail = m, w, spare
                 break
     fill_seconds = budget - elapsed - reserve(BASE_MAX_MEMBERS)
-    if members > 1 or (epochs == wanted and fill_seconds >= GROW_SHARE * cost.loop_seconds(step, wanted)):
+    if members > 1 or (epochs == wanted and _grows(fill_seconds, cost.loop_seconds(step, wanted))):
         _members_choices(r, machine, members, workers, f"fine-tuned copies of the base (at most {BASE_MAX_MEMBERS})")
         _fill(r, members, BASE_MAX_MEMBERS, fill_seconds)
     r.set("train.batch_size", batch, "fine-tuning")
