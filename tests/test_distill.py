@@ -755,3 +755,31 @@ def test_a_layers_student_takes_the_feed_forward_width_it_is_given(deep_teacher,
         distill(deep_teacher, None, [*sets, f"model.intermediate_size={inter + 1}"], output=tmp_path / "wide",
                 budget=120, quiet=True)
     assert not (tmp_path / "wide").exists()
+
+
+def test_a_student_exports_to_onnx_and_serves_like_any_run(teacher_run, tmp_path):
+    """The issue's "export and serve work on it": the student's ONNX file (checked against the run by
+    onnxruntime on export) and its HTTP API give the run's own probabilities."""
+    pytest.importorskip("onnxruntime")
+    testclient = pytest.importorskip("fastapi.testclient")
+    from textcls.predictor import run_predictor
+    from textcls.serve.app import build_app
+    from textcls.serve.options import ServeOptions
+
+    out = tmp_path / "student"
+    distill(teacher_run, student_yaml(tmp_path / "s.yaml"), output=out, quiet=True)
+    exported = run_cli("export", str(out), "--format", "onnx", "--output", str(tmp_path / "student.onnx"))
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "student.onnx").stat().st_size > 0
+    run = load_run(out)
+    texts = ["a quietly moving film", "the worst movie of the year"]
+    app = build_app(run, run_predictor(run), ServeOptions())
+    with testclient.TestClient(app, raise_server_exceptions=False) as client:  # the lifespan starts the batcher
+        served = client.post("/predict", json={"texts": texts, "top_k": len(run.labels)})
+        bad = client.post("/predict", json={"text": 3})
+    assert served.status_code == 200, served.text
+    expected = run_predictor(run).predict_proba(texts)
+    got = [[{t["label"]: t["probability"] for t in item["top_k"]}[label] for label in run.labels]
+           for item in served.json()["predictions"]]
+    assert np.allclose(got, expected, atol=1e-5)
+    assert 400 <= bad.status_code < 500  # a bad request: 4xx with a message, never 5xx
