@@ -118,27 +118,7 @@ def test_cjk_text_gets_one_token_per_character_and_cjk_views():
     assert r["tokenizer.split_cjk"] is True and r["tokenizer.vocab_size"] == 8000
     assert r["train.ensemble"] > 1 and r["train.ensemble_variants"][1]["tokenizer.split_cjk"] is False
     latin = choices(auto_recipe(data_stats(records(3000)), 3600, CPU2, fake_step))
-    assert "tokenizer.split_cjk" not in latin
-    assert latin["train.ensemble_variants"][1] == {"tokenizer.vocab_size": 4000, "tokenizer.min_frequency": 2}
-
-
-def test_every_training_word_is_one_token_and_the_second_view_reads_sub_words():
-    from textcls.config.schema import TokenizerConfig
-    from textcls.data.tokenizer import train_tokenizer
-
-    rows = [Record(i + 1, f"the film {w} was {'good' if i % 2 else 'bad'}", None, [f"c{i % 2}"])
-            for i, w in enumerate(["unwatchable", "overlong", "luminous", "gripping"] * 3 + ["threadbare"])]
-    r = choices(auto_recipe(data_stats(rows * 200), 3600, CPU2, fake_step))
-    whole = TokenizerConfig(type=r["tokenizer.type"], vocab_size=r["tokenizer.vocab_size"],
-                            min_frequency=r["tokenizer.min_frequency"])
-    view = TokenizerConfig(type=r["tokenizer.type"], **{k.split(".")[1]: v for k, v in
-                                                         r["train.ensemble_variants"][1].items()})
-    texts = [row.text for row in rows]  # "threadbare" occurs once
-    words = train_tokenizer(texts, whole)
-    assert words.encode("threadbare gripping", add_special_tokens=False).tokens == ["threadbare", "gripping"]
-    assert len(words.encode("unthreadbare", add_special_tokens=False).tokens) > 1  # unseen: in pieces
-    pieces = train_tokenizer(texts, view)
-    assert len(pieces.encode("threadbare", add_special_tokens=False).tokens) > 1
+    assert "tokenizer.split_cjk" not in latin and latin["train.ensemble_variants"][1] == {"tokenizer.vocab_size": 8000}
 
 
 def test_a_bigger_budget_never_gives_fewer_epochs_members_or_a_smaller_model():

@@ -10,9 +10,8 @@ Without a base:
   label and seeded; choices that need data (the n-gram share) are made on them. When half the rows or
   more lie word for word inside another row (a treebank's phrases), 10% of the whole texts are held out
   instead, and the rows inside them leave the training part (`data.valid_whole_texts`).
-- Tokenizer: wordpiece. Every word of the training rows is one token (`min_frequency` 1, room for 32,000
-  tokens), so a word seen once keeps a vector of its own and only unseen words are read in pieces. With a
-  CJK share of 30% or more every CJK character is one token instead (vocabulary 8,000).
+- Tokenizer: wordpiece; with a CJK share of 30% or more every CJK character is one token. Vocabulary by
+  corpus size in tokens: under 300k 4,000; under 3M 8,000; else 16,000 (CJK: 8,000).
 - `max_length`: the 95th percentile of token lengths plus 10% for sub-words and the special tokens,
   rounded up to a multiple of 16, within [32, 256] on a CPU and [32, 512] on a GPU. Documents (median
   over 64 tokens) keep their head and tail (a third of the budget from the start), sentences the head.
@@ -26,9 +25,7 @@ Without a base:
   that cannot train one epoch of the smallest model is refused.
 - Members: when the preferred model trains all its epochs with time to spare, the budget is filled with
   ensemble members (at most 10; on a CPU as many at once as there are cores, one thread each), whose
-  tokenizers alternate two views: whole words and sub-words (a vocabulary by the corpus size in tokens:
-  under 300k 4,000; under 3M 8,000; else 16,000; `min_frequency` 2), or for CJK text characters and BPE
-  words of several characters.
+  tokenizers alternate two views: the vocabulary doubled, or for CJK text BPE words of several characters.
   The planned count comes from step times measured before training; while members train, more are added
   (up to the same 10) as long as one more, as slow as the slowest so far, ends within the budget. Where the
   plan holds one model but the time left after it holds 1.5 of it, that model is the first member of an
@@ -68,7 +65,6 @@ from textcls.recipe.stats import DataStats
 from textcls.train.nblr import SHARES as NBLR_GRID
 
 MAX_HELD_OUT = 2000
-WHOLE_WORDS_VOCAB = 32_000  # room for every word of MR and SUBJ (17,567 and 19,961 words: 24,316 and 27,032 tokens)
 MAX_MEMBERS = 10
 CROSS_FIT_SHARE = 0.05  # members hold out two folds in turn when the held-out rows are at least this share
 CROSS_FIT_FOLDS = 2  # each fold is scored by half the members, so the n-gram share chosen on it suits an ensemble
@@ -234,20 +230,19 @@ def _validation(r: Recipe, stats: DataStats, valid_rows: Optional[int]) -> tuple
 
 
 def _tokenizer_choices(r: Recipe, stats: DataStats) -> int:
-    """The tokenizer's type and vocabulary size; returns the sub-word vocabulary of the second view."""
+    """The tokenizer's type and vocabulary size (returned)."""
     tokens = stats.length_mean * stats.rows
     if stats.cjk:
         vocab = 8000
         r.set("tokenizer.type", "wordpiece", f"CJK text ({stats.cjk_share:.0%} of characters): every CJK character "
               "is a token, other words wordpieces")
         r.set("tokenizer.split_cjk", True, "each CJK character its own token")
-        r.set("tokenizer.vocab_size", vocab, "CJK characters and their common words")
-        return vocab
-    r.set("tokenizer.type", "wordpiece", "words learned from the training rows, unseen words in pieces")
-    r.set("tokenizer.vocab_size", WHOLE_WORDS_VOCAB, f"room for every training word as one token (at most "
-          f"{WHOLE_WORDS_VOCAB:,}); the vocabulary ends where the words do")
-    r.set("tokenizer.min_frequency", 1, "a word seen once is still a token of its own")
-    return 4000 if tokens < 300_000 else 8000 if tokens < 3_000_000 else 16_000
+    else:
+        vocab = 4000 if tokens < 300_000 else 8000 if tokens < 3_000_000 else 16_000
+        r.set("tokenizer.type", "wordpiece", "sub-words learned from the training rows")
+    r.set("tokenizer.vocab_size", vocab, "CJK characters and their common words" if stats.cjk else
+          f"{tokens:,.0f} training tokens (under 300k: 4,000; under 3M: 8,000; else 16,000)")
+    return vocab
 
 
 def _length_choices(r: Recipe, stats: DataStats, machine: Machine) -> tuple[int, int]:
@@ -349,10 +344,9 @@ def _ensemble_choices(r: Recipe, stats: DataStats, machine: Machine, members: in
     _members_choices(r, machine, members, workers, "members")
     _fill(r, members, MAX_MEMBERS, fill_seconds)
     view = ({"tokenizer.type": "bpe", "tokenizer.split_cjk": False, "tokenizer.vocab_size": 16_000}
-            if stats.cjk else {"tokenizer.vocab_size": vocab, "tokenizer.min_frequency": 2})
+            if stats.cjk else {"tokenizer.vocab_size": vocab * 2})
     r.set("train.ensemble_variants", [{}, view], "members alternate two views of the text, which err apart: "
-          + ("BPE words of several characters" if stats.cjk else f"whole words, and sub-words ({vocab:,} by the "
-             f"{stats.length_mean * stats.rows:,.0f} training tokens: under 300k 4,000, under 3M 8,000, else 16,000)"))
+          + ("BPE words of several characters" if stats.cjk else "a doubled vocabulary"))
     if cross_fit:
         r.set("train.ensemble_folds", CROSS_FIT_FOLDS, "half the members hold out the validation rows and half "
               "as many other rows, so every row is learned by at least half the members; validation is out of "
