@@ -772,13 +772,14 @@ def test_a_student_exports_to_onnx_and_serves_like_any_run(teacher_run, tmp_path
     assert exported.returncode == 0, exported.stderr
     assert (tmp_path / "student.onnx").stat().st_size > 0
     run = load_run(out)
+    predictor = run_predictor(run)
     texts = ["a quietly moving film", "the worst movie of the year"]
-    app = build_app(run, run_predictor(run), ServeOptions())
+    app = build_app(run, predictor, ServeOptions())
     with testclient.TestClient(app, raise_server_exceptions=False) as client:  # the lifespan starts the batcher
         served = client.post("/predict", json={"texts": texts, "top_k": len(run.labels)})
         bad = client.post("/predict", json={"text": 3})
     assert served.status_code == 200, served.text
-    expected = run_predictor(run).predict_proba(texts)
+    expected = predictor.predict_proba(texts)
     got = [[{t["label"]: t["probability"] for t in item["top_k"]}[label] for label in run.labels]
            for item in served.json()["predictions"]]
     assert np.allclose(got, expected, atol=1e-5)

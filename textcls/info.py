@@ -199,11 +199,11 @@ def print_info(info: ModelInfo, console: Console) -> None:
                   f"(x3 for training)", highlight=False)
     n, t = info.members, info.cfg.train
     more = f" (more while the budget holds them, up to {info.up_to})" if info.up_to > n else ""
-    planned = f"{n} member{'s' if n > 1 else ''}{more}"
-    if (n > 1 or more) and t.ensemble_variants:
+    planned, ensemble = f"{n} member{'s' if n > 1 else ''}{more}", n > 1 or bool(more)
+    if ensemble and t.ensemble_variants:
         console.print(f"ensemble: {planned}; train.ensemble_variants change the members' settings "
                       f"(the figures above are for the config as written)", highlight=False)
-    elif n > 1 or more:
+    elif ensemble:
         console.print(f"ensemble: {planned} like this one: {n * c.unique_total:,} parameters and "
                       f"{_fmt(n * info.flops_total)} FLOPs/token in all at predict time", highlight=False)
     n_attn, n_ffn = len(set(info.attention_schedule)), len(set(info.ffn_schedule))
