@@ -1,6 +1,6 @@
 """The bag-of-n-grams model alone, by k-fold accuracy on each suite set's training rows (no test file read).
 
-How `nblr.normalize` and `nblr.c` were chosen for the automatic recipe: each setting is fitted on k-1
+How `nblr.normalize`, `nblr.c` and `nblr.chars` were chosen for the automatic recipe: each setting is fitted on k-1
 folds of a set's training file and scored on the fold left out, over the same seeded folds for every
 setting. Prints one row per set and the mean over the sets. Where the recipe would hold out whole texts (most
 rows lie inside another row: SST-2), the folds do the same.
@@ -35,6 +35,10 @@ SETTINGS = {  # name -> fit_nblr_model options; the first is the schema's defaul
     "unit length, c 30": {"normalize": True, "c": 30.0},
     "unit length, c 10, min count 1": {"normalize": True, "c": 10.0, "min_count": 1},
     "unit length, c 30, min count 1": {"normalize": True, "c": 30.0, "min_count": 1},
+    "unit length, c 10, chars 3-5": {"normalize": True, "c": 10.0, "chars": (3, 5)},
+    "unit length, c 30, chars 3-5": {"normalize": True, "c": 30.0, "chars": (3, 5)},
+    "unit length, c 10, chars 2-4": {"normalize": True, "c": 10.0, "chars": (2, 4)},
+    "unit length, c 10, chars 3-6": {"normalize": True, "c": 10.0, "chars": (3, 6)},
 }
 
 

@@ -19,6 +19,7 @@ from textcls.model.nblr import (
     _bags,
     bag_sizes,
     build_vocab,
+    char_ngrams,
     document_ngrams,
     fit_nblr_model,
     nb_ratios,
@@ -50,6 +51,30 @@ def test_units_split_words_symbols_and_each_cjk_character():
     assert ngrams("很好吃", 3) == {"很", "好", "吃", "很 好", "好 吃", "很 好 吃"}
     pair = document_ngrams("good", "good", 1, True)
     assert len(pair) == 2 and "good" in pair  # the second text's n-grams are features of their own
+
+
+def test_character_ngrams_are_marked_pieces_of_each_word_of_letters():
+    assert char_ngrams("film", 3, 4) == ["<fi", "fil", "ilm", "lm>", "<fil", "film", "ilm>"]
+    assert char_ngrams("ok", 3, 5) == ["<ok", "ok>"]  # never the whole "<ok>": the word is a feature already
+    grams = ngrams("A film, 2005 很", 1, chars=(3, 3))
+    pieces = {g for g in grams if g.startswith("\x1e")}
+    assert pieces == {"\x1e" + g for g in ["<fi", "fil", "ilm", "lm>"]}  # not "a", "2005", "很" or ","
+    assert {"a", "film", ",", "2005", "很"} <= grams and ngrams("A film, 2005 很", 1) == grams - pieces
+    pair = document_ngrams("film", "film", 1, True, (3, 3))
+    assert len(pair) == 2 * 5  # the second text's pieces are features of their own too
+
+
+def test_character_ngrams_carry_a_label_to_words_never_seen_in_training():
+    texts = ["terrible", "terribly dull", "horrible", "horribly slow", "wonderful", "wonderfully fresh",
+             "delightful", "delightfully warm"] * 3
+    targets = one_hot([0, 0, 0, 0, 1, 1, 1, 1] * 3, 2)
+    unseen = ["terribleness", "wonderfulness", "horribleness", "delightfulness"]
+    words = fit_nblr_model(texts, None, targets, min_count=1, normalize=True, c=10.0)
+    np.testing.assert_allclose(words.probabilities(unseen), 0.5, atol=1e-6)  # no known n-gram: the prior
+    pieces = fit_nblr_model(texts, None, targets, min_count=1, normalize=True, c=10.0, chars=(3, 5))
+    probs = pieces.probabilities(unseen)
+    assert list(probs.argmax(1)) == [0, 1, 0, 1] and probs.max(1).min() > 0.6
+    assert pieces.probabilities(texts[:8]).argmax(1).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
 def test_vocabulary_keeps_frequent_ngrams_and_breaks_ties_by_string():
@@ -152,7 +177,13 @@ def test_saved_model_loads_to_the_same_probabilities_and_damage_is_refused(tmp_p
     info = json.loads((tmp_path / "nblr.json").read_text(encoding="utf-8"))
     del info["normalize"]  # a run written before the option
     (tmp_path / "nblr.json").write_text(json.dumps(info), encoding="utf-8")
-    assert not load_nblr_model(tmp_path, 2)[0].normalize
+    assert not load_nblr_model(tmp_path, 2)[0].normalize and load_nblr_model(tmp_path, 2)[0].chars is None
+    pieces = fit_nblr_model(texts * 6, None, one_hot([1, 0] * 6, 2), min_count=1, chars=(3, 4))
+    save_nblr_model(pieces, tmp_path, 0.5)
+    loaded, _ = load_nblr_model(tmp_path, 2)
+    assert loaded.chars == (3, 4) and any(g.startswith("\x1e") for g in loaded.vocab)
+    np.testing.assert_array_equal(loaded.probabilities(["dullest", "greatest"]),
+                                  pieces.probabilities(["dullest", "greatest"]))
     with pytest.raises(CheckpointError, match="labels"):
         load_nblr_model(tmp_path, 3)
     weights = tmp_path / "nblr.safetensors"
@@ -259,7 +290,8 @@ def test_an_ensemble_with_several_tokenizers_mixes_the_nblr_model_once(sst2_file
 
 
 def test_nblr_options_are_checked(tmp_path):
-    for key, value in [("weight", 1.5), ("max_order", 0), ("c", 0.0), ("max_order", 9)]:
+    for key, value in [("weight", 1.5), ("max_order", 0), ("c", 0.0), ("max_order", 9), ("chars", [5, 3]),
+                       ("chars", [3]), ("chars", [0, 4])]:
         with pytest.raises(ConfigError, match=f"nblr.{key}"):
             tiny_config(tmp_path / "t.tsv", None, tmp_path / "o", nblr={key: value})
     result = run_cli("train", "--set", "nblr.weight=2", "--set", "nblr.min_cout=1")

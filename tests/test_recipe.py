@@ -233,7 +233,7 @@ def test_with_a_base_lr_follows_its_size_and_epochs_the_rows():
 
     tight = choices(auto_recipe(stats, 46, CPU2, slow, base=base(384)))
     assert tight["train.epochs"] == 3 and "train.ensemble" not in tight  # one copy is what 46 s holds
-    grows = choices(auto_recipe(stats, 54, CPU2, slow, base=base(384)))  # one copy planned, part of another left
+    grows = choices(auto_recipe(stats, 56, CPU2, slow, base=base(384)))  # one copy planned, part of another left
     assert grows["train.ensemble"] == 1 and grows["train.ensemble_max"] == 5 and grows["train.ensemble_workers"] == 1
     some = choices(auto_recipe(stats, 130, CPU2, slow, base=base(384)))
     assert 1 < some["train.ensemble"] < 5
@@ -259,13 +259,14 @@ def test_a_base_is_timed_at_the_mean_length_of_its_own_tokens():
         assert mean + 2 <= candidate.length < mean + 2 + 8, (mean, candidate.length)  # + [CLS] and [SEP]
 
 
-def test_the_ngram_model_reads_unit_length_vectors_with_or_without_a_base():
+def test_the_ngram_model_reads_unit_length_vectors_and_word_pieces_with_or_without_a_base():
     stats = data_stats(records(5000))
     alone = choices(auto_recipe(stats, 600, CPU2, fake_step))
     based = choices(auto_recipe(stats, 3600, CPU2, fake_step,
                                 base=BaseModel("hf:org/name", 384, 6, 512, length_p95=40, length_mean=20)))
     for c in (alone, based):
         assert c["nblr.weight"] > 0 and c["nblr.normalize"] is True and c["nblr.c"] == 10.0
+        assert c["nblr.chars"] == [3, 5]
 
 
 def test_the_ngram_share_is_chosen_on_validation_rows():

@@ -36,6 +36,9 @@ def _check_nblr(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`nblr.max_order` {n.max_order} makes most n-grams unique to one text; use at most 5")
     if n.c <= 0:
         problems.append(f"`nblr.c` (inverse L2 strength) must be positive, got {n.c}")
+    if n.chars and (len(n.chars) != 2 or not 1 <= n.chars[0] <= n.chars[1] <= 10):
+        problems.append(f"`nblr.chars` is [lo, hi], the lengths of the character n-grams with 1 <= lo <= hi <= 10 "
+                        f"(e.g. [3, 5]), or [] for none; got {n.chars}")
     if n.weight == 1.0 and cfg.train.ensemble > 1:
         problems.append("`nblr.weight: 1` ignores the transformers; lower it (e.g. 0.3) or drop `train.ensemble`")
 

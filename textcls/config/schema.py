@@ -224,6 +224,9 @@ class NblrConfig:
     c: float = 1.0  # inverse L2 strength, as scikit-learn's LogisticRegression(C)
     lowercase: bool = True
     normalize: bool = False  # true: each text's n-gram vector scaled to unit length (short and long texts weigh alike)
+    # [lo, hi]: also the character n-grams of lo..hi characters of each word of letters, marked at its ends
+    # (`<word>`), so words spelled alike share weight; [] = words only
+    chars: list[int] = field(default_factory=list)
     # true: after training, the share is chosen on the validation rows among 0, 0.3, 0.5, 0.7 and 1; `weight`
     # (> 0 to fit the model at all) is the share where there are no validation rows. nblr.json records it.
     choose_weight: bool = False

@@ -8,7 +8,10 @@ in seconds, reads every token of a long document, and errs where a small transfo
 scratch does not, so a share of its probabilities lifts an ensemble.
 
 Text -> units (NFKC, optionally lowercased; each CJK character, each run of letters/digits, each other
-symbol) -> n-grams of 1..max_order units -> the vocabulary's indices. The run layer saves it
+symbol) -> n-grams of 1..max_order units, and with `chars` (lo, hi) the character n-grams of lo..hi characters
+of each word of letters, marked at its ends (`<word>`, as fastText's subword units) -> the vocabulary's
+indices. The character n-grams let a word seen once or never share weight with the words it is spelled
+like ("criticized" with "criticism"). The run layer saves it
 (textcls/run/nblr.py): weight (F, C) with the ratios folded in, bias (C), options and vocabulary.
 """
 
@@ -37,6 +40,9 @@ _CJK = CJK.replace(r"\x{20000}-\x{2a6df}", "\U00020000-\U0002a6df").replace(r"\x
                                                                           "\U0002f800-\U0002fa1f")
 _UNIT = re.compile(_CJK + r"|\w+|[^\w\s]")
 _PAIR = "\x1f"  # marks n-grams of the second text of a pair: the two texts have their own features
+_CHAR = "\x1e"  # marks character n-grams: "<a" of a word is not the unit "<a"
+_LETTERS = re.compile(r"[^\W\d_]{2,}")  # a word of two letters or more gets character n-grams
+_CJK_CHAR = re.compile(_CJK)
 _MAX_PARAMETERS = 50_000_000  # classes x features; beyond it the vocabulary is cut to fit
 _PRUNE_AT = 20_000_000  # distinct n-grams counted before those seen once are dropped (see build_vocab)
 
@@ -47,19 +53,34 @@ def units(text: str, lowercase: bool = True) -> list[str]:
     return _UNIT.findall(text.lower() if lowercase else text)
 
 
-def ngrams(text: str, max_order: int, lowercase: bool = True, prefix: str = "") -> set[str]:
-    """The distinct n-grams (orders 1..max_order, units joined by spaces) of one text."""
+def char_ngrams(word: str, lo: int, hi: int) -> list[str]:
+    """The character n-grams of lo..hi characters of `<word>`, without the whole `<word>` (the unit itself is
+    already a feature)."""
+    w = f"<{word}>"
+    return [w[i:i + n] for n in range(lo, hi + 1) for i in range(len(w) - n + 1) if n < len(w)]
+
+
+def ngrams(text: str, max_order: int, lowercase: bool = True, prefix: str = "",
+           chars: Optional[tuple[int, int]] = None) -> set[str]:
+    """The distinct n-grams (orders 1..max_order, units joined by spaces) of one text; with `chars` (lo, hi)
+    also the character n-grams of each word of letters (not of CJK characters, each a unit already)."""
     u = units(text, lowercase)
     out = set()
     for n in range(1, max_order + 1):
         out.update(prefix + " ".join(u[i:i + n]) for i in range(len(u) - n + 1))
+    if chars:
+        mark = prefix + _CHAR
+        for word in set(u):
+            if _LETTERS.fullmatch(word) and not _CJK_CHAR.match(word):
+                out.update(mark + g for g in char_ngrams(word, *chars))
     return out
 
 
-def document_ngrams(text: str, pair: Optional[str], max_order: int, lowercase: bool) -> set[str]:
-    grams = ngrams(text, max_order, lowercase)
+def document_ngrams(text: str, pair: Optional[str], max_order: int, lowercase: bool,
+                    chars: Optional[tuple[int, int]] = None) -> set[str]:
+    grams = ngrams(text, max_order, lowercase, chars=chars)
     if pair is not None:
-        grams |= ngrams(pair, max_order, lowercase, _PAIR)
+        grams |= ngrams(pair, max_order, lowercase, _PAIR, chars)
     return grams
 
 
@@ -139,13 +160,14 @@ class NblrModel:
     lowercase: bool
     task: str = "single"
     normalize: bool = False  # each text's vector scaled to unit length (fit_nblr_model)
+    chars: Optional[tuple[int, int]] = None  # character n-grams of lo..hi characters of each word (ngrams)
 
     def __post_init__(self):
         self.index = {g: i for i, g in enumerate(self.vocab)}
 
     def logits(self, texts: list[str], pairs: Optional[list[str]] = None) -> torch.Tensor:
         """(N, C) logits of raw texts (and their pairs)."""
-        docs = (document_ngrams(t, pairs[i] if pairs else None, self.max_order, self.lowercase)
+        docs = (document_ngrams(t, pairs[i] if pairs else None, self.max_order, self.lowercase, self.chars)
                 for i, t in enumerate(texts))
         flat, offsets = _bags(docs, self.index)
         scales = unit_scales(flat, offsets) if self.normalize else None
@@ -161,7 +183,7 @@ class NblrModel:
 def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.ndarray, task: str = "single",
                     max_order: int = 3, min_count: int = 2, max_features: int = 1_000_000, c: float = 1.0,
                     lowercase: bool = True, max_iter: int = 300, quiet: bool = True,
-                    normalize: bool = False) -> NblrModel:
+                    normalize: bool = False, chars: Optional[tuple[int, int]] = None) -> NblrModel:
     """Fit on N texts with (N, C) 0/1 targets (one 1 per row unless multilabel). `quiet=False`: progress
     on stderr for its three phases (counting n-grams, the features of each text, L-BFGS).
 
@@ -170,7 +192,7 @@ def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.nda
     (`normalize`: divided by its length)."""
     def docs(progress: WorkProgress) -> Iterable[set[str]]:  # made twice, for counting and the bags: not held
         for i, t in enumerate(texts):
-            yield document_ngrams(t, pairs[i] if pairs else None, max_order, lowercase)
+            yield document_ngrams(t, pairs[i] if pairs else None, max_order, lowercase, chars)
             if (i + 1) % 1000 == 0 or i + 1 == len(texts):
                 progress.update(i + 1)
 
@@ -213,4 +235,5 @@ def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.nda
         optimizer.step(closure)
         progress.finish(f"{optimizer.state[w].get('n_iter', 0)} iterations")
     log.info("nblr model: %d features, %d L-BFGS iterations", len(vocab), optimizer.state[w].get("n_iter", 0))
-    return NblrModel(vocab, (w * ratios).detach(), b.detach(), max_order, lowercase, task, normalize)
+    return NblrModel(vocab, (w * ratios).detach(), b.detach(), max_order, lowercase, task, normalize,
+                     tuple(chars) if chars else None)

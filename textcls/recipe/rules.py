@@ -71,6 +71,7 @@ CROSS_FIT_FOLDS = 2  # each fold is scored by half the members, so the n-gram sh
 CROSS_FIT_MEMBERS = 4  # at least two members per fold
 WHOLE_TEXTS_SHARE = 0.5  # rows inside other rows from which a file counts as phrases of longer texts (a treebank)
 NBLR_C = 10.0  # inverse L2 strength on unit-length n-gram vectors (five-fold accuracy on the suite's training rows)
+NBLR_CHARS = [3, 5]  # character n-grams of each word beside its word n-grams (the same, and the out-of-fold mix)
 BASE_MAX_MEMBERS = 5  # each member of a fine-tuned base is a whole copy of it (90 MB for MiniLM-L6)
 PLAN_SHARE = 0.85  # the plan fills this share of the time left; the rest absorbs a slower machine
 MEMBER_OVERHEAD = 6.0  # seconds per model outside its steps: process start, model, cached data
@@ -375,6 +376,8 @@ def _nblr_features(r: Recipe) -> None:
     r.set("nblr.normalize", True, "each text's n-gram vector scaled to unit length, so short and long texts weigh "
           "alike")
     r.set("nblr.c", NBLR_C, "the L2 penalty for unit-length vectors")
+    r.set("nblr.chars", list(NBLR_CHARS), f"also the {NBLR_CHARS[0]}- to {NBLR_CHARS[1]}-character pieces of each "
+          "word, so a word seen once or never shares weight with words spelled like it")
 
 
 def check_data(stats: DataStats) -> None:
@@ -408,9 +411,9 @@ class _Cost:
         return math.ceil(members / workers) * per_member
 
     def nblr_seconds(self) -> float:
-        # on 2 cores, 1.3-2.2e-6 s per character on the suite's sets, ChnSentiCorp 7e-6 (CJK characters make many
-        # more distinct n-grams)
-        per_char = 8e-6 if self.stats.cjk else 2.5e-6
+        # with the 3- to 5-character pieces of words, on 2 cores: 5-7e-6 s per character on the suite's sets,
+        # ChnSentiCorp 9e-6 (CJK characters make many more distinct n-grams)
+        per_char = 10e-6 if self.stats.cjk else 7e-6
         return 2.0 + per_char * self.stats.chars
 
     def reserve_seconds(self, step: float, members: int, nblr: bool, views: int, nblr_fits: int = 1) -> float:

@@ -21,7 +21,8 @@ def save_nblr_model(model: NblrModel, run_dir: Path, weight: float, report: Opti
     digest = save_weights({"weight": model.weight, "bias": model.bias}, run_dir / NBLR_WEIGHTS)
     atomic_write_json(run_dir / NBLR_INFO, {"format": FORMAT, "weight": weight, "max_order": model.max_order,
                                              "lowercase": model.lowercase, "task": model.task,
-                                             "normalize": model.normalize, "sha256": digest,
+                                             "normalize": model.normalize,
+                                             "chars": list(model.chars) if model.chars else None, "sha256": digest,
                                              "valid": report or {}, "vocab": model.vocab})
 
 
@@ -43,6 +44,8 @@ def load_nblr_model(run_dir: Path, num_labels: int) -> tuple[NblrModel, float]:
         vocab, share = info["vocab"], float(info["weight"])
         max_order, lowercase, task = int(info["max_order"]), bool(info["lowercase"]), info.get("task", "single")
         normalize = bool(info.get("normalize", False))  # absent from runs written before the option
+        chars = info.get("chars")  # absent (no character n-grams) before the option
+        chars = (int(chars[0]), int(chars[1])) if chars else None
         if info.get("format") != FORMAT or not isinstance(vocab, list):
             raise ValueError(f"format {info.get('format')}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -54,4 +57,4 @@ def load_nblr_model(run_dir: Path, num_labels: int) -> tuple[NblrModel, float]:
     if weight is None or bias is None or tuple(weight.shape) != (len(vocab), num_labels) or bias.shape != (num_labels,):
         raise CheckpointError(f"{weights} does not fit {path} and {LABELS} ({len(vocab)} n-grams, "
                               f"{num_labels} labels); the run directory was changed by hand: train again")
-    return NblrModel(vocab, weight.float(), bias.float(), max_order, lowercase, task, normalize), share
+    return NblrModel(vocab, weight.float(), bias.float(), max_order, lowercase, task, normalize, chars), share

@@ -143,7 +143,8 @@ def cross_fit_report(cfg: Config, run_dir: Path, member_folds: dict[str, int], l
 def _fit_nblr(cfg: Config, rows: TextSplit, console=None) -> NblrModel:
     n = cfg.nblr
     return fit_nblr_model(rows.texts, rows.pairs, rows.targets, cfg.data.task, n.max_order, n.min_count,
-                          n.max_features, n.c, n.lowercase, quiet=console is None, normalize=n.normalize)
+                          n.max_features, n.c, n.lowercase, quiet=console is None, normalize=n.normalize,
+                          chars=tuple(n.chars) if n.chars else None)
 
 
 def choose_share(base: np.ndarray, nblr: np.ndarray, targets: np.ndarray, labels: list[str], task: str,
