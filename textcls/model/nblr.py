@@ -23,7 +23,7 @@ import re
 import unicodedata
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -41,8 +41,8 @@ _CJK = CJK.replace(r"\x{20000}-\x{2a6df}", "\U00020000-\U0002a6df").replace(r"\x
 _UNIT = re.compile(_CJK + r"|\w+|[^\w\s]")
 _PAIR = "\x1f"  # marks n-grams of the second text of a pair: the two texts have their own features
 _CHAR = "\x1e"  # marks character n-grams: "<a" of a word is not the unit "<a"
-_LETTERS = re.compile(r"[^\W\d_]{2,}")  # a word of two letters or more gets character n-grams
-_CJK_CHAR = re.compile(_CJK)
+_LETTERS = re.compile(r"[^\W\d_]{2,}")  # a word of two letters or more gets character n-grams (a CJK character
+# is a unit of one character, so it gets none)
 _MAX_PARAMETERS = 50_000_000  # classes x features; beyond it the vocabulary is cut to fit
 _PRUNE_AT = 20_000_000  # distinct n-grams counted before those seen once are dropped (see build_vocab)
 
@@ -63,7 +63,7 @@ def char_ngrams(word: str, lo: int, hi: int) -> list[str]:
 def ngrams(text: str, max_order: int, lowercase: bool = True, prefix: str = "",
            chars: Optional[tuple[int, int]] = None) -> set[str]:
     """The distinct n-grams (orders 1..max_order, units joined by spaces) of one text; with `chars` (lo, hi)
-    also the character n-grams of each word of letters (not of CJK characters, each a unit already)."""
+    also the character n-grams of each word of two letters or more."""
     u = units(text, lowercase)
     out = set()
     for n in range(1, max_order + 1):
@@ -71,7 +71,7 @@ def ngrams(text: str, max_order: int, lowercase: bool = True, prefix: str = "",
     if chars:
         mark = prefix + _CHAR
         for word in set(u):
-            if _LETTERS.fullmatch(word) and not _CJK_CHAR.match(word):
+            if _LETTERS.fullmatch(word):
                 out.update(mark + g for g in char_ngrams(word, *chars))
     return out
 
@@ -120,7 +120,7 @@ def _csr_pair(flat: torch.Tensor, offsets: torch.Tensor, values: torch.Tensor,
         x = torch.sparse_csr_tensor(torch.cat([offsets, torch.tensor([len(flat)])]), flat, values, (n, num_features),
                                     check_invariants=False)
         order = torch.argsort(flat, stable=True)
-        rows = torch.repeat_interleave(torch.arange(n), bag_sizes(flat, offsets))
+        rows = bag_rows(flat, offsets)
         crow = torch.cat([torch.zeros(1, dtype=torch.long), torch.bincount(flat, minlength=num_features).cumsum(0)])
         x_t = torch.sparse_csr_tensor(crow, rows[order], values[order], (num_features, n), check_invariants=False)
     return x, x_t
@@ -129,6 +129,11 @@ def _csr_pair(flat: torch.Tensor, offsets: torch.Tensor, values: torch.Tensor,
 def bag_sizes(flat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """(N,) the number of features in each document's bag."""
     return torch.diff(offsets, append=torch.tensor([len(flat)]))
+
+
+def bag_rows(flat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """(len(flat),) the document each feature occurrence belongs to."""
+    return torch.repeat_interleave(torch.arange(len(offsets)), bag_sizes(flat, offsets))
 
 
 def unit_scales(flat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -141,7 +146,7 @@ def nb_ratios(flat: torch.Tensor, offsets: torch.Tensor, targets: torch.Tensor, 
               alpha: float = 1.0) -> torch.Tensor:
     """(F, C) log-count ratios, one class against the rest: log(p_c / |p_c|) - log(q_c / |q_c|), where p_c
     (q_c) counts each n-gram over the documents of class c (of the other classes), plus `alpha`."""
-    doc = torch.repeat_interleave(torch.arange(len(offsets)), bag_sizes(flat, offsets))
+    doc = bag_rows(flat, offsets)
     pos = torch.stack([torch.bincount(flat, targets[doc, c].double(), minlength=num_features)
                        for c in range(targets.shape[1])], 1)  # (F, C), one class at a time: memory stays O(nnz)
     total = torch.bincount(flat, minlength=num_features).double()[:, None]
@@ -183,7 +188,7 @@ class NblrModel:
 def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.ndarray, task: str = "single",
                     max_order: int = 3, min_count: int = 2, max_features: int = 1_000_000, c: float = 1.0,
                     lowercase: bool = True, max_iter: int = 300, quiet: bool = True,
-                    normalize: bool = False, chars: Optional[tuple[int, int]] = None) -> NblrModel:
+                    normalize: bool = False, chars: Optional[Sequence[int]] = None) -> NblrModel:
     """Fit on N texts with (N, C) 0/1 targets (one 1 per row unless multilabel). `quiet=False`: progress
     on stderr for its three phases (counting n-grams, the features of each text, L-BFGS).
 
@@ -196,6 +201,7 @@ def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.nda
             if (i + 1) % 1000 == 0 or i + 1 == len(texts):
                 progress.update(i + 1)
 
+    chars = (int(chars[0]), int(chars[1])) if chars else None  # a config's [lo, hi]
     num_classes = targets.shape[1]
     with WorkProgress("NB-LR counting n-grams", len(texts), enabled=not quiet, unit="texts") as progress:
         vocab = build_vocab(docs(progress), min_count, min(max_features, max(1, _MAX_PARAMETERS // num_classes)))
@@ -213,6 +219,7 @@ def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.nda
     if task == "single":  # start from the class priors
         b = torch.log(y.mean(0).clamp_min(1e-6))
     classes = y.argmax(1)
+    chosen = F.one_hot(classes, num_classes).float()  # single-label targets as the loss reads them
     penalty = 1.0 / (2.0 * c * len(texts))
     optimizer = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=10, tolerance_grad=1e-7,
                                   tolerance_change=1e-10, line_search_fn="strong_wolfe")
@@ -226,7 +233,7 @@ def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.nda
             g = (torch.sigmoid(z) - y) / z.numel()
         else:
             loss = F.cross_entropy(z, classes)
-            g = (torch.softmax(z, -1) - F.one_hot(classes, num_classes).float()) / len(z)
+            g = (torch.softmax(z, -1) - chosen) / len(z)
         w.grad = (x_t @ g) * ratios + 2.0 * penalty * w
         b.grad = g.sum(0)
         return loss + penalty * (w * w).sum()
@@ -235,5 +242,4 @@ def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.nda
         optimizer.step(closure)
         progress.finish(f"{optimizer.state[w].get('n_iter', 0)} iterations")
     log.info("nblr model: %d features, %d L-BFGS iterations", len(vocab), optimizer.state[w].get("n_iter", 0))
-    return NblrModel(vocab, (w * ratios).detach(), b.detach(), max_order, lowercase, task, normalize,
-                     tuple(chars) if chars else None)
+    return NblrModel(vocab, (w * ratios).detach(), b.detach(), max_order, lowercase, task, normalize, chars)

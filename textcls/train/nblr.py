@@ -144,7 +144,7 @@ def _fit_nblr(cfg: Config, rows: TextSplit, console=None) -> NblrModel:
     n = cfg.nblr
     return fit_nblr_model(rows.texts, rows.pairs, rows.targets, cfg.data.task, n.max_order, n.min_count,
                           n.max_features, n.c, n.lowercase, quiet=console is None, normalize=n.normalize,
-                          chars=tuple(n.chars) if n.chars else None)
+                          chars=n.chars)
 
 
 def choose_share(base: np.ndarray, nblr: np.ndarray, targets: np.ndarray, labels: list[str], task: str,
