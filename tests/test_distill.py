@@ -86,6 +86,58 @@ def test_learning_from_the_loss_moves_the_student_to_the_teacher():
     assert torch.allclose(torch.softmax(logits, -1), teacher, atol=1e-3)
 
 
+def test_layer_means_are_each_texts_mean_token_state_padded_or_packed():
+    from textcls.config import config_from_dict as from_dict
+    from textcls.model import TextClassifier
+
+    torch.manual_seed(0)
+    raw = {"model": tiny_model(num_layers=3, norm="pre", pooling="mean"), "data": {"max_length": 32}}
+    cfg = from_dict(raw).model
+    model = TextClassifier(cfg, 50, 2).eval()
+    ids = torch.randint(1, 50, (3, 7))
+    mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5], dtype=torch.bool)
+    with torch.no_grad():
+        pooled, means = model.features_and_means(ids, mask, None, [1, 3])
+        hidden = model.encode(ids, mask, return_all=True).hidden
+        assert torch.equal(pooled, model.features(ids, mask))
+        for j, depth in enumerate([1, 3]):
+            # pre-norm: a lower layer's states are read through the final norm, as pooling reads them
+            states = hidden[2] if depth == 3 else model.encoder.final_norm(hidden[depth - 1])
+            for b, n in enumerate([7, 4, 2]):
+                assert torch.allclose(means[b, j], states[b, :n].mean(0), atol=1e-6)
+        assert torch.allclose(means[:, 1], pooled, atol=1e-6)  # mean pooling of the last layer
+        model.padding_free = True
+        packed_pooled, packed = model.features_and_means(ids, mask, None, [1, 3])
+    assert torch.allclose(packed, means, atol=1e-5) and torch.allclose(packed_pooled, pooled, atol=1e-5)
+
+
+def test_matched_layers_pair_each_student_layer_with_a_teacher_layer():
+    from textcls.distill.loop import matched_layers
+
+    assert matched_layers(None, 3, 6) == []
+    assert matched_layers("uniform", 3, 6) == [(1, 2), (2, 4), (3, 6)]
+    assert matched_layers("uniform", 1, 6) == [(1, 6)]
+    assert matched_layers("uniform", 4, 6) == [(1, 2), (2, 3), (3, 5), (4, 6)]
+    assert matched_layers([0, 5], 2, 6) == [(2, 5)]
+    with pytest.raises(ConfigError, match="3 entries for a student of 2 layers"):
+        matched_layers([1, 2, 3], 2, 6)
+    with pytest.raises(ConfigError, match="has 6 layers"):
+        matched_layers([2, 7], 2, 6)
+    with pytest.raises(ConfigError, match="match_layers"):
+        config_from_dict({"distill": {"match_layers": "all"}})
+    with pytest.raises(ConfigError, match="layer_weight"):
+        config_from_dict({"distill": {"layer_weight": -1}})
+
+
+def test_the_layer_term_is_the_distance_between_directions():
+    from textcls.distill.task import layer_distance
+
+    teacher = F.normalize(torch.tensor([[[1.0, 0.0], [0.0, 2.0]]]), dim=-1)  # (B=1, P=2, H=2)
+    assert layer_distance(torch.tensor([[[3.0, 0.0], [0.0, 0.5]]]), teacher) == 0  # scale does not count
+    # orthogonal in the first layer (distance 2), the same in the second: averaged over layers
+    assert torch.isclose(layer_distance(torch.tensor([[[0.0, 1.0], [0.0, 1.0]]]), teacher), torch.tensor(1.0))
+
+
 # --------------------------------------------------------------------------- the config section
 
 
@@ -199,13 +251,15 @@ def test_the_teacher_runs_once_and_a_changed_teacher_is_refused_on_resume(teache
         distill(teacher_run, None, output=tmp_path / "student", resume=True, quiet=True)
 
 
-@pytest.mark.parametrize("match_hidden", [False, True])
+@pytest.mark.parametrize("match", ["none", "hidden", "layers"])
 def test_resume_after_sigterm_gives_identical_weights_without_the_teacher(teacher_run, tmp_path, monkeypatch,
-                                                                          match_hidden):
+                                                                          match):
     config = student_yaml(tmp_path / "s.yaml", epochs=2, eval_every=5, batch_size=32, grad_accum=2)
-    if match_hidden:  # the projection is trained and checkpointed too, but not part of the student's weights
+    match_hidden, match_layers = match == "hidden", match == "layers"
+    if match != "none":  # the projection is trained and checkpointed too, but not part of the student's weights
         raw = yaml.safe_load(config.read_text())
-        raw["distill"].update(match_hidden=True, hidden_weight=0.5)
+        raw["distill"].update(match_hidden=True, hidden_weight=0.5) if match_hidden else raw["distill"].update(
+            match_layers="uniform", layer_weight=2.0)
         config.write_text(yaml.safe_dump(raw))
     full = distill(teacher_run, config, output=tmp_path / "full", quiet=True)
     with monkeypatch.context() as m:
@@ -216,6 +270,7 @@ def test_resume_after_sigterm_gives_identical_weights_without_the_teacher(teache
     assert state["step"] == 4
     monkeypatch.setattr(Teacher, "probabilities", lambda *a, **k: pytest.fail("the cache should answer"))
     monkeypatch.setattr(Teacher, "pooled", lambda *a, **k: pytest.fail("the cache should answer"))
+    monkeypatch.setattr(Teacher, "layer_means", lambda *a, **k: pytest.fail("the cache should answer"))
     resumed = distill(teacher_run, None, output=tmp_path / "cut", resume=True, quiet=True)
     assert resumed.steps == full.steps and resumed.best_metric == full.best_metric
     for name in ("last/model.safetensors", "model.safetensors"):
@@ -226,10 +281,13 @@ def test_resume_after_sigterm_gives_identical_weights_without_the_teacher(teache
     best, last = (load_file(str(tmp_path / "cut" / name)) for name in ("model.safetensors", "last/model.safetensors"))
     assert not any(k.startswith(("student.", "project.")) for k in best)  # an ordinary classifier's keys
     assert any(k.startswith("project.") for k in last) == match_hidden
-    if match_hidden:
+    # the 32-wide student's two layers against the 48-wide teacher's two: one learned projection
+    assert ("project_layers.weight" in last) == match_layers
+    if match != "none":
         assert {k.removeprefix("student.") for k in last if k.startswith("student.")} == set(best)
         cached = load_file(str(tmp_path / "cut" / "teacher_probs.safetensors"))
-        assert cached["pooled"].shape == (384, 48)  # 192 rows + 192 copies, the teacher's hidden size
+        # 192 rows + 192 copies, the teacher's hidden size
+        assert cached["pooled" if match_hidden else "layers"].shape == ((384, 48) if match_hidden else (384, 2, 48))
         assert load_run(tmp_path / "cut").model is not None
 
 
@@ -650,6 +708,41 @@ def test_a_layers_student_takes_the_word_rank_it_is_given(deep_teacher, tmp_path
             quiet=True)  # the whole table, teacher's rows as they are
     whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
     assert "embeddings.word_project.weight" not in whole and whole["embeddings.word.weight"].shape[1] == 48
+
+
+def test_matching_a_layer_pulls_the_students_states_to_the_teachers(deep_teacher, tmp_path):
+    from textcls.data.batching import pad_batch
+
+    sets = ["train.max_steps=12", "distill.augment_copies=1", "train.lr=3e-3"]
+    distill(deep_teacher, None, sets, output=tmp_path / "plain", budget=120, quiet=True)
+    distill(deep_teacher, None, [*sets, "distill.match_layers=uniform", "distill.layer_weight=20"],
+            output=tmp_path / "matched", budget=120, quiet=True)
+    cfg = load_config(tmp_path / "matched" / "config.yaml")
+    assert cfg.model.num_layers == 1 and cfg.distill.match_layers == "uniform"
+    cached = load_file(str(tmp_path / "matched" / "teacher_probs.safetensors"))
+    teacher = load_teacher(deep_teacher)
+    n = len(cached["probabilities"])
+    # the one student layer against the teacher's third: its states, as the teacher computes them
+    texts = [r[0] for r in sst2_slice(8, "dev")]
+    direct = teacher.layer_means(texts, [3], torch.device("cpu"))
+    assert cached["layers"].shape == (n, 1, 48) and direct.shape == (8, 1, 48)
+    last = load_file(str(tmp_path / "matched" / "last" / "model.safetensors"))
+    assert "project_layers.weight" not in last  # the same width: no projection
+
+    def distance(run: Path) -> float:  # to the teacher's third layer, on texts neither saw
+        student = load_run(run)
+        model, tok = student.model.eval(), student.tokenizer
+        ids, _ = encode_texts(tok, texts, None, 32, "head", None)
+        with torch.no_grad():
+            input_ids, mask, _ = pad_batch(ids, None, tok.token_to_id("[PAD]"))
+            means = model.features_and_means(input_ids, mask, None, [1])[1]
+        target = F.normalize(torch.from_numpy(direct), dim=-1)
+        return float((F.normalize(means, dim=-1) - target).pow(2).sum(-1).mean())
+
+    assert distance(tmp_path / "matched") < distance(tmp_path / "plain")
+    with pytest.raises(ConfigError, match="2 entries for a student of 1 layers"):
+        distill(deep_teacher, None, [*sets, "distill.match_layers=[2, 3]"], output=tmp_path / "bad", budget=120,
+                quiet=True)
 
 
 def test_a_layers_student_resumes_to_the_same_weights(deep_teacher, tmp_path, monkeypatch):

@@ -336,6 +336,13 @@ def _validate_distill(cfg: Config, problems: list[str]) -> None:
         problems.append(f"`distill.augment_copies` must be >= 0 (0: no augmented copies), got {k.augment_copies}")
     if k.hidden_weight < 0:
         problems.append(f"`distill.hidden_weight` must be >= 0, got {k.hidden_weight}")
+    if k.layer_weight < 0:
+        problems.append(f"`distill.layer_weight` must be >= 0, got {k.layer_weight}")
+    layers = k.match_layers
+    if isinstance(layers, str) and layers != "uniform" or isinstance(layers, list) and (
+            not layers or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in layers)):
+        problems.append("`distill.match_layers` is `uniform` or one teacher layer per student layer (1-based; 0 "
+                        f"leaves that student layer unmatched), e.g. [2, 4, 6]; got {short_repr(layers)}")
     if k.student_layers is not None and (isinstance(k.student_layers, bool) or k.student_layers < 0):
         problems.append("`distill.student_layers` is how many of the teacher's layers the student keeps (0: a "
                         f"student from scratch; null: chosen), got {k.student_layers}")

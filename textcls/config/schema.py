@@ -254,6 +254,12 @@ class DistillConfig:
     # student's pooled vector and the teacher's, weighted by hidden_weight. The projection is not saved.
     match_hidden: bool = False
     hidden_weight: float = 1.0
+    # Also match intermediate layers (Sun et al. 2019's patient distillation): the mean over a text's tokens of the
+    # hidden states after student layer i against the teacher's one model's after layer match_layers[i] (0: layer
+    # i unmatched), both L2-normalized, through a learned projection where the widths differ; "uniform": student
+    # layer i of K against teacher layer round(i * L / K). The teacher's states are computed once and cached.
+    match_layers: Optional[Union[str, list[int]]] = None
+    layer_weight: float = 1.0  # the weight of that term: the squared distance, averaged over matched layers
 
 
 @dataclass

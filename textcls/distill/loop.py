@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ from textcls.distill.layers import (
 from textcls.distill.student import plan_layers_student, plan_student
 from textcls.distill.task import NO_LABEL, DistillTask, ProjectedStudent
 from textcls.distill.teacher import (
+    LAYERS_TENSOR,
     POOLED_TENSOR,
     PROBS_TENSOR,
     Teacher,
@@ -169,13 +171,15 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     extra = unlabelled_texts(k.unlabelled, cfg)
     texts = [*train_rows.texts, *augmented, *extra]
     rows = {"labelled": len(train_rows.texts), "augmented": len(augmented), "unlabelled": len(extra)}
-    key = cache_key(texts, teacher, pooled=k.match_hidden)
+    # the teacher's layers matched (distill.match_layers) are known now unless the recipe still chooses the student
+    matched = [] if auto else matched_layers(k.match_layers, cfg.model.num_layers, teacher_depth(teacher))
+    key = cache_key(texts, teacher, k.match_hidden, [t for _, t in matched])
     cached, why = read_cache(run_dir, key)
     if resume and why in ("another teacher", "other texts"):
         raise CheckpointError(f"cannot resume {run_dir}: its {TEACHER_PROBS} was computed for {why} (the teacher's "
                               "weights or the training texts changed since the run started); restore them, or "
                               "distil again without --resume")
-    teacher_seconds = 0.0
+    teacher_seconds, fresh = 0.0, False
     if cached is None:
         say(f"teacher {teacher.path}: probabilities of {len(texts):,} texts ({rows['labelled']:,} training rows, "
             f"{rows['augmented']:,} augmented copies, {rows['unlabelled']:,} unlabelled)")
@@ -187,13 +191,16 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         if k.match_hidden:
             cached[POOLED_TENSOR] = teacher.pooled(texts, device, precision=precision)
         teacher_seconds = time.perf_counter() - began
+        fresh = True
     else:
         say(f"teacher {teacher.path}: probabilities of {len(texts):,} texts read from {run_dir / TEACHER_PROBS}")
     lent = None  # the student of the teacher's lower layers (distill/layers.py)
     if auto:
         layers = student_layers(teacher, k.student_layers, say)
         valid_count = len(valid_rows.texts) if valid_rows else 0
-        elapsed = time.perf_counter() - started
+        # the pass for the matched layers' states comes after the plan: counted as the teacher's pass of one model
+        states = teacher_seconds / len(teacher.models()) if k.match_layers else 0.0
+        elapsed = time.perf_counter() - started + states
         if layers:
             lent = layers_student(teacher, texts, layers, cfg.data.max_length)
             sections, record = plan_layers_student(lent, cfg.data, train_rows.texts, len(texts), valid_count, budget,
@@ -219,6 +226,15 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         raise ConfigError("`distill.student_layers` chooses the automatic student; with a CONFIG the student is "
                           "the CONFIG's model: remove the key, or distil without a CONFIG")
 
+    matched = matched_layers(cfg.distill.match_layers, cfg.model.num_layers, teacher_depth(teacher))
+    key = cache_key(texts, teacher, k.match_hidden, [t for _, t in matched])
+    if matched and LAYERS_TENSOR not in cached:
+        say(f"teacher {teacher.path}: the mean states of its layers {[t for _, t in matched]} for the student's "
+            f"{[s for s, _ in matched]}")
+        device = select_device(cfg.train.device)
+        precision = "bf16" if resolve_precision(cfg.train.precision, device) == "bf16" else "fp32"
+        cached[LAYERS_TENSOR] = teacher.layer_means(texts, [t for _, t in matched], device, precision=precision)
+        fresh = True
     cfg, resume, device, metrics = start_run(cfg, run_dir, resume)
     tokenizer = load_tokenizer(run_dir / TOKENIZER) if resume else lent.tokenizer if lent else None
     data = prepare_data(cfg, tokenizer, quiet=quiet)
@@ -246,21 +262,24 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         began = time.perf_counter()
         filled = init_from_teacher(student.embeddings.word, vocab, teacher)
         say(f"word vectors from the teacher: {filled:,} of {len(vocab):,} tokens ({time.perf_counter() - began:.0f}s)")
-    pooled = cached.get(POOLED_TENSOR)
-    model = student if pooled is None else ProjectedStudent(student, pooled.shape[1])  # what the engine trains
+    pooled, layers = cached.get(POOLED_TENSOR), cached.get(LAYERS_TENSOR)
+    model = student  # what the engine trains
+    if pooled is not None or layers is not None:
+        width = (pooled if pooled is not None else layers).shape[-1]
+        model = ProjectedStudent(student, width, pooled is not None, [s for s, _ in matched])
     model.to(device)
     t = cfg.train
     average = WeightAverage(model, t.ema_decay) if t.ema_decay else None
     evaluated = average.model if average else model
     evaluated = evaluated.student if isinstance(evaluated, ProjectedStudent) else evaluated  # saved: the student
     adversary = EmbeddingAdversary(student.embeddings.norm, t.adversarial_eps) if t.adversarial_eps > 0 else None
-    task = DistillTask(cfg, run_dir, prepared, device, evaluated, student_probs, teacher.reference(), pooled)
+    task = DistillTask(cfg, run_dir, prepared, device, evaluated, student_probs, teacher.reference(), pooled, layers)
     trainer = Trainer(task, model, t, run_dir, device, metrics, resume=resume, quiet=quiet, average=average,
                       adversary=adversary, compile=t.compile)
     if not resume:  # every input has passed its checks: the run's first files
         replace_old_run(run_dir)
         save_run_files(run_dir, cfg, data.tokenizer, data.labels)
-    if not resume or why is not None:
+    if not resume or fresh:
         write_cache(run_dir, cached, key)
     state = trainer.fit()
     return DistillResult(run_dir, state.best, state.step, time.perf_counter() - trainer.started,
@@ -285,6 +304,23 @@ def student_layers(teacher: Teacher, wanted: Optional[int], say) -> int:
         raise ConfigError(f"`distill.student_layers: {wanted}`: the teacher {teacher.path} has {total} layers; "
                           f"keep fewer (1..{total - 1})")
     return wanted
+
+
+def matched_layers(setting, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
+    """(student layer, teacher layer) pairs, 1-based, of `distill.match_layers` (None: none; "uniform": student
+    layer i of K against teacher layer round(i * L / K); a list: one teacher layer per student layer, 0 unmatched);
+    ConfigError for a list that does not fit the two models."""
+    if setting is None:
+        return []
+    if setting == "uniform":
+        return [(i, math.floor(i * teacher_layers / student_layers + 0.5)) for i in range(1, student_layers + 1)]
+    if len(setting) != student_layers:
+        raise ConfigError(f"`distill.match_layers` has {len(setting)} entries for a student of {student_layers} "
+                          "layers; give one teacher layer per student layer (0: unmatched), or `uniform`")
+    if max(setting) > teacher_layers:
+        raise ConfigError(f"`distill.match_layers: {setting}`: the teacher's one model has {teacher_layers} layers; "
+                          f"give layers 1..{teacher_layers} (0: unmatched), or `uniform`")
+    return [(i, t) for i, t in enumerate(setting, 1) if t]
 
 
 def unlabelled_texts(files: Sequence[str], cfg: Config) -> list[str]:

@@ -3,9 +3,9 @@ with or without its NB-LR model), its weights' sha256, and its probabilities cac
 
 The probabilities come from the run's predictor (textcls.predictor.run_predictor), as `eval` and `predict`
 compute them, once: `teacher_probs.safetensors` in the student's run directory holds them (and the teacher's
-pooled vectors with `distill.match_hidden`) with the sha256 of the texts they are for, the teacher's weights
-sha256 and the label order, and a run (or a resumed run) whose
-texts and teacher are the same reads them back instead of running the teacher again.
+pooled vectors with `distill.match_hidden`, the mean states of its matched layers with `distill.match_layers`)
+with the sha256 of the texts they are for, the teacher's weights sha256 and the label order, and a run (or a
+resumed run) whose texts and teacher are the same reads them back instead of running the teacher again.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from textcls.run.load import Run, load_run, run_digest
 
 PROBS_TENSOR = "probabilities"
 POOLED_TENSOR = "pooled"
+LAYERS_TENSOR = "layers"
 
 
 @dataclass
@@ -83,6 +84,15 @@ class Teacher:
         return pooled_vectors(model, tokenizer, texts, d.max_length, d.truncation, d.head_tokens, device,
                               batch_size, precision)
 
+    def layer_means(self, texts: list[str], depths: Sequence[int], device: torch.device, batch_size: int = 64,
+                    precision: str = "fp32") -> np.ndarray:
+        """(N, len(depths), H) float32: for each of `texts`, the mean over its tokens of the hidden states after each
+        of the teacher's one model's layers `depths` (1-based), computed in `precision`."""
+        model, tokenizer, d = self.single()
+        model.eval()
+        return pooled_vectors(model, tokenizer, texts, d.max_length, d.truncation, d.head_tokens, device,
+                              batch_size, precision, depths)
+
 
 def _models(model) -> list[TextClassifier]:
     """A model's TextClassifiers: itself, or an ensemble's members (nested ensembles flattened)."""
@@ -91,12 +101,20 @@ def _models(model) -> list[TextClassifier]:
 
 def pooled_vectors(model: TextClassifier, tokenizer, texts: list[str], max_length: int, truncation: str,
                    head_tokens: Optional[int], device: torch.device, batch_size: int = 64,
-                   precision: str = "fp32") -> np.ndarray:
-    """(N, H) float32: the pooled vector `model`'s head reads for each of `texts`, computed in `precision`."""
+                   precision: str = "fp32", depths: Sequence[int] = ()) -> np.ndarray:
+    """(N, H) float32: the pooled vector `model`'s head reads for each of `texts`, computed in `precision`; with
+    `depths`, (N, len(depths), H): the mean over each text's tokens of the hidden states after those layers."""
     model.to(device)
     ids, _ = encode_texts(tokenizer, texts, None, max_length, truncation, head_tokens)
-    return batched_outputs(model.features, ids, None, model.cfg.hidden_size, batch_size,
-                           tokenizer.token_to_id(PAD) or 0, device, precision)
+    h, pad = model.cfg.hidden_size, tokenizer.token_to_id(PAD) or 0
+    if not depths:
+        return batched_outputs(model.features, ids, None, h, batch_size, pad, device, precision)
+
+    def means(input_ids, mask, type_ids):  # (B, P * H)
+        return model.features_and_means(input_ids, mask, type_ids, depths)[1].flatten(1)
+
+    flat = batched_outputs(means, ids, None, h * len(depths), batch_size, pad, device, precision)
+    return flat.reshape(len(texts), len(depths), h)
 
 
 def load_teacher(path: Path | str) -> Teacher:
@@ -126,14 +144,19 @@ def texts_digest(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def cache_key(texts: Sequence[str], teacher: Teacher, pooled: bool = False) -> dict[str, str]:
+def cache_key(texts: Sequence[str], teacher: Teacher, pooled: bool = False,
+              depths: Sequence[int] = ()) -> dict[str, str]:
+    """What a cache is for: the texts, the teacher, its label order, whether it holds the pooled vectors, and
+    which of the teacher's layers' mean states it holds (`depths`)."""
     return {"rows": str(len(texts)), "texts_sha256": texts_digest(texts), "teacher_sha256": teacher.sha256,
-            "labels": json.dumps(teacher.labels, ensure_ascii=False), "pooled": "yes" if pooled else "no"}
+            "labels": json.dumps(teacher.labels, ensure_ascii=False), "pooled": "yes" if pooled else "no",
+            "layers": json.dumps(list(depths))}
 
 
 def read_cache(run_dir: Path, key: dict[str, str]) -> tuple[Optional[dict[str, np.ndarray]], Optional[str]]:
-    """({"probabilities": (N, C)[, "pooled": (N, H)]}, None) when the cache holds this key's; (None, why)
-    otherwise: no file, a damaged file, or one for other texts or another teacher."""
+    """({"probabilities": (N, C)[, "pooled": (N, H)][, "layers": (N, P, H)]}, None) when the cache holds this
+    key's; (None, why) otherwise: no file, a damaged file, or one for other texts or another teacher. Layer states
+    for other layers than the key's are left out (the caller computes the key's)."""
     path = run_dir / TEACHER_PROBS
     if not path.exists():
         return None, "no cache"
@@ -145,13 +168,17 @@ def read_cache(run_dir: Path, key: dict[str, str]) -> tuple[Optional[dict[str, n
         return None, "damaged"
     if meta.get("teacher_sha256") != key["teacher_sha256"]:
         return None, "another teacher"
-    if any(meta.get(k) != v for k, v in key.items() if k != "pooled"):
+    if any(meta.get(k) != v for k, v in key.items() if k not in ("pooled", "layers")):
         return None, "other texts"
     if meta.get("pooled") != key["pooled"]:
         return None, "no pooled vectors" if key["pooled"] == "yes" else "pooled vectors not needed"
     n, c = int(key["rows"]), len(json.loads(key["labels"]))
     probs, pooled = arrays.get(PROBS_TENSOR), arrays.get(POOLED_TENSOR)
     if probs is None or probs.shape != (n, c) or (key["pooled"] == "yes" and (pooled is None or len(pooled) != n)):
+        return None, "damaged"
+    if meta.get("layers", "[]") != key["layers"] or key["layers"] == "[]":
+        arrays.pop(LAYERS_TENSOR, None)
+    elif LAYERS_TENSOR not in arrays or arrays[LAYERS_TENSOR].shape[:2] != (n, len(json.loads(key["layers"]))):
         return None, "damaged"
     if any(a.dtype != np.float32 or not np.isfinite(a).all() for a in arrays.values()):
         return None, "damaged"

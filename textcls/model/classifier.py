@@ -7,6 +7,7 @@ and runs embeddings, encoder and pooling on them; the weights and their keys are
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ from textcls.model.adapters import build_side
 from textcls.model.embeddings import Embeddings
 from textcls.model.encoder import Encoder
 from textcls.model.packing import Packing
-from textcls.model.pooling import Pooler
+from textcls.model.pooling import Pooler, token_mean
 
 
 @dataclass
@@ -81,14 +82,28 @@ class TextClassifier(nn.Module):
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The pooled vector the head reads: (B, H)."""
+        return self.features_and_means(input_ids, attention_mask, token_type_ids)[0]
+
+    def features_and_means(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                           token_type_ids: torch.Tensor | None = None,
+                           depths: Sequence[int] = ()) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(the pooled vector the head reads (B, H), the mean over each text's tokens of the hidden states after
+        each of `depths` (1-based; a pre-norm model's with the final norm, as pooling reads them) (B, len(depths),
+        H), or None without depths), from one pass."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
-        return_all = self.cfg.pool_layers > 1 or self.side.reads_all_depths
+        return_all = bool(depths) or self.cfg.pool_layers > 1 or self.side.reads_all_depths
         mask = Packing.from_mask(attention_mask) if self.padding_free else attention_mask
         out = self.encode(input_ids, mask, token_type_ids, return_all=return_all)
-        return self.pool(out, mask)  # (B, H)
+        pooled = self.pool(out, mask)  # (B, H)
+        if not depths:
+            return pooled, None
+        norm, last = self.encoder.final_norm, self.cfg.num_layers
+        states = [out.hidden[d - 1] if d == last else norm(out.hidden[d - 1]) for d in depths]
+        return pooled, torch.stack([token_mean(x, mask) for x in states], 1)  # (B, P, H)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         pooled = self.features(input_ids, attention_mask, token_type_ids)  # (B, H)
         return self.head(self.head_dropout(pooled))  # (B, num_labels)
+

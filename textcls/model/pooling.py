@@ -37,10 +37,21 @@ class Pooler(nn.Module):
             if self.kind == "last":
                 return x[packing.last]
             x, mask = packing.unpack(x), packing.mask  # (B, T, H), zeros on the padding
-        m = mask.unsqueeze(-1)  # (B, T, 1)
         if self.kind == "mean":
-            return (x * m).sum(1) / m.sum(1).clamp(min=1).to(x.dtype)
+            return token_mean(x, mask)
+        m = mask.unsqueeze(-1)  # (B, T, 1)
         if self.kind == "max":
             return x.masked_fill(~m, torch.finfo(x.dtype).min).amax(1)
         last = mask.long().sum(1).clamp(min=1) - 1  # (B,) index of the last real token
         return x.gather(1, last.view(-1, 1, 1).expand(-1, 1, x.shape[-1])).squeeze(1)
+
+
+def token_mean(x: torch.Tensor, mask: torch.Tensor | Packing) -> torch.Tensor:
+    """The mean over each text's real tokens: padded x (B, T, H) with its (B, T) bool mask, or packed x (N, H)
+    with its Packing -> (B, H)."""
+    if isinstance(mask, Packing):
+        rows = mask.index // mask.mask.shape[1]  # (N,) the text each packed token belongs to
+        sums = x.new_zeros(mask.mask.shape[0], x.shape[-1]).index_add_(0, rows, x)
+        return sums / mask.mask.sum(1, keepdim=True).to(x.dtype)
+    m = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1)
