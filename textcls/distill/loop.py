@@ -184,9 +184,7 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         say(f"teacher {teacher.path}: probabilities of {len(texts):,} texts ({rows['labelled']:,} training rows, "
             f"{rows['augmented']:,} augmented copies, {rows['unlabelled']:,} unlabelled)")
         began = time.perf_counter()
-        device = select_device(cfg.train.device)
-        # in the precision the student trains in: bf16 where the device has bf16 units (`train.precision: auto`)
-        precision = "bf16" if resolve_precision(cfg.train.precision, device) == "bf16" else "fp32"
+        device, precision = teacher_device(cfg)
         cached = {PROBS_TENSOR: teacher.probabilities(texts, device, precision=precision)}
         if k.match_hidden:
             cached[POOLED_TENSOR] = teacher.pooled(texts, device, precision=precision)
@@ -231,8 +229,7 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     if matched and LAYERS_TENSOR not in cached:
         say(f"teacher {teacher.path}: the mean states of its layers {[t for _, t in matched]} for the student's "
             f"{[s for s, _ in matched]}")
-        device = select_device(cfg.train.device)
-        precision = "bf16" if resolve_precision(cfg.train.precision, device) == "bf16" else "fp32"
+        device, precision = teacher_device(cfg)
         cached[LAYERS_TENSOR] = teacher.layer_means(texts, [t for _, t in matched], device, precision=precision)
         fresh = True
     cfg, resume, device, metrics = start_run(cfg, run_dir, resume)
@@ -262,10 +259,10 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         began = time.perf_counter()
         filled = init_from_teacher(student.embeddings.word, vocab, teacher)
         say(f"word vectors from the teacher: {filled:,} of {len(vocab):,} tokens ({time.perf_counter() - began:.0f}s)")
-    pooled, layers = cached.get(POOLED_TENSOR), cached.get(LAYERS_TENSOR)
+    pooled, states = cached.get(POOLED_TENSOR), cached.get(LAYERS_TENSOR)
     model = student  # what the engine trains
-    if pooled is not None or layers is not None:
-        width = (pooled if pooled is not None else layers).shape[-1]
+    if pooled is not None or states is not None:
+        width = (pooled if pooled is not None else states).shape[-1]
         model = ProjectedStudent(student, width, pooled is not None, [s for s, _ in matched])
     model.to(device)
     t = cfg.train
@@ -273,7 +270,8 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     evaluated = average.model if average else model
     evaluated = evaluated.student if isinstance(evaluated, ProjectedStudent) else evaluated  # saved: the student
     adversary = EmbeddingAdversary(student.embeddings.norm, t.adversarial_eps) if t.adversarial_eps > 0 else None
-    task = DistillTask(cfg, run_dir, prepared, device, evaluated, student_probs, teacher.reference(), pooled, layers)
+    task = DistillTask(cfg, run_dir, prepared, device, evaluated, student_probs, teacher.reference(), pooled,
+                       states)
     trainer = Trainer(task, model, t, run_dir, device, metrics, resume=resume, quiet=quiet, average=average,
                       adversary=adversary, compile=t.compile)
     if not resume:  # every input has passed its checks: the run's first files
@@ -284,6 +282,13 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     state = trainer.fit()
     return DistillResult(run_dir, state.best, state.step, time.perf_counter() - trainer.started,
                          trainer.progress.examples_per_second, rows, teacher_seconds, trainer.stop_requested)
+
+
+def teacher_device(cfg: Config) -> tuple:
+    """(device, precision) of the teacher's passes: the student's device, and the precision the student trains in
+    (bf16 where the device has bf16 units, `train.precision: auto`)."""
+    device = select_device(cfg.train.device)
+    return device, "bf16" if resolve_precision(cfg.train.precision, device) == "bf16" else "fp32"
 
 
 def student_layers(teacher: Teacher, wanted: Optional[int], say) -> int:
