@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
+import torch
 
 from textcls.config import (
     Config,
@@ -171,7 +172,7 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     extra = unlabelled_texts(k.unlabelled, cfg)
     texts = [*train_rows.texts, *augmented, *extra]
     rows = {"labelled": len(train_rows.texts), "augmented": len(augmented), "unlabelled": len(extra)}
-    # the teacher's layers matched (distill.match_layers) are known now unless the recipe still chooses the student
+    # the teacher's layers matched (distill.match_layers); with `auto`, known once the recipe has chosen the student
     matched = [] if auto else matched_layers(k.match_layers, cfg.model.num_layers, teacher_depth(teacher))
     key = cache_key(texts, teacher, k.match_hidden, [t for _, t in matched])
     cached, why = read_cache(run_dir, key)
@@ -214,6 +215,8 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         raw["recipe"] = record
         cfg = config_from_dict(raw, source=f"the student of {teacher.path} (automatic recipe)",
                                overrides=tuple(assignments))
+        matched = matched_layers(cfg.distill.match_layers, cfg.model.num_layers, teacher_depth(teacher))
+        key = cache_key(texts, teacher, k.match_hidden, [t for _, t in matched])
         if lent is not None and cfg.model.intermediate_size > (neurons := lent.model["intermediate_size"]):
             raise ConfigError(f"`model.intermediate_size: {cfg.model.intermediate_size}`: the student of the "
                               f"teacher's layers keeps some of their {neurons} feed-forward neurons and cannot add "
@@ -224,8 +227,6 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
         raise ConfigError("`distill.student_layers` chooses the automatic student; with a CONFIG the student is "
                           "the CONFIG's model: remove the key, or distil without a CONFIG")
 
-    matched = matched_layers(cfg.distill.match_layers, cfg.model.num_layers, teacher_depth(teacher))
-    key = cache_key(texts, teacher, k.match_hidden, [t for _, t in matched])
     if matched and LAYERS_TENSOR not in cached:
         say(f"teacher {teacher.path}: the mean states of its layers {[t for _, t in matched]} for the student's "
             f"{[s for s, _ in matched]}")
@@ -262,7 +263,7 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
     pooled, states = cached.get(POOLED_TENSOR), cached.get(LAYERS_TENSOR)
     model = student  # what the engine trains
     if pooled is not None or states is not None:
-        width = (pooled if pooled is not None else states).shape[-1]
+        width = teacher.single()[0].cfg.hidden_size  # of the teacher's one model, whose vectors are matched
         model = ProjectedStudent(student, width, pooled is not None, [s for s, _ in matched])
     model.to(device)
     t = cfg.train
@@ -284,7 +285,7 @@ def _distill(teacher: Teacher, cfg: Config, run_dir: Path, resume: bool, quiet: 
                          trainer.progress.examples_per_second, rows, teacher_seconds, trainer.stop_requested)
 
 
-def teacher_device(cfg: Config) -> tuple:
+def teacher_device(cfg: Config) -> tuple[torch.device, str]:
     """(device, precision) of the teacher's passes: the student's device, and the precision the student trains in
     (bf16 where the device has bf16 units, `train.precision: auto`)."""
     device = select_device(cfg.train.device)

@@ -195,13 +195,14 @@ def fit_nblr_model(texts: list[str], pairs: Optional[list[str]], targets: np.nda
     Minimizes mean loss + |W|^2 / (2 c N), the objective of scikit-learn's LogisticRegression(C=c) divided
     by c N, over W (F, C) with logits x (W * R) + b, R the NB ratios and x the binary n-gram vector
     (`normalize`: divided by its length)."""
+    chars = (int(chars[0]), int(chars[1])) if chars else None  # a config's [lo, hi]
+
     def docs(progress: WorkProgress) -> Iterable[set[str]]:  # made twice, for counting and the bags: not held
         for i, t in enumerate(texts):
             yield document_ngrams(t, pairs[i] if pairs else None, max_order, lowercase, chars)
             if (i + 1) % 1000 == 0 or i + 1 == len(texts):
                 progress.update(i + 1)
 
-    chars = (int(chars[0]), int(chars[1])) if chars else None  # a config's [lo, hi]
     num_classes = targets.shape[1]
     with WorkProgress("NB-LR counting n-grams", len(texts), enabled=not quiet, unit="texts") as progress:
         vocab = build_vocab(docs(progress), min_count, min(max_features, max(1, _MAX_PARAMETERS // num_classes)))
