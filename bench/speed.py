@@ -180,8 +180,14 @@ def interleave(runners: list[Runner], rounds: int = 8) -> None:
             r.run(k)
 
 
+def autocast(precision: str):
+    """Training precision for both systems: bf16 is CPU autocast (textcls's `train.precision: bf16`, HF Trainer's
+    `bf16=True`), fp32 runs as is."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def textcls_train_runner(arch: str, ids: list[list[int]], labels: np.ndarray, compile_model: bool = False,
-                         padding_free: bool = False) -> Runner:
+                         padding_free: bool = False, precision: str = "fp32") -> Runner:
     import datasets
 
     torch.manual_seed(0)
@@ -195,8 +201,9 @@ def textcls_train_runner(arch: str, ids: list[list[int]], labels: np.ndarray, co
 
     def step(indices: np.ndarray) -> None:
         batch = table.batch(indices, 2)  # collation is part of the measured step
-        logits = forward(batch.input_ids, batch.attention_mask, None)
-        loss = compute_loss(logits, batch.labels)
+        with autocast(precision):
+            logits = forward(batch.input_ids, batch.attention_mask, None)
+            loss = compute_loss(logits.float(), batch.labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -212,7 +219,7 @@ def textcls_train_runner(arch: str, ids: list[list[int]], labels: np.ndarray, co
 
 
 def hf_train_runner(arch: str, ids: list[list[int]], labels: np.ndarray, tokenizer, padded_128: bool,
-                    limit: int | None = None) -> Runner:
+                    limit: int | None = None, precision: str = "fp32") -> Runner:
     from transformers import DataCollatorWithPadding, default_data_collator
 
     torch.manual_seed(0)
@@ -234,7 +241,8 @@ def hf_train_runner(arch: str, ids: list[list[int]], labels: np.ndarray, tokeniz
 
     def step(rows: list[int]) -> None:
         batch = collate([features[i] for i in rows])
-        loss = model(**batch).loss
+        with autocast(precision):
+            loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -282,16 +290,17 @@ def hf_infer_runner(arch: str, ids: list[list[int]], tokenizer) -> Runner:
 
 
 def bench_training(corpus: Corpus, arch: str, n: int, rounds: int, compile_model: bool,
-                   padding_free: bool = False) -> dict:
+                   padding_free: bool = False, precision: str = "fp32") -> dict:
     ids, labels = subset(corpus, n, seed=1)
     tok = hf_tokenizer(corpus)
-    runners = [textcls_train_runner(arch, ids, labels),
-               hf_train_runner(arch, ids, labels, tok, padded_128=False),
-               hf_train_runner(arch, ids, labels, tok, padded_128=True, limit=max(rounds, n // BATCH // 4))]
+    runners = [textcls_train_runner(arch, ids, labels, precision=precision),
+               hf_train_runner(arch, ids, labels, tok, padded_128=False, precision=precision),
+               hf_train_runner(arch, ids, labels, tok, padded_128=True, limit=max(rounds, n // BATCH // 4),
+                               precision=precision)]
     if padding_free:  # the same batches, the same seed: the model packs their real tokens
-        runners.append(textcls_train_runner(arch, ids, labels, padding_free=True))
+        runners.append(textcls_train_runner(arch, ids, labels, padding_free=True, precision=precision))
     if compile_model:
-        runners.append(textcls_train_runner(arch, ids, labels, compile_model=True))
+        runners.append(textcls_train_runner(arch, ids, labels, compile_model=True, precision=precision))
         runners[-1].warmup(8)  # compile for a few shapes before timing
     interleave(runners, rounds)
     rates = {r.name: r.rate for r in runners}
@@ -456,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="also measure textcls training with torch.compile")
     parser.add_argument("--base", nargs="?", const="", default=None, metavar="DIR",
                         help="fine-tuning a pretrained base instead: runs bench/finetune_speed.py")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="training precision, the same for both systems (bf16: CPU autocast on both)")
     parser.add_argument("--padding-free", action="store_true",
                         help="also measure textcls with model.padding_free (training and inference)")
     args = parser.parse_args(argv)
@@ -474,6 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     infer_n = args.infer_examples or (2048 if q else 8192)
     sections = args.sections.split(",")
     print(f"textcls speed benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"training in {args.precision} on both sides, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     for name in args.datasets.split(","):
         if not {"train", "infer"} & set(sections):
@@ -485,7 +497,7 @@ def main(argv: list[str] | None = None) -> None:
         for arch in args.archs.split(","):
             print(f"  [{arch}-size: H=256 L=4 heads=4 I=1024" + (" E=128, shared layers]" if arch == "albert" else "]"))
             if "train" in sections:
-                bench_training(corpus, arch, train_n, 4 if q else 8, args.compile, args.padding_free)
+                bench_training(corpus, arch, train_n, 4 if q else 8, args.compile, args.padding_free, args.precision)
             if "infer" in sections:
                 bench_inference(corpus, arch, infer_n, 4, args.padding_free)
     if "flops" in sections:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textcls.model.dropout import dropout
 from textcls.model.packing import Packing
 
 try:
@@ -69,12 +70,9 @@ class SelfAttention(nn.Module):
         b, t, h = qkv.shape[0], qkv.shape[1], x.shape[-1]
         q, k, v = qkv.view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hd)
         p = self.dropout if self.training else 0.0
-        if need_weights:  # the slow path, for inspection: materialise the probabilities
-            scores = (q @ k.transpose(-2, -1)) / self.head_dim ** 0.5  # (B, nh, T, T)
-            if mask is not None:
-                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-            probs = scores.softmax(-1)
-            y = F.dropout(probs, p, self.training) @ v
+        if need_weights or (p > 0.0 and q.device.type == "cpu"):
+            y, probs = self._explicit(q, k, v, mask, p)
+            probs = probs if need_weights else None
         else:
             probs = None
             with _backends(q):
@@ -83,3 +81,14 @@ class SelfAttention(nn.Module):
         if packing is not None:
             y = packing.pack(y)  # (N, H): the padding rows' outputs are dropped
         return self.out(y), probs
+
+    def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                  p: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention written out: (B, nh, T, hd) x3 -> output (B, nh, T, hd) and probabilities (B, nh, T, T).
+        It serves inspection (the probabilities) and CPU training with attention dropout, where SDPA
+        would run the same arithmetic (its fused CPU kernels take no dropout) with `bernoulli_`'s slow masks."""
+        scores = (q @ k.transpose(-2, -1)) * self.head_dim ** -0.5  # (B, nh, T, T)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        probs = scores.softmax(-1, dtype=torch.float32)  # bf16's CPU softmax is slower, and less exact
+        return dropout(probs, p, self.training).to(v.dtype) @ v, probs

@@ -14,6 +14,7 @@ from torch import nn
 
 from textcls.config import ModelConfig
 from textcls.model.adapters import build_side
+from textcls.model.dropout import Dropout
 from textcls.model.embeddings import Embeddings
 from textcls.model.encoder import Encoder
 from textcls.model.packing import Packing
@@ -37,7 +38,7 @@ class TextClassifier(nn.Module):
         self.side = build_side(cfg)  # K-Adapter side network, or a pass-through without keys
         self.pooler = Pooler(cfg.pooling, cfg.hidden_size)
         drop = cfg.dropout if cfg.classifier_dropout is None else cfg.classifier_dropout
-        self.head_dropout = nn.Dropout(drop)
+        self.head_dropout = Dropout(drop)
         self.head = nn.Linear(cfg.hidden_size, num_labels)
         self.padding_free = cfg.padding_free  # how batches run, not a weight: no state-dict key
         self.apply(self._init_weights)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from textcls.config import ModelConfig
+from textcls.model.dropout import Dropout
 from textcls.model.packing import Packing
 
 
@@ -98,7 +99,7 @@ class Embeddings(nn.Module):
             self.register_buffer("sinusoidal", table, persistent=False)
         self.segment = nn.Embedding(cfg.type_vocab_size, e) if cfg.type_vocab_size > 0 else None
         self.norm = nn.LayerNorm(e, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.project = nn.Linear(e, cfg.hidden_size) if e != cfg.hidden_size else nn.Identity()
         self.kind = cfg.position
         self.position_offset = cfg.position_offset

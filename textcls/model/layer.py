@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from textcls.model.attention import SelfAttention
+from textcls.model.dropout import Dropout
 from textcls.model.packing import Packing
 
 ACTIVATIONS = {
@@ -32,7 +33,7 @@ class AttentionBlock(nn.Module):
         super().__init__()
         self.attention = SelfAttention(hidden_size, num_heads, attention_dropout)
         self.norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | Packing | None, adapter: nn.Module,
@@ -52,7 +53,7 @@ class FeedForwardBlock(nn.Module):
         self.up = nn.Linear(hidden_size, intermediate_size)
         self.down = nn.Linear(intermediate_size, hidden_size)
         self.norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.act = ACTIVATIONS[activation]
         self.pre_norm = pre_norm
 
