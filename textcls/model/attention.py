@@ -59,16 +59,21 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(hidden_size, hidden_size)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | Packing | None,
-                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | Packing | None, need_weights: bool = False,
+                first_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`mask`: attention_bias's mask for x (B, T, H), or the Packing (with its bias) of packed x (N, H).
-        Returns the output shaped as x and, with `need_weights`, the probabilities (B, nh, T, T)."""
+        Returns the output shaped as x and, with `need_weights`, the probabilities (B, nh, T, T).
+        `first_only`: only each sequence's first token asks (keys and values are all the tokens): the output
+        is (B, 1, H), padded or packed x alike, and the probabilities (B, nh, 1, T)."""
         packing = mask if isinstance(mask, Packing) else None
         qkv = self.qkv(x)  # (B, T, 3H), or packed (N, 3H)
         if packing is not None:  # attention alone runs padded: the padding rows are zeros, masked as keys
             qkv, mask = packing.unpack(qkv), packing.bias  # (B, T, 3H)
         b, t, h = qkv.shape[0], qkv.shape[1], x.shape[-1]
         q, k, v = qkv.view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hd)
+        if first_only:
+            q = q[:, :, :1]  # (B, nh, 1, hd)
+            mask = None if mask is None else mask[..., :1, :]  # a causal (T, T) mask keeps its first row
         p = self.dropout if self.training else 0.0
         if need_weights or (p > 0.0 and q.device.type == "cpu"):
             y, probs = self._explicit(q, k, v, mask, p)
@@ -77,8 +82,8 @@ class SelfAttention(nn.Module):
             probs = None
             with _backends(q):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hd)
-        y = y.transpose(1, 2).reshape(b, t, h)
-        if packing is not None:
+        y = y.transpose(1, 2).reshape(b, q.shape[2], h)
+        if packing is not None and not first_only:
             y = packing.pack(y)  # (N, H): the padding rows' outputs are dropped
         return self.out(y), probs
 

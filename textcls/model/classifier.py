@@ -18,13 +18,14 @@ from textcls.model.dropout import Dropout
 from textcls.model.embeddings import Embeddings
 from textcls.model.encoder import Encoder
 from textcls.model.packing import Packing
-from textcls.model.pooling import Pooler, token_mean
+from textcls.model.pooling import FIRST_TOKEN_POOLINGS, Pooler, token_mean
 
 
 @dataclass
 class EncoderOutput:
     hidden: list[torch.Tensor]  # per depth (all, or the last only), each (B, T, H), or (N, H) packed
     attentions: list[torch.Tensor]  # per depth (B, heads, T, T) when requested
+    first_only: bool = False  # the last depth holds each sequence's first token alone: (B, 1, H)
 
 
 class TextClassifier(nn.Module):
@@ -63,15 +64,18 @@ class TextClassifier(nn.Module):
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | Packing | None = None,
                token_type_ids: torch.Tensor | None = None, need_weights: bool = False,
-               return_all: bool = False) -> EncoderOutput:
+               return_all: bool = False, first_only: bool = False) -> EncoderOutput:
         """Hidden states (B, T, H) per depth; with a Packing of the padded batch for `attention_mask`, the
-        real tokens' states packed: (N, H)."""
+        real tokens' states packed: (N, H). `first_only`: the last depth's first tokens alone, (B, 1, H)."""
         packing = attention_mask if isinstance(attention_mask, Packing) else None
         x = self.embeddings(input_ids, token_type_ids, packing)  # (B, T, H) or (N, H)
-        hidden, probs = self.encoder(x, attention_mask, need_weights, return_all)
-        return EncoderOutput(hidden, probs)
+        hidden, probs = self.encoder(x, attention_mask, need_weights, return_all, first_only)
+        return EncoderOutput(hidden, probs, first_only)
 
     def pool(self, out: EncoderOutput, attention_mask: torch.Tensor | Packing) -> torch.Tensor:
+        if out.first_only:  # (B, 1, H): the rows [CLS] pooling reads, already apart
+            x = out.hidden[-1]
+            return self.pooler(x, x.new_ones(x.shape[:2], dtype=torch.bool))
         k = self.cfg.pool_layers
         # Pre-norm layers output the un-normalized residual stream: each pooled one gets the final norm
         # (the last already has it; post-norm's final norm is the identity).
@@ -95,7 +99,9 @@ class TextClassifier(nn.Module):
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         return_all = bool(depths) or self.cfg.pool_layers > 1 or self.side.reads_all_depths
         mask = Packing.from_mask(attention_mask) if self.padding_free else attention_mask
-        out = self.encode(input_ids, mask, token_type_ids, return_all=return_all)
+        # [CLS] pooling reads one row of the last depth: the other rows' feed-forward is not computed
+        first_only = not return_all and self.pooler.kind in FIRST_TOKEN_POOLINGS
+        out = self.encode(input_ids, mask, token_type_ids, return_all=return_all, first_only=first_only)
         pooled = self.pool(out, mask)  # (B, H)
         if not depths:
             return pooled, None

@@ -67,12 +67,19 @@ class Encoder(nn.Module):
         self._plan = list(zip(self.attention_schedule, self.ffn_schedule))
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | Packing | None, need_weights: bool = False,
-                return_all: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+                return_all: bool = False, first_only: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Hidden states after the last depth (each depth with `return_all`), and attention probabilities with
+        `need_weights`. `first_only`: the last depth computes each sequence's first token alone, (B, 1, H), which
+        is all that [CLS] pooling reads: its output projection, feed-forward and queries skip the other tokens."""
+        if first_only and return_all:
+            raise ValueError("first_only leaves the last depth's other tokens uncomputed; return_all needs them")
         mask = attention_bias(attention_mask, self.causal, x.shape[1], x.device)
         hidden: list[torch.Tensor] = []
         probs: list[torch.Tensor] = []
+        last = self.num_layers - 1
         for depth, (a, f) in enumerate(self._plan):
-            x, p = self.attention[a](x, mask, self.adapters.attention[depth], need_weights)
+            first = first_only and depth == last
+            x, p = self.attention[a](x, mask, self.adapters.attention[depth], need_weights, first)
             x = self.ffn[f](x, self.adapters.ffn[depth])
             if need_weights:
                 probs.append(p)

@@ -14,7 +14,7 @@ from torch import nn
 
 from textcls.model.attention import SelfAttention
 from textcls.model.dropout import Dropout
-from textcls.model.packing import Packing
+from textcls.model.packing import Packing, first_tokens
 
 ACTIVATIONS = {
     "gelu": F.gelu,
@@ -37,9 +37,12 @@ class AttentionBlock(nn.Module):
         self.pre_norm = pre_norm
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | Packing | None, adapter: nn.Module,
-                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                need_weights: bool = False, first_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`first_only`: the first token's output alone, (B, 1, H) (SelfAttention.forward)."""
         h = self.norm(x) if self.pre_norm else x
-        h, probs = self.attention(h, mask, need_weights)
+        h, probs = self.attention(h, mask, need_weights, first_only)
+        if first_only:
+            x = first_tokens(x, mask)  # (B, 1, H)
         x = x + adapter(self.dropout(h))
         return (x if self.pre_norm else self.norm(x)), probs
 

@@ -57,3 +57,8 @@ class Packing:
 
     def with_bias(self, bias: Optional[torch.Tensor]) -> "Packing":
         return dataclasses.replace(self, bias=bias)
+
+
+def first_tokens(x: torch.Tensor, mask: "torch.Tensor | Packing | None") -> torch.Tensor:
+    """Each sequence's first token: padded x (B, T, H) or packed x (N, H) with its Packing -> (B, 1, H)."""
+    return x[mask.first].unsqueeze(1) if isinstance(mask, Packing) else x[:, :1]

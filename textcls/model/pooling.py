@@ -16,6 +16,7 @@ POOLINGS = ("cls", "cls_tanh", "cls_relu", "cls_gelu", "mean", "max", "last")
 # A Linear(H, H) + activation on the first token: BERT/ALBERT/RoBERTa's pooler (tanh), DistilBERT's
 # pre_classifier (ReLU), ELECTRA's classification head (exact GELU).
 DENSE_ACTIVATIONS = {"cls_tanh": torch.tanh, "cls_relu": F.relu, "cls_gelu": F.gelu}
+FIRST_TOKEN_POOLINGS = ("cls", *DENSE_ACTIVATIONS)  # they read each sequence's first row alone
 
 
 class Pooler(nn.Module):
@@ -30,7 +31,7 @@ class Pooler(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | Packing) -> torch.Tensor:
         """x (B, T, H) with mask (B, T) bool True on real tokens, or packed x (N, H) with its Packing -> (B, H)."""
         packing = mask if isinstance(mask, Packing) else None
-        if self.kind == "cls" or self.kind in DENSE_ACTIVATIONS:
+        if self.kind in FIRST_TOKEN_POOLINGS:
             first = x[:, 0] if packing is None else x[packing.first]  # (B, H)
             return first if self.kind == "cls" else DENSE_ACTIVATIONS[self.kind](self.dense(first))
         if packing is not None:
