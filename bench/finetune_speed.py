@@ -122,6 +122,14 @@ def format_table(results: list[dict]) -> str:
         show = lambda v: f"{v:.2f}x" if v is not None else "-"  # noqa: E731
         lines.append(f"{q['device']:6} {'textcls/HF':10} {'':>7} {'':>9} {show(q['train_ex_s']):>10} "
                      f"{show(q['predict_ex_s']):>12} {show(q['peak_rss_mb']):>11}")
+    hf = {r["device"]: r for r in results if r["system"] == "HF" and "error" not in r}
+    for r in results:
+        if r["system"] == "textcls" and "predict_onnx_ex_s" in r:
+            theirs = hf.get(r["device"])
+            versus = f", {r['predict_onnx_ex_s'] / theirs['predict_ex_s']:.2f}x HF" if theirs else ""
+            lines.append(f"{r['device']:6} textcls predict --runtime onnx: {r['predict_onnx_ex_s']:.1f} ex/s{versus} "
+                         f"(export and check {r['onnx_export_seconds']:.1f} s, once; max |dp| "
+                         f"{r['onnx_max_difference']:.1e})")
     lines.append(f"targets (issue 28): training >= {TARGETS['train']}x, prediction >= {TARGETS['predict']}x")
     return "\n".join(lines)
 
@@ -260,12 +268,24 @@ def textcls_worker(spec: dict) -> dict:
     texts, labels = read_rows(spec["dev"])
     probs, seconds = timed_predict(lambda x: predictor.predict_proba(x), texts)
     right = sum(run.labels[i] == y for i, y in zip(probs.argmax(1), labels))
+    onnx = {}
+    if device.type == "cpu" and spec["predict_precision"] == "fp32":  # `textcls predict --runtime onnx`'s path
+        from textcls.export.runtime import use_onnx
+
+        started = time.perf_counter()  # the export and its check, once per run (then cached in the run)
+        onnx_predictor = use_onnx(run_predictor(run, PREDICT_BATCH, device, "fp32"), Path(spec["out"]),
+                                  cfg.data.max_length)
+        export_seconds = time.perf_counter() - started
+        onnx_probs, onnx_seconds = timed_predict(lambda x: onnx_predictor.predict_proba(x), texts)
+        onnx = {"onnx_export_seconds": export_seconds, "predict_onnx_ex_s": len(texts) / onnx_seconds,
+                "onnx_max_difference": float(abs(onnx_probs - probs).max())}
     return {"system": "textcls", "device": spec["device"], "threads": clock.threads, "precision": choices["precision"],
             "predict_precision": spec["predict_precision"],
             "train_examples": clock.examples, "train_steps": clock.steps, "train_seconds": clock.seconds,
             "train_ex_s": clock.examples / clock.seconds, "predict_rows": len(texts), "predict_seconds": seconds,
             "predict_ex_s": len(texts) / seconds, "accuracy": right / len(texts),
-            "train_peak_rss_mb": train_peak, "peak_rss_mb": peak_rss_mb(), "choices": choices, **_cuda_peak(device)}
+            "train_peak_rss_mb": train_peak, "peak_rss_mb": peak_rss_mb(), "choices": choices, **_cuda_peak(device),
+            **onnx}
 
 
 def _cuda_peak(device) -> dict:

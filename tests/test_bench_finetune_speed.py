@@ -61,10 +61,11 @@ def test_examples_seen_counts_each_epochs_partial_last_batch():
 def test_ratios_per_device_and_table():
     row = dict(threads=2, precision="fp32", accuracy=0.8)
     results = [{"system": "textcls", "device": "cpu", "train_ex_s": 30.0, "predict_ex_s": 400.0, "peak_rss_mb": 900,
-                **row},
+                "predict_onnx_ex_s": 600.0, "onnx_export_seconds": 7.25, "onnx_max_difference": 2e-6, **row},
                {"system": "HF", "device": "cpu", "train_ex_s": 20.0, "predict_ex_s": 100.0, "peak_rss_mb": 1200, **row},
                {"system": "textcls", "device": "cuda", "error": "exit 2: boom"}]
     ratios = ratio_rows(results)
     assert ratios == [{"device": "cpu", "train_ex_s": 1.5, "predict_ex_s": 4.0, "peak_rss_mb": 0.75}]
     table = format_table(results)
     assert "1.50x" in table and "4.00x" in table and "0.75x" in table and "ERROR exit 2: boom" in table
+    assert "predict --runtime onnx: 600.0 ex/s, 6.00x HF (export and check 7.2 s, once; max |dp| 2.0e-06)" in table

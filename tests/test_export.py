@@ -370,10 +370,10 @@ def test_an_ensemble_quantizes_member_by_member(sst2_files, tmp_path):
 def test_onnx_exports_layouts_that_hf_cannot_hold(model, tmp_path):
     """What HF refuses still exports to ONNX: the graph is traced from textcls's own forward."""
     ort = pytest.importorskip("onnxruntime")
-    from textcls.export.onnx import _export, _Probabilities
+    from textcls.export.onnx import Probabilities, export_graph
 
-    wrapper = _Probabilities(build(**model), "multilabel").eval()
-    _export(wrapper, tmp_path / "m.onnx", 24)
+    wrapper = Probabilities(build(**model), "multilabel").eval()
+    export_graph(wrapper, tmp_path / "m.onnx", 24)
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask", "token_type_ids"]
     for batch, length in ((1, 5), (4, 17)):

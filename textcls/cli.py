@@ -418,9 +418,12 @@ def predict(
                                 "pipe that stays open; on by default for a terminal)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, and no closing `wrote N predictions` "
                                "line."),
+    runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: the transformers run in onnxruntime (CPU, "
+                                "fp32; exported once into the run's onnx_cache/, the export extra)."),
 ) -> None:
     """Labels and probabilities for each input line or row, in input order."""
     from textcls.errors import ConfigError
+    from textcls.export.runtime import check_runtime
     from textcls.predict import predict_file, window_stride
     from textcls.run.load import load_run
 
@@ -435,10 +438,11 @@ def predict(
         raise ConfigError("--stream answers on stdout as the lines come; leave out --output (or redirect stdout)")
     _logging()
     target = _inference_device(device, precision)
+    check_runtime(runtime, target, precision)
     run = load_run(run_dir, device=target)
     n = predict_file(run, input, output, top_k, output_format, input_format, batch_size, device=target,
                      precision=precision, window_stride=window_stride(run.cfg.data, chunk_long, stride),
-                     encoding=encoding, echo=echo, stream=stream, quiet=quiet)
+                     encoding=encoding, echo=echo, stream=stream, quiet=quiet, runtime=runtime)
     if output not in (None, "-") and not quiet:
         err.print(f"wrote {n} predictions to {output}", highlight=False, markup=False)
 

@@ -21,6 +21,7 @@ import torch
 from textcls.config import DataConfig
 from textcls.data.readers import SUFFIXES, Record, detect_format, has_header, iter_records
 from textcls.errors import ConfigError, DataError, data_error_hint
+from textcls.export.runtime import use_onnx
 from textcls.io import open_output
 from textcls.predictor import predict_ids, run_predictor, window_starts  # noqa: F401 (re-exported: bench/ and tests use them)
 from textcls.progress import WorkProgress
@@ -89,7 +90,7 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
                  output_format: Optional[str] = None, input_format: Optional[str] = None, batch_size: int = 64,
                  chunk_size: int = 4096, device: torch.device = torch.device("cpu"), precision: str = "fp32",
                  window_stride: Optional[int] = None, encoding: Optional[str] = None, echo: Optional[str] = None,
-                 stream: bool = False, quiet: bool = True) -> int:
+                 stream: bool = False, quiet: bool = True, runtime: str = "torch") -> int:
     """Predict every input line/row; writes one output line per input in order. Returns the count.
 
     The input is read with the run's data options (columns, header, encoding), in `input_format`, else
@@ -98,7 +99,8 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
     `echo`: each output row also holds the input's `text` (and `text_pair`), its `line` number, or the
     value of that column of a CSV/TSV/JSONL input, first. `stream`: each input line is answered (and
     flushed) as soon as it is read, for stdin from a terminal or a pipe that stays open. `quiet=False` (and
-    not `stream`): progress on stderr, in lines of a file (rows of stdin or a JSON array, with no total)."""
+    not `stream`): progress on stderr, in lines of a file (rows of stdin or a JSON array, with no total).
+    `runtime="onnx"`: the transformers run in onnxruntime (textcls.export.runtime; CPU, fp32)."""
     check_output(output_path, "--output", (input_path,))
     fmt = output_format or _output_format(output_path)
     if fmt == "tsv" and top_k > 1 and run.cfg.data.task == "multilabel":
@@ -115,6 +117,8 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
     records = iter_records(input_path, data_cfg, labelled=False, allow_empty=True, keep=keep)
     predictor = run_predictor(run, batch_size, device, precision, chunk_long=bool(window_stride),
                               stride=window_stride)
+    if runtime == "onnx":
+        predictor = use_onnx(predictor, run.path, run.cfg.data.max_length)
     count = 0
     # No progress while answering line by line, nor while the predictions scroll past on the same terminal.
     shown = not (quiet or stream or (output_path in (None, "-") and sys.stdout.isatty()))

@@ -116,12 +116,15 @@ class ModelPredictor:
     precision: str = "fp32"
     chunk_long: bool = False
     stride: Optional[int] = None
+    runtime: Optional[BatchProbabilities] = None  # another runtime's copy of `model` (predict --runtime onnx)
 
     @property
     def task(self) -> str:
         return self.data.task
 
     def batch_probabilities(self) -> BatchProbabilities:
+        if self.runtime is not None:
+            return self.runtime
         return lambda ids, mask, types: activation(self.model(ids, mask, types), self.task)
 
     def predict_proba(self, texts: list[str], pairs: Optional[list[str]] = None) -> np.ndarray:
@@ -159,7 +162,7 @@ class EnsemblePredictor(ModelPredictor):
             raise TypeError(f"EnsemblePredictor runs an EnsembleClassifier, not {type(self.model).__name__}")
 
     def batch_probabilities(self) -> BatchProbabilities:
-        return self.model.probabilities
+        return self.runtime if self.runtime is not None else self.model.probabilities
 
 
 @dataclass

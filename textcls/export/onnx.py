@@ -47,7 +47,7 @@ class OnnxExport:
     source: str  # where the sample texts came from
 
 
-class _Probabilities(torch.nn.Module):
+class Probabilities(torch.nn.Module):
     """The run's classifier from token ids to probabilities, as textcls's predictor computes them."""
 
     def __init__(self, model: torch.nn.Module, task: str):
@@ -63,36 +63,38 @@ class _Probabilities(torch.nn.Module):
         return activation(self.model(input_ids, attention_mask.bool(), token_type_ids), self.task)  # (B, C)
 
 
-def _runtime():
+def onnx_runtime(what: str = "--format onnx"):
+    """The onnxruntime module, after checking that the exporter's packages are there (ConfigError naming the
+    extra to install when one is missing)."""
     try:
         import onnx  # noqa: F401  (torch.onnx.export needs it)
         import onnxruntime
         import onnxscript  # noqa: F401  (the torch.export-based exporter needs it)
     except ImportError as exc:
-        raise ConfigError(f"--format onnx needs the export extra ({exc.name} is missing): "
+        raise ConfigError(f"{what} needs the export extra ({exc.name} is missing): "
                           "pip install 'textcls[export]'") from None
     return onnxruntime
 
 
 def export_onnx(run: Run, output: Path | str, overwrite: bool = False) -> OnnxExport:
     """Export, check against PyTorch on the run's validation texts (or built ones), then write the files."""
-    ort = _runtime()
+    ort = onnx_runtime()
     output = Path(output)
     if output.suffix != ".onnx":
         raise ConfigError(f"--output {output} must name an .onnx file (e.g. model.onnx); the tokenizer and labels "
                           "are written beside it")
     if output.is_dir() or (output.exists() and not overwrite):
         raise CheckpointError(f"--output {output} exists; pick another name or pass --overwrite")
-    if _is_quantized(run.model):
+    if is_quantized(run.model):
         raise CheckpointError(f"{run.path} is an int8 (quantized) run, whose PyTorch int8 layers ONNX cannot hold; "
                               "export the float run it was made from")
     model = single_model(run, "an ONNX export", ensembles=True).cpu().eval()
     tok = standalone_tokenizer(run, "an ONNX export")
-    wrapper = _Probabilities(model, run.cfg.data.task).eval()
+    wrapper = Probabilities(model, run.cfg.data.task).eval()
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
-        _export(wrapper, tmp, run.cfg.data.max_length)
+        export_graph(wrapper, tmp, run.cfg.data.max_length)
         samples = run_samples(run, limit=CHECK_ROWS)
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         graph_inputs = [i.name for i in session.get_inputs()]
@@ -118,11 +120,11 @@ def export_onnx(run: Run, output: Path | str, overwrite: bool = False) -> OnnxEx
     return OnnxExport(output, graph_inputs, difference, len(samples.texts), samples.source)
 
 
-def _is_quantized(model: torch.nn.Module) -> bool:
+def is_quantized(model: torch.nn.Module) -> bool:
     return any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
 
 
-def _export(wrapper: _Probabilities, path: Path, max_length: int) -> None:
+def export_graph(wrapper: Probabilities, path: Path, max_length: int) -> None:
     t = min(8, max_length)
     example = (torch.full((2, t), 5, dtype=torch.long), torch.ones(2, t, dtype=torch.long),
                torch.zeros(2, t, dtype=torch.long))
@@ -145,7 +147,7 @@ def _export(wrapper: _Probabilities, path: Path, max_length: int) -> None:
         quiet.setLevel(level)
 
 
-def _max_difference(run: Run, wrapper: _Probabilities, session, samples: Samples) -> float:
+def _max_difference(run: Run, wrapper: Probabilities, session, samples: Samples) -> float:
     """The largest |onnxruntime - PyTorch| probability over the samples, in batches of several sizes and
     lengths (the first batch holds one row, so batch 1 is checked too)."""
     d = run.cfg.data

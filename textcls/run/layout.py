@@ -40,11 +40,12 @@ STEP_CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
 STATE = "state.json"  # the loop position and the checksums of the weights beside it
 TRAINER_STATE = "trainer_state.pt"  # optimizer, scheduler, RNG (torch.save; loaded with weights_only=True)
 EMA_WEIGHTS = "ema.safetensors"
+ONNX_CACHE = "onnx_cache"  # `predict --runtime onnx`: the graphs exported from the weights, by their digest
 
 # What run directories hold (train, pretrain, ensembles, `textcls plot`): `output.overwrite` removes these only.
 RUN_ENTRY = re.compile("|".join(re.escape(name) for name in (
     CONFIG, TOKENIZER, LABELS, WEIGHTS, RUN_INFO, EVAL_REPORT, METRICS, ENSEMBLE, NBLR_INFO, NBLR_WEIGHTS, CURVES,
-    TEACHER_PROBS, CONFUSION, CLASS_F1, LAST, MEMBERS, TENSORBOARD, *LEGACY_NBLR.values()))
+    TEACHER_PROBS, CONFUSION, CLASS_F1, LAST, MEMBERS, TENSORBOARD, ONNX_CACHE, *LEGACY_NBLR.values()))
     + "|" + STEP_CHECKPOINT_RE.pattern)
 # Temp names a killed run can leave: `.last.*`/`.checkpoint-N.*` folders, `.model.safetensors.*` and `.NAME.*.tmp`.
 STALE_TEMP_DIR = re.compile(rf"\.({re.escape(LAST)}|{STEP_CHECKPOINT_RE.pattern})\..+")

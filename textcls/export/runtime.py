@@ -1,0 +1,143 @@
+"""`textcls predict --runtime onnx`: the run's transformers run in onnxruntime instead of PyTorch, on the CPU in
+fp32, with the same weights and the same probabilities within 1e-4.
+
+Why: PyTorch's fp32 Linear layers go through MKL, which on the project machine's AMD EPYC reached about
+200 GFLOP/s on a MiniLM layer's shapes where onnxruntime's own kernels ran the same graph 1.6-1.8x faster
+(docs/results.md). Everything around the model is unchanged: tokenizing, length-sorted batches, long-text
+windows, ensembles (one graph for members that share a tokenizer), tokenizer-variant groups and the n-gram
+model's share, which stays in Python.
+
+Each model is exported once (`torch.onnx.export`, as `textcls export --format onnx` does), checked against
+PyTorch on token ids of several batch sizes and lengths, and kept in the run directory's `onnx_cache/` under
+the digest of its weights, textcls's version and torch's, so a later predict loads it straight away and a
+retrained run gets a new one. A run directory that cannot be written to exports into a temporary folder
+each time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from textcls import __version__
+from textcls.errors import CheckpointError, ConfigError
+from textcls.export.onnx import TOLERANCE, Probabilities, export_graph, is_quantized, onnx_runtime
+from textcls.predictor import ModelPredictor, Predictor, WeightedMean
+from textcls.run.layout import ONNX_CACHE
+
+log = logging.getLogger("textcls")
+
+RUNTIMES = ("torch", "onnx")
+CHECK_SHAPES = ((1, 1), (1, 9), (16, 3), (16, 40))  # (batch, tokens) the export is checked on, max_length capped
+
+
+class OnnxProbabilities:
+    """BatchProbabilities from an onnxruntime session: (input_ids, mask, type_ids) -> (B, C) float32."""
+
+    def __init__(self, session):
+        self.session = session
+        self.inputs = {i.name for i in session.get_inputs()}
+
+    def __call__(self, input_ids: torch.Tensor, mask: torch.Tensor, type_ids: Optional[torch.Tensor]) -> torch.Tensor:
+        feed = {"input_ids": input_ids, "attention_mask": mask.long(),
+                "token_type_ids": torch.zeros_like(input_ids) if type_ids is None else type_ids}
+        out = self.session.run(["probabilities"], {k: v.cpu().numpy() for k, v in feed.items() if k in self.inputs})
+        return torch.from_numpy(out[0])
+
+
+def check_runtime(runtime: str, device: torch.device, precision: str) -> None:
+    """ConfigError for a runtime this predict cannot use, naming the option to change."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"--runtime must be torch or onnx, got {runtime!r}")
+    if runtime == "onnx" and (device.type != "cpu" or precision != "fp32"):
+        raise ConfigError(f"--runtime onnx runs fp32 on the CPU (here --device {device.type}, --precision {precision});"
+                          " add --device cpu and leave --precision at fp32, or use --runtime torch")
+
+
+def use_onnx(predictor: Predictor, run_dir: Path, max_length: int) -> Predictor:
+    """`predictor` (run_predictor's, on the CPU in fp32) with each of its transformers run by onnxruntime."""
+    ort = onnx_runtime("--runtime onnx")
+    for model_predictor in _model_predictors(predictor):
+        path = _graph(model_predictor, run_dir / ONNX_CACHE, max_length)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # what PyTorch would have used
+        options.inter_op_num_threads = 1
+        model_predictor.runtime = OnnxProbabilities(
+            ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+    return predictor
+
+
+def _model_predictors(predictor: Predictor) -> list[ModelPredictor]:
+    if isinstance(predictor, ModelPredictor):  # EnsemblePredictor too
+        return [predictor]
+    if isinstance(predictor, WeightedMean):  # groups, and the n-gram mix (its NB-LR part has no transformer)
+        return [m for p in predictor.predictors for m in _model_predictors(p)]
+    return []
+
+
+def weights_digest(model: torch.nn.Module, task: str) -> str:
+    """sha256 of the weights (names, dtypes, shapes, bytes) with the task and the exporting versions."""
+    digest = hashlib.sha256(f"textcls {__version__} torch {torch.__version__} {task}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name} {t.dtype} {tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _graph(predictor: ModelPredictor, cache: Path, max_length: int) -> Path:
+    """The cached graph of the predictor's model, exported and checked first when there is none."""
+    model = predictor.model
+    if is_quantized(model):
+        raise CheckpointError("an int8 (quantized) run's layers have no ONNX form: predict it with --runtime torch")
+    path = cache / f"{weights_digest(model, predictor.task)[:32]}.onnx"
+    if path.is_file():
+        return path
+    try:
+        cache.mkdir(exist_ok=True)
+        probe = cache / f".probe.{os.getpid()}.tmp"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:  # a read-only run directory: export for this process alone
+        log.info("%s cannot be written (%s); exporting into a temporary folder", cache, exc)
+        path = Path(tempfile.mkdtemp(prefix="textcls-onnx-")) / path.name
+    log.info("exporting the model to ONNX for onnxruntime (once; kept in %s)", path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    wrapper = Probabilities(model, predictor.task).eval()
+    try:
+        export_graph(wrapper, tmp, max_length)
+        _check(wrapper, tmp, max_length, predictor.tokenizer.get_vocab_size())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def _check(wrapper: Probabilities, path: Path, max_length: int, vocab_size: int) -> None:
+    """CheckpointError unless onnxruntime's probabilities match PyTorch's on seeded token ids."""
+    ort = onnx_runtime("--runtime onnx")
+    run = OnnxProbabilities(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]))
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for batch, tokens in CHECK_SHAPES:
+        tokens = min(tokens, max_length)
+        ids = torch.randint(min(5, vocab_size - 1), vocab_size, (batch, tokens), generator=generator)
+        mask = torch.ones_like(ids, dtype=torch.bool)
+        mask[1:, max(1, tokens // 2):] = False  # shorter rows after the first: padding inside the batch
+        ids = ids.masked_fill(~mask, 0)
+        types = torch.zeros_like(ids)
+        with torch.inference_mode():
+            want = wrapper(ids, mask.long(), types).numpy()
+        worst = max(worst, float(np.abs(run(ids, mask, types).numpy() - want).max()))
+    if not worst <= TOLERANCE:
+        raise CheckpointError(f"onnxruntime's probabilities differ from PyTorch's by up to {worst:.2e} on this run "
+                              f"(the check allows {TOLERANCE:g}); predict with --runtime torch")
