@@ -115,3 +115,17 @@ def test_the_cache_key_follows_the_weights():
     with torch.no_grad():
         model.head.bias[0] += 1e-3
     assert weights_digest(model, "single") != first
+
+
+def test_eval_with_the_onnx_runtime_reports_what_torch_does(ensemble_run, tmp_path):
+    reports = {}
+    for runtime in ("torch", "onnx"):
+        out = tmp_path / f"{runtime}.json"
+        result = CliRunner().invoke(app, ["eval", str(ensemble_run), str(ensemble_run.parent / "valid.tsv"), "--report",
+                                          str(out), "--runtime", runtime, "--quiet"])
+        assert result.exit_code == 0, result.output
+        reports[runtime] = json.loads(out.read_text())
+    assert reports["onnx"]["accuracy"] == pytest.approx(reports["torch"]["accuracy"], abs=1e-9)
+    assert reports["onnx"]["examples"] == reports["torch"]["examples"] == 100
+    assert reports["onnx"]["confusion_matrix"] == reports["torch"]["confusion_matrix"]
+    np.testing.assert_allclose(reports["onnx"]["loss"], reports["torch"]["loss"], rtol=1e-4)

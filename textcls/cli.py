@@ -118,6 +118,8 @@ SetOption = typer.Option(None, "--set", "-s", help="Override a config key, e.g. 
 PrecisionOption = typer.Option("fp32", "--precision", help="fp32, bf16 (autocast: faster on GPUs and on CPUs "
                                "with bf16 units), or auto (bf16 where the device has bf16 units).")
 DeviceOption = typer.Option("auto", "--device", help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N.")
+RuntimeOption = typer.Option("torch", "--runtime", help="torch, or onnx: the transformers run in onnxruntime (CPU, "
+                             "fp32; exported once into the run's onnx_cache/; the export extra).")
 
 
 def _inference_device(device: str, precision: str):
@@ -367,10 +369,12 @@ def eval_cmd(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Save the confusion matrix (normalized per true label) "
                                         "as a picture (PNG)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    runtime: str = RuntimeOption,
 ) -> None:
     """Accuracy, F1, per-class metrics and the confusion matrix on a labelled file."""
     from textcls.errors import ConfigError
     from textcls.evaluation import evaluate_file, print_report, reading_options
+    from textcls.export.runtime import check_runtime
     from textcls.plot import check_picture_path, plot_confusion
     from textcls.run.load import load_run
 
@@ -378,12 +382,13 @@ def eval_cmd(
     if plot:
         check_picture_path(plot)
     target = _inference_device(device, precision)
+    check_runtime(runtime, target, precision)
     run = load_run(run_dir, device=target)
     if plot and run.cfg.data.task == "multilabel":
         raise ConfigError("--plot draws a confusion matrix, which a multi-label run does not have")
     reading = reading_options(run.cfg.data, input_format, text_columns, label_column, header, encoding)
     result = evaluate_file(run, data_file, str(report) if report else None, batch_size, target, precision, reading,
-                           str(errors) if errors else None, quiet=quiet)
+                           str(errors) if errors else None, quiet=quiet, runtime=runtime)
     if str(report) != "-":
         print_report(result, out)
     if errors:
@@ -418,8 +423,7 @@ def predict(
                                 "pipe that stays open; on by default for a terminal)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, and no closing `wrote N predictions` "
                                "line."),
-    runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: the transformers run in onnxruntime (CPU, "
-                                "fp32; exported once into the run's onnx_cache/, the export extra)."),
+    runtime: str = RuntimeOption,
 ) -> None:
     """Labels and probabilities for each input line or row, in input order."""
     from textcls.errors import ConfigError

@@ -16,6 +16,7 @@ from rich.table import Table
 from textcls.config import DataConfig
 from textcls.data.pipeline import labelled_rows
 from textcls.errors import ConfigError, DataError, data_error_hint, printable
+from textcls.export.runtime import use_onnx
 from textcls.io import open_output
 from textcls.mistakes import computed_once, errors_format, mistakes, write_mistakes
 from textcls.predictor import predictor_report, run_predictor
@@ -26,12 +27,14 @@ from textcls.run.outputs import check_output
 
 def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, batch_size: int = 128,
                   device: torch.device = torch.device("cpu"), precision: str = "fp32",
-                  reading: Optional[dict] = None, errors_path: Optional[str] = None, quiet: bool = True) -> dict:
+                  reading: Optional[dict] = None, errors_path: Optional[str] = None, quiet: bool = True,
+                  runtime: str = "torch") -> dict:
     """The report of the run on a labelled file read with the run's data options, or with `reading`'s
     (format, text_columns, label_column, header, encoding) in their place: the metrics of the run's
     predictor's probabilities (with the NB-LR model's share mixed in, and its metrics alone, when the
     run has one). `errors_path`: also write the misclassified rows there (textcls.mistakes). `quiet=False`:
-    progress on stderr while the rows are predicted."""
+    progress on stderr while the rows are predicted. `runtime="onnx"`: the transformers run in onnxruntime
+    (textcls.export.runtime)."""
     if errors_path:
         errors_format(errors_path)
         check_output(errors_path, "--errors", (data_file,))
@@ -43,6 +46,8 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
                          "--input-format, --text-column, --label-column, --header or --encoding"):
         rows, skipped = labelled_rows(data_file, dataclasses.replace(run.cfg.data, **(reading or {})), run.labels)
     predictor = run_predictor(run, batch_size, device, precision)  # each tokenizer group tokenizes the rows itself
+    if runtime == "onnx":
+        predictor = use_onnx(predictor, run.path, run.cfg.data.max_length)
     with WorkProgress(f"eval {data_file}", len(rows.texts), enabled=not quiet, unit="rows") as progress:
         probs, predictor = computed_once(predictor, rows.texts, rows.pairs, progress.advance)
     if errors_path:
