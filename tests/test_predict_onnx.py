@@ -129,3 +129,28 @@ def test_eval_with_the_onnx_runtime_reports_what_torch_does(ensemble_run, tmp_pa
     assert reports["onnx"]["examples"] == reports["torch"]["examples"] == 100
     assert reports["onnx"]["confusion_matrix"] == reports["torch"]["confusion_matrix"]
     np.testing.assert_allclose(reports["onnx"]["loss"], reports["torch"]["loss"], rtol=1e-4)
+
+
+def test_serve_answers_with_the_onnx_runtime_as_with_torch(ensemble_run):
+    pytest.importorskip("fastapi.testclient")
+    from fastapi.testclient import TestClient
+
+    from textcls.export.runtime import use_onnx
+    from textcls.predictor import run_predictor
+    from textcls.run.load import load_run
+    from textcls.serve import ServeOptions
+    from textcls.serve.app import build_app
+
+    run = load_run(ensemble_run)
+    answers = {}
+    for runtime in ("torch", "onnx"):
+        predictor = run_predictor(run)
+        if runtime == "onnx":
+            predictor = use_onnx(predictor, run.path, run.cfg.data.max_length)
+        with TestClient(build_app(run, predictor, ServeOptions()), raise_server_exceptions=False) as client:
+            response = client.post("/predict", json={"texts": TEXTS, "top_k": 2})
+            assert response.status_code == 200, response.text
+            answers[runtime] = response.json()
+    got = [[r["probability"] for r in row["top_k"]] for row in answers["onnx"]["predictions"]]
+    want = [[r["probability"] for r in row["top_k"]] for row in answers["torch"]["predictions"]]
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-4)

@@ -465,14 +465,18 @@ def serve(
                                           help="Require `Authorization: Bearer KEY` on /predict and /info."),
     precision: str = PrecisionOption,
     device: str = DeviceOption,
+    runtime: str = RuntimeOption,
 ) -> None:
     """An HTTP JSON API (POST /predict, GET /health, /info, /docs) and a page at / for a trained run."""
+    from textcls.export.runtime import check_runtime
     from textcls.serve import ServeOptions
     from textcls.serve import serve as serve_run
 
     _logging()
     options = ServeOptions(max_batch, max_wait_ms, max_texts, max_body, api_key)
-    serve_run(run_dir, host, port, options, _inference_device(device, precision), precision,
+    target = _inference_device(device, precision)
+    check_runtime(runtime, target, precision)
+    serve_run(run_dir, host, port, options, target, precision, runtime=runtime,
               announce=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
 
 

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 import torch
 
 from textcls.errors import ConfigError
+from textcls.export.runtime import use_onnx
 from textcls.predictor import run_predictor
 from textcls.run.load import load_run
 from textcls.serve.options import ServeOptions, check_options
@@ -34,9 +35,10 @@ GRACE_S = 30  # on SIGTERM, how long requests in flight may take to finish
 
 
 def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, options: Optional[ServeOptions] = None,
-          device: torch.device = torch.device("cpu"), precision: str = "fp32",
+          device: torch.device = torch.device("cpu"), precision: str = "fp32", runtime: str = "torch",
           announce: Callable[[str], None] = print) -> None:
-    """Load the run and serve it until SIGTERM (which lets requests in flight finish, then returns) or Ctrl+C."""
+    """Load the run and serve it until SIGTERM (which lets requests in flight finish, then returns) or Ctrl+C.
+    `runtime="onnx"`: its transformers run in onnxruntime (textcls.export.runtime)."""
     if _MISSING is not None:
         raise ConfigError(f"serve needs the optional packages of textcls[serve] ({_MISSING.name} is missing); "
                           "install them with `pip install 'textcls[serve]'`")
@@ -44,6 +46,8 @@ def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, options: Opt
     check_options(host, port, options)
     run = load_run(run_dir, device=device)
     predictor = run_predictor(run, device=device, precision=precision)
+    if runtime == "onnx":
+        predictor = use_onnx(predictor, run.path, run.cfg.data.max_length)
     app = build_app(run, predictor, options)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=GRACE_S, server_header=False)
