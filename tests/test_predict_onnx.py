@@ -154,3 +154,16 @@ def test_serve_answers_with_the_onnx_runtime_as_with_torch(ensemble_run):
     got = [[r["probability"] for r in row["top_k"]] for row in answers["onnx"]["predictions"]]
     want = [[r["probability"] for r in row["top_k"]] for row in answers["torch"]["predictions"]]
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-4)
+
+
+def test_a_graph_of_weights_the_run_no_longer_has_is_replaced(ensemble_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(ensemble_run, run, ignore=shutil.ignore_patterns(ONNX_CACHE))
+    (run / ONNX_CACHE).mkdir()
+    stale = run / ONNX_CACHE / ("0" * 32 + ".onnx")
+    stale.write_bytes(b"the graph of older weights")
+    probabilities(run, tmp_path, "--runtime", "onnx")
+    graphs = list((run / ONNX_CACHE).glob("*.onnx"))
+    assert len(graphs) == 1 and graphs[0] != stale

@@ -10,8 +10,8 @@ model's share, which stays in Python.
 Each model is exported once (`torch.onnx.export`, as `textcls export --format onnx` does), checked against
 PyTorch on token ids of several batch sizes and lengths, and kept in the run directory's `onnx_cache/` under
 the digest of its weights, textcls's version and torch's, so a later predict loads it straight away and a
-retrained run gets a new one. A run directory that cannot be written to exports into a temporary folder
-each time.
+resumed run gets a new one (the graphs of weights the run no longer holds are deleted then). A run directory
+that cannot be written to exports into a temporary folder each time.
 """
 
 from __future__ import annotations
@@ -65,13 +65,19 @@ def check_runtime(runtime: str, device: torch.device, precision: str) -> None:
 def use_onnx(predictor: Predictor, run_dir: Path, max_length: int) -> Predictor:
     """`predictor` (run_predictor's, on the CPU in fp32) with each of its transformers run by onnxruntime."""
     ort = onnx_runtime("--runtime onnx")
+    cache, used = run_dir / ONNX_CACHE, set()
     for model_predictor in _model_predictors(predictor):
-        path = _graph(model_predictor, run_dir / ONNX_CACHE, max_length)
+        path = _graph(model_predictor, cache, max_length)
+        used.add(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # what PyTorch would have used
         options.inter_op_num_threads = 1
         model_predictor.runtime = OnnxProbabilities(
             ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+    for stale in cache.glob("*.onnx") if cache.is_dir() else ():  # graphs of weights the run no longer has
+        if stale not in used:
+            with contextlib.suppress(OSError):
+                stale.unlink()
     return predictor
 
 
