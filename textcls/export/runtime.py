@@ -58,8 +58,9 @@ def check_runtime(runtime: str, device: torch.device, precision: str) -> None:
     if runtime not in RUNTIMES:
         raise ConfigError(f"--runtime must be torch or onnx, got {runtime!r}")
     if runtime == "onnx" and (device.type != "cpu" or precision != "fp32"):
-        raise ConfigError(f"--runtime onnx runs fp32 on the CPU (here --device {device.type}, --precision {precision});"
-                          " add --device cpu and leave --precision at fp32, or use --runtime torch")
+        change = [f"--device cpu (not {device.type})"] if device.type != "cpu" else []
+        change += [f"--precision fp32 (not {precision})"] if precision != "fp32" else []
+        raise ConfigError(f"--runtime onnx runs fp32 on the CPU: pass {' and '.join(change)}, or use --runtime torch")
 
 
 def use_onnx(predictor: Predictor, run_dir: Path, max_length: int) -> Predictor:
