@@ -95,7 +95,8 @@ def test_a_graph_that_disagrees_with_torch_is_refused(ensemble_run, tmp_path, mo
 
 @pytest.mark.parametrize("options, message", [
     (["--runtime", "tvm"], "--runtime must be torch or onnx, got 'tvm'"),
-    (["--runtime", "onnx", "--precision", "bf16"], "--runtime onnx runs fp32 on the CPU: pass --precision fp32 (not bf16), or"),
+    (["--runtime", "onnx", "--precision", "bf16"],
+     "--runtime onnx runs fp32 on the CPU: pass --precision fp32 (not bf16), or use --runtime torch"),
 ])
 def test_runtime_options_it_cannot_take_exit_2(ensemble_run, tmp_path, options, message):
     (tmp_path / "in.txt").write_text("good\n")

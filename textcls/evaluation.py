@@ -16,7 +16,7 @@ from rich.table import Table
 from textcls.config import DataConfig
 from textcls.data.pipeline import labelled_rows
 from textcls.errors import ConfigError, DataError, data_error_hint, printable
-from textcls.export.runtime import use_onnx
+from textcls.export.runtime import with_runtime
 from textcls.io import open_output
 from textcls.mistakes import computed_once, errors_format, mistakes, write_mistakes
 from textcls.predictor import predictor_report, run_predictor
@@ -45,9 +45,8 @@ def evaluate_file(run: Run, data_file: str, report_path: Optional[str] = None, b
     with data_error_hint("the file is read with the run's data options; for a file laid out otherwise pass "
                          "--input-format, --text-column, --label-column, --header or --encoding"):
         rows, skipped = labelled_rows(data_file, dataclasses.replace(run.cfg.data, **(reading or {})), run.labels)
-    predictor = run_predictor(run, batch_size, device, precision)  # each tokenizer group tokenizes the rows itself
-    if runtime == "onnx":
-        predictor = use_onnx(predictor, run.path, run.cfg.data.max_length)
+    # each tokenizer group tokenizes the rows itself
+    predictor = with_runtime(run_predictor(run, batch_size, device, precision), run, runtime)
     with WorkProgress(f"eval {data_file}", len(rows.texts), enabled=not quiet, unit="rows") as progress:
         probs, predictor = computed_once(predictor, rows.texts, rows.pairs, progress.advance)
     if errors_path:

@@ -21,7 +21,7 @@ import torch
 from textcls.config import DataConfig
 from textcls.data.readers import SUFFIXES, Record, detect_format, has_header, iter_records
 from textcls.errors import ConfigError, DataError, data_error_hint
-from textcls.export.runtime import use_onnx
+from textcls.export.runtime import with_runtime
 from textcls.io import open_output
 from textcls.predictor import predict_ids, run_predictor, window_starts  # noqa: F401 (re-exported: bench/ and tests use them)
 from textcls.progress import WorkProgress
@@ -115,10 +115,8 @@ def predict_file(run: Run, input_path: str, output_path: Optional[str] = None, t
                         "input holds one text per line; give a CSV, TSV or JSONL input with both columns")
     keep = [] if echo in (None, "text", "line") else [int(echo) if echo.isdigit() else echo]
     records = iter_records(input_path, data_cfg, labelled=False, allow_empty=True, keep=keep)
-    predictor = run_predictor(run, batch_size, device, precision, chunk_long=bool(window_stride),
-                              stride=window_stride)
-    if runtime == "onnx":
-        predictor = use_onnx(predictor, run.path, run.cfg.data.max_length)
+    predictor = with_runtime(run_predictor(run, batch_size, device, precision, chunk_long=bool(window_stride),
+                                           stride=window_stride), run, runtime)
     count = 0
     # No progress while answering line by line, nor while the predictions scroll past on the same terminal.
     shown = not (quiet or stream or (output_path in (None, "-") and sys.stdout.isatty()))

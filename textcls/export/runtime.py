@@ -63,6 +63,12 @@ def check_runtime(runtime: str, device: torch.device, precision: str) -> None:
         raise ConfigError(f"--runtime onnx runs fp32 on the CPU: pass {' and '.join(change)}, or use --runtime torch")
 
 
+def with_runtime(predictor: Predictor, run, runtime: str) -> Predictor:
+    """A loaded run's predictor (run_predictor's) for `runtime`: as it is for torch; for onnx, with its
+    transformers run by onnxruntime."""
+    return use_onnx(predictor, run.path, run.cfg.data.max_length) if runtime == "onnx" else predictor
+
+
 def use_onnx(predictor: Predictor, run_dir: Path, max_length: int) -> Predictor:
     """`predictor` (run_predictor's, on the CPU in fp32) with each of its transformers run by onnxruntime."""
     ort = onnx_runtime("--runtime onnx")

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import torch
 
 from textcls.errors import ConfigError
-from textcls.export.runtime import use_onnx
+from textcls.export.runtime import with_runtime
 from textcls.predictor import run_predictor
 from textcls.run.load import load_run
 from textcls.serve.options import ServeOptions, check_options
@@ -45,9 +45,7 @@ def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, options: Opt
     options = options or ServeOptions()
     check_options(host, port, options)
     run = load_run(run_dir, device=device)
-    predictor = run_predictor(run, device=device, precision=precision)
-    if runtime == "onnx":
-        predictor = use_onnx(predictor, run.path, run.cfg.data.max_length)
+    predictor = with_runtime(run_predictor(run, device=device, precision=precision), run, runtime)
     app = build_app(run, predictor, options)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=GRACE_S, server_header=False)
