@@ -17,8 +17,8 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-import numpy as np
 import torch
 
 from textcls import __version__
@@ -98,7 +98,7 @@ def export_onnx(run: Run, output: Path | str, overwrite: bool = False) -> OnnxEx
         samples = run_samples(run, limit=CHECK_ROWS)
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         graph_inputs = [i.name for i in session.get_inputs()]
-        difference = _max_difference(run, wrapper, session, samples)
+        difference = max_difference(SessionProbabilities(session), wrapper, _sample_batches(run, samples))
         if not difference <= TOLERANCE:
             raise CheckpointError(
                 f"the ONNX model's probabilities differ from PyTorch's by up to {difference:.2e} on "
@@ -147,21 +147,38 @@ def export_graph(wrapper: Probabilities, path: Path, max_length: int) -> None:
         quiet.setLevel(level)
 
 
-def _max_difference(run: Run, wrapper: Probabilities, session, samples: Samples) -> float:
-    """The largest |onnxruntime - PyTorch| probability over the samples, in batches of several sizes and
-    lengths (the first batch holds one row, so batch 1 is checked too)."""
+class SessionProbabilities:
+    """An onnxruntime session of the exported graph as a predictor's batch function: (input_ids, mask,
+    type_ids) tensors -> (B, C) float32 probabilities, feeding the inputs the graph kept."""
+
+    def __init__(self, session):
+        self.session = session
+        self.inputs = {i.name for i in session.get_inputs()}
+
+    def __call__(self, input_ids: torch.Tensor, mask: torch.Tensor, type_ids: Optional[torch.Tensor]) -> torch.Tensor:
+        feed = {"input_ids": input_ids, "attention_mask": mask.long()}
+        if "token_type_ids" in self.inputs:
+            feed["token_type_ids"] = torch.zeros_like(input_ids) if type_ids is None else type_ids
+        out = self.session.run(["probabilities"], {k: v.cpu().numpy() for k, v in feed.items() if k in self.inputs})
+        return torch.from_numpy(out[0])
+
+
+def max_difference(graph: SessionProbabilities, wrapper: Probabilities, batches) -> float:
+    """The largest |onnxruntime - PyTorch| probability over `batches` of (input_ids, mask, type_ids)."""
+    worst = 0.0
+    for input_ids, mask, type_ids in batches:
+        with torch.inference_mode():
+            want = wrapper(input_ids, mask.long(), type_ids)
+        worst = max(worst, float((graph(input_ids, mask, type_ids) - want).abs().max()))
+    return worst
+
+
+def _sample_batches(run: Run, samples: Samples):
+    """The samples' padded batches: the first holds one row (so batch 1 is checked too), then CHECK_BATCH."""
     d = run.cfg.data
     ids, types = encode_texts(run.tokenizer, samples.texts, samples.pairs, d.max_length, d.truncation, d.head_tokens)
-    names = {i.name for i in session.get_inputs()}
-    worst, start, size = 0.0, 0, 1
+    start, size = 0, 1
     while start < len(ids):
         rows = slice(start, start + size)
-        input_ids, mask, type_ids = pad_batch(ids[rows], types[rows], run.tokenizer.token_to_id(PAD))
-        feed = {"input_ids": input_ids.numpy(), "attention_mask": mask.long().numpy(),
-                "token_type_ids": type_ids.numpy()}
-        got = session.run(["probabilities"], {k: v for k, v in feed.items() if k in names})[0]
-        with torch.inference_mode():
-            want = wrapper(input_ids, mask.long(), type_ids).numpy()
-        worst = max(worst, float(np.abs(got - want).max()))
+        yield pad_batch(ids[rows], types[rows], run.tokenizer.token_to_id(PAD))
         start, size = start + size, CHECK_BATCH
-    return worst

@@ -22,14 +22,20 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
 
-import numpy as np
 import torch
 
 from textcls import __version__
 from textcls.errors import CheckpointError, ConfigError
-from textcls.export.onnx import TOLERANCE, Probabilities, export_graph, is_quantized, onnx_runtime
+from textcls.export.onnx import (
+    TOLERANCE,
+    Probabilities,
+    SessionProbabilities,
+    export_graph,
+    is_quantized,
+    max_difference,
+    onnx_runtime,
+)
 from textcls.predictor import ModelPredictor, Predictor, WeightedMean
 from textcls.run.layout import ONNX_CACHE
 
@@ -37,20 +43,6 @@ log = logging.getLogger("textcls")
 
 RUNTIMES = ("torch", "onnx")
 CHECK_SHAPES = ((1, 1), (1, 9), (16, 3), (16, 40))  # (batch, tokens) the export is checked on, max_length capped
-
-
-class OnnxProbabilities:
-    """BatchProbabilities from an onnxruntime session: (input_ids, mask, type_ids) -> (B, C) float32."""
-
-    def __init__(self, session):
-        self.session = session
-        self.inputs = {i.name for i in session.get_inputs()}
-
-    def __call__(self, input_ids: torch.Tensor, mask: torch.Tensor, type_ids: Optional[torch.Tensor]) -> torch.Tensor:
-        feed = {"input_ids": input_ids, "attention_mask": mask.long(),
-                "token_type_ids": torch.zeros_like(input_ids) if type_ids is None else type_ids}
-        out = self.session.run(["probabilities"], {k: v.cpu().numpy() for k, v in feed.items() if k in self.inputs})
-        return torch.from_numpy(out[0])
 
 
 def check_runtime(runtime: str, device: torch.device, precision: str) -> None:
@@ -79,7 +71,7 @@ def use_onnx(predictor: Predictor, run_dir: Path, max_length: int) -> Predictor:
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # what PyTorch would have used
         options.inter_op_num_threads = 1
-        model_predictor.runtime = OnnxProbabilities(
+        model_predictor.runtime = SessionProbabilities(
             ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
     for stale in cache.glob("*.onnx") if cache.is_dir() else ():  # graphs of weights the run no longer has
         if stale not in used:
@@ -114,13 +106,10 @@ def _graph(predictor: ModelPredictor, cache: Path, max_length: int) -> Path:
     path = cache / f"{weights_digest(model, predictor.task)[:32]}.onnx"
     if path.is_file():
         return path
-    try:
+    with contextlib.suppress(OSError):
         cache.mkdir(exist_ok=True)
-        probe = cache / f".probe.{os.getpid()}.tmp"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:  # a read-only run directory: export for this process alone
-        log.info("%s cannot be written (%s); exporting into a temporary folder", cache, exc)
+    if not (cache.is_dir() and os.access(cache, os.W_OK)):  # a read-only run directory: this process alone
+        log.info("%s cannot be written; exporting into a temporary folder", cache)
         path = Path(tempfile.mkdtemp(prefix="textcls-onnx-")) / path.name
     log.info("exporting the model to ONNX for onnxruntime (once; kept in %s)", path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -138,19 +127,19 @@ def _graph(predictor: ModelPredictor, cache: Path, max_length: int) -> Path:
 def _check(wrapper: Probabilities, path: Path, max_length: int, vocab_size: int) -> None:
     """CheckpointError unless onnxruntime's probabilities match PyTorch's on seeded token ids."""
     ort = onnx_runtime("--runtime onnx")
-    run = OnnxProbabilities(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]))
+    graph = SessionProbabilities(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]))
+    worst = max_difference(graph, wrapper, _check_batches(max_length, vocab_size))
+    if not worst <= TOLERANCE:
+        raise CheckpointError(f"onnxruntime's probabilities differ from PyTorch's by up to {worst:.2e} on this run "
+                              f"(the check allows {TOLERANCE:g}); predict with --runtime torch")
+
+
+def _check_batches(max_length: int, vocab_size: int):
+    """Seeded (input_ids, mask, type_ids) batches of CHECK_SHAPES, rows after the first shorter (padded)."""
     generator = torch.Generator().manual_seed(0)
-    worst = 0.0
     for batch, tokens in CHECK_SHAPES:
         tokens = min(tokens, max_length)
         ids = torch.randint(min(5, vocab_size - 1), vocab_size, (batch, tokens), generator=generator)
         mask = torch.ones_like(ids, dtype=torch.bool)
-        mask[1:, max(1, tokens // 2):] = False  # shorter rows after the first: padding inside the batch
-        ids = ids.masked_fill(~mask, 0)
-        types = torch.zeros_like(ids)
-        with torch.inference_mode():
-            want = wrapper(ids, mask.long(), types).numpy()
-        worst = max(worst, float(np.abs(run(ids, mask, types).numpy() - want).max()))
-    if not worst <= TOLERANCE:
-        raise CheckpointError(f"onnxruntime's probabilities differ from PyTorch's by up to {worst:.2e} on this run "
-                              f"(the check allows {TOLERANCE:g}); predict with --runtime torch")
+        mask[1:, max(1, tokens // 2):] = False
+        yield ids.masked_fill(~mask, 0), mask, torch.zeros_like(ids)

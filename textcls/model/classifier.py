@@ -74,8 +74,7 @@ class TextClassifier(nn.Module):
 
     def pool(self, out: EncoderOutput, attention_mask: torch.Tensor | Packing) -> torch.Tensor:
         if out.first_only:  # (B, 1, H): the rows [CLS] pooling reads, already apart
-            x = out.hidden[-1]
-            return self.pooler(x, x.new_ones(x.shape[:2], dtype=torch.bool))
+            return self.pooler.from_first(out.hidden[-1][:, 0])
         k = self.cfg.pool_layers
         # Pre-norm layers output the un-normalized residual stream: each pooled one gets the final norm
         # (the last already has it; post-norm's final norm is the identity).

@@ -11,6 +11,8 @@ Elsewhere (CUDA draws masks in parallel) and outside training, torch's own dropo
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,9 +23,7 @@ LEVELS = 1 << 16
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | None = None) -> torch.Tensor:
     """Bool tensor of `shape`, each element True with probability (1 - p) rounded to 1/65,536."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     bits = torch.empty((n + LANES - 1) // LANES, dtype=torch.int64, device=device)
     bits.random_(-(1 << 63), (1 << 63) - 1)  # the full 64-bit range: every lane uniform on int16
     lanes = bits.view(torch.int16)[:n].view(shape)

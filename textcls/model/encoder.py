@@ -83,7 +83,7 @@ class Encoder(nn.Module):
             x = self.ffn[f](x, self.adapters.ffn[depth])
             if need_weights:
                 probs.append(p)
-            if return_all or depth == self.num_layers - 1:
+            if return_all or depth == last:
                 hidden.append(x)
         hidden[-1] = self.final_norm(hidden[-1])
         return hidden, probs

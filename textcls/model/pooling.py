@@ -32,8 +32,7 @@ class Pooler(nn.Module):
         """x (B, T, H) with mask (B, T) bool True on real tokens, or packed x (N, H) with its Packing -> (B, H)."""
         packing = mask if isinstance(mask, Packing) else None
         if self.kind in FIRST_TOKEN_POOLINGS:
-            first = x[:, 0] if packing is None else x[packing.first]  # (B, H)
-            return first if self.kind == "cls" else DENSE_ACTIVATIONS[self.kind](self.dense(first))
+            return self.from_first(x[:, 0] if packing is None else x[packing.first])
         if packing is not None:
             if self.kind == "last":
                 return x[packing.last]
@@ -45,6 +44,10 @@ class Pooler(nn.Module):
             return x.masked_fill(~m, torch.finfo(x.dtype).min).amax(1)
         last = mask.long().sum(1).clamp(min=1) - 1  # (B,) index of the last real token
         return x.gather(1, last.view(-1, 1, 1).expand(-1, 1, x.shape[-1])).squeeze(1)
+
+    def from_first(self, first: torch.Tensor) -> torch.Tensor:
+        """A first-token pooling of each sequence's first row, (B, H) -> (B, H)."""
+        return first if self.kind == "cls" else DENSE_ACTIVATIONS[self.kind](self.dense(first))
 
 
 def token_mean(x: torch.Tensor, mask: torch.Tensor | Packing) -> torch.Tensor:
