@@ -3,11 +3,10 @@
     PYTHONPATH=. python bench/linear_kernels.py                # the shapes of textcls's small models and MiniLM
     PYTHONPATH=. python bench/linear_kernels.py --threads 1
 
-Forward: `F.linear` (MKL) against `torch._C._nn.mkldnn_linear` on tensors already in oneDNN's blocked layout
-(the kernel alone: what a graph runtime that keeps that layout, such as onnxruntime's, can reach), in GFLOP/s.
-Forward + backward (y = x W^T + b, dx = dy W, dW = dy^T x): MKL against the same three products through
-`mkldnn_linear` with the layout conversions a training step would need (inputs, weights and the gradient
-converted every step, as the weights change). The figures behind docs/speed.md's "where the time goes".
+Forward, in GFLOP/s: `F.linear` (MKL) against textcls's `linear` (textcls/model/linear.py: oneDNN's inner
+product on the same plain row-major tensors) without autograd, as prediction runs it. Forward + backward
+(y = x W^T + b, then dx, dW and db through autograd, as a training step runs it), in ms: the same two, with
+their largest difference relative to the output's scale. The figures behind docs/speed.md's "where the time goes".
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from textcls.device import machine_summary
+from textcls.model.linear import linear
 
 # (tokens, in, out): small-model SST-2 and ChnSentiCorp batches (32 x 17, 32 x 81), MiniLM's 64 x 26
 SHAPES = [(544, 256, 1024), (2592, 256, 1024), (2592, 1024, 256), (1664, 384, 1536), (1664, 1536, 384)]
@@ -33,16 +33,12 @@ def seconds(fn, reps: int) -> float:
     return (time.perf_counter() - started) / reps
 
 
-def mkl_step(x, w, b, g):
-    return F.linear(x, w, b), g @ w, g.t() @ x
-
-
-def onednn_step(x, w, b, g):
-    dense = torch._C._nn.mkldnn_linear
-    y = dense(x.to_mkldnn(), w.to_mkldnn(), b.to_mkldnn()).to_dense()
-    dx = dense(g.to_mkldnn(), w.t().contiguous().to_mkldnn()).to_dense()
-    dw = dense(g.t().contiguous().to_mkldnn(), x.t().contiguous().to_mkldnn()).to_dense()
-    return y, dx, dw
+def training_step(fn, x, w, b, g):
+    """y = fn(x, w, b) and its backward from g: (y, dx, dW, db)."""
+    x, w, b = (t.detach().requires_grad_() for t in (x, w, b))
+    y = fn(x, w, b)
+    y.backward(g)
+    return y.detach(), x.grad, w.grad, b.grad
 
 
 def main() -> None:
@@ -53,20 +49,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(machine_summary())
-    print(f"{'tokens x in -> out':>22} {'fwd MKL':>9} {'fwd oneDNN':>10} {'fwd+bwd MKL':>12} {'oneDNN+conv':>12} "
+    print(f"{'tokens x in -> out':>22} {'fwd MKL':>9} {'fwd oneDNN':>10} {'fwd+bwd MKL':>12} {'fwd+bwd oneDNN':>14} "
           f"{'ratio':>6} {'rel err':>8}")
     for m, k, n in SHAPES:
         x, w, b, g = torch.randn(m, k), torch.randn(n, k), torch.randn(n), torch.randn(m, n)
         flops = 2 * m * k * n
-        xm, wm, bm = x.to_mkldnn(), w.to_mkldnn(), b.to_mkldnn()
-        fwd_mkl = flops / seconds(lambda: F.linear(x, w, b), args.reps) / 1e9
-        fwd_dnn = flops / seconds(lambda: torch._C._nn.mkldnn_linear(xm, wm, bm), args.reps) / 1e9
-        step_mkl = seconds(lambda: mkl_step(x, w, b, g), args.reps)
-        step_dnn = seconds(lambda: onednn_step(x, w, b, g), args.reps)
-        err = max(float((u - v).abs().max() / u.abs().max()) for u, v in zip(mkl_step(x, w, b, g),
-                                                                               onednn_step(x, w, b, g)))
+        with torch.no_grad():
+            fwd_mkl = flops / seconds(lambda: F.linear(x, w, b), args.reps) / 1e9
+            fwd_dnn = flops / seconds(lambda: linear(x, w, b), args.reps) / 1e9
+        step_mkl = seconds(lambda: training_step(F.linear, x, w, b, g), args.reps)
+        step_dnn = seconds(lambda: training_step(linear, x, w, b, g), args.reps)
+        err = max(float((u - v).abs().max() / u.abs().max()) for u, v in zip(training_step(F.linear, x, w, b, g),
+                                                                               training_step(linear, x, w, b, g)))
         print(f"{m:>8} x {k:>4} -> {n:>4} {fwd_mkl:>6.0f} GF {fwd_dnn:>7.0f} GF {step_mkl * 1e3:>9.2f} ms "
-              f"{step_dnn * 1e3:>9.2f} ms {step_mkl / step_dnn:>5.2f}x {err:>8.1e}")
+              f"{step_dnn * 1e3:>11.2f} ms {step_mkl / step_dnn:>5.2f}x {err:>8.1e}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from torch import nn
 from textcls.config import AdapterConfig, ModelConfig
 from textcls.model.attention import attention_bias
 from textcls.model.layer import ACTIVATIONS, AttentionBlock, FeedForwardBlock
+from textcls.model.linear import Linear
 from textcls.model.packing import Packing
 
 DEFAULT_SIZE = 64
@@ -42,8 +43,8 @@ class BottleneckAdapter(nn.Module):
 
     def __init__(self, hidden_size: int, size: int, activation: str, init_scale: float):
         super().__init__()
-        self.down = nn.Linear(hidden_size, size)
-        self.up = nn.Linear(size, hidden_size)
+        self.down = Linear(hidden_size, size)
+        self.up = Linear(size, hidden_size)
         self.act = ACTIVATIONS[activation]
         self.init_scale = init_scale
         self.reset_near_identity()
@@ -148,15 +149,15 @@ class SideNetwork(nn.Module):
         s = bottleneck_size(cfg)
         heads = cfg.num_heads if s % cfg.num_heads == 0 else 1
         self.depths = side_depths(a, cfg.num_layers)
-        self.taps = nn.ModuleList(nn.Linear(h, s) for _ in self.depths)
+        self.taps = nn.ModuleList(Linear(h, s) for _ in self.depths)
         self.attention = nn.ModuleList(
             AttentionBlock(s, heads, cfg.dropout, cfg.dropout, cfg.layer_norm_eps, pre_norm=False)
             for _ in range(len(self.depths) * a.side_layers))
         self.ffn = nn.ModuleList(
             FeedForwardBlock(s, 4 * s, cfg.activation, cfg.dropout, cfg.layer_norm_eps, pre_norm=False)
             for _ in range(len(self.depths) * a.side_layers))
-        self.out = nn.Linear(s, h)
-        self.merge = nn.Linear(2 * h, h)
+        self.out = Linear(s, h)
+        self.merge = Linear(2 * h, h)
         self.identity = nn.Identity()  # the blocks' adapter slot
         self.side_layers = a.side_layers
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from textcls.model.dropout import dropout
+from textcls.model.linear import Linear
 from textcls.model.packing import Packing
 
 try:
@@ -55,8 +56,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-        self.out = nn.Linear(hidden_size, hidden_size)
+        self.qkv = Linear(hidden_size, 3 * hidden_size)
+        self.out = Linear(hidden_size, hidden_size)
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | Packing | None, need_weights: bool = False,

@@ -17,6 +17,7 @@ from textcls.model.adapters import build_side
 from textcls.model.dropout import Dropout
 from textcls.model.embeddings import Embeddings
 from textcls.model.encoder import Encoder
+from textcls.model.linear import Linear
 from textcls.model.packing import Packing
 from textcls.model.pooling import FIRST_TOKEN_POOLINGS, Pooler, token_mean
 
@@ -40,7 +41,7 @@ class TextClassifier(nn.Module):
         self.pooler = Pooler(cfg.pooling, cfg.hidden_size)
         drop = cfg.dropout if cfg.classifier_dropout is None else cfg.classifier_dropout
         self.head_dropout = Dropout(drop)
-        self.head = nn.Linear(cfg.hidden_size, num_labels)
+        self.head = Linear(cfg.hidden_size, num_labels)
         self.padding_free = cfg.padding_free  # how batches run, not a weight: no state-dict key
         self.apply(self._init_weights)
 

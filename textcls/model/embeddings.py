@@ -9,6 +9,7 @@ from torch import nn
 
 from textcls.config import ModelConfig
 from textcls.model.dropout import Dropout
+from textcls.model.linear import Linear
 from textcls.model.packing import Packing
 
 
@@ -83,7 +84,7 @@ class Embeddings(nn.Module):
         self.scale = math.sqrt(e) if cfg.scale_embeddings else 1.0
         rank = cfg.embeddings.word_rank
         self.word = nn.Embedding(vocab_size, rank or e, padding_idx=pad_id)
-        self.word_project = nn.Linear(rank, e) if rank else None  # a low-rank word table: (V, r) -> (V, E)
+        self.word_project = Linear(rank, e) if rank else None  # a low-rank word table: (V, r) -> (V, E)
         ngrams = cfg.embeddings.ngram_orders
         self.ngram = NgramEmbedding(ngrams, cfg.embeddings.ngram_buckets, e, pad_id) if ngrams else None
         if cfg.position == "learned":
@@ -100,7 +101,7 @@ class Embeddings(nn.Module):
         self.segment = nn.Embedding(cfg.type_vocab_size, e) if cfg.type_vocab_size > 0 else None
         self.norm = nn.LayerNorm(e, eps=cfg.layer_norm_eps)
         self.dropout = Dropout(cfg.dropout)
-        self.project = nn.Linear(e, cfg.hidden_size) if e != cfg.hidden_size else nn.Identity()
+        self.project = Linear(e, cfg.hidden_size) if e != cfg.hidden_size else nn.Identity()
         self.kind = cfg.position
         self.position_offset = cfg.position_offset
 

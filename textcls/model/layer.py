@@ -14,6 +14,7 @@ from torch import nn
 
 from textcls.model.attention import SelfAttention
 from textcls.model.dropout import Dropout
+from textcls.model.linear import Linear
 from textcls.model.packing import Packing, first_tokens
 
 ACTIVATIONS = {
@@ -53,8 +54,8 @@ class FeedForwardBlock(nn.Module):
     def __init__(self, hidden_size: int, intermediate_size: int, activation: str, dropout: float,
                  eps: float, pre_norm: bool):
         super().__init__()
-        self.up = nn.Linear(hidden_size, intermediate_size)
-        self.down = nn.Linear(intermediate_size, hidden_size)
+        self.up = Linear(hidden_size, intermediate_size)
+        self.down = Linear(intermediate_size, hidden_size)
         self.norm = nn.LayerNorm(hidden_size, eps=eps)
         self.dropout = Dropout(dropout)
         self.act = ACTIVATIONS[activation]

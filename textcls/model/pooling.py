@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textcls.model.linear import Linear
 from textcls.model.packing import Packing
 
 POOLINGS = ("cls", "cls_tanh", "cls_relu", "cls_gelu", "mean", "max", "last")
@@ -26,7 +27,7 @@ class Pooler(nn.Module):
             raise ValueError(f"unknown pooling {kind!r}")
         self.kind = kind
         # The dense kinds have a Linear(H, H); the others have no parameters.
-        self.dense = nn.Linear(hidden_size, hidden_size) if kind in DENSE_ACTIVATIONS else nn.Identity()
+        self.dense = Linear(hidden_size, hidden_size) if kind in DENSE_ACTIVATIONS else nn.Identity()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | Packing) -> torch.Tensor:
         """x (B, T, H) with mask (B, T) bool True on real tokens, or packed x (N, H) with its Packing -> (B, H)."""
