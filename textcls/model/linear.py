@@ -2,7 +2,7 @@
 
 PyTorch computes an fp32 `F.linear` on the CPU with its BLAS (MKL in the x86 wheels), and keeps oneDNN for
 bf16. On the project machine (AMD EPYC, AVX-512) MKL's sgemm ran the model's Linear shapes at 190-230 GFLOP/s
-and oneDNN's inner product, on the same plain row-major tensors, at 450-500 (`bench/linear_kernels.py`).
+and oneDNN's inner product, on the same plain row-major tensors, at 400-500 (`bench/linear_kernels.py`).
 `linear` takes oneDNN's kernel for fp32 CPU tensors, and its backward does the same for both products
 (dx = dy W, dW = dy^T x). The results are fp32 sums in another order: equal to `F.linear`'s within float
 rounding, not bit for bit. Everywhere else (CUDA, bf16 or autocast, a graph being traced or exported, a
