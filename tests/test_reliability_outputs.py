@@ -145,3 +145,26 @@ def test_plot_writes_its_own_picture_but_no_other_run_file(trained, work):
     refused(cli("plot", trained, "-o", trained / "config.yaml"), "file of the run directory")
     assert (trained / "config.yaml").read_bytes() == before
     assert cli("plot", trained).exit_code == 0 and (trained / "curves.png").stat().st_size > 0
+
+
+def test_a_signal_inside_mkstemp_leaves_no_temp_file(tmp_path, monkeypatch):
+    """SIGTERM lands as an exception wherever Python checks for signals, also inside mkstemp after it made the
+    file and before it returned the name: atomic_open must still remove it (and leave others' temps alone)."""
+    import tempfile
+
+    from textcls.io import atomic_open
+
+    other = tmp_path / ".preds.jsonl.1.abcd.tmp"  # pid 1 is alive: another process's write in progress
+    other.write_text("")
+    made = tempfile.mkstemp
+
+    def interrupted(*args, **kwargs):
+        fd, name = made(*args, **kwargs)
+        os.close(fd)
+        raise KeyboardInterrupt  # what textcls's SIGTERM handler raises, at mkstemp's last call
+
+    monkeypatch.setattr(tempfile, "mkstemp", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_open(tmp_path / "preds.jsonl") as handle:
+            handle.write("never")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]

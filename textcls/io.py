@@ -37,7 +37,14 @@ def atomic_open(path: Path | str, mode: str = "w", encoding: str | None = "utf-8
         kept_mode = stat.S_IMODE(os.stat(path).st_mode)  # an existing file keeps its permissions
     except OSError:
         kept_mode = _default_mode()  # mkstemp makes 0600 files; give the usual permissions
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    prefix = f".{path.name}.{os.getpid()}."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+    except BaseException:  # a signal inside mkstemp, after it made the file, leaves a name never returned
+        for sibling in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+            with contextlib.suppress(OSError):
+                sibling.unlink()
+        raise
     try:
         os.chmod(tmp, kept_mode)
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
