@@ -16,7 +16,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from textcls.errors import CheckpointError, TextclsError
 
@@ -37,13 +37,10 @@ def atomic_open(path: Path | str, mode: str = "w", encoding: str | None = "utf-8
         kept_mode = stat.S_IMODE(os.stat(path).st_mode)  # an existing file keeps its permissions
     except OSError:
         kept_mode = _default_mode()  # mkstemp makes 0600 files; give the usual permissions
-    prefix = f".{path.name}.{os.getpid()}."
     try:
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     except BaseException:  # a signal inside mkstemp, after it made the file, leaves a name never returned
-        for sibling in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-            with contextlib.suppress(OSError):
-                sibling.unlink()
+        _remove_temps(path, lambda pid: pid == os.getpid())
         raise
     try:
         os.chmod(tmp, kept_mode)
@@ -94,11 +91,16 @@ def open_output(path: Path | str, mode: str = "w", encoding: str | None = "utf-8
 
 
 def _remove_orphaned_temps(path: Path) -> None:
-    """Temp files of earlier writes to `path` whose process is gone (killed with -9): `.NAME.PID.*.tmp`."""
+    """Temp files of earlier writes to `path` whose process is gone (killed with -9)."""
+    _remove_temps(path, lambda pid: not process_exists(pid))
+
+
+def _remove_temps(path: Path, whose: Callable[[int], bool]) -> None:
+    """The temp files of writes to `path` (`.NAME.PID.*.tmp`) whose PID `whose` picks."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp")
     for sibling in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         match = pattern.fullmatch(sibling.name)
-        if match and not process_exists(int(match.group(1))):
+        if match and whose(int(match.group(1))):
             with contextlib.suppress(OSError):
                 sibling.unlink()
 

@@ -1,11 +1,11 @@
 """`textcls predict --runtime onnx`: the run's transformers run in onnxruntime instead of PyTorch, on the CPU in
 fp32, with the same weights and the same probabilities within 1e-4.
 
-Why: PyTorch's fp32 Linear layers go through MKL, which on the project machine's AMD EPYC reached about
-200 GFLOP/s on a MiniLM layer's shapes where onnxruntime's own kernels ran the same graph 1.6-1.8x faster
-(docs/results.md). Everything around the model is unchanged: tokenizing, length-sorted batches, long-text
-windows, ensembles (one graph for members that share a tokenizer), tokenizer-variant groups and the n-gram
-model's share, which stays in Python.
+Why: a deployment may want onnxruntime's kernels. It ran MiniLM 1.6-1.8x faster than PyTorch when textcls's
+fp32 Linear layers went through MKL; with oneDNN's kernel (textcls.model.linear) PyTorch is now the faster of the
+two on the project machine (docs/speed.md). Everything around the model is unchanged: tokenizing, length-sorted
+batches, long-text windows, ensembles (one graph for members that share a tokenizer), tokenizer-variant groups
+and the n-gram model's share, which stays in Python.
 
 Each model is exported once (`torch.onnx.export`, as `textcls export --format onnx` does), checked against
 PyTorch on token ids of several batch sizes and lengths, and kept in the run directory's `onnx_cache/` under

@@ -59,7 +59,8 @@ class _InnerProduct(torch.autograd.Function):
         x, weight, bias = inputs
         ctx.save_for_backward(x, weight)
         _transposes.pop(weight, None)
-        _pending[weight] = _pending.get(weight, 0) + 1
+        if x.requires_grad:  # the backward products that will ask _transposed for W^T
+            _pending[weight] = _pending.get(weight, 0) + 1
         ctx.has_bias = bias is not None
 
     @staticmethod
