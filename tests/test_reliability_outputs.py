@@ -168,3 +168,23 @@ def test_a_signal_inside_mkstemp_leaves_no_temp_file(tmp_path, monkeypatch):
         with atomic_open(tmp_path / "preds.jsonl") as handle:
             handle.write("never")
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]
+
+
+def test_a_signal_inside_mkdtemp_leaves_no_temp_folder(tmp_path, monkeypatch):
+    """The same for the tokenization cache's build folders (make_temp_dir): SIGTERM inside mkdtemp, after
+    it made the folder, must not leave it behind."""
+    import tempfile
+
+    from textcls.io import make_temp_dir
+
+    made = tempfile.mkdtemp
+
+    def interrupted(*args, **kwargs):
+        made(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tempfile, "mkdtemp", interrupted)
+    (tmp_path / ".run.abcd").mkdir()  # another writer's folder of the same prefix, there before
+    with pytest.raises(KeyboardInterrupt):
+        make_temp_dir(".run.", tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [".run.abcd"]

@@ -122,9 +122,18 @@ def _default_mode(base: int = 0o666) -> int:
 
 
 def make_temp_dir(prefix: str, parent: Path | str) -> Path:
-    """A temp folder to fill and rename into place, with the usual permissions (mkdtemp makes 0700)."""
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    os.chmod(tmp, _default_mode(0o777))
+    """A temp folder to fill and rename into place, with the usual permissions (mkdtemp makes 0700). A signal
+    inside mkdtemp, after it made the folder and before it returned the name, removes the `prefix` folder that
+    was not there before the call, then goes on."""
+    pattern = f"{glob.escape(prefix)}*"
+    before = set(Path(parent).glob(pattern))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        os.chmod(tmp, _default_mode(0o777))
+    except BaseException:
+        for made in set(Path(parent).glob(pattern)) - before:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
     return tmp
 
 

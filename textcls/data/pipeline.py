@@ -227,14 +227,14 @@ def tokenize_file(path: str, cfg: DataConfig, tok: Tokenizer, labels: Optional[l
         labels = build_labels(([namer(x) for x in r.labels] for r in records), cfg)
     has_pairs = len(cfg.text_columns) == 2
     raw = _records_to_dataset(records, _label_columns(path, cfg, labels), has_pairs)
+    what = f"tokenizing {path}" + (f" ({part['rows']} rows)" if part and part.get("rows") else "")
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         _remove_orphaned_builds(entry)
         tmp = make_temp_dir(f"{entry.name}.{os.getpid()}.", entry.parent)
     except OSError as exc:
         raise DataError(_cache_problem(entry.parent, exc)) from None
-    what = f"tokenizing {path}" + (f" ({part['rows']} rows)" if part and part.get("rows") else "")
-    try:
+    try:  # nothing that could take a signal between the folder's making and this block
         with WorkProgress(what, len(records), enabled=not quiet, unit="rows") as progress:
             raw.map(_counted(_encode_map(tok, cfg, has_pairs), progress), batched=True, batch_size=1000,
                     remove_columns=[c for c in ("text", "text_pair") if c in raw.column_names],
