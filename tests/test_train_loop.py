@@ -195,6 +195,10 @@ def test_machine_summary_names_the_cpu_its_speed_flags_and_threads(tmp_path, mon
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu sse avx2 avx512f amx_bf16 xyz\n")
     assert device._cpu_model_and_flags(str(info)) == ("Example CPU 9000", ["avx2", "avx512f", "amx_bf16"])
+    # a virtual machine's generic name gets the family and model numbers that tell its CPUs apart
+    info.write_text("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\nflags\t\t: avx2\n"
+                    "processor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\n")
+    assert device._cpu_model_and_flags(str(info)) == ("AMD EPYC, family 25 model 17", ["avx2"])
     monkeypatch.setattr(device, "_cpu_model_and_flags", lambda: ("Example CPU 9000", []))
     line = device.machine_summary()
     assert "Example CPU 9000 (no AVX2/AVX-512/AMX)" in line and f"{torch.get_num_threads()} threads" in line

@@ -75,21 +75,26 @@ RELEVANT_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile
 
 
 def _cpu_model_and_flags(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
+    """The first CPU's name, with its family and model numbers where /proc/cpuinfo gives them (a virtual
+    machine's name is often just "AMD EPYC", the same for CPUs whose speeds differ 2x), and its RELEVANT flags."""
     import platform
 
-    model, flags = platform.processor() or platform.machine(), set()
+    fields, flags = {}, set()
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and value.strip():
-                    model = value.strip()
-                elif key.strip() in ("flags", "Features"):
+                key, value = key.strip(), value.strip()
+                if key in ("flags", "Features"):
                     flags = set(value.split())
-                if flags and model:
-                    break
+                    break  # the first CPU's block is read
+                if value and key not in fields:
+                    fields[key] = value
     except OSError:  # not Linux: the platform's name, no flags
         pass
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        model = f"{model}, family {fields['cpu family']} model {fields['model']}"
     return model, [f for f in RELEVANT_CPU_FLAGS if f in flags]
 
 
