@@ -19,6 +19,7 @@ import torch
 
 from textcls.config import Config, TrainConfig, save_config
 from textcls.data.tokenizer import load_tokenizer
+from textcls.device import reuse_freed_memory
 from textcls.errors import ConfigError
 from textcls.io import atomic_write_text
 from textcls.pretrain.corpus import Corpus, build_corpus
@@ -84,6 +85,7 @@ def _pretrain(cfg: Config, run_dir: Path, resume: bool, quiet: bool) -> Pretrain
     t, p = cfg.train, cfg.pretrain
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
+    reuse_freed_memory()
     device = distributed.setup(select_device(t.device))  # cuda:LOCAL_RANK under torchrun
     main = distributed.is_main()  # only rank 0 writes files and prints
     metrics = MetricsLog(run_dir, enabled=main)

@@ -22,6 +22,7 @@ from textcls.data.batching import lengths_of
 from textcls.data.labels import load_labels
 from textcls.data.pipeline import PreparedData, prepare_data
 from textcls.data.tokenizer import PAD, UNK, load_tokenizer, special_ids
+from textcls.device import reuse_freed_memory
 from textcls.errors import CheckpointError, ConfigError
 from textcls.model.trainable import apply_trainable, count_trainable, is_adapter_param
 from textcls.model.word_vectors import init_word_embeddings
@@ -165,6 +166,7 @@ def start_run(cfg: Config, run_dir: Path, resume: bool):
     t = cfg.train
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
+    reuse_freed_memory()
     device = distributed.setup(select_device(t.device))  # cuda:LOCAL_RANK under torchrun
     check_device_options(cfg, device)
     main = distributed.is_main()  # only rank 0 writes files and prints

@@ -1,0 +1,44 @@
+"""reuse_freed_memory: glibc's malloc keeps large freed blocks for later requests (textcls/device.py)."""
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                                reason="glibc's malloc only")
+
+# Page faults while a 64 MB tensor is made and filled a second time, after an equal one was freed.
+SCRIPT = """
+import resource, sys, torch
+from textcls.device import reuse_freed_memory
+print(reuse_freed_memory() if sys.argv[1] == "on" else False)
+for round in range(2):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = torch.zeros(16 * 1024 * 1024)
+    del block
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def faults(mode: str, **env) -> tuple[str, int]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k not in ("LD_PRELOAD",
+                                                                                              "GLIBC_TUNABLES")}
+    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], env={**clean, **env}, capture_output=True, text=True,
+                         check=True).stdout.split()
+    return out[0], int(out[1])
+
+
+def test_a_freed_block_over_32_mib_is_reused_without_new_page_faults():
+    applied, reused = faults("on")
+    assert applied == "True"
+    assert reused < 1000  # the freed 64 MB came back from the heap, its pages already there
+    _, fresh = faults("off")
+    assert fresh > 10000  # glibc's default: a new mapping, 16,384 pages faulted in again
+
+
+def test_a_user_tuned_malloc_is_left_as_it_is():
+    applied, reused = faults("on", MALLOC_ARENA_MAX="2")
+    assert applied == "False" and reused > 10000
