@@ -42,3 +42,14 @@ def test_a_freed_block_over_32_mib_is_reused_without_new_page_faults():
 def test_a_user_tuned_malloc_is_left_as_it_is():
     applied, reused = faults("on", MALLOC_ARENA_MAX="2")
     assert applied == "False" and reused > 10000
+
+
+def test_training_turns_the_reuse_on(tmp_path, monkeypatch):
+    from test_train_resume import small_config
+    from textcls.train import classify
+    from textcls.train.loop import train
+
+    calls = []
+    monkeypatch.setattr(classify, "reuse_freed_memory", lambda: calls.append(True) or True)
+    train(small_config(tmp_path, "run", max_steps=1), quiet=True)
+    assert calls == [True]
