@@ -10,13 +10,16 @@ import pytest
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
                                 reason="glibc's malloc only")
 
-# Page faults while a 64 MB tensor is made and filled a second time, after an equal one was freed.
+# Page faults in the last 8 of 24 rounds that make and free a 64 MB tensor (a step's gradient of that size).
+# The first rounds may still fault: torch's aligned allocation leaves a small chunk after each block, and a freed
+# block joins its neighbours (and can serve the same request again) only once those are consolidated.
 SCRIPT = """
 import resource, sys, torch
 from textcls.device import reuse_freed_memory
 print(reuse_freed_memory() if sys.argv[1] == "on" else False)
-for round in range(2):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for round in range(24):
+    if round == 16:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     block = torch.zeros(16 * 1024 * 1024)
     del block
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -31,17 +34,17 @@ def faults(mode: str, **env) -> tuple[str, int]:
     return out[0], int(out[1])
 
 
-def test_a_freed_block_over_32_mib_is_reused_without_new_page_faults():
+def test_freed_blocks_over_32_mib_are_reused_without_new_page_faults():
     applied, reused = faults("on")
     assert applied == "True"
-    assert reused < 1000  # the freed 64 MB came back from the heap, its pages already there
+    assert reused < 1000  # the freed 64 MB comes back from the heap, its pages already there
     _, fresh = faults("off")
-    assert fresh > 10000  # glibc's default: a new mapping, 16,384 pages faulted in again
+    assert fresh > 8 * 10000  # glibc's default: a new mapping each round, 16,384 pages faulted in again
 
 
 def test_a_user_tuned_malloc_is_left_as_it_is():
     applied, reused = faults("on", MALLOC_ARENA_MAX="2")
-    assert applied == "False" and reused > 10000
+    assert applied == "False" and reused > 8 * 10000
 
 
 def test_training_turns_the_reuse_on(tmp_path, monkeypatch):
