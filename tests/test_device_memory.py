@@ -56,3 +56,18 @@ def test_training_turns_the_reuse_on(tmp_path, monkeypatch):
     monkeypatch.setattr(classify, "reuse_freed_memory", lambda: calls.append(True) or True)
     train(small_config(tmp_path, "run", max_steps=1), quiet=True)
     assert calls == [True]
+
+
+def test_prediction_turns_the_reuse_on(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from textcls import predictor
+
+    calls = []
+    monkeypatch.setattr(predictor, "reuse_freed_memory", lambda: calls.append(True) or True)
+    run = SimpleNamespace(groups=None, model=torch.nn.Identity(), tokenizer=None, cfg=SimpleNamespace(data=None),
+                          labels=["a", "b"], nblr=None)
+    assert isinstance(predictor.run_predictor(run), predictor.ModelPredictor)
+    assert calls == [True]

@@ -72,7 +72,7 @@ def available_memory(device: torch.device) -> int | None:
 
 
 REUSED_BLOCK = 1 << 30  # bytes: malloc blocks up to this size are reused after free rather than unmapped
-_reusing = False
+_reusing = None  # whether reuse_freed_memory took effect, once it has been asked
 
 
 def reuse_freed_memory() -> bool:
@@ -85,13 +85,17 @@ def reuse_freed_memory() -> bool:
     guide suggests preloading jemalloc or tcmalloc for the same reason; this is the in-process setting for glibc.
     The price is memory held: torch's aligned allocations leave a small chunk after each block, so a freed block
     serves the same request again only once its neighbours are consolidated, a few steps in. MiniLM's training
-    process settles about 200 MB above glibc's default. Training calls this once. It changes nothing where the C
-    library is not glibc, or where the environment already tunes malloc (MALLOC_*_ or GLIBC_TUNABLES) or preloads
-    another allocator (LD_PRELOAD). Returns whether it is on.
+    process settles about 200 MB above glibc's default. Training and prediction call this. It changes nothing
+    where the C library is not glibc, or where the environment already tunes malloc (MALLOC_*_ or GLIBC_TUNABLES)
+    or preloads another allocator (LD_PRELOAD). Returns whether it is on.
     """
     global _reusing
-    if _reusing:
-        return True
+    if _reusing is None:
+        _reusing = _set_malloc_thresholds()
+    return _reusing
+
+
+def _set_malloc_thresholds() -> bool:
     import ctypes
     import platform
     import sys
@@ -104,9 +108,7 @@ def reuse_freed_memory() -> bool:
     except OSError:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
-    _reusing = bool(libc.mallopt(m_mmap_threshold, REUSED_BLOCK)) and bool(libc.mallopt(m_trim_threshold,
-                                                                                           REUSED_BLOCK))
-    return _reusing
+    return bool(libc.mallopt(m_mmap_threshold, REUSED_BLOCK)) and bool(libc.mallopt(m_trim_threshold, REUSED_BLOCK))
 
 
 RELEVANT_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")

@@ -24,7 +24,7 @@ from textcls.config import DataConfig
 from textcls.data.batching import pad_batch
 from textcls.data.pipeline import encode_texts
 from textcls.data.tokenizer import CLS, PAD, SEP, encode_batch_safely
-from textcls.device import autocast_context
+from textcls.device import autocast_context, reuse_freed_memory
 from textcls.metrics import METRICS, report_from_probabilities
 from textcls.model.ensemble import EnsembleClassifier
 
@@ -227,7 +227,9 @@ def run_predictor(run, batch_size: int = 64, device: torch.device = torch.device
                   chunk_long: bool = False, stride: Optional[int] = None, nblr: bool = True) -> Predictor:
     """The predictor of a loaded run (textcls.run.load.Run): its model, or its ensemble (soft voting), or its
     tokenizer groups' member-weighted mean; with its NB-LR model's share mixed in (`nblr=False`: without).
-    The model(s) must already be on `device` (load_run(..., device=) puts them there)."""
+    The model(s) must already be on `device` (load_run(..., device=) puts them there). Large freed blocks are
+    reused from here on (textcls.device.reuse_freed_memory): batches of long texts make several each."""
+    reuse_freed_memory()
     options = dict(batch_size=batch_size, device=device, precision=precision, chunk_long=chunk_long, stride=stride)
     if run.groups:
         base: Predictor = WeightedMean([run_predictor(group, nblr=False, **options) for group, _ in run.groups],
