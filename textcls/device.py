@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -72,9 +73,9 @@ def available_memory(device: torch.device) -> int | None:
 
 
 REUSED_BLOCK = 1 << 30  # bytes: malloc blocks up to this size are reused after free rather than unmapped
-_reusing = None  # whether reuse_freed_memory took effect, once it has been asked
 
 
+@functools.cache  # decided once per process
 def reuse_freed_memory() -> bool:
     """Have glibc's malloc keep freed blocks of up to 1 GiB for later requests instead of unmapping them.
 
@@ -89,13 +90,6 @@ def reuse_freed_memory() -> bool:
     where the C library is not glibc, or where the environment already tunes malloc (MALLOC_*_ or GLIBC_TUNABLES)
     or preloads another allocator (LD_PRELOAD). Returns whether it is on.
     """
-    global _reusing
-    if _reusing is None:
-        _reusing = _set_malloc_thresholds()
-    return _reusing
-
-
-def _set_malloc_thresholds() -> bool:
     import ctypes
     import platform
     import sys

@@ -9,8 +9,8 @@ loaded model computes exactly what the quantized one did. Int8 layers run on the
 
 from __future__ import annotations
 
+import copy
 import warnings
-from copy import deepcopy as copy_module
 
 import torch
 from torch import nn
@@ -26,13 +26,13 @@ def quantize_linear(model: nn.Module) -> nn.Module:
     """A copy of `model` whose nn.Linear layers compute with int8 weights (activations quantized per batch)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    copy = copy_module(model)
-    for module in copy.modules():  # torch.ao converts exact nn.Linear layers; textcls's Linear only adds a kernel
+    model = copy.deepcopy(model)
+    for module in model.modules():  # torch.ao converts exact nn.Linear layers; textcls's Linear only adds a kernel
         if isinstance(module, Linear):
             module.__class__ = nn.Linear
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao on every call
         warnings.simplefilter("ignore")
-        return quantize_dynamic(copy, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+        return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
 def _quantized_layers(model: nn.Module) -> dict[str, nn.Module]:
